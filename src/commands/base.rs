@@ -1,0 +1,143 @@
+//! Base commands: identification, configuration, clocks, shutdown and
+//! restart (the reference's basecmd.c, sched.c and linux/main.c).
+
+use klipper_protocol::dictionary::{IDENTIFY, IDENTIFY_RESPONSE};
+use klipper_protocol::format::Arg;
+
+use crate::clock::CLOCK_FREQ;
+use crate::command::{
+    Args, CmdResult, Command, Constant, Module, Response, Shutdown, HF_IN_SHUTDOWN,
+};
+use crate::mcu::{Mcu, IS_SHUTDOWN, SHUTDOWN, STARTING};
+use crate::sched::{STATS, STATS_SUMSQ_BASE};
+
+/// Moves the MCU can queue; klippy sizes its step queues by it. The
+/// reference offers 1024; memory is cheap on a Pi, so offer more.
+pub const MOVE_COUNT: u16 = 4096;
+
+static IDENTIFY_RESP: Response = Response::new(IDENTIFY_RESPONSE);
+static CONFIG: Response = Response::new("config is_config=%c crc=%u is_shutdown=%c move_count=%hu");
+static CLOCK: Response = Response::new("clock clock=%u");
+static UPTIME: Response = Response::new("uptime high=%u clock=%u");
+
+const COMMAND_REQUEST: Shutdown = Shutdown("Command request");
+const ALREADY_FINALIZED: Shutdown = Shutdown("Already finalized");
+const OIDS_ALLOCATED: Shutdown = Shutdown("oids already allocated");
+const RESET_NOT_SHUTDOWN: Shutdown = Shutdown("config_reset only available when shutdown");
+const EXEC_FAILED: Shutdown = Shutdown("Unable to restart (execv failed)");
+
+fn identify(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let data = &mcu.registry.dictionary;
+    let offset = a.get(0) as usize;
+    let count = a.get(1) as u8 as usize;
+    let chunk = data
+        .get(offset..)
+        .map_or(&[][..], |d| &d[..count.min(d.len())]);
+    mcu.out.send(
+        &IDENTIFY_RESP,
+        &[Arg::Int(offset as u32), Arg::Bytes(chunk)],
+    );
+    Ok(())
+}
+
+fn allocate_oids(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    if mcu.oids.is_some() {
+        return Err(OIDS_ALLOCATED);
+    }
+    mcu.oids = Some(vec![None; a.get(0) as u8 as usize]);
+    Ok(())
+}
+
+fn get_config(mcu: &mut Mcu, _a: &Args) -> CmdResult {
+    let args = [
+        Arg::Int(mcu.is_finalized() as u32),
+        Arg::Int(mcu.config_crc),
+        Arg::Int(mcu.is_shutdown() as u32),
+        Arg::Int(mcu.move_count as u32),
+    ];
+    mcu.send(&CONFIG, &args);
+    Ok(())
+}
+
+fn finalize_config(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    if mcu.is_finalized() {
+        return Err(ALREADY_FINALIZED);
+    }
+    mcu.move_count = MOVE_COUNT;
+    mcu.config_crc = a.get(0);
+    Ok(())
+}
+
+fn get_clock(mcu: &mut Mcu, _a: &Args) -> CmdResult {
+    let now = mcu.clock.now();
+    mcu.send(&CLOCK, &[Arg::Int(now)]);
+    Ok(())
+}
+
+fn get_uptime(mcu: &mut Mcu, _a: &Args) -> CmdResult {
+    let now = mcu.clock.now64();
+    mcu.send(
+        &UPTIME,
+        &[Arg::Int((now >> 32) as u32), Arg::Int(now as u32)],
+    );
+    Ok(())
+}
+
+fn emergency_stop(_mcu: &mut Mcu, _a: &Args) -> CmdResult {
+    Err(COMMAND_REQUEST)
+}
+
+fn clear_shutdown(mcu: &mut Mcu, _a: &Args) -> CmdResult {
+    mcu.clear_shutdown()
+}
+
+/// As the reference on Linux: start the program afresh, so every device is
+/// released and the next configuration starts clean (FIRMWARE_RESTART).
+fn config_reset(mcu: &mut Mcu, _a: &Args) -> CmdResult {
+    if !mcu.is_shutdown() {
+        return Err(RESET_NOT_SHUTDOWN);
+    }
+    crate::restart::reexec(mcu);
+    Err(EXEC_FAILED)
+}
+
+static COMMANDS: [Command; 10] = [
+    Command::new(IDENTIFY, HF_IN_SHUTDOWN, identify),
+    Command::new("allocate_oids count=%c", 0, allocate_oids),
+    Command::new("get_config", HF_IN_SHUTDOWN, get_config),
+    Command::new("finalize_config crc=%u", 0, finalize_config),
+    Command::new("get_clock", HF_IN_SHUTDOWN, get_clock),
+    Command::new("get_uptime", HF_IN_SHUTDOWN, get_uptime),
+    Command::new("emergency_stop", HF_IN_SHUTDOWN, emergency_stop),
+    Command::new("clear_shutdown", HF_IN_SHUTDOWN, clear_shutdown),
+    Command::new("config_reset", HF_IN_SHUTDOWN, config_reset),
+    Command::new("debug_nop", HF_IN_SHUTDOWN, |_, _| Ok(())),
+];
+
+pub static MODULE: Module = Module {
+    commands: &COMMANDS,
+    responses: &[
+        &IDENTIFY_RESP,
+        &CONFIG,
+        &CLOCK,
+        &UPTIME,
+        &STARTING,
+        &SHUTDOWN,
+        &IS_SHUTDOWN,
+        &STATS,
+    ],
+    constants: &[
+        ("MCU", Constant::Str("linux")),
+        ("CLOCK_FREQ", Constant::Int(CLOCK_FREQ as i64)),
+        ("STATS_SUMSQ_BASE", Constant::Int(STATS_SUMSQ_BASE as i64)),
+    ],
+    enumerations: &[],
+    static_strings: &[
+        COMMAND_REQUEST.0,
+        ALREADY_FINALIZED.0,
+        OIDS_ALLOCATED.0,
+        RESET_NOT_SHUTDOWN.0,
+        EXEC_FAILED.0,
+        "Force shutdown command",
+    ],
+};

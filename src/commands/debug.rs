@@ -1,0 +1,65 @@
+//! Debug commands (the reference's debugcmds.c).
+//!
+//! The reference's `debug_read`/`debug_write` peek and poke raw memory at
+//! any address. A process on a shared host should not hand that out, so
+//! here they address a private 256-byte scratch area: reads and writes
+//! inside it behave like memory, reads outside it return 0 and writes
+//! outside it are ignored.
+
+use klipper_protocol::format::Arg;
+
+use crate::command::{Args, CmdResult, Command, Module, Response, HF_IN_SHUTDOWN};
+use crate::mcu::Mcu;
+
+static PONG: Response = Response::new("pong data=%*s");
+static DEBUG_RESULT: Response = Response::new("debug_result val=%u");
+
+/// Bytes an access of `order` covers (0: 8-bit, 1: 16-bit, else 32-bit).
+fn width(order: u32) -> usize {
+    match order {
+        0 => 1,
+        1 => 2,
+        _ => 4,
+    }
+}
+
+fn debug_read(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let (w, addr) = (width(a.get(0)), a.get(1) as usize);
+    let val = match mcu.debug_mem.get(addr..addr.saturating_add(w)) {
+        Some(b) => b.iter().rev().fold(0u32, |v, &x| (v << 8) | x as u32),
+        None => 0,
+    };
+    mcu.send(&DEBUG_RESULT, &[Arg::Int(val)]);
+    Ok(())
+}
+
+fn debug_write(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let (w, addr, val) = (width(a.get(0)), a.get(1) as usize, a.get(2));
+    if let Some(b) = mcu.debug_mem.get_mut(addr..addr.saturating_add(w)) {
+        b.copy_from_slice(&val.to_le_bytes()[..w]);
+    }
+    Ok(())
+}
+
+fn debug_ping(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    mcu.out.send(&PONG, &[Arg::Bytes(a.buf(0))]);
+    Ok(())
+}
+
+static COMMANDS: [Command; 3] = [
+    Command::new("debug_read order=%c addr=%u", HF_IN_SHUTDOWN, debug_read),
+    Command::new(
+        "debug_write order=%c addr=%u val=%u",
+        HF_IN_SHUTDOWN,
+        debug_write,
+    ),
+    Command::new("debug_ping data=%*s", HF_IN_SHUTDOWN, debug_ping),
+];
+
+pub static MODULE: Module = Module {
+    commands: &COMMANDS,
+    responses: &[&PONG, &DEBUG_RESULT],
+    constants: &[],
+    enumerations: &[],
+    static_strings: &[],
+};

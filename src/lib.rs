@@ -1,0 +1,20 @@
+//! Klipper's Linux host MCU, in Rust: the library behind the `klipper_mcu`
+//! binary (and its tests and benchmarks).
+//!
+//! - [`clock`]: the 50 MHz clock;
+//! - [`sched`]: timers and load statistics;
+//! - [`command`]: command and response declarations, ids, dictionary;
+//! - [`mcu`]: the MCU's state, shutdown and block dispatch;
+//! - [`console`]: the pseudo-terminal klippy talks to;
+//! - [`commands`]: the command families, one module each;
+//! - [`pins`]: pin names and numbers;
+//! - [`restart`]: real-time set-up, watchdog, re-execution.
+
+pub mod clock;
+pub mod command;
+pub mod commands;
+pub mod console;
+pub mod mcu;
+pub mod pins;
+pub mod restart;
+pub mod sched;

@@ -1,0 +1,248 @@
+//! klipper_mcu: Klipper's Linux host MCU.
+
+use std::ffi::CString;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use klipper_mcu::clock::{self, from_us};
+use klipper_mcu::command::Registry;
+use klipper_mcu::commands;
+use klipper_mcu::console::Console;
+use klipper_mcu::mcu::{Mcu, STARTING};
+use klipper_mcu::restart::{self, Watchdog};
+use klipper_mcu::sched::{TimerResult, MAX_TIMER_LATENESS, RESCHEDULED_IN_PAST};
+
+const USAGE: &str = "\
+Usage: klipper_mcu [-w] [-r] [-I PATH]
+Klipper's Linux host MCU: lets klippy use this computer's GPIO, SPI, I2C,
+PWM and ADC lines as one more micro-controller.
+
+  -I PATH     link the MCU's pseudo-terminal at PATH (default /tmp/klipper_host_mcu);
+              point klippy's [mcu] serial: at it
+  -r          real-time: SCHED_FIFO scheduling and locked memory
+              (needs CAP_SYS_NICE and a memlock limit)
+  -w          feed the hardware watchdog /dev/watchdog
+  --help      show this help
+  --version   show the version
+";
+
+struct Options {
+    path: PathBuf,
+    realtime: bool,
+    watchdog: bool,
+}
+
+fn parse_args(args: &[String]) -> Result<Options, String> {
+    let mut o = Options {
+        path: PathBuf::from("/tmp/klipper_host_mcu"),
+        realtime: false,
+        watchdog: false,
+    };
+    let mut i = 1;
+    while i < args.len() {
+        let a = &args[i];
+        match a.as_str() {
+            "--help" | "-h" => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            "--version" => {
+                println!("klipper_mcu {}", env!("CARGO_PKG_VERSION"));
+                std::process::exit(0);
+            }
+            _ if a.starts_with('-') && a.len() > 1 && !a.starts_with("--") => {
+                // getopt-style clusters: -rw, -I PATH, -IPATH
+                let flags: Vec<char> = a[1..].chars().collect();
+                let mut j = 0;
+                while j < flags.len() {
+                    match flags[j] {
+                        'r' => o.realtime = true,
+                        'w' => o.watchdog = true,
+                        'I' => {
+                            let rest: String = flags[j + 1..].iter().collect();
+                            if !rest.is_empty() {
+                                o.path = PathBuf::from(rest);
+                            } else {
+                                i += 1;
+                                o.path = PathBuf::from(args.get(i).ok_or("-I needs a path")?);
+                            }
+                            j = flags.len();
+                            continue;
+                        }
+                        c => return Err(format!("unknown option -{c}")),
+                    }
+                    j += 1;
+                }
+            }
+            _ => return Err(format!("unexpected argument {a}")),
+        }
+        i += 1;
+    }
+    Ok(o)
+}
+
+static TERMINATE: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_terminate(_: libc::c_int) {
+    TERMINATE.store(true, Ordering::Relaxed);
+}
+
+fn install_signal_handlers() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    // No SA_RESTART: the signal must interrupt ppoll so the loop sees it.
+    let act = SigAction::new(
+        SigHandler::Handler(on_terminate),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        // Installing a handler for these signals cannot fail.
+        let _ = unsafe { sigaction(s, &act) };
+    }
+    let _ = unsafe {
+        sigaction(
+            Signal::SIGPIPE,
+            &SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty()),
+        )
+    };
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let opts = match parse_args(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("klipper_mcu: {e}\n\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    let argv: Vec<CString> = args
+        .iter()
+        .map(|a| CString::new(a.as_bytes()).expect("arguments have no NUL"))
+        .collect();
+
+    // Sleep precisely: the default 50 us of timer slack would delay every
+    // wake-up for a timer.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
+
+    if opts.realtime {
+        if let Err(e) = restart::realtime_setup() {
+            eprintln!("klipper_mcu: {e}");
+            std::process::exit(1);
+        }
+    }
+    let mut console = match Console::open(&opts.path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("klipper_mcu: {e}");
+            std::process::exit(1);
+        }
+    };
+    let mut watchdog = if opts.watchdog {
+        match Watchdog::open() {
+            Ok(w) => Some(w),
+            Err(e) => {
+                eprintln!("klipper_mcu: {e}");
+                std::process::exit(1);
+            }
+        }
+    } else {
+        None
+    };
+    install_signal_handlers();
+
+    let registry: &'static Registry = Box::leak(Box::new(Registry::new(&commands::modules())));
+    let mut mcu = Mcu::new(registry, argv);
+    mcu.send(&STARTING, &[]);
+    run(&mut mcu, &mut console, watchdog.as_mut());
+    console.flush(&mut mcu.out);
+    console.unlink();
+}
+
+/// Timers due within this many ticks are waited for by spinning.
+const TIMER_MIN_TRY_TICKS: u32 = from_us(2);
+/// Timers run back to back before the loop looks at its input again.
+const TIMER_REPEAT_COUNT: u32 = 20;
+
+/// Run due timers. Returns true if any ran.
+fn run_timers(mcu: &mut Mcu) -> bool {
+    let mut ran = false;
+    for _ in 0..TIMER_REPEAT_COUNT {
+        let Some(next) = mcu.timers.next_wake() else {
+            break;
+        };
+        let mut now = mcu.clock.now();
+        let mut diff = next.wrapping_sub(now) as i32;
+        if diff > TIMER_MIN_TRY_TICKS as i32 {
+            break;
+        }
+        if diff < -(MAX_TIMER_LATENESS as i32) {
+            mcu.try_shutdown(RESCHEDULED_IN_PAST);
+            break;
+        }
+        while diff > 0 {
+            now = mcu.clock.now();
+            diff = next.wrapping_sub(now) as i32;
+        }
+        let Some((waketime, id)) = mcu.timers.pop() else {
+            break;
+        };
+        ran = true;
+        match mcu.run_timer(id, waketime) {
+            Ok(TimerResult::Done) => {}
+            Ok(TimerResult::Reschedule(t)) => mcu.timers.insert(id, t),
+            Err(reason) => {
+                mcu.shutdown(reason);
+                break;
+            }
+        }
+    }
+    ran
+}
+
+fn run(mcu: &mut Mcu, console: &mut Console, mut watchdog: Option<&mut Watchdog>) {
+    let fd = console.raw_fd();
+    loop {
+        if TERMINATE.load(Ordering::Relaxed) {
+            return;
+        }
+        let start = mcu.clock.now();
+        run_timers(mcu);
+        console.process_input(mcu);
+        if let Some(w) = watchdog.as_deref_mut() {
+            w.feed(mcu.clock.now());
+        }
+        let cur = mcu.clock.now();
+        mcu.stats_update(start, cur);
+        console.flush(&mut mcu.out);
+
+        // Sleep until input, the next timer or the next watchdog feed.
+        let mut wake = mcu.timers.next_wake();
+        if let Some(w) = watchdog.as_deref() {
+            let f = w.next_feed();
+            wake = Some(wake.map_or(f, |t| if clock::is_before(f, t) { f } else { t }));
+        }
+        let timeout = wake.map(|t| mcu.clock.until(t));
+        if timeout.is_some_and(|d| d.as_nanos() <= (TIMER_MIN_TRY_TICKS as u128) * 20) {
+            continue;
+        }
+        let ts = timeout.map(|d| libc::timespec {
+            tv_sec: d.as_secs() as libc::time_t,
+            tv_nsec: d.subsec_nanos() as libc::c_long,
+        });
+        let events = if mcu.out.is_empty() {
+            libc::POLLIN
+        } else {
+            libc::POLLIN | libc::POLLOUT
+        };
+        let mut pfd = libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        };
+        let tsp = ts
+            .as_ref()
+            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        unsafe { libc::ppoll(&mut pfd, 1, tsp, std::ptr::null()) };
+    }
+}

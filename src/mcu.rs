@@ -1,0 +1,213 @@
+//! The MCU's state and the dispatch of received blocks.
+
+use std::ffi::CString;
+
+use klipper_protocol::block::{MESSAGE_HEADER_SIZE, MESSAGE_TRAILER_SIZE};
+use klipper_protocol::format::{parse_args, Arg};
+use klipper_protocol::vlq::decode_msgid;
+
+use crate::clock::Clock;
+use crate::command::{Args, Output, Registry, Response, Shutdown, HF_IN_SHUTDOWN, MAX_ARG_SLOTS};
+use crate::sched::{Stats, TimerId, TimerQueue, TimerResult, STATS};
+
+pub static SHUTDOWN: Response = Response::new("shutdown clock=%u static_string_id=%hu");
+pub static IS_SHUTDOWN: Response = Response::new("is_shutdown static_string_id=%hu");
+pub static STARTING: Response = Response::new("starting");
+
+pub const INVALID_COMMAND: Shutdown = Shutdown("Invalid command");
+pub const PARSER_ERROR: Shutdown = Shutdown("Command parser error");
+pub const CANT_ASSIGN_OID: Shutdown = Shutdown("Can't assign oid");
+pub const INVALID_OID_TYPE: Shutdown = Shutdown("Invalid oid type");
+
+/// What an oid names. Each command family adds its object kinds here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjKind {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ShutdownState {
+    Running,
+    InProgress,
+    Shutdown,
+}
+
+pub struct Mcu {
+    pub clock: Clock,
+    pub out: Output,
+    pub registry: &'static Registry,
+    pub timers: TimerQueue,
+    pub stats: Stats,
+    state: ShutdownState,
+    shutdown_reason: u16,
+    /// `allocate_oids`: one slot per oid, with the kind and index of the
+    /// object in its family's table.
+    pub oids: Option<Vec<Option<(ObjKind, u16)>>>,
+    pub config_crc: u32,
+    pub move_count: u16,
+    /// The program's arguments, for the re-execution `config_reset` does.
+    pub argv: Vec<CString>,
+    /// `debug_read`/`debug_write` act on this scratch area, never on the
+    /// process's own memory.
+    pub debug_mem: [u8; 256],
+}
+
+impl Mcu {
+    pub fn new(registry: &'static Registry, argv: Vec<CString>) -> Mcu {
+        Mcu {
+            clock: Clock::new(),
+            out: Output::new(),
+            registry,
+            timers: TimerQueue::new(),
+            stats: Stats::default(),
+            state: ShutdownState::Running,
+            shutdown_reason: 0,
+            oids: None,
+            config_crc: 0,
+            move_count: 0,
+            argv,
+            debug_mem: [0; 256],
+        }
+    }
+
+    #[inline]
+    pub fn send(&mut self, resp: &Response, args: &[Arg]) {
+        self.out.send(resp, args);
+    }
+
+    pub fn is_shutdown(&self) -> bool {
+        self.state != ShutdownState::Running
+    }
+
+    pub fn is_finalized(&self) -> bool {
+        self.move_count != 0
+    }
+
+    /// Shut down: stop every timer, return outputs to their defaults and
+    /// tell the host why. The first reason sticks until cleared.
+    pub fn shutdown(&mut self, reason: Shutdown) {
+        let cur = self.clock.now();
+        if self.state == ShutdownState::Running {
+            self.shutdown_reason = self.registry.static_string_id(reason.0);
+            eprintln!("klipper_mcu: shutdown: {}", reason.0);
+        }
+        self.state = ShutdownState::InProgress;
+        self.timers.clear();
+        self.run_shutdown_hooks();
+        self.state = ShutdownState::Shutdown;
+        let id = self.shutdown_reason as u32;
+        self.send(&SHUTDOWN, &[Arg::Int(cur), Arg::Int(id)]);
+    }
+
+    /// Shut down unless already shut down.
+    pub fn try_shutdown(&mut self, reason: Shutdown) {
+        if !self.is_shutdown() {
+            self.shutdown(reason);
+        }
+    }
+
+    pub fn report_shutdown(&mut self) {
+        let id = self.shutdown_reason as u32;
+        self.send(&IS_SHUTDOWN, &[Arg::Int(id)]);
+    }
+
+    pub fn clear_shutdown(&mut self) -> Result<(), Shutdown> {
+        match self.state {
+            ShutdownState::Running => Err(Shutdown("Shutdown cleared when not shutdown")),
+            ShutdownState::InProgress => Ok(()),
+            ShutdownState::Shutdown => {
+                self.state = ShutdownState::Running;
+                Ok(())
+            }
+        }
+    }
+
+    /// Each command family puts its outputs in a safe state here.
+    fn run_shutdown_hooks(&mut self) {}
+
+    /// Run one timer; each command family dispatches its own ids.
+    pub fn run_timer(&mut self, _id: TimerId, _waketime: u32) -> Result<TimerResult, Shutdown> {
+        Ok(TimerResult::Done)
+    }
+
+    /// Claim `oid` for an object of `kind` stored at `index`.
+    pub fn oid_alloc(&mut self, oid: u32, kind: ObjKind, index: u16) -> Result<(), Shutdown> {
+        let finalized = self.is_finalized();
+        match self.oids.as_mut().and_then(|t| t.get_mut(oid as usize)) {
+            Some(slot @ None) if !finalized => {
+                *slot = Some((kind, index));
+                Ok(())
+            }
+            _ => Err(CANT_ASSIGN_OID),
+        }
+    }
+
+    /// The index of the object of `kind` that `oid` names.
+    #[inline]
+    pub fn oid_lookup(&self, oid: u32, kind: ObjKind) -> Result<u16, Shutdown> {
+        match self.oids.as_ref().and_then(|t| t.get(oid as usize)) {
+            Some(Some((k, i))) if *k == kind => Ok(*i),
+            _ => Err(INVALID_OID_TYPE),
+        }
+    }
+
+    /// Dispatch every command of one received block (with header and
+    /// trailer). A command that fails shuts the MCU down and ends the block,
+    /// as the reference's longjmp does.
+    pub fn dispatch_block(&mut self, block: &[u8]) {
+        let end = block.len() - MESSAGE_TRAILER_SIZE;
+        let mut pos = MESSAGE_HEADER_SIZE;
+        while pos < end {
+            let cmd = match decode_msgid(&block[..end], &mut pos) {
+                Ok(id) => self.registry.table.get(id as usize).copied().flatten(),
+                Err(_) => None,
+            };
+            let Some(cmd) = cmd else {
+                self.shutdown(INVALID_COMMAND);
+                return;
+            };
+            let mut args = Args {
+                slots: [0; MAX_ARG_SLOTS],
+                data: block,
+            };
+            if parse_args(cmd.params.as_slice(), block, end, &mut pos, &mut args.slots).is_err() {
+                self.shutdown(PARSER_ERROR);
+                return;
+            }
+            if self.is_shutdown() && cmd.flags & HF_IN_SHUTDOWN == 0 {
+                self.report_shutdown();
+                continue;
+            }
+            if let Err(reason) = (cmd.handler)(self, &args) {
+                self.shutdown(reason);
+                return;
+            }
+        }
+    }
+
+    /// Account a pass of the main loop; send `stats` when due.
+    pub fn stats_update(&mut self, start: u32, cur: u32) {
+        if let Some(r) = self.stats.update(start, cur) {
+            self.send(&STATS, &Stats::args(&r));
+        }
+    }
+}
+
+/// Shutdown reasons of the core. The first is what an unlisted reason
+/// (a bug, caught by the tests) would be reported as.
+pub static MODULE: crate::command::Module = crate::command::Module {
+    commands: &[],
+    responses: &[],
+    constants: &[],
+    enumerations: &[],
+    static_strings: STATIC_STRINGS,
+};
+
+const STATIC_STRINGS: &[&str] = &[
+    "Internal error: unlisted shutdown reason",
+    INVALID_COMMAND.0,
+    PARSER_ERROR.0,
+    CANT_ASSIGN_OID.0,
+    INVALID_OID_TYPE.0,
+    "Shutdown cleared when not shutdown",
+    crate::sched::TIMER_TOO_CLOSE.0,
+    crate::sched::RESCHEDULED_IN_PAST.0,
+];

@@ -1,0 +1,204 @@
+//! Timers and load statistics.
+//!
+//! Timers are kept sorted by wake time (wrap-aware); each is named by a
+//! [`TimerId`] that its owner maps back to the object it drives. Storage is
+//! reserved up front, so adding a timer in the real-time loop never
+//! allocates.
+
+use crate::clock::{from_us, is_before};
+use crate::command::{Response, Shutdown};
+use klipper_protocol::format::Arg;
+
+/// Names one timer; owners encode what it drives (kind and oid).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimerId(pub u32);
+
+/// What a timer callback wants next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerResult {
+    Done,
+    Reschedule(u32),
+}
+
+pub const TIMER_TOO_CLOSE: Shutdown = Shutdown("Timer too close");
+pub const RESCHEDULED_IN_PAST: Shutdown = Shutdown("Rescheduled timer in the past");
+
+/// How late the loop may fall behind before it gives up.
+pub const MAX_TIMER_LATENESS: u32 = from_us(100_000);
+
+const TIMER_CAPACITY: usize = 1024;
+
+#[derive(Debug)]
+pub struct TimerQueue {
+    // Sorted: the soonest last, so popping is cheap.
+    entries: Vec<(u32, TimerId)>,
+}
+
+impl Default for TimerQueue {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TimerQueue {
+    pub fn new() -> TimerQueue {
+        TimerQueue {
+            entries: Vec::with_capacity(TIMER_CAPACITY),
+        }
+    }
+
+    /// Schedule `id` at `waketime`. A timer that would be the next to run
+    /// and is already in the past is refused, as the reference does.
+    pub fn add(&mut self, id: TimerId, waketime: u32, now: u32) -> Result<(), Shutdown> {
+        let first = self.entries.last().map(|e| e.0);
+        if first.is_none_or(|f| is_before(waketime, f)) && is_before(waketime, now) {
+            return Err(TIMER_TOO_CLOSE);
+        }
+        self.insert(id, waketime);
+        Ok(())
+    }
+
+    /// Insert without the past check (a reschedule from dispatch).
+    pub fn insert(&mut self, id: TimerId, waketime: u32) {
+        // Entries after `pos` wake no later than `waketime`.
+        let pos = self
+            .entries
+            .iter()
+            .rposition(|e| !is_before(e.0, waketime))
+            .map_or(0, |p| p + 1);
+        if self.entries.len() == self.entries.capacity() {
+            // Grows only if a configuration asks for more than reserved.
+            self.entries.reserve(TIMER_CAPACITY);
+        }
+        self.entries.insert(pos, (waketime, id));
+    }
+
+    pub fn remove(&mut self, id: TimerId) {
+        if let Some(p) = self.entries.iter().position(|e| e.1 == id) {
+            self.entries.remove(p);
+        }
+    }
+
+    pub fn contains(&self, id: TimerId) -> bool {
+        self.entries.iter().any(|e| e.1 == id)
+    }
+
+    /// The soonest wake time.
+    #[inline]
+    pub fn next_wake(&self) -> Option<u32> {
+        self.entries.last().map(|e| e.0)
+    }
+
+    /// Remove and return the soonest timer.
+    #[inline]
+    pub fn pop(&mut self) -> Option<(u32, TimerId)> {
+        self.entries.pop()
+    }
+
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+pub static STATS: Response = Response::new("stats count=%u sum=%u sumsq=%u");
+
+pub const STATS_SUMSQ_BASE: u32 = 256;
+const STATS_PERIOD: u32 = from_us(5_000_000);
+
+/// Load statistics, accumulated as the reference does so that klippy's
+/// `mcu_awake` and `mcu_task_avg` mean the same thing.
+#[derive(Debug, Default)]
+pub struct Stats {
+    count: u32,
+    sum: u32,
+    sumsq: u32,
+    send_time: u32,
+}
+
+impl Stats {
+    /// Account one pass of the loop that was awake from `start` to `cur`.
+    /// Returns the figures to send when a report is due.
+    pub fn update(&mut self, start: u32, cur: u32) -> Option<[u32; 3]> {
+        let diff = cur.wrapping_sub(start);
+        self.count = self.count.wrapping_add(1);
+        self.sum = self.sum.wrapping_add(diff);
+        let next = if diff <= 0xffff {
+            self.sumsq
+                .wrapping_add((diff * diff).div_ceil(STATS_SUMSQ_BASE))
+        } else if diff <= 0xfffff {
+            self.sumsq
+                .wrapping_add(diff.div_ceil(STATS_SUMSQ_BASE) * diff)
+        } else {
+            u32::MAX
+        };
+        self.sumsq = if next < self.sumsq { u32::MAX } else { next };
+        if cur.wrapping_sub(self.send_time) < STATS_PERIOD {
+            return None;
+        }
+        let r = [self.count, self.sum, self.sumsq];
+        self.send_time = cur;
+        self.count = 0;
+        self.sum = 0;
+        self.sumsq = 0;
+        Some(r)
+    }
+
+    pub fn args(r: &[u32; 3]) -> [Arg<'static>; 3] {
+        [Arg::Int(r[0]), Arg::Int(r[1]), Arg::Int(r[2])]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_pop_in_order_across_wrap() {
+        let mut q = TimerQueue::new();
+        let now: u32 = 0xffff_ff00;
+        q.add(TimerId(1), now.wrapping_add(300), now).unwrap();
+        q.add(TimerId(2), now.wrapping_add(100), now).unwrap();
+        q.add(TimerId(3), now.wrapping_add(200), now).unwrap();
+        q.add(TimerId(4), now.wrapping_add(200), now).unwrap();
+        let order: Vec<u32> = std::iter::from_fn(|| q.pop().map(|e| e.1 .0)).collect();
+        // Equal wake times run in the order they were added.
+        assert_eq!(order, vec![2, 3, 4, 1]);
+    }
+
+    #[test]
+    fn past_timer_is_too_close_only_when_first() {
+        let mut q = TimerQueue::new();
+        assert_eq!(q.add(TimerId(1), 90, 100), Err(TIMER_TOO_CLOSE));
+        q.add(TimerId(1), 50, 40).unwrap();
+        // Not before the first timer: accepted, like the reference.
+        q.add(TimerId(2), 60, 100).unwrap();
+        assert_eq!(q.add(TimerId(3), 10, 100), Err(TIMER_TOO_CLOSE));
+        q.remove(TimerId(1));
+        assert_eq!(q.next_wake(), Some(60));
+        assert!(q.contains(TimerId(2)));
+        assert!(!q.contains(TimerId(1)));
+    }
+
+    #[test]
+    fn stats_match_the_reference_arithmetic() {
+        let mut s = Stats::default();
+        assert_eq!(s.update(0, 100), None);
+        assert_eq!(s.update(200, 200 + 0x10000), None);
+        let r = s.update(STATS_PERIOD, STATS_PERIOD + 10).unwrap();
+        let sq = |d: u32| (d * d).div_ceil(256);
+        let big = 0x10000u32.div_ceil(256) * 0x10000;
+        assert_eq!(r, [3, 100 + 0x10000 + 10, sq(100) + big + sq(10)]);
+        assert_eq!(s.update(STATS_PERIOD + 20, STATS_PERIOD + 30), None);
+        // A pass longer than 0xfffff ticks saturates sumsq.
+        let r = s.update(0, 2 * STATS_PERIOD + 0x100000).unwrap();
+        assert_eq!(r[2], u32::MAX);
+    }
+}
