@@ -60,11 +60,12 @@ impl TimerQueue {
 
     /// Insert without the past check (a reschedule from dispatch).
     pub fn insert(&mut self, id: TimerId, waketime: u32) {
-        // Entries after `pos` wake no later than `waketime`.
+        // Entries before `pos` wake strictly later; equal wake times keep
+        // the order they were added in.
         let pos = self
             .entries
             .iter()
-            .rposition(|e| !is_before(e.0, waketime))
+            .rposition(|e| is_before(waketime, e.0))
             .map_or(0, |p| p + 1);
         if self.entries.len() == self.entries.capacity() {
             // Grows only if a configuration asks for more than reserved.
