@@ -198,14 +198,19 @@ impl Dictionary {
         let (prefix, num) = name.split_at(digits);
         let num: i64 = num.parse().ok()?;
         for (k, v) in e {
-            if let Json::Array(a) = v {
-                let kd = k.len() - k.bytes().rev().take_while(u8::is_ascii_digit).count();
-                let (kp, kn) = k.split_at(kd);
-                let kn: i64 = kn.parse().ok()?;
-                let (first, count) = (a.first()?.as_i64()?, a.get(1)?.as_i64()?);
-                if kp == prefix && num >= kn && num < kn + count {
-                    return Some(first + num - kn);
-                }
+            let Json::Array(a) = v else { continue };
+            let kd = k.len() - k.bytes().rev().take_while(u8::is_ascii_digit).count();
+            let (kp, kn) = k.split_at(kd);
+            // A range key without a number starts at 0, as klippy reads it.
+            let kn: i64 = kn.parse().unwrap_or(0);
+            let (Some(first), Some(count)) = (
+                a.first().and_then(Json::as_i64),
+                a.get(1).and_then(Json::as_i64),
+            ) else {
+                continue;
+            };
+            if kp == prefix && num >= kn && num < kn + count {
+                return Some(first + num - kn);
             }
         }
         None
@@ -237,6 +242,13 @@ mod tests {
         assert_eq!(d.enum_value("pin", "gpiochip1/gpio3"), Some(291));
         assert_eq!(d.enum_value("pin", "gpio288"), None);
         assert_eq!(d.enum_value("static_string_id", "Timer too close"), Some(2));
+        // A range key without a number does not hide the ranges after it.
+        let mut b2 = DictionaryBuilder::new("a", "b", "c", "d");
+        b2.enumeration("pin", "foo", EnumValue::Range(10, 3))
+            .enumeration("pin", "bar0", EnumValue::Range(20, 3));
+        let d2 = Dictionary::from_json(&b2.to_json()).unwrap();
+        assert_eq!(d2.enum_value("pin", "bar1"), Some(21));
+        assert_eq!(d2.enum_value("pin", "foo1"), Some(11));
         let text = b.to_json();
         for key in [
             "version",

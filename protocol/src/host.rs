@@ -129,11 +129,16 @@ impl HostCodec {
     }
 
     /// Pack encoded commands into as few blocks as fit, in order.
+    /// Panics if one command alone exceeds a block's payload.
     pub fn frame_all(&mut self, cmds: &[Vec<u8>]) -> Vec<u8> {
         let mut out = Vec::new();
         let mut payload = Vec::new();
         for c in cmds {
-            if payload.len() + c.len() > MESSAGE_PAYLOAD_MAX {
+            assert!(
+                c.len() <= MESSAGE_PAYLOAD_MAX,
+                "command larger than a block"
+            );
+            if !payload.is_empty() && payload.len() + c.len() > MESSAGE_PAYLOAD_MAX {
                 out.extend(self.frame(&payload));
                 payload.clear();
             }
