@@ -7,6 +7,8 @@
 //! - [`mcu`]: the MCU's state, shutdown and block dispatch;
 //! - [`console`]: the pseudo-terminal klippy talks to;
 //! - [`commands`]: the command families, one module each;
+//! - [`hw`]: hardware traits, Linux and simulated backends;
+//! - [`moveq`]: the move queue;
 //! - [`pins`]: pin names and numbers;
 //! - [`restart`]: real-time set-up, watchdog, re-execution.
 
@@ -14,7 +16,9 @@ pub mod clock;
 pub mod command;
 pub mod commands;
 pub mod console;
+pub mod hw;
 pub mod mcu;
+pub mod moveq;
 pub mod pins;
 pub mod restart;
 pub mod sched;

@@ -8,6 +8,9 @@ use klipper_mcu::clock::{self, from_us};
 use klipper_mcu::command::Registry;
 use klipper_mcu::commands;
 use klipper_mcu::console::Console;
+use klipper_mcu::hw::linux_gpio::LinuxGpio;
+use klipper_mcu::hw::sim::SimGpio;
+use klipper_mcu::hw::Gpio;
 use klipper_mcu::mcu::{Mcu, STARTING};
 use klipper_mcu::restart::{self, Watchdog};
 use klipper_mcu::sched::{TimerResult, MAX_TIMER_LATENESS, RESCHEDULED_IN_PAST};
@@ -22,12 +25,16 @@ PWM and ADC lines as one more micro-controller.
   -r          real-time: SCHED_FIFO scheduling and locked memory
               (needs CAP_SYS_NICE and a memlock limit)
   -w          feed the hardware watchdog /dev/watchdog
+  --sim       use a simulated board instead of this computer's hardware
+  --dev-root DIR  look for device nodes (gpiochipN, ...) in DIR instead of /dev
   --help      show this help
   --version   show the version
 ";
 
 struct Options {
     path: PathBuf,
+    sim: bool,
+    dev_root: PathBuf,
     realtime: bool,
     watchdog: bool,
 }
@@ -35,6 +42,8 @@ struct Options {
 fn parse_args(args: &[String]) -> Result<Options, String> {
     let mut o = Options {
         path: PathBuf::from("/tmp/klipper_host_mcu"),
+        sim: false,
+        dev_root: PathBuf::from("/dev"),
         realtime: false,
         watchdog: false,
     };
@@ -45,6 +54,11 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             "--help" | "-h" => {
                 print!("{USAGE}");
                 std::process::exit(0);
+            }
+            "--sim" => o.sim = true,
+            "--dev-root" => {
+                i += 1;
+                o.dev_root = PathBuf::from(args.get(i).ok_or("--dev-root needs a folder")?);
             }
             "--version" => {
                 println!("klipper_mcu {}", env!("CARGO_PKG_VERSION"));
@@ -152,7 +166,12 @@ fn main() {
     install_signal_handlers();
 
     let registry: &'static Registry = Box::leak(Box::new(Registry::new(&commands::modules())));
-    let mut mcu = Mcu::new(registry, argv);
+    let gpio: Box<dyn Gpio> = if opts.sim {
+        Box::new(SimGpio::new())
+    } else {
+        Box::new(LinuxGpio::new(opts.dev_root.clone()))
+    };
+    let mut mcu = Mcu::new(registry, argv, gpio);
     mcu.send(&STARTING, &[]);
     run(&mut mcu, &mut console, watchdog.as_mut());
     console.flush(&mut mcu.out);

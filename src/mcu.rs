@@ -8,6 +8,9 @@ use klipper_protocol::vlq::decode_msgid;
 
 use crate::clock::Clock;
 use crate::command::{Args, Output, Registry, Response, Shutdown, HF_IN_SHUTDOWN, MAX_ARG_SLOTS};
+use crate::commands::gpio::{self, DigitalOut};
+use crate::hw::Gpio;
+use crate::moveq::MovePool;
 use crate::sched::{Stats, TimerId, TimerQueue, TimerResult, STATS};
 
 pub static SHUTDOWN: Response = Response::new("shutdown clock=%u static_string_id=%hu");
@@ -21,7 +24,9 @@ pub const INVALID_OID_TYPE: Shutdown = Shutdown("Invalid oid type");
 
 /// What an oid names. Each command family adds its object kinds here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ObjKind {}
+pub enum ObjKind {
+    DigitalOut,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ShutdownState {
@@ -48,10 +53,14 @@ pub struct Mcu {
     /// `debug_read`/`debug_write` act on this scratch area, never on the
     /// process's own memory.
     pub debug_mem: [u8; 256],
+    pub gpio: Box<dyn Gpio>,
+    /// The move queue, allocated by `finalize_config`.
+    pub moves: MovePool,
+    pub digital_outs: Vec<DigitalOut>,
 }
 
 impl Mcu {
-    pub fn new(registry: &'static Registry, argv: Vec<CString>) -> Mcu {
+    pub fn new(registry: &'static Registry, argv: Vec<CString>, gpio: Box<dyn Gpio>) -> Mcu {
         Mcu {
             clock: Clock::new(),
             out: Output::new(),
@@ -65,6 +74,9 @@ impl Mcu {
             move_count: 0,
             argv,
             debug_mem: [0; 256],
+            gpio,
+            moves: MovePool::default(),
+            digital_outs: Vec::new(),
         }
     }
 
@@ -121,11 +133,17 @@ impl Mcu {
     }
 
     /// Each command family puts its outputs in a safe state here.
-    fn run_shutdown_hooks(&mut self) {}
+    fn run_shutdown_hooks(&mut self) {
+        gpio::shutdown(self);
+    }
 
     /// Run one timer; each command family dispatches its own ids.
-    pub fn run_timer(&mut self, _id: TimerId, _waketime: u32) -> Result<TimerResult, Shutdown> {
-        Ok(TimerResult::Done)
+    pub fn run_timer(&mut self, id: TimerId, waketime: u32) -> Result<TimerResult, Shutdown> {
+        let index = id.0 as u16;
+        match id.0 & 0xff00_0000 {
+            gpio::TIMER_KIND => gpio::run_timer(self, index, waketime),
+            _ => Ok(TimerResult::Done),
+        }
     }
 
     /// Claim `oid` for an object of `kind` stored at `index`.

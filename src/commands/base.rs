@@ -64,6 +64,7 @@ fn finalize_config(mcu: &mut Mcu, a: &Args) -> CmdResult {
         return Err(ALREADY_FINALIZED);
     }
     mcu.move_count = MOVE_COUNT;
+    mcu.moves = crate::moveq::MovePool::new(MOVE_COUNT as usize);
     mcu.config_crc = a.get(0);
     Ok(())
 }

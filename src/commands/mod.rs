@@ -2,6 +2,7 @@
 
 pub mod base;
 pub mod debug;
+pub mod gpio;
 
 use crate::command::Module;
 
@@ -11,6 +12,8 @@ pub fn modules() -> Vec<&'static Module> {
         &crate::mcu::MODULE,
         &base::MODULE,
         &debug::MODULE,
+        &gpio::MODULE,
         &crate::pins::MODULE,
+        &crate::hw::MODULE,
     ]
 }

@@ -1,0 +1,140 @@
+//! The move queue: a pool of `move_count` fixed-size entries shared by all
+//! objects that queue timed events (digital outputs, steppers, ...), each
+//! object keeping its own FIFO of entries. Allocated once when the
+//! configuration is finalized; pushing and popping never allocate.
+
+use crate::command::Shutdown;
+
+pub const MOVE_QUEUE_OVERFLOW: Shutdown = Shutdown("Move queue overflow");
+
+const NIL: u32 = u32::MAX;
+
+/// One queued event; its owner decides what the fields mean.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Move {
+    pub a: u32,
+    pub b: u32,
+    pub c: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    mv: Move,
+    next: u32,
+}
+
+#[derive(Debug, Default)]
+pub struct MovePool {
+    nodes: Vec<Node>,
+    free: u32,
+}
+
+/// An object's FIFO of moves in the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MoveQueue {
+    head: u32,
+    tail: u32,
+}
+
+impl Default for MoveQueue {
+    fn default() -> Self {
+        MoveQueue {
+            head: NIL,
+            tail: NIL,
+        }
+    }
+}
+
+impl MovePool {
+    pub fn new(count: usize) -> MovePool {
+        let nodes = (0..count)
+            .map(|i| Node {
+                mv: Move::default(),
+                next: if i + 1 < count { i as u32 + 1 } else { NIL },
+            })
+            .collect();
+        MovePool {
+            nodes,
+            free: if count > 0 { 0 } else { NIL },
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Append to `q`. Returns true if it is now the only entry.
+    pub fn push(&mut self, q: &mut MoveQueue, mv: Move) -> Result<bool, Shutdown> {
+        let i = self.free;
+        if i == NIL {
+            return Err(MOVE_QUEUE_OVERFLOW);
+        }
+        self.free = self.nodes[i as usize].next;
+        self.nodes[i as usize] = Node { mv, next: NIL };
+        if q.tail == NIL {
+            q.head = i;
+            q.tail = i;
+            Ok(true)
+        } else {
+            self.nodes[q.tail as usize].next = i;
+            q.tail = i;
+            Ok(false)
+        }
+    }
+
+    pub fn first(&self, q: &MoveQueue) -> Option<Move> {
+        (q.head != NIL).then(|| self.nodes[q.head as usize].mv)
+    }
+
+    pub fn pop(&mut self, q: &mut MoveQueue) -> Option<Move> {
+        let i = q.head;
+        if i == NIL {
+            return None;
+        }
+        let n = self.nodes[i as usize];
+        q.head = n.next;
+        if q.head == NIL {
+            q.tail = NIL;
+        }
+        self.nodes[i as usize].next = self.free;
+        self.free = i;
+        Some(n.mv)
+    }
+
+    pub fn clear(&mut self, q: &mut MoveQueue) {
+        while self.pop(q).is_some() {}
+    }
+}
+
+impl MoveQueue {
+    pub fn is_empty(&self) -> bool {
+        self.head == NIL
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fifo_per_queue_and_overflow() {
+        let mut p = MovePool::new(3);
+        let (mut a, mut b) = (MoveQueue::default(), MoveQueue::default());
+        let m = |x| Move { a: x, b: 0, c: 0 };
+        assert_eq!(p.push(&mut a, m(1)), Ok(true));
+        assert_eq!(p.push(&mut b, m(10)), Ok(true));
+        assert_eq!(p.push(&mut a, m(2)), Ok(false));
+        assert_eq!(p.push(&mut a, m(3)), Err(MOVE_QUEUE_OVERFLOW));
+        assert_eq!(p.pop(&mut a).map(|m| m.a), Some(1));
+        assert_eq!(p.first(&a).map(|m| m.a), Some(2));
+        assert_eq!(p.push(&mut b, m(11)), Ok(false));
+        p.clear(&mut b);
+        assert!(b.is_empty());
+        assert_eq!(p.pop(&mut a).map(|m| m.a), Some(2));
+        assert!(a.is_empty());
+        // Everything is free again.
+        for i in 0..3 {
+            p.push(&mut a, m(i)).unwrap();
+        }
+    }
+}
