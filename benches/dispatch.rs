@@ -66,7 +66,10 @@ impl Mcu {
         };
         let mut data = Vec::new();
         loop {
-            let cmd = m.codec.encode_text(&format!("identify offset={} count=40", data.len())).unwrap();
+            let cmd = m
+                .codec
+                .encode_text(&format!("identify offset={} count=40", data.len()))
+                .unwrap();
             let r = m.request(&[cmd], "identify_response");
             let chunk = r.bytes("data").to_vec();
             if chunk.is_empty() {

@@ -292,3 +292,63 @@ fn serde_json_value_int(i: i64) -> klipper_protocol::dictionary::Json {
 fn serde_json_value_str(s: &str) -> klipper_protocol::dictionary::Json {
     klipper_protocol::dictionary::Json::from(s)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sources(dir: &std::path::Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                sources(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(std::fs::read_to_string(&p).unwrap());
+            }
+        }
+    }
+
+    /// Every shutdown reason written in the sources is numbered in the
+    /// dictionary, so the host can show it.
+    #[test]
+    fn every_shutdown_reason_is_registered() {
+        let reg = Registry::new(&crate::commands::modules());
+        let mut files = Vec::new();
+        sources(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut files,
+        );
+        let mut found = 0;
+        for text in &files {
+            for part in text.split(concat!("Shutdown", "(\"")).skip(1) {
+                let reason = &part[..part.find('"').unwrap()];
+                found += 1;
+                assert!(
+                    reg.static_strings.contains(&reason),
+                    "unregistered shutdown reason: {reason}"
+                );
+            }
+        }
+        assert!(found > 10);
+        assert_eq!(reg.static_string_id(reg.static_strings[3]), 5);
+    }
+
+    #[test]
+    fn ids_are_unique_and_identify_is_fixed() {
+        let reg = Registry::new(&crate::commands::modules());
+        let d = klipper_protocol::dictionary::Dictionary::from_compressed(&reg.dictionary).unwrap();
+        assert_eq!(d.commands["identify"].id, 1);
+        assert_eq!(d.responses[&0].format.name, "identify_response");
+        let mut ids: Vec<u16> = d
+            .commands
+            .values()
+            .map(|m| m.id)
+            .chain(d.responses.keys().copied())
+            .collect();
+        let n = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), n);
+        assert_eq!(d.constant("MCU").and_then(|v| v.as_str()), Some("linux"));
+    }
+}
