@@ -228,6 +228,7 @@ fn run(mcu: &mut Mcu, console: &mut Console, mut watchdog: Option<&mut Watchdog>
         let start = mcu.clock.now();
         run_timers(mcu);
         console.process_input(mcu);
+        mcu.run_tasks();
         if let Some(w) = watchdog.as_deref_mut() {
             w.feed(mcu.clock.now());
         }

@@ -8,7 +8,12 @@ use klipper_protocol::vlq::decode_msgid;
 
 use crate::clock::Clock;
 use crate::command::{Args, Output, Registry, Response, Shutdown, HF_IN_SHUTDOWN, MAX_ARG_SLOTS};
+use crate::commands::buttons::{self, Buttons};
+use crate::commands::counter::{self, Counter};
+use crate::commands::endstop::{self, Endstop};
 use crate::commands::gpio::{self, DigitalOut};
+use crate::commands::stepper::{self, Stepper};
+use crate::commands::trsync::{self, Trsync};
 use crate::hw::Gpio;
 use crate::moveq::MovePool;
 use crate::sched::{Stats, TimerId, TimerQueue, TimerResult, STATS};
@@ -26,7 +31,17 @@ pub const INVALID_OID_TYPE: Shutdown = Shutdown("Invalid oid type");
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjKind {
     DigitalOut,
+    Stepper,
+    Endstop,
+    Trsync,
+    Buttons,
+    Counter,
 }
+
+/// Tasks: work that timers hand to the main loop (sending reports).
+pub const TASK_TRSYNC: u32 = 1 << 0;
+pub const TASK_BUTTONS: u32 = 1 << 1;
+pub const TASK_COUNTER: u32 = 1 << 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ShutdownState {
@@ -57,6 +72,13 @@ pub struct Mcu {
     /// The move queue, allocated by `finalize_config`.
     pub moves: MovePool,
     pub digital_outs: Vec<DigitalOut>,
+    pub steppers: Vec<Stepper>,
+    pub endstops: Vec<Endstop>,
+    pub trsyncs: Vec<Trsync>,
+    pub buttons: Vec<Buttons>,
+    pub counters: Vec<Counter>,
+    /// Tasks woken (TASK_* bits).
+    pub tasks: u32,
 }
 
 impl Mcu {
@@ -77,6 +99,12 @@ impl Mcu {
             gpio,
             moves: MovePool::default(),
             digital_outs: Vec::new(),
+            steppers: Vec::new(),
+            endstops: Vec::new(),
+            trsyncs: Vec::new(),
+            buttons: Vec::new(),
+            counters: Vec::new(),
+            tasks: 0,
         }
     }
 
@@ -135,13 +163,41 @@ impl Mcu {
     /// Each command family puts its outputs in a safe state here.
     fn run_shutdown_hooks(&mut self) {
         gpio::shutdown(self);
+        stepper::shutdown(self);
+        trsync::shutdown(self);
+    }
+
+    #[inline]
+    pub fn wake_task(&mut self, task: u32) {
+        self.tasks |= task;
+    }
+
+    /// Run the woken tasks.
+    pub fn run_tasks(&mut self) {
+        let t = std::mem::take(&mut self.tasks);
+        if t & TASK_TRSYNC != 0 {
+            trsync::task(self);
+        }
+        if t & TASK_BUTTONS != 0 {
+            buttons::task(self);
+        }
+        if t & TASK_COUNTER != 0 {
+            counter::task(self);
+        }
     }
 
     /// Run one timer; each command family dispatches its own ids.
     pub fn run_timer(&mut self, id: TimerId, waketime: u32) -> Result<TimerResult, Shutdown> {
-        let index = id.0 as u16;
+        let index = (id.0 & 0xffff) as usize;
         match id.0 & 0xff00_0000 {
-            gpio::TIMER_KIND => gpio::run_timer(self, index, waketime),
+            stepper::TIMER_KIND => stepper::run_timer(self, index),
+            gpio::TIMER_KIND => gpio::run_timer(self, index as u16, waketime),
+            endstop::TIMER_KIND => Ok(endstop::run_timer(self, index, waketime)),
+            k @ (trsync::REPORT_TIMER | trsync::EXPIRE_TIMER) => {
+                Ok(trsync::run_timer(self, k, index, waketime))
+            }
+            buttons::TIMER_KIND => Ok(buttons::run_timer(self, index, waketime)),
+            counter::TIMER_KIND => Ok(counter::run_timer(self, index, waketime)),
             _ => Ok(TimerResult::Done),
         }
     }

@@ -1,8 +1,13 @@
 //! Command families, one module each, as the reference keeps them.
 
 pub mod base;
+pub mod buttons;
+pub mod counter;
 pub mod debug;
+pub mod endstop;
 pub mod gpio;
+pub mod stepper;
+pub mod trsync;
 
 use crate::command::Module;
 
@@ -13,6 +18,11 @@ pub fn modules() -> Vec<&'static Module> {
         &base::MODULE,
         &debug::MODULE,
         &gpio::MODULE,
+        &stepper::MODULE,
+        &endstop::MODULE,
+        &trsync::MODULE,
+        &buttons::MODULE,
+        &counter::MODULE,
         &crate::pins::MODULE,
         &crate::hw::MODULE,
     ]

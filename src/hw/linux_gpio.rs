@@ -27,7 +27,6 @@ const FLAG_INPUT: u64 = 1 << 2;
 const FLAG_OUTPUT: u64 = 1 << 3;
 const FLAG_BIAS_PULL_UP: u64 = 1 << 8;
 const FLAG_BIAS_PULL_DOWN: u64 = 1 << 9;
-const FLAG_BIAS_DISABLED: u64 = 1 << 10;
 const ATTR_ID_OUTPUT_VALUES: u32 = 2;
 
 #[repr(C)]
@@ -204,7 +203,7 @@ impl Gpio for LinuxGpio {
             return Err(NOT_INPUT_PIN);
         }
         let b = match bias {
-            Bias::None => FLAG_BIAS_DISABLED,
+            Bias::AsIs => 0,
             Bias::PullUp => FLAG_BIAS_PULL_UP,
             Bias::PullDown => FLAG_BIAS_PULL_DOWN,
         };

@@ -9,9 +9,22 @@ use crate::command::Shutdown;
 /// An input line's bias (klippy's `^` pull-up and `~` pull-down).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bias {
-    None,
+    /// Leave the line's bias as it is.
+    AsIs,
     PullUp,
     PullDown,
+}
+
+impl Bias {
+    /// From a command's `pull_up` byte: positive pulls up, negative (as a
+    /// signed byte) pulls down, zero leaves the line alone.
+    pub fn from_arg(pull_up: u32) -> Bias {
+        match pull_up as u8 as i8 {
+            0 => Bias::AsIs,
+            v if v > 0 => Bias::PullUp,
+            _ => Bias::PullDown,
+        }
+    }
 }
 
 /// A requested output line. Plain data, so timers can copy it.

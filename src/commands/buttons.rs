@@ -1,0 +1,197 @@
+//! Buttons (the reference's buttons.c): up to 8 inputs sampled together,
+//! debounced over two samples, changes reported to the host with
+//! retransmission until acknowledged.
+
+use klipper_protocol::format::Arg;
+
+use crate::command::{Args, CmdResult, Command, Module, Response, Shutdown};
+use crate::hw::{Bias, GpioIn};
+use crate::mcu::{Mcu, ObjKind, TASK_BUTTONS};
+use crate::sched::{TimerId, TimerResult};
+
+static BUTTONS_STATE: Response = Response::new("buttons_state oid=%c ack_count=%c state=%*s");
+
+const MAX_BUTTONS: Shutdown = Shutdown("Max of 8 buttons");
+const PAST_MAXIMUM: Shutdown = Shutdown("Set button past maximum button count");
+const INVALID_RETRANSMIT: Shutdown = Shutdown("Invalid buttons retransmit count");
+
+pub const TIMER_KIND: u32 = 6 << 24;
+
+const BF_NO_RETRANSMIT: u8 = 0x80;
+const BF_PENDING: u8 = 0xff;
+const BF_ACKED: u8 = 0xfe;
+
+pub struct Buttons {
+    oid: u8,
+    rest_ticks: u32,
+    pressed: u8,
+    last_pressed: u8,
+    report_count: u8,
+    reports: [u8; 8],
+    ack_count: u8,
+    retransmit_state: u8,
+    retransmit_count: u8,
+    pins: [Option<GpioIn>; 8],
+    button_count: u8,
+}
+
+fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
+    mcu.oid_lookup(oid, ObjKind::Buttons).map(|i| i as usize)
+}
+
+pub fn run_timer(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
+    let mut status = 0u8;
+    for (bit, pin) in mcu.buttons[i].pins.iter().enumerate() {
+        if let Some(p) = pin {
+            if mcu.gpio.read(*p) {
+                status |= 1 << bit;
+            }
+        }
+    }
+    let b = &mut mcu.buttons[i];
+    let diff = status ^ b.pressed;
+    let mut wake = false;
+    if diff != 0 {
+        // Report only bits that read the same twice in a row.
+        let debounced = !(status ^ b.last_pressed);
+        if diff & debounced != 0 {
+            b.pressed = (b.pressed & !debounced) | (status & debounced);
+            if (b.report_count as usize) < b.reports.len() {
+                b.reports[b.report_count as usize] = b.pressed;
+                b.report_count += 1;
+                b.retransmit_state = BF_PENDING;
+                wake = true;
+            }
+        }
+    }
+    b.last_pressed = status;
+    let state = b.retransmit_state;
+    if state & BF_NO_RETRANSMIT == 0 {
+        let state = state - 1;
+        if state & BF_NO_RETRANSMIT != 0 {
+            // Not acknowledged in time: send again.
+            wake = true;
+        }
+        b.retransmit_state = state;
+    }
+    let next = waketime.wrapping_add(b.rest_ticks);
+    if wake {
+        mcu.wake_task(TASK_BUTTONS);
+    }
+    TimerResult::Reschedule(next)
+}
+
+fn config_buttons(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let count = a.get(1) as u8;
+    if count > 8 {
+        return Err(MAX_BUTTONS);
+    }
+    let index = mcu.buttons.len() as u16;
+    mcu.oid_alloc(a.get(0), ObjKind::Buttons, index)?;
+    mcu.buttons.push(Buttons {
+        oid: a.get(0) as u8,
+        rest_ticks: 0,
+        pressed: 0,
+        last_pressed: 0,
+        report_count: 0,
+        reports: [0; 8],
+        ack_count: 0,
+        retransmit_state: 0,
+        retransmit_count: 0,
+        pins: [None; 8],
+        button_count: count,
+    });
+    Ok(())
+}
+
+fn buttons_add(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let i = lookup(mcu, a.get(0))?;
+    let pos = a.get(1) as u8;
+    if pos >= mcu.buttons[i].button_count {
+        return Err(PAST_MAXIMUM);
+    }
+    let pin = mcu.gpio.setup_input(a.get(2), Bias::from_arg(a.get(3)))?;
+    mcu.buttons[i].pins[pos as usize] = Some(pin);
+    Ok(())
+}
+
+fn buttons_query(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let i = lookup(mcu, a.get(0))?;
+    let id = TimerId(TIMER_KIND | i as u32);
+    mcu.timers.remove(id);
+    let b = &mut mcu.buttons[i];
+    b.rest_ticks = a.get(2);
+    b.pressed = a.get(4) as u8;
+    b.last_pressed = b.pressed;
+    b.ack_count = 0;
+    b.report_count = 0;
+    b.retransmit_state = BF_ACKED;
+    b.retransmit_count = a.get(3) as u8;
+    if b.retransmit_count >= BF_NO_RETRANSMIT {
+        return Err(INVALID_RETRANSMIT);
+    }
+    if b.rest_ticks == 0 {
+        return Ok(());
+    }
+    let now = mcu.clock.now();
+    mcu.timers.add(id, a.get(1), now)
+}
+
+fn buttons_ack(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let i = lookup(mcu, a.get(0))?;
+    let count = a.get(1) as u8;
+    let b = &mut mcu.buttons[i];
+    b.ack_count = b.ack_count.wrapping_add(count);
+    if count >= b.report_count {
+        b.report_count = 0;
+        b.retransmit_state = BF_ACKED;
+    } else {
+        let pending = (b.report_count - count) as usize;
+        b.reports
+            .copy_within(count as usize..count as usize + pending, 0);
+        b.report_count = pending as u8;
+    }
+    Ok(())
+}
+
+pub fn task(mcu: &mut Mcu) {
+    for i in 0..mcu.buttons.len() {
+        let b = &mut mcu.buttons[i];
+        if b.retransmit_state != BF_PENDING || b.report_count == 0 {
+            continue;
+        }
+        b.retransmit_state = b.retransmit_count;
+        let (oid, ack, n, reports) = (b.oid, b.ack_count, b.report_count as usize, b.reports);
+        mcu.send(
+            &BUTTONS_STATE,
+            &[
+                Arg::Int(oid as u32),
+                Arg::Int(ack as u32),
+                Arg::Bytes(&reports[..n]),
+            ],
+        );
+    }
+}
+
+static COMMANDS: [Command; 4] = [
+    Command::new("config_buttons oid=%c button_count=%c", 0, config_buttons),
+    Command::new(
+        "buttons_add oid=%c pos=%c pin=%u pull_up=%c",
+        0,
+        buttons_add,
+    ),
+    Command::new(
+        "buttons_query oid=%c clock=%u rest_ticks=%u retransmit_count=%c invert=%c",
+        0,
+        buttons_query,
+    ),
+    Command::new("buttons_ack oid=%c count=%c", 0, buttons_ack),
+];
+
+pub static MODULE: Module = Module {
+    commands: &COMMANDS,
+    responses: &[&BUTTONS_STATE],
+    constants: &[],
+    enumerations: &[],
+    static_strings: &[MAX_BUTTONS.0, PAST_MAXIMUM.0, INVALID_RETRANSMIT.0],
+};

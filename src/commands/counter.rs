@@ -1,0 +1,121 @@
+//! Pulse counters (the reference's pulse_counter.c): poll an input, count
+//! its changes, report the count every `sample_ticks`.
+
+use klipper_protocol::format::Arg;
+
+use crate::clock::is_before;
+use crate::command::{Args, CmdResult, Command, Module, Response, Shutdown};
+use crate::hw::{Bias, GpioIn};
+use crate::mcu::{Mcu, ObjKind, TASK_COUNTER};
+use crate::sched::{TimerId, TimerResult};
+
+static COUNTER_STATE: Response =
+    Response::new("counter_state oid=%c next_clock=%u count=%u count_clock=%u");
+
+pub const TIMER_KIND: u32 = 7 << 24;
+
+pub struct Counter {
+    oid: u8,
+    pin: GpioIn,
+    poll_ticks: u32,
+    sample_ticks: u32,
+    next_sample_time: u32,
+    count: u32,
+    last_count_time: u32,
+    /// The timer's next wake time (reported as next_clock).
+    waketime: u32,
+    pending: bool,
+}
+
+fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
+    mcu.oid_lookup(oid, ObjKind::Counter).map(|i| i as usize)
+}
+
+pub fn run_timer(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
+    let pin = mcu.counters[i].pin;
+    let value = mcu.gpio.read(pin);
+    let c = &mut mcu.counters[i];
+    // The count's lowest bit always equals the last level read.
+    if (c.count & 1 != 0) != value {
+        c.count = c.count.wrapping_add(1);
+        c.last_count_time = waketime;
+    }
+    let mut wake = false;
+    if is_before(c.next_sample_time, waketime) {
+        c.pending = true;
+        c.next_sample_time = waketime.wrapping_add(c.sample_ticks);
+        wake = true;
+    }
+    c.waketime = waketime.wrapping_add(c.poll_ticks);
+    let next = c.waketime;
+    if wake {
+        mcu.wake_task(TASK_COUNTER);
+    }
+    TimerResult::Reschedule(next)
+}
+
+fn config_counter(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let pin = mcu.gpio.setup_input(a.get(1), Bias::from_arg(a.get(2)))?;
+    let index = mcu.counters.len() as u16;
+    mcu.oid_alloc(a.get(0), ObjKind::Counter, index)?;
+    mcu.counters.push(Counter {
+        oid: a.get(0) as u8,
+        pin,
+        poll_ticks: 0,
+        sample_ticks: 0,
+        next_sample_time: 0,
+        count: 0,
+        last_count_time: 0,
+        waketime: 0,
+        pending: false,
+    });
+    Ok(())
+}
+
+fn query_counter(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let i = lookup(mcu, a.get(0))?;
+    let id = TimerId(TIMER_KIND | i as u32);
+    mcu.timers.remove(id);
+    let c = &mut mcu.counters[i];
+    c.waketime = a.get(1);
+    c.poll_ticks = a.get(2);
+    c.sample_ticks = a.get(3);
+    // Sample at once.
+    c.next_sample_time = c.waketime;
+    let now = mcu.clock.now();
+    mcu.timers.add(id, a.get(1), now)
+}
+
+pub fn task(mcu: &mut Mcu) {
+    for i in 0..mcu.counters.len() {
+        let c = &mut mcu.counters[i];
+        if !c.pending {
+            continue;
+        }
+        c.pending = false;
+        let args = [
+            Arg::Int(c.oid as u32),
+            Arg::Int(c.waketime),
+            Arg::Int(c.count),
+            Arg::Int(c.last_count_time),
+        ];
+        mcu.send(&COUNTER_STATE, &args);
+    }
+}
+
+static COMMANDS: [Command; 2] = [
+    Command::new("config_counter oid=%c pin=%u pull_up=%c", 0, config_counter),
+    Command::new(
+        "query_counter oid=%c clock=%u poll_ticks=%u sample_ticks=%u",
+        0,
+        query_counter,
+    ),
+];
+
+pub static MODULE: Module = Module {
+    commands: &COMMANDS,
+    responses: &[&COUNTER_STATE],
+    constants: &[],
+    enumerations: &[],
+    static_strings: &[],
+};

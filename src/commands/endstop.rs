@@ -1,0 +1,141 @@
+//! Endstops (the reference's endstop.c): while homing, sample a pin every
+//! `rest_ticks`; once it reads the wanted value `sample_count` times in a
+//! row (`sample_ticks` apart), trigger the trsync.
+
+use klipper_protocol::format::Arg;
+
+use crate::command::{Args, CmdResult, Command, Module, Response, Shutdown};
+use crate::commands::trsync;
+use crate::hw::{Bias, GpioIn};
+use crate::mcu::{Mcu, ObjKind};
+use crate::sched::{TimerId, TimerResult};
+
+static ENDSTOP_STATE: Response =
+    Response::new("endstop_state oid=%c homing=%c next_clock=%u pin_value=%c");
+
+pub const TIMER_KIND: u32 = 3 << 24;
+
+const ESF_PIN_HIGH: u8 = 1 << 0;
+const ESF_HOMING: u8 = 1 << 1;
+
+pub struct Endstop {
+    pin: GpioIn,
+    rest_time: u32,
+    sample_time: u32,
+    nextwake: u32,
+    trsync: usize,
+    flags: u8,
+    sample_count: u8,
+    trigger_count: u8,
+    trigger_reason: u8,
+    /// Checking a run of samples (after a first match).
+    oversampling: bool,
+}
+
+fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
+    mcu.oid_lookup(oid, ObjKind::Endstop).map(|i| i as usize)
+}
+
+pub fn run_timer(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
+    let pin = mcu.endstops[i].pin;
+    let val = mcu.gpio.read(pin);
+    let e = &mut mcu.endstops[i];
+    let matches = val == (e.flags & ESF_PIN_HIGH != 0);
+    if !e.oversampling {
+        let nextwake = waketime.wrapping_add(e.rest_time);
+        if !matches {
+            return TimerResult::Reschedule(nextwake);
+        }
+        e.nextwake = nextwake;
+        e.oversampling = true;
+    } else if !matches {
+        // The run broke: back to sampling at the rest interval.
+        e.oversampling = false;
+        e.trigger_count = e.sample_count;
+        return TimerResult::Reschedule(e.nextwake);
+    }
+    let count = e.trigger_count.wrapping_sub(1);
+    if count == 0 {
+        let (t, reason) = (e.trsync, e.trigger_reason);
+        trsync::do_trigger(mcu, t, reason);
+        return TimerResult::Done;
+    }
+    e.trigger_count = count;
+    TimerResult::Reschedule(waketime.wrapping_add(e.sample_time))
+}
+
+fn config_endstop(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let pin = mcu.gpio.setup_input(a.get(1), Bias::from_arg(a.get(2)))?;
+    let index = mcu.endstops.len() as u16;
+    mcu.oid_alloc(a.get(0), ObjKind::Endstop, index)?;
+    mcu.endstops.push(Endstop {
+        pin,
+        rest_time: 0,
+        sample_time: 0,
+        nextwake: 0,
+        trsync: 0,
+        flags: 0,
+        sample_count: 0,
+        trigger_count: 0,
+        trigger_reason: 0,
+        oversampling: false,
+    });
+    Ok(())
+}
+
+fn endstop_home(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let i = lookup(mcu, a.get(0))?;
+    let id = TimerId(TIMER_KIND | i as u32);
+    mcu.timers.remove(id);
+    let sample_count = a.get(3) as u8;
+    if sample_count == 0 {
+        // Homing off.
+        mcu.endstops[i].flags = 0;
+        return Ok(());
+    }
+    let t = trsync::oid_lookup(mcu, a.get(6))?;
+    let e = &mut mcu.endstops[i];
+    e.sample_time = a.get(2);
+    e.sample_count = sample_count;
+    e.rest_time = a.get(4);
+    e.oversampling = false;
+    e.trigger_count = sample_count;
+    e.flags = ESF_HOMING | if a.get(5) != 0 { ESF_PIN_HIGH } else { 0 };
+    e.trsync = t;
+    e.trigger_reason = a.get(7) as u8;
+    let now = mcu.clock.now();
+    mcu.timers.add(id, a.get(1), now)
+}
+
+fn endstop_query_state(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let i = lookup(mcu, a.get(0))?;
+    let pin = mcu.endstops[i].pin;
+    let val = mcu.gpio.read(pin);
+    let e = &mcu.endstops[i];
+    let args = [
+        Arg::Int(a.get(0)),
+        Arg::Int((e.flags & ESF_HOMING != 0) as u32),
+        Arg::Int(e.nextwake),
+        Arg::Int(val as u32),
+    ];
+    mcu.send(&ENDSTOP_STATE, &args);
+    Ok(())
+}
+
+static COMMANDS: [Command; 3] = [
+    Command::new("config_endstop oid=%c pin=%c pull_up=%c", 0, config_endstop),
+    Command::new(
+        "endstop_home oid=%c clock=%u sample_ticks=%u sample_count=%c rest_ticks=%u pin_value=%c trsync_oid=%c trigger_reason=%c",
+        0,
+        endstop_home,
+    ),
+    Command::new("endstop_query_state oid=%c", 0, endstop_query_state),
+];
+
+pub static MODULE: Module = Module {
+    commands: &COMMANDS,
+    responses: &[&ENDSTOP_STATE],
+    constants: &[],
+    enumerations: &[],
+    static_strings: &[],
+};

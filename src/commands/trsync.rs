@@ -1,0 +1,196 @@
+//! Trigger synchronisation (the reference's trsync.c): a trsync collects
+//! "stop" signals (steppers) that all fire when it is triggered, by an
+//! endstop, by the host, or by its timeout.
+
+use klipper_protocol::format::Arg;
+
+use crate::command::{Args, CmdResult, Command, Module, Response, Shutdown};
+use crate::commands::stepper;
+use crate::mcu::{Mcu, ObjKind, TASK_TRSYNC};
+use crate::sched::{TimerId, TimerResult};
+
+static TRSYNC_STATE: Response =
+    Response::new("trsync_state oid=%c can_trigger=%c trigger_reason=%c clock=%u");
+
+pub const SIGNAL_ACTIVE: Shutdown = Shutdown("Can't add signal that is already active");
+
+pub const REPORT_TIMER: u32 = 4 << 24;
+pub const EXPIRE_TIMER: u32 = 5 << 24;
+
+const TSF_CAN_TRIGGER: u8 = 1 << 0;
+const TSF_REPORT: u8 = 1 << 2;
+
+/// Most steppers one trsync stops (a printer has far fewer).
+const MAX_SIGNALS: usize = 32;
+
+pub struct Trsync {
+    oid: u8,
+    report_ticks: u32,
+    report_time: u32,
+    /// Steppers (by index) to stop on trigger.
+    signals: heapless::Vec<u16, MAX_SIGNALS>,
+    flags: u8,
+    trigger_reason: u8,
+    expire_reason: u8,
+}
+
+fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
+    mcu.oid_lookup(oid, ObjKind::Trsync).map(|i| i as usize)
+}
+
+/// The trsync an oid names (for other families' commands).
+pub fn oid_lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
+    lookup(mcu, oid)
+}
+
+/// Trigger trsync `i`: stop its steppers and schedule a report.
+pub fn do_trigger(mcu: &mut Mcu, i: usize, reason: u8) {
+    let t = &mut mcu.trsyncs[i];
+    if t.flags & TSF_CAN_TRIGGER == 0 {
+        return;
+    }
+    t.trigger_reason = reason;
+    t.flags = (t.flags & !TSF_CAN_TRIGGER) | TSF_REPORT;
+    let signals = std::mem::take(&mut t.signals);
+    for s in signals {
+        stepper::stop(mcu, s as usize);
+    }
+    mcu.wake_task(TASK_TRSYNC);
+}
+
+/// Register stepper `s` to stop when trsync `i` triggers.
+pub fn add_signal(mcu: &mut Mcu, i: usize, s: u16) -> CmdResult {
+    if mcu.trsyncs.iter().any(|t| t.signals.contains(&s)) {
+        return Err(SIGNAL_ACTIVE);
+    }
+    mcu.trsyncs[i].signals.push(s).map_err(|_| SIGNAL_ACTIVE)
+}
+
+pub fn run_timer(mcu: &mut Mcu, kind: u32, i: usize, waketime: u32) -> TimerResult {
+    if kind == EXPIRE_TIMER {
+        let reason = mcu.trsyncs[i].expire_reason;
+        do_trigger(mcu, i, reason);
+        TimerResult::Done
+    } else {
+        let t = &mut mcu.trsyncs[i];
+        t.flags |= TSF_REPORT;
+        t.report_time = waketime.wrapping_add(t.report_ticks);
+        let next = t.report_time;
+        mcu.wake_task(TASK_TRSYNC);
+        TimerResult::Reschedule(next)
+    }
+}
+
+fn clear(mcu: &mut Mcu, i: usize) {
+    mcu.timers.remove(TimerId(REPORT_TIMER | i as u32));
+    mcu.timers.remove(TimerId(EXPIRE_TIMER | i as u32));
+    let t = &mut mcu.trsyncs[i];
+    t.signals.clear();
+    t.flags = 0;
+    t.trigger_reason = 0;
+    t.expire_reason = 0;
+}
+
+fn config_trsync(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let index = mcu.trsyncs.len() as u16;
+    mcu.oid_alloc(a.get(0), ObjKind::Trsync, index)?;
+    mcu.trsyncs.push(Trsync {
+        oid: a.get(0) as u8,
+        report_ticks: 0,
+        report_time: 0,
+        signals: heapless::Vec::new(),
+        flags: 0,
+        trigger_reason: 0,
+        expire_reason: 0,
+    });
+    Ok(())
+}
+
+fn trsync_start(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let i = lookup(mcu, a.get(0))?;
+    clear(mcu, i);
+    let now = mcu.clock.now();
+    let t = &mut mcu.trsyncs[i];
+    t.flags = TSF_CAN_TRIGGER;
+    t.report_time = a.get(1);
+    t.report_ticks = a.get(2);
+    t.expire_reason = a.get(3) as u8;
+    if t.report_ticks != 0 {
+        let when = t.report_time;
+        mcu.timers
+            .add(TimerId(REPORT_TIMER | i as u32), when, now)?;
+    }
+    Ok(())
+}
+
+fn trsync_set_timeout(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let i = lookup(mcu, a.get(0))?;
+    if mcu.trsyncs[i].flags & TSF_CAN_TRIGGER != 0 {
+        let id = TimerId(EXPIRE_TIMER | i as u32);
+        mcu.timers.remove(id);
+        let now = mcu.clock.now();
+        mcu.timers.add(id, a.get(1), now)?;
+    }
+    Ok(())
+}
+
+fn trsync_trigger(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let i = lookup(mcu, a.get(0))?;
+    do_trigger(mcu, i, a.get(1) as u8);
+    mcu.timers.remove(TimerId(REPORT_TIMER | i as u32));
+    mcu.timers.remove(TimerId(EXPIRE_TIMER | i as u32));
+    let t = &mut mcu.trsyncs[i];
+    t.flags = 0;
+    let args = [
+        Arg::Int(t.oid as u32),
+        Arg::Int(0),
+        Arg::Int(t.trigger_reason as u32),
+        Arg::Int(0),
+    ];
+    mcu.send(&TRSYNC_STATE, &args);
+    Ok(())
+}
+
+/// Send the reports the timers and triggers asked for.
+pub fn task(mcu: &mut Mcu) {
+    for i in 0..mcu.trsyncs.len() {
+        let t = &mut mcu.trsyncs[i];
+        if t.flags & TSF_REPORT == 0 {
+            continue;
+        }
+        let flags = t.flags;
+        t.flags &= !TSF_REPORT;
+        let args = [
+            Arg::Int(t.oid as u32),
+            Arg::Int((flags & TSF_CAN_TRIGGER != 0) as u32),
+            Arg::Int(t.trigger_reason as u32),
+            Arg::Int(mcu.clock.now()),
+        ];
+        mcu.send(&TRSYNC_STATE, &args);
+    }
+}
+
+pub fn shutdown(mcu: &mut Mcu) {
+    for i in 0..mcu.trsyncs.len() {
+        clear(mcu, i);
+    }
+}
+
+static COMMANDS: [Command; 4] = [
+    Command::new("config_trsync oid=%c", 0, config_trsync),
+    Command::new(
+        "trsync_start oid=%c report_clock=%u report_ticks=%u expire_reason=%c",
+        0,
+        trsync_start,
+    ),
+    Command::new("trsync_set_timeout oid=%c clock=%u", 0, trsync_set_timeout),
+    Command::new("trsync_trigger oid=%c reason=%c", 0, trsync_trigger),
+];
+
+pub static MODULE: Module = Module {
+    commands: &COMMANDS,
+    responses: &[&TRSYNC_STATE],
+    constants: &[],
+    enumerations: &[],
+    static_strings: &[SIGNAL_ACTIVE.0],
+};
