@@ -9,7 +9,7 @@ use klipper_mcu::command::Registry;
 use klipper_mcu::commands;
 use klipper_mcu::console::Console;
 use klipper_mcu::hw::linux_gpio::LinuxGpio;
-use klipper_mcu::hw::sim::SimGpio;
+use klipper_mcu::hw::sim::{SimControl, SimGpio};
 use klipper_mcu::hw::Gpio;
 use klipper_mcu::mcu::{Mcu, STARTING};
 use klipper_mcu::restart::{self, Watchdog};
@@ -25,7 +25,9 @@ PWM and ADC lines as one more micro-controller.
   -r          real-time: SCHED_FIFO scheduling and locked memory
               (needs CAP_SYS_NICE and a memlock limit)
   -w          feed the hardware watchdog /dev/watchdog
-  --sim       use a simulated board instead of this computer's hardware
+  --sim       use a simulated board instead of this computer's hardware; its
+              control socket (a Unix datagram socket) is PATH.sim: send
+              'set gpio17 1', 'get gpio17', 'history gpio17 20', 'clock'
   --dev-root DIR  look for device nodes (gpiochipN, ...) in DIR instead of /dev
   --help      show this help
   --version   show the version
@@ -166,14 +168,29 @@ fn main() {
     install_signal_handlers();
 
     let registry: &'static Registry = Box::leak(Box::new(Registry::new(&commands::modules())));
+    let mut sim_control = None;
     let gpio: Box<dyn Gpio> = if opts.sim {
-        Box::new(SimGpio::new())
+        let sim = SimGpio::new();
+        let path = sim_control_path(&opts.path);
+        match SimControl::bind(&path, sim.state()) {
+            Ok(c) => sim_control = Some(c),
+            Err(e) => {
+                eprintln!("klipper_mcu: {e}");
+                std::process::exit(1);
+            }
+        }
+        Box::new(sim)
     } else {
         Box::new(LinuxGpio::new(opts.dev_root.clone()))
     };
     let mut mcu = Mcu::new(registry, argv, gpio);
     mcu.send(&STARTING, &[]);
-    run(&mut mcu, &mut console, watchdog.as_mut());
+    run(
+        &mut mcu,
+        &mut console,
+        watchdog.as_mut(),
+        sim_control.as_mut(),
+    );
     console.flush(&mut mcu.out);
     console.unlink();
 }
@@ -219,7 +236,19 @@ fn run_timers(mcu: &mut Mcu) -> bool {
     ran
 }
 
-fn run(mcu: &mut Mcu, console: &mut Console, mut watchdog: Option<&mut Watchdog>) {
+/// Where the simulated board's control socket goes: beside the pty link.
+fn sim_control_path(link: &std::path::Path) -> PathBuf {
+    let mut p = link.as_os_str().to_owned();
+    p.push(".sim");
+    PathBuf::from(p)
+}
+
+fn run(
+    mcu: &mut Mcu,
+    console: &mut Console,
+    mut watchdog: Option<&mut Watchdog>,
+    mut sim: Option<&mut SimControl>,
+) {
     let fd = console.raw_fd();
     loop {
         if TERMINATE.load(Ordering::Relaxed) {
@@ -228,6 +257,9 @@ fn run(mcu: &mut Mcu, console: &mut Console, mut watchdog: Option<&mut Watchdog>
         let start = mcu.clock.now();
         run_timers(mcu);
         console.process_input(mcu);
+        if let Some(c) = sim.as_deref_mut() {
+            c.poll();
+        }
         mcu.run_tasks();
         if let Some(w) = watchdog.as_deref_mut() {
             w.feed(mcu.clock.now());
@@ -255,14 +287,22 @@ fn run(mcu: &mut Mcu, console: &mut Console, mut watchdog: Option<&mut Watchdog>
         } else {
             libc::POLLIN | libc::POLLOUT
         };
-        let mut pfd = libc::pollfd {
-            fd,
-            events,
-            revents: 0,
-        };
+        let mut pfd = [
+            libc::pollfd {
+                fd,
+                events,
+                revents: 0,
+            },
+            // Ignored (fd -1) unless the simulated board is in use.
+            libc::pollfd {
+                fd: sim.as_deref().map_or(-1, |c| c.raw_fd()),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
         let tsp = ts
             .as_ref()
             .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-        unsafe { libc::ppoll(&mut pfd, 1, tsp, std::ptr::null()) };
+        unsafe { libc::ppoll(pfd.as_mut_ptr(), 2, tsp, std::ptr::null()) };
     }
 }

@@ -14,6 +14,23 @@ pub const PWM_BASE: u32 = 65536;
 pub const PWM_PER_CHIP: u32 = 16;
 pub const PWM_CHIPS: u32 = 8;
 
+/// The pin number of a GPIO name (`gpioN`, `gpiochipK/gpioN`, or a plain
+/// number).
+pub fn parse_gpio(name: &str) -> Option<u32> {
+    if let Ok(n) = name.parse() {
+        return Some(n);
+    }
+    let (chip, line) = match name.strip_prefix("gpiochip") {
+        Some(rest) => {
+            let (c, l) = rest.split_once("/gpio")?;
+            (c.parse::<u32>().ok()?, l)
+        }
+        None => (0, name.strip_prefix("gpio")?),
+    };
+    let line: u32 = line.parse().ok()?;
+    (chip < GPIO_CHIPS && line < GPIO_LINES_PER_CHIP).then_some(chip * GPIO_LINES_PER_CHIP + line)
+}
+
 const fn range(first: u32, count: u32) -> EnumValue {
     EnumValue::Range(first as i64, count as i64)
 }
@@ -78,6 +95,15 @@ pub static MODULE: Module = Module {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn gpio_names() {
+        assert_eq!(super::parse_gpio("gpio17"), Some(17));
+        assert_eq!(super::parse_gpio("gpiochip1/gpio3"), Some(291));
+        assert_eq!(super::parse_gpio("gpio288"), None);
+        assert_eq!(super::parse_gpio("gpiochip9/gpio0"), None);
+        assert_eq!(super::parse_gpio("42"), Some(42));
+    }
+
     #[test]
     fn numbering_matches_the_reference_list() {
         let reference = include_str!("../tests/data/pins.txt");
