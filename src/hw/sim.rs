@@ -263,7 +263,7 @@ mod tests {
         g.write(o, true);
         let st = g.state();
         assert!(st
-            .borrow()
+            .borrow_mut()
             .control("get gpio17")
             .starts_with("level=1 rises=2 falls=1 output=1"));
         assert_eq!(st.borrow().history(17, 10).len(), 4);
@@ -273,7 +273,7 @@ mod tests {
         assert!(!g.read(i));
         assert!(st.borrow_mut().control("set gpio17 0").starts_with("error"));
         assert!(st
-            .borrow()
+            .borrow_mut()
             .control("get gpiochip1/gpio0")
             .contains("level=0"));
         assert!(g.setup_output(LINES as u32, false).is_err());
