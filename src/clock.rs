@@ -55,6 +55,15 @@ impl Clock {
         self.now64() as u32
     }
 
+    /// The CLOCK_MONOTONIC time (ns) of clock time `t`, which must lie
+    /// within ±2^31 ticks of now; also how many ticks away it is.
+    pub fn monotonic_at(&self, t: u32) -> (u64, i32) {
+        let now = self.now64();
+        let diff = t.wrapping_sub(now as u32) as i32;
+        let ticks = (now as i64 + diff as i64).max(0) as u64;
+        (self.start_ns + ticks * NSECS_PER_TICK, diff)
+    }
+
     /// How long from now until clock time `t` (zero if already past).
     pub fn until(&self, t: u32) -> Duration {
         let diff = t.wrapping_sub(self.now()) as i32;
@@ -69,6 +78,64 @@ impl Clock {
 impl Default for Clock {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Wakes the loop at an absolute CLOCK_MONOTONIC time: a timerfd in the
+/// loop's poll set. Unlike a poll timeout, which the kernel stretches by
+/// 0.1 % of its length, a timerfd expires on time.
+pub struct WakeTimer {
+    fd: std::os::fd::OwnedFd,
+    armed: bool,
+}
+
+impl WakeTimer {
+    pub fn new() -> std::io::Result<WakeTimer> {
+        let fd = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // timerfd_create just returned this fd; we own it.
+        let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        Ok(WakeTimer { fd, armed: false })
+    }
+
+    pub fn raw_fd(&self) -> i32 {
+        use std::os::fd::AsRawFd;
+        self.fd.as_raw_fd()
+    }
+
+    fn set(&mut self, ns: u64, flags: i32) {
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: (ns / 1_000_000_000) as libc::time_t,
+                tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+            },
+        };
+        // Arming (or re-arming) also clears an expiry not yet read.
+        unsafe { libc::timerfd_settime(self.raw_fd(), flags, &spec, std::ptr::null_mut()) };
+    }
+
+    /// Expire at monotonic time `ns`.
+    pub fn arm(&mut self, ns: u64) {
+        self.set(ns.max(1), libc::TFD_TIMER_ABSTIME);
+        self.armed = true;
+    }
+
+    pub fn disarm(&mut self) {
+        if self.armed {
+            self.set(0, 0);
+            self.armed = false;
+        }
     }
 }
 

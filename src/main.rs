@@ -250,15 +250,29 @@ fn run(
     mut sim: Option<&mut SimControl>,
 ) {
     let fd = console.raw_fd();
+    let (mut input_ready, mut sim_ready) = (true, true);
+    let mut wake_timer = match clock::WakeTimer::new() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("klipper_mcu: timerfd_create: {e}");
+            std::process::exit(1);
+        }
+    };
     loop {
         if TERMINATE.load(Ordering::Relaxed) {
             return;
         }
         let start = mcu.clock.now();
         run_timers(mcu);
-        console.process_input(mcu);
-        if let Some(c) = sim.as_deref_mut() {
-            c.poll();
+        // Only read what poll said is there: a pass woken by a timer
+        // costs no system call for input.
+        if input_ready {
+            console.process_input(mcu);
+        }
+        if sim_ready {
+            if let Some(c) = sim.as_deref_mut() {
+                c.poll();
+            }
         }
         mcu.run_tasks();
         if let Some(w) = watchdog.as_deref_mut() {
@@ -274,14 +288,12 @@ fn run(
             let f = w.next_feed();
             wake = Some(wake.map_or(f, |t| if clock::is_before(f, t) { f } else { t }));
         }
-        let timeout = wake.map(|t| mcu.clock.until(t));
-        if timeout.is_some_and(|d| d.as_nanos() <= (TIMER_MIN_TRY_TICKS as u128) * 20) {
-            continue;
+        match wake.map(|t| mcu.clock.monotonic_at(t)) {
+            // Due (or nearly): no sleep.
+            Some((_, diff)) if diff <= TIMER_MIN_TRY_TICKS as i32 => continue,
+            Some((ns, _)) => wake_timer.arm(ns),
+            None => wake_timer.disarm(),
         }
-        let ts = timeout.map(|d| libc::timespec {
-            tv_sec: d.as_secs() as libc::time_t,
-            tv_nsec: d.subsec_nanos() as libc::c_long,
-        });
         let events = if mcu.out.is_empty() {
             libc::POLLIN
         } else {
@@ -293,6 +305,11 @@ fn run(
                 events,
                 revents: 0,
             },
+            libc::pollfd {
+                fd: wake_timer.raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
             // Ignored (fd -1) unless the simulated board is in use.
             libc::pollfd {
                 fd: sim.as_deref().map_or(-1, |c| c.raw_fd()),
@@ -300,9 +317,9 @@ fn run(
                 revents: 0,
             },
         ];
-        let tsp = ts
-            .as_ref()
-            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-        unsafe { libc::ppoll(pfd.as_mut_ptr(), 2, tsp, std::ptr::null()) };
+        let n = unsafe { libc::ppoll(pfd.as_mut_ptr(), 3, std::ptr::null(), std::ptr::null()) };
+        // On an error (EINTR) look at everything once.
+        input_ready = n < 0 || pfd[0].revents != 0;
+        sim_ready = n < 0 || pfd[2].revents != 0;
     }
 }
