@@ -10,12 +10,14 @@
 //! - [`hw`]: hardware traits, Linux and simulated backends;
 //! - [`moveq`]: the move queue;
 //! - [`pins`]: pin names and numbers;
+//! - [`health`]: the `--check` health check;
 //! - [`restart`]: real-time set-up, watchdog, re-execution.
 
 pub mod clock;
 pub mod command;
 pub mod commands;
 pub mod console;
+pub mod health;
 pub mod hw;
 pub mod mcu;
 pub mod moveq;

@@ -29,6 +29,8 @@ PWM and ADC lines as one more micro-controller.
               control socket (a Unix datagram socket) is PATH.sim: send
               'set gpio17 1', 'get gpio17', 'history gpio17 20', 'clock'
   --dev-root DIR  look for device nodes (gpiochipN, ...) in DIR instead of /dev
+  --check PATH  health check: exit 0 if PATH links to a live pty held by a
+              running klipper_mcu (the pty is never opened), else 1
   --help      show this help
   --version   show the version
 ";
@@ -56,6 +58,19 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             "--help" | "-h" => {
                 print!("{USAGE}");
                 std::process::exit(0);
+            }
+            "--check" => {
+                let path = PathBuf::from(args.get(i + 1).ok_or("--check needs the pty link path")?);
+                match klipper_mcu::health::check(&path) {
+                    Ok(msg) => {
+                        println!("healthy: {msg}");
+                        std::process::exit(0);
+                    }
+                    Err(msg) => {
+                        println!("unhealthy: {msg}");
+                        std::process::exit(1);
+                    }
+                }
             }
             "--sim" => o.sim = true,
             "--dev-root" => {
