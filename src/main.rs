@@ -118,17 +118,28 @@ extern "C" fn on_terminate(_: libc::c_int) {
     TERMINATE.store(true, Ordering::Relaxed);
 }
 
-fn install_signal_handlers() {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+/// Catch the termination signals, keeping them blocked except while the
+/// loop waits in ppoll (which gets the returned mask): a signal that
+/// arrives while the loop is busy then interrupts the next wait instead of
+/// being missed by it.
+fn install_signal_handlers() -> libc::sigset_t {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
     // No SA_RESTART: the signal must interrupt ppoll so the loop sees it.
     let act = SigAction::new(
         SigHandler::Handler(on_terminate),
         SaFlags::empty(),
         SigSet::empty(),
     );
+    let mut block = SigSet::empty();
     for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
         // Installing a handler for these signals cannot fail.
         let _ = unsafe { sigaction(s, &act) };
+        block.add(s);
+    }
+    let mut old = SigSet::empty();
+    let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&block), Some(&mut old));
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        old.remove(s);
     }
     let _ = unsafe {
         sigaction(
@@ -136,6 +147,7 @@ fn install_signal_handlers() {
             &SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty()),
         )
     };
+    *old.as_ref()
 }
 
 fn main() {
@@ -180,7 +192,7 @@ fn main() {
     } else {
         None
     };
-    install_signal_handlers();
+    let wait_mask = install_signal_handlers();
 
     let registry: &'static Registry = Box::leak(Box::new(Registry::new(&commands::modules())));
     let mut sim_control = None;
@@ -205,6 +217,7 @@ fn main() {
         &mut console,
         watchdog.as_mut(),
         sim_control.as_mut(),
+        &wait_mask,
     );
     console.flush(&mut mcu.out);
     console.unlink();
@@ -263,6 +276,7 @@ fn run(
     console: &mut Console,
     mut watchdog: Option<&mut Watchdog>,
     mut sim: Option<&mut SimControl>,
+    wait_mask: &libc::sigset_t,
 ) {
     let fd = console.raw_fd();
     let (mut input_ready, mut sim_ready) = (true, true);
@@ -332,7 +346,7 @@ fn run(
                 revents: 0,
             },
         ];
-        let n = unsafe { libc::ppoll(pfd.as_mut_ptr(), 3, std::ptr::null(), std::ptr::null()) };
+        let n = unsafe { libc::ppoll(pfd.as_mut_ptr(), 3, std::ptr::null(), wait_mask) };
         // On an error (EINTR) look at everything once.
         input_ready = n < 0 || pfd[0].revents != 0;
         sim_ready = n < 0 || pfd[2].revents != 0;
