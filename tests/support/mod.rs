@@ -305,11 +305,17 @@ impl Drop for ChildGuard {
 /// Start the MCU binary linked at `tty`, stdout+stderr to `log`, and wait
 /// until the pty link exists.
 pub fn start_mcu(tty: &Path, log: &Path) -> ChildGuard {
+    start_mcu_with_args(tty, log, &[])
+}
+
+/// As [`start_mcu`], with `extra` arguments (e.g. `--sim`) before `-I`.
+pub fn start_mcu_with_args(tty: &Path, log: &Path, extra: &[&str]) -> ChildGuard {
     let bin = mcu_binary();
     let _ = fs::remove_file(tty);
     let out = File::create(log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
     let err = out.try_clone().expect("dup log fd");
     let child = Command::new(&bin)
+        .args(extra)
         .arg("-I")
         .arg(tty)
         .stdin(Stdio::null())
