@@ -36,10 +36,14 @@ pub struct Clock {
     start_ns: u64,
 }
 
+/// Every [`Clock`] in the process counts from the same moment, so the
+/// simulated board's timestamps are the MCU's.
+static START_NS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
 impl Clock {
     pub fn new() -> Clock {
         Clock {
-            start_ns: monotonic_ns(),
+            start_ns: *START_NS.get_or_init(monotonic_ns),
         }
     }
 

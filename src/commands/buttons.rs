@@ -67,7 +67,8 @@ pub fn run_timer(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
     b.last_pressed = status;
     let state = b.retransmit_state;
     if state & BF_NO_RETRANSMIT == 0 {
-        let state = state - 1;
+        // Counts down to 0x7f, where the top bit says "retransmit".
+        let state = state.wrapping_sub(1);
         if state & BF_NO_RETRANSMIT != 0 {
             // Not acknowledged in time: send again.
             wake = true;

@@ -1,0 +1,570 @@
+//! Helpers for the GPIO integration tests (`gpio_sim.rs`, `fakegpio.rs`):
+//! a small host that spawns `klipper_mcu` with chosen arguments *and
+//! environment* (the fake-GPIO tests need `LD_PRELOAD`, which
+//! `tests/common` cannot pass), talks to it through its pseudo-terminal
+//! with `HostCodec`, and drives the simulated board's control socket.
+//!
+//! Every wait is bounded by [`TIMEOUT`]; the child is killed on drop.
+#![allow(dead_code)]
+
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use klipper_protocol::dictionary::{Dictionary, Json};
+use klipper_protocol::host::{HostCodec, Response};
+
+/// Longest single wait: CI machines are small and busy.
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+/// MCU clock ticks per millisecond (CLOCK_FREQ is 50 MHz).
+pub const TICKS_PER_MS: u32 = 50_000;
+/// How late (never early) a timed output edge typically lands: the
+/// median lateness of a series of edges must be within this.
+pub const LATE_TOLERANCE: u32 = 2 * TICKS_PER_MS;
+/// How late any single edge may be. On a shared 2-core machine running
+/// tests in parallel the MCU process is now and then descheduled for a few
+/// milliseconds (seen: 2.6 and 3.7 ms); such a stall delays an edge or two
+/// and the schedule then catches up, while a scheduling error shifts every
+/// edge (caught by the median) or lands early (never allowed).
+pub const MAX_LATE: u32 = 50 * TICKS_PER_MS;
+
+pub const fn ms(n: u32) -> u32 {
+    n * TICKS_PER_MS
+}
+
+/// Signed distance `a - b` between two 32-bit clock times.
+pub fn diff(a: u32, b: u32) -> i64 {
+    a.wrapping_sub(b) as i32 as i64
+}
+
+/// A scratch directory, removed on drop.
+pub struct Scratch {
+    pub path: PathBuf,
+}
+
+impl Scratch {
+    pub fn new(tag: &str) -> Scratch {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let path = std::env::temp_dir().join(format!(
+            "kmcu-{tag}-{}-{}-{nanos}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).expect("create a scratch directory");
+        Scratch { path }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // A chmod-000 file inside must not stop the cleanup.
+        if let Ok(rd) = std::fs::read_dir(&self.path) {
+            for e in rd.flatten() {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(0o700));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// The state of one simulated line, as `get` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinState {
+    pub level: u8,
+    pub rises: u32,
+    pub falls: u32,
+    pub output: u8,
+    pub bias: String,
+}
+
+/// One `klipper_mcu` process and a host session on its terminal.
+pub struct Board {
+    child: Child,
+    pub link: PathBuf,
+    stderr_path: PathBuf,
+    port: Option<File>,
+    pub codec: HostCodec,
+    /// Decoded messages not yet taken, oldest first.
+    pub msgs: Vec<Response>,
+    /// The control socket of the simulated board (with `--sim`).
+    ctl: Option<UnixDatagram>,
+    /// How far the simulator's clock runs ahead of the MCU's (a lower
+    /// bound, see [`Board::measure_sim_offset`]).
+    pub sim_offset: u32,
+    // Last: the child is killed (in Drop) before the directory goes.
+    pub dir: Scratch,
+}
+
+impl Board {
+    /// A simulated board (`--sim`), identified and ready to configure.
+    pub fn sim() -> Board {
+        let mut b = Board::spawn(&["--sim"], &[]);
+        b.connect();
+        b.open_control();
+        b.sim_offset = b.measure_sim_offset();
+        b
+    }
+
+    /// The simulator keeps its own clock, started a little before the
+    /// MCU's, so its `clock` and `history` times run ahead of the MCU's
+    /// by a few hundred microseconds to several milliseconds (a bug, see
+    /// `gpio_sim.rs`'s `sim_clock_is_the_mcu_clock`). Measure a lower
+    /// bound of that offset: a simulator time read *before* a `get_clock`
+    /// exceeds the MCU time by at most the offset. Subtracting a lower
+    /// bound keeps corrected times at or after the true MCU times, so
+    /// "never early" checks stay sound. Zero once the two clocks agree.
+    pub fn measure_sim_offset(&mut self) -> u32 {
+        let mut best = 0i64;
+        for _ in 0..10 {
+            let s = self.raw_sim_clock();
+            let c = self.clock();
+            best = best.max(diff(s, c));
+        }
+        best as u32
+    }
+
+    /// Spawn `klipper_mcu -I <scratch>/tty <args>` with extra environment
+    /// variables; does not wait for it.
+    pub fn spawn(args: &[&str], env: &[(&str, &Path)]) -> Board {
+        let dir = Scratch::new("gpio");
+        let link = dir.path.join("tty");
+        let stderr_path = dir.path.join("stderr.log");
+        let stderr = File::create(&stderr_path).expect("create the stderr log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_klipper_mcu"));
+        cmd.arg("-I")
+            .arg(&link)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn klipper_mcu");
+        Board {
+            child,
+            link,
+            stderr_path,
+            port: None,
+            codec: HostCodec::new(),
+            msgs: Vec::new(),
+            ctl: None,
+            sim_offset: 0,
+            dir,
+        }
+    }
+
+    /// Wait for the link, open it as klippy does, fetch the dictionary.
+    pub fn connect(&mut self) {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if std::fs::read_link(&self.link).is_ok_and(|t| t.exists()) {
+                break;
+            }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!("klipper_mcu exited ({st}); stderr:\n{}", self.stderr());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no link at {}; stderr:\n{}",
+                self.link.display(),
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
+            .open(&self.link)
+            .unwrap_or_else(|e| panic!("open {}: {e}", self.link.display()));
+        let mut t = nix::sys::termios::tcgetattr(&f).expect("tcgetattr");
+        nix::sys::termios::cfmakeraw(&mut t);
+        nix::sys::termios::tcsetattr(&f, nix::sys::termios::SetArg::TCSANOW, &t)
+            .expect("tcsetattr");
+        self.port = Some(f);
+        self.identify();
+    }
+
+    fn identify(&mut self) {
+        let mut data = Vec::new();
+        loop {
+            let offset = data.len() as i64;
+            self.send(&format!("identify offset={offset} count=40"));
+            let r = self.wait_msg_where("identify_response", |r| r.int("offset") == offset);
+            let chunk = r.bytes("data").to_vec();
+            if chunk.is_empty() {
+                break;
+            }
+            data.extend_from_slice(&chunk);
+            assert!(data.len() < 1 << 20, "dictionary too large");
+        }
+        self.codec.dict = Dictionary::from_compressed(&data).expect("dictionary parses");
+        // Messages before the dictionary (`starting`) could not be decoded
+        // and were dropped; nothing else is expected yet.
+        self.msgs.clear();
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn dict(&self) -> &Dictionary {
+        &self.codec.dict
+    }
+
+    fn fd(&self) -> i32 {
+        self.port.as_ref().expect("port open").as_raw_fd()
+    }
+
+    fn write_all(&mut self, mut data: &[u8]) {
+        let deadline = Instant::now() + TIMEOUT;
+        while !data.is_empty() {
+            let n = unsafe { libc::write(self.fd(), data.as_ptr().cast(), data.len()) };
+            if n > 0 {
+                data = &data[n as usize..];
+                continue;
+            }
+            assert!(Instant::now() < deadline, "the MCU stopped reading");
+            self.pump(Duration::from_millis(5));
+        }
+    }
+
+    /// Send one command (text, see `HostCodec::encode_text`) in a block.
+    pub fn send(&mut self, text: &str) {
+        let p = self
+            .codec
+            .encode_text(text)
+            .unwrap_or_else(|e| panic!("cannot encode {text:?}: {e:?}"));
+        let b = self.codec.frame(&p);
+        self.write_all(&b);
+    }
+
+    /// Send several commands packed into as few blocks as fit, so that
+    /// the MCU runs them back to back.
+    pub fn send_all(&mut self, cmds: &[String]) {
+        let enc: Vec<Vec<u8>> = cmds
+            .iter()
+            .map(|t| {
+                self.codec
+                    .encode_text(t)
+                    .unwrap_or_else(|e| panic!("cannot encode {t:?}: {e:?}"))
+            })
+            .collect();
+        let b = self.codec.frame_all(&enc);
+        self.write_all(&b);
+    }
+
+    /// Wait up to `timeout` for input and read what is there.
+    pub fn pump(&mut self, timeout: Duration) -> bool {
+        let mut pfd = libc::pollfd {
+            fd: self.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let r = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as i32) };
+        if r <= 0 {
+            return false;
+        }
+        if pfd.revents & libc::POLLIN == 0 {
+            // Hung up: do not spin.
+            std::thread::sleep(timeout.min(Duration::from_millis(20)));
+            return false;
+        }
+        let mut got = false;
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = unsafe { libc::read(self.fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                return got;
+            }
+            got = true;
+            for b in self.codec.feed(&buf[..n as usize]) {
+                if b.payload.is_empty() {
+                    continue; // an ack or nak
+                }
+                if let Ok(ms) = self.codec.decode(&b.payload) {
+                    self.msgs.extend(ms);
+                }
+            }
+        }
+    }
+
+    /// Read for `d`, collecting messages.
+    pub fn settle(&mut self, d: Duration) {
+        let end = Instant::now() + d;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            self.pump(left.min(Duration::from_millis(50)));
+        }
+    }
+
+    pub fn fail(&mut self, why: &str) -> ! {
+        let status = self.child.try_wait().ok().flatten();
+        let msgs: Vec<&Response> = self.msgs.iter().filter(|m| m.name != "stats").collect();
+        panic!(
+            "{why}\n  messages: {msgs:?}\n  process: {}\n  stderr:\n{}",
+            status.map_or("running".to_string(), |s| s.to_string()),
+            self.stderr()
+        );
+    }
+
+    /// Take the first message named `name` for which `pred` holds,
+    /// waiting up to [`TIMEOUT`].
+    pub fn wait_msg_where(&mut self, name: &str, pred: impl Fn(&Response) -> bool) -> Response {
+        self.try_wait_msg(name, &pred, TIMEOUT)
+            .unwrap_or_else(|| self.fail(&format!("timed out waiting for `{name}`")))
+    }
+
+    pub fn wait_msg(&mut self, name: &str) -> Response {
+        self.wait_msg_where(name, |_| true)
+    }
+
+    /// As [`Board::wait_msg_where`], but `None` after `timeout`.
+    pub fn try_wait_msg(
+        &mut self,
+        name: &str,
+        pred: &dyn Fn(&Response) -> bool,
+        timeout: Duration,
+    ) -> Option<Response> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(i) = self.msgs.iter().position(|r| r.name == name && pred(r)) {
+                return Some(self.msgs.remove(i));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.pump(left.min(Duration::from_millis(50)));
+        }
+    }
+
+    /// Take every message named `name` received so far.
+    pub fn take_all(&mut self, name: &str) -> Vec<Response> {
+        let (take, keep) = std::mem::take(&mut self.msgs)
+            .into_iter()
+            .partition(|r| r.name == name);
+        self.msgs = keep;
+        take
+    }
+
+    /// Send `cmd` and wait for the first `resp` after it.
+    pub fn request(&mut self, cmd: &str, resp: &str) -> Response {
+        // Drop stale replies of the same name first.
+        self.pump(Duration::ZERO);
+        self.take_all(resp);
+        self.send(cmd);
+        self.wait_msg(resp)
+    }
+
+    /// The MCU's clock now (`get_clock`).
+    pub fn clock(&mut self) -> u32 {
+        self.request("get_clock", "clock").int("clock") as u32
+    }
+
+    /// `allocate_oids`, the given configuration commands, and
+    /// `finalize_config`; checks the MCU took them without shutting down.
+    pub fn configure(&mut self, oids: u32, cmds: &[String]) {
+        let mut all = vec![format!("allocate_oids count={oids}")];
+        all.extend(cmds.iter().cloned());
+        all.push("finalize_config crc=1234".to_string());
+        self.send_all(&all);
+        let c = self.request("get_config", "config");
+        if c.int("is_config") != 1 || c.int("is_shutdown") != 0 {
+            let why = format!("configuration refused: {c:?}");
+            self.fail(&why);
+        }
+        self.assert_not_shutdown();
+    }
+
+    pub fn assert_not_shutdown(&mut self) {
+        self.pump(Duration::ZERO);
+        if let Some(s) = self.msgs.iter().find(|m| m.name == "shutdown").cloned() {
+            let why = format!(
+                "unexpected shutdown: {}",
+                self.static_string(s.int("static_string_id"))
+            );
+            self.fail(&why);
+        }
+    }
+
+    /// The text of a `static_string_id`, through the dictionary.
+    pub fn static_string(&self, id: i64) -> String {
+        let e = self
+            .dict()
+            .enumerations
+            .get("static_string_id")
+            .and_then(Json::as_object)
+            .expect("a static_string_id enumeration");
+        e.iter()
+            .find(|(_, v)| v.as_i64() == Some(id))
+            .map(|(k, _)| k.clone())
+            .unwrap_or_else(|| panic!("static_string_id {id} not in the dictionary"))
+    }
+
+    /// Wait for `shutdown`; returns (clock, reason text).
+    pub fn wait_shutdown(&mut self) -> (u32, String) {
+        let r = self.wait_msg("shutdown");
+        (
+            r.int("clock") as u32,
+            self.static_string(r.int("static_string_id")),
+        )
+    }
+
+    // -----------------------------------------------------------------
+    // The simulated board's control socket.
+
+    fn open_control(&mut self) {
+        let me = self.dir.path.join("ctl-client");
+        let s = UnixDatagram::bind(&me).expect("bind a control client socket");
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let mut server = self.link.as_os_str().to_owned();
+        server.push(".sim");
+        s.connect(PathBuf::from(server))
+            .expect("connect to the simulator control socket");
+        self.ctl = Some(s);
+    }
+
+    /// One request to the control socket; its answer.
+    pub fn ctl(&mut self, req: &str) -> String {
+        let s = self.ctl.as_ref().expect("a --sim board");
+        s.send(req.as_bytes()).expect("send a control request");
+        let mut buf = vec![0u8; 65536];
+        let n = s
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no answer to {req:?}: {e}"));
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    /// Drive an input line.
+    pub fn set(&mut self, pin: u32, v: u8) {
+        let r = self.ctl(&format!("set gpio{pin} {v}"));
+        assert_eq!(r, "ok", "set gpio{pin} {v}");
+    }
+
+    pub fn get(&mut self, pin: u32) -> PinState {
+        let r = self.ctl(&format!("get gpio{pin}"));
+        let field = |k: &str| -> String {
+            r.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{k}=")).map(str::to_string))
+                .unwrap_or_else(|| panic!("no {k} in {r:?}"))
+        };
+        PinState {
+            level: field("level").parse().unwrap(),
+            rises: field("rises").parse().unwrap(),
+            falls: field("falls").parse().unwrap(),
+            output: field("output").parse().unwrap(),
+            bias: field("bias"),
+        }
+    }
+
+    /// The last `n` (at most 512) writes of a line: (clock, value), in
+    /// MCU clock (corrected by [`Board::sim_offset`]).
+    pub fn history(&mut self, pin: u32, n: usize) -> Vec<(u32, u8)> {
+        let off = self.sim_offset;
+        self.raw_history(pin, n)
+            .into_iter()
+            .map(|(c, v)| (c.wrapping_sub(off), v))
+            .collect()
+    }
+
+    /// `history` as the simulator answers it.
+    pub fn raw_history(&mut self, pin: u32, n: usize) -> Vec<(u32, u8)> {
+        let r = self.ctl(&format!("history gpio{pin} {n}"));
+        r.split_whitespace()
+            .map(|w| {
+                let (c, v) = w
+                    .split_once(':')
+                    .unwrap_or_else(|| panic!("bad history {r:?}"));
+                (c.parse().unwrap(), v.parse().unwrap())
+            })
+            .collect()
+    }
+
+    /// The simulated board's clock, in MCU clock (corrected by
+    /// [`Board::sim_offset`]).
+    pub fn sim_clock(&mut self) -> u32 {
+        self.raw_sim_clock().wrapping_sub(self.sim_offset)
+    }
+
+    /// `clock` as the simulator answers it.
+    pub fn raw_sim_clock(&mut self) -> u32 {
+        self.ctl("clock").trim().parse().expect("a clock")
+    }
+
+    /// Wait (reading messages meanwhile) until the board's clock has
+    /// passed `t`.
+    pub fn wait_until_clock(&mut self, t: u32) {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let now = self.sim_clock();
+            let left = diff(t, now);
+            if left < 0 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "clock {t} never came");
+            let wait_ms = (left / TICKS_PER_MS as i64).clamp(1, 50) as u64;
+            self.pump(Duration::from_millis(wait_ms));
+        }
+    }
+}
+
+impl Drop for Board {
+    fn drop(&mut self) {
+        self.port = None;
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Check a series of edge times against their ideal times: the same
+/// count, none early, none more than [`MAX_LATE`] late, and the median
+/// lateness within `tol` ticks.
+pub fn assert_on_time(what: &str, actual: &[u32], ideal: &[u32], tol: u32) {
+    assert_eq!(
+        actual.len(),
+        ideal.len(),
+        "{what}: {} edges, expected {}\n actual {actual:?}\n ideal {ideal:?}",
+        actual.len(),
+        ideal.len()
+    );
+    let late: Vec<i64> = actual
+        .iter()
+        .zip(ideal)
+        .map(|(&a, &i)| diff(a, i))
+        .collect();
+    for (k, &d) in late.iter().enumerate() {
+        assert!(
+            (0..=MAX_LATE as i64).contains(&d),
+            "{what}: edge {k} at {}, ideal {}: {d} ticks off (allowed 0..={MAX_LATE})\n \
+             actual {actual:?}\n ideal {ideal:?}",
+            actual[k],
+            ideal[k]
+        );
+    }
+    let m = median(&late);
+    assert!(
+        m <= tol as i64,
+        "{what}: median lateness {m} ticks (allowed {tol})\n lateness {late:?}"
+    );
+}
+
+/// The lower median.
+pub fn median(v: &[i64]) -> i64 {
+    let mut s = v.to_vec();
+    s.sort_unstable();
+    s[(s.len() - 1) / 2]
+}
