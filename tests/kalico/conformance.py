@@ -171,7 +171,10 @@ class Harness:
         with open(self.cfg, "w") as f:
             f.write(PRINTER_CFG.format(tty=self.args.tty))
         argv = [self.args.kalico, self.cfg, "-a", self.sock_path,
-                "-l", self.log_path]
+                "-l", self.log_path,
+                # Its own G-code pty: the default /tmp/printer is shared by
+                # every Kalico on the machine, and parallel tests race on it.
+                "-I", os.path.join(os.path.dirname(self.log_path), "printer")]
         log("starting: %s" % " ".join(argv))
         out = open(self.out_path, "wb")
         env = dict(os.environ)
