@@ -8,9 +8,8 @@ use klipper_mcu::clock::{self, from_us};
 use klipper_mcu::command::Registry;
 use klipper_mcu::commands;
 use klipper_mcu::console::Console;
-use klipper_mcu::hw::linux_gpio::LinuxGpio;
-use klipper_mcu::hw::sim::{SimControl, SimGpio};
-use klipper_mcu::hw::Gpio;
+use klipper_mcu::hw::sim::SimControl;
+use klipper_mcu::hw::Board;
 use klipper_mcu::mcu::{Mcu, STARTING};
 use klipper_mcu::restart::{self, Watchdog};
 use klipper_mcu::sched::{TimerResult, MAX_TIMER_LATENESS, RESCHEDULED_IN_PAST};
@@ -28,7 +27,9 @@ PWM and ADC lines as one more micro-controller.
   --sim       use a simulated board instead of this computer's hardware; its
               control socket (a Unix datagram socket) is PATH.sim: send
               'set gpio17 1', 'get gpio17', 'history gpio17 20', 'clock'
-  --dev-root DIR  look for device nodes (gpiochipN, ...) in DIR instead of /dev
+  --dev-root DIR  look for device nodes (gpiochipN, spidevB.D, i2c-N) in DIR
+              instead of /dev
+  --sysfs-root DIR  read sysfs (PWM, ADC, 1-wire) under DIR instead of /sys
   --check PATH  health check: exit 0 if PATH links to a live pty held by a
               running klipper_mcu (the pty is never opened), else 1
   --help      show this help
@@ -39,6 +40,7 @@ struct Options {
     path: PathBuf,
     sim: bool,
     dev_root: PathBuf,
+    sysfs_root: PathBuf,
     realtime: bool,
     watchdog: bool,
 }
@@ -48,6 +50,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         path: PathBuf::from("/tmp/klipper_host_mcu"),
         sim: false,
         dev_root: PathBuf::from("/dev"),
+        sysfs_root: PathBuf::from("/sys"),
         realtime: false,
         watchdog: false,
     };
@@ -73,6 +76,10 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                 }
             }
             "--sim" => o.sim = true,
+            "--sysfs-root" => {
+                i += 1;
+                o.sysfs_root = PathBuf::from(args.get(i).ok_or("--sysfs-root needs a folder")?);
+            }
             "--dev-root" => {
                 i += 1;
                 o.dev_root = PathBuf::from(args.get(i).ok_or("--dev-root needs a folder")?);
@@ -196,21 +203,21 @@ fn main() {
 
     let registry: &'static Registry = Box::leak(Box::new(Registry::new(&commands::modules())));
     let mut sim_control = None;
-    let gpio: Box<dyn Gpio> = if opts.sim {
-        let sim = SimGpio::new();
+    let board = if opts.sim {
+        let (board, state) = Board::sim(opts.dev_root.clone(), opts.sysfs_root.clone());
         let path = sim_control_path(&opts.path);
-        match SimControl::bind(&path, sim.state()) {
+        match SimControl::bind(&path, state) {
             Ok(c) => sim_control = Some(c),
             Err(e) => {
                 eprintln!("klipper_mcu: {e}");
                 std::process::exit(1);
             }
         }
-        Box::new(sim)
+        board
     } else {
-        Box::new(LinuxGpio::new(opts.dev_root.clone()))
+        Board::linux(opts.dev_root.clone(), opts.sysfs_root.clone())
     };
-    let mut mcu = Mcu::new(registry, argv, gpio);
+    let mut mcu = Mcu::new(registry, argv, board);
     mcu.send(&STARTING, &[]);
     run(
         &mut mcu,

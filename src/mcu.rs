@@ -8,13 +8,21 @@ use klipper_protocol::vlq::decode_msgid;
 
 use crate::clock::Clock;
 use crate::command::{Args, Output, Registry, Response, Shutdown, HF_IN_SHUTDOWN, MAX_ARG_SLOTS};
+use crate::commands::adc::{self, AnalogIn};
 use crate::commands::buttons::{self, Buttons};
 use crate::commands::counter::{self, Counter};
+use crate::commands::ds18b20::{self, Ds18b20};
 use crate::commands::endstop::{self, Endstop};
 use crate::commands::gpio::{self, DigitalOut};
+use crate::commands::i2c::I2cDev;
+use crate::commands::pca9685::{self, Pca9685Chip, Pca9685Out};
+use crate::commands::pwm::{self, PwmOut};
+use crate::commands::spi::{self, SpiDev, SpiShutdown};
 use crate::commands::stepper::{self, Stepper};
 use crate::commands::trsync::{self, Trsync};
-use crate::hw::Gpio;
+use crate::hw::bus::{I2c, Spi};
+use crate::hw::sysfs::PwmChannel;
+use crate::hw::{Board, Gpio};
 use crate::moveq::MovePool;
 use crate::sched::{Stats, TimerId, TimerQueue, TimerResult, STATS};
 
@@ -36,12 +44,21 @@ pub enum ObjKind {
     Trsync,
     Buttons,
     Counter,
+    Spi,
+    SpiShutdown,
+    I2c,
+    PwmOut,
+    AnalogIn,
+    Pca9685,
+    Ds18b20,
 }
 
 /// Tasks: work that timers hand to the main loop (sending reports).
 pub const TASK_TRSYNC: u32 = 1 << 0;
 pub const TASK_BUTTONS: u32 = 1 << 1;
 pub const TASK_COUNTER: u32 = 1 << 2;
+pub const TASK_ANALOG: u32 = 1 << 3;
+pub const TASK_DS18B20: u32 = 1 << 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ShutdownState {
@@ -69,6 +86,10 @@ pub struct Mcu {
     /// process's own memory.
     pub debug_mem: [u8; 256],
     pub gpio: Box<dyn Gpio>,
+    pub spi: Box<dyn Spi>,
+    pub i2c: Box<dyn I2c>,
+    pub dev_root: std::path::PathBuf,
+    pub sysfs_root: std::path::PathBuf,
     /// The move queue, allocated by `finalize_config`.
     pub moves: MovePool,
     pub digital_outs: Vec<DigitalOut>,
@@ -77,12 +98,21 @@ pub struct Mcu {
     pub trsyncs: Vec<Trsync>,
     pub buttons: Vec<Buttons>,
     pub counters: Vec<Counter>,
+    pub spis: Vec<SpiDev>,
+    pub spi_shutdowns: Vec<SpiShutdown>,
+    pub i2cs: Vec<I2cDev>,
+    pub pwm_channels: Vec<PwmChannel>,
+    pub pwm_outs: Vec<PwmOut>,
+    pub analog_ins: Vec<AnalogIn>,
+    pub pca9685_chips: Vec<Pca9685Chip>,
+    pub pca9685_outs: Vec<Pca9685Out>,
+    pub ds18b20s: Vec<Ds18b20>,
     /// Tasks woken (TASK_* bits).
     pub tasks: u32,
 }
 
 impl Mcu {
-    pub fn new(registry: &'static Registry, argv: Vec<CString>, gpio: Box<dyn Gpio>) -> Mcu {
+    pub fn new(registry: &'static Registry, argv: Vec<CString>, board: Board) -> Mcu {
         Mcu {
             clock: Clock::new(),
             out: Output::new(),
@@ -96,7 +126,11 @@ impl Mcu {
             move_count: 0,
             argv,
             debug_mem: [0; 256],
-            gpio,
+            gpio: board.gpio,
+            spi: board.spi,
+            i2c: board.i2c,
+            dev_root: board.dev_root,
+            sysfs_root: board.sysfs_root,
             moves: MovePool::default(),
             digital_outs: Vec::new(),
             steppers: Vec::new(),
@@ -104,6 +138,15 @@ impl Mcu {
             trsyncs: Vec::new(),
             buttons: Vec::new(),
             counters: Vec::new(),
+            spis: Vec::new(),
+            spi_shutdowns: Vec::new(),
+            i2cs: Vec::new(),
+            pwm_channels: Vec::new(),
+            pwm_outs: Vec::new(),
+            analog_ins: Vec::new(),
+            pca9685_chips: Vec::new(),
+            pca9685_outs: Vec::new(),
+            ds18b20s: Vec::new(),
             tasks: 0,
         }
     }
@@ -165,6 +208,10 @@ impl Mcu {
         gpio::shutdown(self);
         stepper::shutdown(self);
         trsync::shutdown(self);
+        spi::shutdown(self);
+        pwm::shutdown(self);
+        pca9685::shutdown(self);
+        adc::shutdown(self);
     }
 
     #[inline]
@@ -184,6 +231,12 @@ impl Mcu {
         if t & TASK_COUNTER != 0 {
             counter::task(self);
         }
+        if t & TASK_ANALOG != 0 {
+            adc::task(self);
+        }
+        if t & TASK_DS18B20 != 0 {
+            ds18b20::task(self);
+        }
     }
 
     /// Run one timer; each command family dispatches its own ids.
@@ -198,6 +251,10 @@ impl Mcu {
             }
             buttons::TIMER_KIND => Ok(buttons::run_timer(self, index, waketime)),
             counter::TIMER_KIND => Ok(counter::run_timer(self, index, waketime)),
+            pwm::TIMER_KIND => pwm::run_timer(self, index, waketime),
+            adc::TIMER_KIND => adc::run_timer(self, index, waketime),
+            pca9685::TIMER_KIND => pca9685::run_timer(self, index, waketime),
+            ds18b20::TIMER_KIND => Ok(ds18b20::run_timer(self, index, waketime)),
             _ => Ok(TimerResult::Done),
         }
     }

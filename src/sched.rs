@@ -80,6 +80,11 @@ impl TimerQueue {
         }
     }
 
+    /// When `id` is due, if scheduled.
+    pub fn waketime_of(&self, id: TimerId) -> Option<u32> {
+        self.entries.iter().find(|e| e.1 == id).map(|e| e.0)
+    }
+
     pub fn contains(&self, id: TimerId) -> bool {
         self.entries.iter().any(|e| e.1 == id)
     }

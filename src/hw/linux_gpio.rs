@@ -78,9 +78,9 @@ nix::ioctl_readwrite!(gpio_v2_line_set_values, 0xB4, 0x0F, LineValues);
 pub struct LinuxGpio {
     dev_root: PathBuf,
     chips: Vec<Option<OwnedFd>>,
-    /// Line requests by pin, so a line is released before it is requested
+    /// Line requests by pin: a line is released before it is requested
     /// again (a direction change, or a new configuration).
-    lines: Vec<(u32, OwnedFd)>,
+    lines: Vec<Option<OwnedFd>>,
 }
 
 fn fix_hint(errno: nix::errno::Errno) -> &'static str {
@@ -99,7 +99,9 @@ impl LinuxGpio {
         LinuxGpio {
             dev_root,
             chips: (0..GPIO_CHIPS).map(|_| None).collect(),
-            lines: Vec::new(),
+            lines: (0..GPIO_CHIPS * GPIO_LINES_PER_CHIP)
+                .map(|_| None)
+                .collect(),
         }
     }
 
@@ -143,7 +145,7 @@ impl LinuxGpio {
         let offset = pin % GPIO_LINES_PER_CHIP;
         let chip_fd = self.chip_fd(chip)?;
         // Release an earlier request of this line first.
-        self.lines.retain(|(p, _)| *p != pin);
+        self.lines[pin as usize] = None;
         let mut req = LineRequest {
             offsets: [0; LINES_MAX],
             consumer: [0; 32],
@@ -171,7 +173,7 @@ impl LinuxGpio {
             Ok(_) if req.fd >= 0 => {
                 // The kernel handed us this fd; we own it from here.
                 let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(req.fd) };
-                self.lines.push((pin, fd));
+                self.lines[pin as usize] = Some(fd);
                 Ok(req.fd)
             }
             Ok(_) => Err(fail),
@@ -194,8 +196,8 @@ impl Gpio for LinuxGpio {
         if pin >= GPIO_CHIPS * GPIO_LINES_PER_CHIP {
             return Err(NOT_OUTPUT_PIN);
         }
-        let handle = self.request(pin, FLAG_OUTPUT, value, GPIO_OUT_LINE_FAILED)?;
-        Ok(GpioOut { pin, handle })
+        self.request(pin, FLAG_OUTPUT, value, GPIO_OUT_LINE_FAILED)?;
+        Ok(GpioOut { pin })
     }
 
     fn setup_input(&mut self, pin: u32, bias: Bias) -> Result<GpioIn, Shutdown> {
@@ -207,8 +209,8 @@ impl Gpio for LinuxGpio {
             Bias::PullUp => FLAG_BIAS_PULL_UP,
             Bias::PullDown => FLAG_BIAS_PULL_DOWN,
         };
-        let handle = self.request(pin, FLAG_INPUT | b, false, GPIO_IN_LINE_FAILED)?;
-        Ok(GpioIn { pin, handle })
+        self.request(pin, FLAG_INPUT | b, false, GPIO_IN_LINE_FAILED)?;
+        Ok(GpioIn { pin })
     }
 
     #[inline]
@@ -219,13 +221,17 @@ impl Gpio for LinuxGpio {
         };
         // A failed write to a requested line has no recovery; the
         // reference ignores it too.
-        let _ = unsafe { gpio_v2_line_set_values(out.handle, &mut v) };
+        if let Some(fd) = &self.lines[out.pin as usize] {
+            let _ = unsafe { gpio_v2_line_set_values(fd.as_raw_fd(), &mut v) };
+        }
     }
 
     #[inline]
     fn read(&mut self, inp: GpioIn) -> bool {
         let mut v = LineValues { bits: 0, mask: 1 };
-        let _ = unsafe { gpio_v2_line_get_values(inp.handle, &mut v) };
+        if let Some(fd) = &self.lines[inp.pin as usize] {
+            let _ = unsafe { gpio_v2_line_get_values(fd.as_raw_fd(), &mut v) };
+        }
         v.bits & 1 != 0
     }
 }

@@ -1,10 +1,56 @@
 //! Hardware behind small traits, each with a Linux implementation and a
 //! simulated one (`--sim`).
 
+pub mod bus;
 pub mod linux_gpio;
 pub mod sim;
+pub mod sysfs;
+
+use std::path::PathBuf;
 
 use crate::command::Shutdown;
+
+/// The hardware an MCU drives, and where its device and sysfs files live.
+pub struct Board {
+    pub gpio: Box<dyn Gpio>,
+    pub spi: Box<dyn bus::Spi>,
+    pub i2c: Box<dyn bus::I2c>,
+    /// `/dev` unless moved with `--dev-root` (tests).
+    pub dev_root: PathBuf,
+    /// `/sys` unless moved with `--sysfs-root` (tests).
+    pub sysfs_root: PathBuf,
+}
+
+impl Board {
+    /// This computer's devices under the given roots.
+    pub fn linux(dev_root: PathBuf, sysfs_root: PathBuf) -> Board {
+        Board {
+            gpio: Box::new(linux_gpio::LinuxGpio::new(dev_root.clone())),
+            spi: Box::new(bus::LinuxSpi::new(dev_root.clone())),
+            i2c: Box::new(bus::LinuxI2c::new(dev_root.clone())),
+            dev_root,
+            sysfs_root,
+        }
+    }
+
+    /// The simulated board (sysfs parts still read `sysfs_root`); returns
+    /// its shared state for the control socket.
+    pub fn sim(
+        dev_root: PathBuf,
+        sysfs_root: PathBuf,
+    ) -> (Board, std::rc::Rc<std::cell::RefCell<sim::SimState>>) {
+        let gpio = sim::SimGpio::new();
+        let state = gpio.state();
+        let board = Board {
+            gpio: Box::new(gpio),
+            spi: Box::new(sim::SimSpi::new(state.clone())),
+            i2c: Box::new(sim::SimI2c::new(state.clone())),
+            dev_root,
+            sysfs_root,
+        };
+        (board, state)
+    }
+}
 
 /// An input line's bias (klippy's `^` pull-up and `~` pull-down).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,19 +73,18 @@ impl Bias {
     }
 }
 
-/// A requested output line. Plain data, so timers can copy it.
+/// A requested output line. Plain data, so timers can copy it; the
+/// backend keeps the line's request by pin, so setting a pin up again
+/// (e.g. a direction change) re-requests it in place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GpioOut {
     pub pin: u32,
-    /// The backend's handle (a line-request fd on Linux).
-    pub handle: i32,
 }
 
 /// A requested input line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GpioIn {
     pub pin: u32,
-    pub handle: i32,
 }
 
 /// GPIO lines. Setting up may fail (the MCU then shuts down with the
@@ -66,6 +111,24 @@ pub static MODULE: crate::command::Module = crate::command::Module {
     constants: &[],
     enumerations: &[],
     static_strings: STATIC_STRINGS,
+};
+
+/// sysfs shutdown reasons.
+pub static SYSFS_MODULE: crate::command::Module = crate::command::Module {
+    commands: &[],
+    responses: &[],
+    constants: &[],
+    enumerations: &[],
+    static_strings: sysfs::STATIC_STRINGS,
+};
+
+/// Bus shutdown reasons.
+pub static BUS_MODULE: crate::command::Module = crate::command::Module {
+    commands: &[],
+    responses: &[],
+    constants: &[],
+    enumerations: &[],
+    static_strings: bus::STATIC_STRINGS,
 };
 
 const STATIC_STRINGS: &[&str] = &[

@@ -9,6 +9,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use super::bus::{I2c, I2cHandle, Spi, SpiHandle, I2C_NACK, I2C_START_READ_NACK, I2C_SUCCESS};
 use super::{Bias, Gpio, GpioIn, GpioOut, NOT_INPUT_PIN, NOT_OUTPUT_PIN};
 use crate::clock::Clock;
 use crate::command::Shutdown;
@@ -37,6 +38,34 @@ pub struct SimState {
     outputs: Vec<bool>,
     history: Box<[Edge]>,
     history_len: u64,
+    /// SPI: the last bytes sent on each opened bus.
+    spi_last: Vec<(u32, Vec<u8>)>,
+    /// I2C register files by (bus, address), with the register pointer.
+    i2c_regs: Vec<(u32, u8, Box<[u8; 256]>, u8)>,
+    /// The simulated HTU21D: temperature (C), relative humidity (%), and
+    /// the measurement last asked for (0xE3/0xF3 temperature, else humidity).
+    htu21d: (f64, f64, u8),
+}
+
+/// The HTU21D-compatible sensor on the simulated board: bus i2c.1, 0x40.
+pub const HTU21D_BUS: u32 = 1;
+pub const HTU21D_ADDR: u8 = 0x40;
+
+/// Is there a register-file target at (bus, addr)? EEPROM-like ones at
+/// 0x50-0x57 on every bus, and PCA9685-like ones at 0x40-0x47 on i2c.0.
+fn has_register_file(bus: u32, addr: u8) -> bool {
+    (0x50..=0x57).contains(&addr) || (bus == 0 && (0x40..=0x47).contains(&addr))
+}
+
+/// The HTU21D's CRC-8 (x^8 + x^5 + x^4 + 1) over a 16-bit word.
+fn htu21d_crc(word: u16) -> u8 {
+    let mut d = (word as u32) << 8;
+    for i in 0..16 {
+        if d & (0x80_0000 >> i) != 0 {
+            d ^= 0x98_8000 >> i;
+        }
+    }
+    d as u8
 }
 
 impl SimState {
@@ -50,6 +79,9 @@ impl SimState {
             outputs: vec![false; LINES],
             history: vec![Edge::default(); HISTORY].into_boxed_slice(),
             history_len: 0,
+            spi_last: Vec::new(),
+            i2c_regs: Vec::new(),
+            htu21d: (25.0, 50.0, 0xE3),
         }
     }
 
@@ -128,8 +160,185 @@ impl SimState {
                 _ => "error usage: history PIN COUNT".into(),
             },
             ["clock"] => format!("{}", self.clock.now()),
-            _ => "error commands: set PIN 0|1, get PIN, history PIN COUNT, clock".into(),
+            ["spi", bus] => match bus.parse::<u32>() {
+                Ok(b) => match self.spi_last.iter().find(|e| e.0 == b) {
+                    Some((_, d)) => hex(d),
+                    None => "error spi bus not opened".into(),
+                },
+                Err(_) => "error usage: spi BUS (B*256+D)".into(),
+            },
+            ["i2c", bus, addr, reg, n] => {
+                let (Ok(bus), Ok(addr), Ok(reg), Ok(n)) = (
+                    bus.parse::<u32>(),
+                    u8::from_str_radix(addr.trim_start_matches("0x"), 16),
+                    reg.parse::<usize>(),
+                    n.parse::<usize>(),
+                ) else {
+                    return "error usage: i2c BUS ADDR(hex) REG COUNT".into();
+                };
+                match self.i2c_regs.iter().find(|e| e.0 == bus && e.1 == addr) {
+                    Some((_, _, regs, _)) => hex(&regs[reg.min(256)..(reg + n).min(256)]),
+                    None => "error no such register file opened".into(),
+                }
+            }
+            ["htu21d", t, h] => match (t.parse::<f64>(), h.parse::<f64>()) {
+                (Ok(t), Ok(h)) => {
+                    self.htu21d.0 = t;
+                    self.htu21d.1 = h;
+                    "ok".into()
+                }
+                _ => "error usage: htu21d TEMP_C HUMIDITY".into(),
+            },
+            _ => "error commands: set PIN 0|1, get PIN, history PIN COUNT, clock, spi BUS, \
+                  i2c BUS ADDR REG COUNT, htu21d TEMP_C HUMIDITY"
+                .into(),
         }
+    }
+}
+
+fn hex(d: &[u8]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SPI on the simulated board: every bus is a loopback (what is sent comes
+/// back), and the last bytes sent are kept for the control socket.
+pub struct SimSpi {
+    state: Rc<RefCell<SimState>>,
+}
+
+impl SimSpi {
+    pub fn new(state: Rc<RefCell<SimState>>) -> SimSpi {
+        SimSpi { state }
+    }
+}
+
+impl Spi for SimSpi {
+    fn setup(&mut self, bus: u32, _mode: u8, _rate: u32) -> Result<SpiHandle, Shutdown> {
+        let mut s = self.state.borrow_mut();
+        let i = match s.spi_last.iter().position(|e| e.0 == bus) {
+            Some(i) => i,
+            None => {
+                s.spi_last.push((bus, Vec::with_capacity(256)));
+                s.spi_last.len() - 1
+            }
+        };
+        Ok(SpiHandle(i as u16))
+    }
+
+    fn transfer(&mut self, h: SpiHandle, _receive: bool, data: &mut [u8]) -> Result<(), Shutdown> {
+        let mut s = self.state.borrow_mut();
+        let last = &mut s.spi_last[h.0 as usize].1;
+        last.clear();
+        last.extend_from_slice(data);
+        // Loopback: the received bytes are the sent ones, left in place.
+        Ok(())
+    }
+}
+
+/// I2C on the simulated board: register files and an HTU21D (see
+/// [`has_register_file`], [`HTU21D_ADDR`]); any other address NACKs.
+pub struct SimI2c {
+    state: Rc<RefCell<SimState>>,
+    targets: Vec<(u32, u8)>,
+}
+
+impl SimI2c {
+    pub fn new(state: Rc<RefCell<SimState>>) -> SimI2c {
+        SimI2c {
+            state,
+            targets: Vec::new(),
+        }
+    }
+}
+
+impl SimState {
+    fn i2c_write(&mut self, bus: u32, addr: u8, data: &[u8]) -> u8 {
+        if bus == HTU21D_BUS && addr == HTU21D_ADDR {
+            if let Some(&cmd) = data.first() {
+                self.htu21d.2 = cmd;
+            }
+            return I2C_SUCCESS;
+        }
+        let Some(e) = self.i2c_regs.iter_mut().find(|e| e.0 == bus && e.1 == addr) else {
+            return I2C_NACK;
+        };
+        if let Some((&reg, rest)) = data.split_first() {
+            e.3 = reg;
+            for (k, &b) in rest.iter().enumerate() {
+                e.2[(reg as usize + k) & 0xff] = b;
+            }
+        }
+        I2C_SUCCESS
+    }
+
+    fn i2c_read(&mut self, bus: u32, addr: u8, reg: &[u8], out: &mut [u8]) -> u8 {
+        if bus == HTU21D_BUS && addr == HTU21D_ADDR {
+            let word: u16 = match reg {
+                // Electronic id, second part: device id 0x32 (HTU21D).
+                [0xFC, 0xC9] => 0x3200,
+                // User register: default resolution.
+                [0xE7] => {
+                    if let Some(b) = out.first_mut() {
+                        *b = 0x02;
+                    }
+                    return I2C_SUCCESS;
+                }
+                _ => {
+                    let (t, h, last) = self.htu21d;
+                    if last == 0xE3 || last == 0xF3 {
+                        (((t + 46.85) / 0.002681).clamp(0.0, 65532.0) as u16) & !0x3
+                    } else {
+                        ((((h + 6.0) / 0.001907).clamp(0.0, 65532.0) as u16) & !0x3) | 0x2
+                    }
+                }
+            };
+            let bytes = [(word >> 8) as u8, word as u8, htu21d_crc(word)];
+            for (o, b) in out.iter_mut().zip(bytes) {
+                *o = b;
+            }
+            return I2C_SUCCESS;
+        }
+        if !reg.is_empty() {
+            let st = self.i2c_write(bus, addr, reg);
+            if st != I2C_SUCCESS {
+                return st;
+            }
+        }
+        let Some(e) = self.i2c_regs.iter_mut().find(|e| e.0 == bus && e.1 == addr) else {
+            return I2C_START_READ_NACK;
+        };
+        for (k, o) in out.iter_mut().enumerate() {
+            *o = e.2[(e.3 as usize + k) & 0xff];
+        }
+        I2C_SUCCESS
+    }
+}
+
+impl I2c for SimI2c {
+    fn setup(&mut self, bus: u32, addr: u8) -> Result<I2cHandle, Shutdown> {
+        if let Some(i) = self.targets.iter().position(|t| *t == (bus, addr)) {
+            return Ok(I2cHandle(i as u16));
+        }
+        if has_register_file(bus, addr) {
+            let mut s = self.state.borrow_mut();
+            if !s.i2c_regs.iter().any(|e| e.0 == bus && e.1 == addr) {
+                s.i2c_regs.push((bus, addr, Box::new([0; 256]), 0));
+            }
+        }
+        // Like i2c-dev: opening works for any address; a missing target
+        // shows up as a NACK on the first transfer.
+        self.targets.push((bus, addr));
+        Ok(I2cHandle(self.targets.len() as u16 - 1))
+    }
+
+    fn write(&mut self, h: I2cHandle, data: &[u8]) -> u8 {
+        let (bus, addr) = self.targets[h.0 as usize];
+        self.state.borrow_mut().i2c_write(bus, addr, data)
+    }
+
+    fn read(&mut self, h: I2cHandle, reg: &[u8], out: &mut [u8]) -> u8 {
+        let (bus, addr) = self.targets[h.0 as usize];
+        self.state.borrow_mut().i2c_read(bus, addr, reg, out)
     }
 }
 
@@ -164,7 +373,7 @@ impl Gpio for SimGpio {
         let mut s = self.state.borrow_mut();
         s.outputs[pin as usize] = true;
         s.write(pin, value);
-        Ok(GpioOut { pin, handle: -1 })
+        Ok(GpioOut { pin })
     }
 
     fn setup_input(&mut self, pin: u32, bias: Bias) -> Result<GpioIn, Shutdown> {
@@ -181,7 +390,7 @@ impl Gpio for SimGpio {
             Bias::PullDown => s.levels[p] = false,
             Bias::AsIs => {}
         }
-        Ok(GpioIn { pin, handle: -1 })
+        Ok(GpioIn { pin })
     }
 
     #[inline]
@@ -277,5 +486,32 @@ mod tests {
             .control("get gpiochip1/gpio0")
             .contains("level=0"));
         assert!(g.setup_output(LINES as u32, false).is_err());
+    }
+
+    #[test]
+    fn htu21d_crc_matches_the_datasheet_example() {
+        // Datasheet: 0x683A -> CRC 0x7C; klippy's check agrees.
+        assert_eq!(htu21d_crc(0x683A), 0x7C);
+        assert_eq!(htu21d_crc(0x4E85), 0x6B);
+    }
+
+    #[test]
+    fn i2c_targets() {
+        let st = SimGpio::new().state();
+        let mut i2c = SimI2c::new(st.clone());
+        let eeprom = i2c.setup(1, 0x50).unwrap();
+        assert_eq!(i2c.write(eeprom, &[0x10, 1, 2, 3]), I2C_SUCCESS);
+        let mut out = [0u8; 3];
+        assert_eq!(i2c.read(eeprom, &[0x10], &mut out), I2C_SUCCESS);
+        assert_eq!(out, [1, 2, 3]);
+        let none = i2c.setup(1, 0x23).unwrap();
+        assert_eq!(i2c.write(none, &[1]), I2C_NACK);
+        let htu = i2c.setup(HTU21D_BUS, HTU21D_ADDR).unwrap();
+        assert_eq!(i2c.write(htu, &[0xE3]), I2C_SUCCESS);
+        assert_eq!(i2c.read(htu, &[], &mut out), I2C_SUCCESS);
+        let raw = u16::from_be_bytes([out[0], out[1]]);
+        assert!((0.002681 * raw as f64 - 46.85 - 25.0).abs() < 0.05);
+        assert_eq!(out[2], htu21d_crc(raw));
+        assert_eq!(st.borrow_mut().control("i2c 1 50 16 3"), "010203");
     }
 }

@@ -1,0 +1,184 @@
+//! Analog inputs (the reference's adccmds.c with linux/analog.c): sample an
+//! IIO input `sample_count` times `sample_ticks` apart every `rest_ticks`,
+//! report the sums, and shut down when they leave the allowed range.
+
+use klipper_protocol::format::Arg;
+
+use crate::command::{Args, CmdResult, Command, Constant, Module, Response, Shutdown};
+use crate::hw::sysfs::AdcChannel;
+use crate::mcu::{Mcu, ObjKind, TASK_ANALOG};
+use crate::pins::{ANALOG_BASE, ANALOG_COUNT};
+use crate::sched::{TimerId, TimerResult};
+
+static ANALOG_IN_STATE: Response = Response::new("analog_in_state oid=%c next_clock=%u values=%*s");
+
+const OUT_OF_RANGE: Shutdown = Shutdown("ADC out of range");
+const BAD_BYTES_PER_REPORT: Shutdown = Shutdown("Invalid analog_in bytes_per_report");
+const NOT_ADC_PIN: Shutdown = Shutdown("Not a valid ADC pin");
+
+pub const TIMER_KIND: u32 = 9 << 24;
+pub const ADC_MAX: i64 = 4095;
+
+pub struct AnalogIn {
+    oid: u8,
+    chan: AdcChannel,
+    rest_time: u32,
+    sample_time: u32,
+    next_begin_time: u32,
+    value: u16,
+    min_value: u16,
+    max_value: u16,
+    invalid_count: u8,
+    range_check_count: u8,
+    state: u8,
+    sample_count: u8,
+    bytes_per_report: u8,
+    data_count: u8,
+    data: [u8; 48],
+}
+
+pub fn run_timer(mcu: &mut Mcu, i: usize, waketime: u32) -> Result<TimerResult, Shutdown> {
+    let value = mcu.analog_ins[i].chan.read();
+    let value = match value {
+        Ok(v) => v,
+        Err(e) => {
+            mcu.try_shutdown(e);
+            0
+        }
+    };
+    let a = &mut mcu.analog_ins[i];
+    if a.state >= a.sample_count {
+        a.state = 0;
+        a.value = value;
+    } else {
+        a.value = a.value.wrapping_add(value);
+    }
+    a.state += 1;
+    if a.state < a.sample_count {
+        return Ok(TimerResult::Reschedule(
+            waketime.wrapping_add(a.sample_time),
+        ));
+    }
+    if a.value >= a.min_value && a.value <= a.max_value {
+        a.invalid_count = 0;
+    } else {
+        a.invalid_count += 1;
+        if a.invalid_count >= a.range_check_count {
+            a.invalid_count = 0;
+            // The shutdown hook below schedules the next sample.
+            mcu.try_shutdown(OUT_OF_RANGE);
+            return Ok(TimerResult::Done);
+        }
+    }
+    a.next_begin_time = a.next_begin_time.wrapping_add(a.rest_time);
+    let next = a.next_begin_time;
+    mcu.wake_task(TASK_ANALOG);
+    Ok(TimerResult::Reschedule(next))
+}
+
+fn config_analog_in(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let pin = a.get(1);
+    if !(ANALOG_BASE..ANALOG_BASE + ANALOG_COUNT).contains(&pin) {
+        return Err(NOT_ADC_PIN);
+    }
+    let chan = AdcChannel::open(&mcu.sysfs_root, pin - ANALOG_BASE)?;
+    let index = mcu.analog_ins.len() as u16;
+    mcu.oid_alloc(a.get(0), ObjKind::AnalogIn, index)?;
+    mcu.analog_ins.push(AnalogIn {
+        oid: a.get(0) as u8,
+        chan,
+        rest_time: 0,
+        sample_time: 0,
+        next_begin_time: 0,
+        value: 0,
+        min_value: 0,
+        max_value: 0,
+        invalid_count: 0,
+        range_check_count: 0,
+        state: 1,
+        sample_count: 0,
+        bytes_per_report: 0,
+        data_count: 0,
+        data: [0; 48],
+    });
+    Ok(())
+}
+
+fn query_analog_in(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let i = mcu.oid_lookup(a.get(0), ObjKind::AnalogIn)? as usize;
+    let id = TimerId(TIMER_KIND | i as u32);
+    mcu.timers.remove(id);
+    let x = &mut mcu.analog_ins[i];
+    x.next_begin_time = a.get(1);
+    x.sample_time = a.get(2);
+    x.sample_count = a.get(3) as u8;
+    x.state = x.sample_count.wrapping_add(1);
+    x.rest_time = a.get(4);
+    x.bytes_per_report = a.get(5) as u8;
+    x.data_count = 0;
+    x.min_value = a.get(6) as u16;
+    x.max_value = a.get(7) as u16;
+    x.range_check_count = a.get(8) as u8;
+    if x.sample_count == 0 {
+        return Ok(());
+    }
+    if x.bytes_per_report as usize > x.data.len() {
+        return Err(BAD_BYTES_PER_REPORT);
+    }
+    let (when, now) = (x.next_begin_time, mcu.clock.now());
+    mcu.timers.add(id, when, now)
+}
+
+/// Sampling goes on while shut down, as in the reference, so the host
+/// still sees temperatures.
+pub fn shutdown(mcu: &mut Mcu) {
+    for i in 0..mcu.analog_ins.len() {
+        let a = &mut mcu.analog_ins[i];
+        if a.sample_count == 0 {
+            continue;
+        }
+        a.state = a.sample_count.wrapping_add(1);
+        a.next_begin_time = a.next_begin_time.wrapping_add(a.rest_time);
+        let next = a.next_begin_time;
+        mcu.timers.insert(TimerId(TIMER_KIND | i as u32), next);
+    }
+}
+
+pub fn task(mcu: &mut Mcu) {
+    for i in 0..mcu.analog_ins.len() {
+        let a = &mut mcu.analog_ins[i];
+        if a.state != a.sample_count {
+            continue;
+        }
+        a.state = a.state.wrapping_add(1);
+        let d = a.data_count as usize;
+        a.data[d] = a.value as u8;
+        a.data[d + 1] = (a.value >> 8) as u8;
+        a.data_count += 2;
+        if a.data_count as usize + 2 > a.bytes_per_report as usize {
+            let (oid, next, n, data) = (a.oid, a.next_begin_time, a.data_count as usize, a.data);
+            a.data_count = 0;
+            mcu.send(
+                &ANALOG_IN_STATE,
+                &[Arg::Int(oid as u32), Arg::Int(next), Arg::Bytes(&data[..n])],
+            );
+        }
+    }
+}
+
+static COMMANDS: [Command; 2] = [
+    Command::new("config_analog_in oid=%c pin=%u", 0, config_analog_in),
+    Command::new(
+        "query_analog_in oid=%c clock=%u sample_ticks=%u sample_count=%c rest_ticks=%u bytes_per_report=%c min_value=%hu max_value=%hu range_check_count=%c",
+        0,
+        query_analog_in,
+    ),
+];
+
+pub static MODULE: Module = Module {
+    commands: &COMMANDS,
+    responses: &[&ANALOG_IN_STATE],
+    constants: &[("ADC_MAX", Constant::Int(ADC_MAX))],
+    enumerations: &[],
+    static_strings: &[OUT_OF_RANGE.0, BAD_BYTES_PER_REPORT.0, NOT_ADC_PIN.0],
+};

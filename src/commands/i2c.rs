@@ -1,0 +1,313 @@
+//! I2C devices (the reference's i2ccmds.c and i2c_software.c): hardware
+//! buses through the board's [`I2c`](crate::hw::bus::I2c), or software I2C
+//! bit-banged on GPIO lines. `i2c_transfer` reports a NACK as a status the
+//! host sees; the older `i2c_read`/`i2c_write` (still used by Kalico) shut
+//! down on one, as they did in the reference.
+
+use klipper_protocol::dictionary::EnumValue;
+use klipper_protocol::format::Arg;
+
+use crate::clock::is_before;
+use crate::command::{Args, CmdResult, Command, Module, Response, Shutdown};
+use crate::hw::bus::{
+    I2cHandle, I2C_BUS_TIMEOUT, I2C_NACK, I2C_START_NACK, I2C_START_READ_NACK, I2C_SUCCESS,
+};
+use crate::hw::Bias;
+use crate::mcu::{Mcu, ObjKind};
+
+static I2C_RESPONSE: Response = Response::new("i2c_response oid=%c i2c_bus_status=%c response=%*s");
+static I2C_READ_RESPONSE: Response = Response::new("i2c_read_response oid=%c response=%*s");
+
+const NACK: Shutdown = Shutdown("I2C NACK");
+const START_NACK: Shutdown = Shutdown("I2C START NACK");
+const START_READ_NACK: Shutdown = Shutdown("I2C START READ NACK");
+const TIMEOUT: Shutdown = Shutdown("I2C Timeout");
+
+/// Longest read whose answer still fits one message block.
+const MAX_RESPONSE: usize = 48;
+
+/// A software I2C bus: the lines are driven low as outputs and released
+/// (inputs with pull-up) for high, as open-drain lines must be.
+#[derive(Clone, Copy)]
+pub struct SoftI2c {
+    scl: u32,
+    sda: u32,
+    addr: u8,
+    ticks: u32,
+}
+
+#[derive(Clone, Copy)]
+enum Bus {
+    None,
+    Hardware(I2cHandle),
+    Software(SoftI2c),
+}
+
+pub struct I2cDev {
+    bus: Bus,
+}
+
+/// The I2C device an oid names (for the sensor families).
+pub fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
+    mcu.oid_lookup(oid, ObjKind::I2c).map(|i| i as usize)
+}
+
+fn status_error(status: u8) -> Option<Shutdown> {
+    match status {
+        I2C_NACK => Some(NACK),
+        I2C_START_NACK => Some(START_NACK),
+        I2C_START_READ_NACK => Some(START_READ_NACK),
+        I2C_BUS_TIMEOUT => Some(TIMEOUT),
+        _ => None,
+    }
+}
+
+// Software I2C, after the reference's i2c_software.c.
+impl SoftI2c {
+    fn delay(&self, mcu: &Mcu) {
+        let end = mcu.clock.now().wrapping_add(self.ticks);
+        while is_before(mcu.clock.now(), end) {}
+    }
+    fn low(&self, mcu: &mut Mcu, pin: u32) -> CmdResult {
+        mcu.gpio.setup_output(pin, false).map(|_| ())
+    }
+    fn release(&self, mcu: &mut Mcu, pin: u32) -> CmdResult {
+        mcu.gpio.setup_input(pin, Bias::PullUp).map(|_| ())
+    }
+    fn read_line(&self, mcu: &mut Mcu, pin: u32) -> bool {
+        mcu.gpio.read(crate::hw::GpioIn { pin })
+    }
+    fn clock_pulse(&self, mcu: &mut Mcu) -> CmdResult {
+        self.delay(mcu);
+        self.release(mcu, self.scl)?;
+        self.delay(mcu);
+        self.low(mcu, self.scl)
+    }
+    fn send_byte(&self, mcu: &mut Mcu, mut b: u8) -> Result<u8, Shutdown> {
+        for _ in 0..8 {
+            if b & 0x80 != 0 {
+                self.release(mcu, self.sda)?;
+            } else {
+                self.low(mcu, self.sda)?;
+            }
+            b <<= 1;
+            self.clock_pulse(mcu)?;
+        }
+        // The target acknowledges by holding SDA low.
+        self.release(mcu, self.sda)?;
+        self.delay(mcu);
+        self.release(mcu, self.scl)?;
+        let nack = self.read_line(mcu, self.sda);
+        self.delay(mcu);
+        self.low(mcu, self.scl)?;
+        Ok(if nack { I2C_NACK } else { I2C_SUCCESS })
+    }
+    fn read_byte(&self, mcu: &mut Mcu, last: bool) -> Result<u8, Shutdown> {
+        let mut b = 0u8;
+        self.release(mcu, self.sda)?;
+        for _ in 0..8 {
+            self.delay(mcu);
+            self.release(mcu, self.scl)?;
+            self.delay(mcu);
+            b = (b << 1) | self.read_line(mcu, self.sda) as u8;
+            self.low(mcu, self.scl)?;
+        }
+        // Acknowledge every byte but the last.
+        if !last {
+            self.low(mcu, self.sda)?;
+        }
+        self.clock_pulse(mcu)?;
+        Ok(b)
+    }
+    fn start(&self, mcu: &mut Mcu, addr: u8) -> Result<u8, Shutdown> {
+        self.delay(mcu);
+        self.release(mcu, self.sda)?;
+        self.release(mcu, self.scl)?;
+        self.delay(mcu);
+        self.low(mcu, self.sda)?;
+        self.delay(mcu);
+        self.low(mcu, self.scl)?;
+        let r = self.send_byte(mcu, addr)?;
+        Ok(if r == I2C_NACK { I2C_START_NACK } else { r })
+    }
+    fn stop(&self, mcu: &mut Mcu) -> CmdResult {
+        self.low(mcu, self.sda)?;
+        self.delay(mcu);
+        self.release(mcu, self.scl)?;
+        self.delay(mcu);
+        self.release(mcu, self.sda)
+    }
+    fn write(&self, mcu: &mut Mcu, data: &[u8]) -> Result<u8, Shutdown> {
+        let mut r = self.start(mcu, self.addr)?;
+        if r == I2C_SUCCESS {
+            for &b in data {
+                r = self.send_byte(mcu, b)?;
+                if r != I2C_SUCCESS {
+                    break;
+                }
+            }
+        }
+        self.stop(mcu)?;
+        Ok(r)
+    }
+    fn read(&self, mcu: &mut Mcu, reg: &[u8], out: &mut [u8]) -> Result<u8, Shutdown> {
+        let mut r = I2C_SUCCESS;
+        if !reg.is_empty() {
+            r = self.start(mcu, self.addr)?;
+            for &b in reg {
+                if r != I2C_SUCCESS {
+                    break;
+                }
+                r = self.send_byte(mcu, b)?;
+            }
+        }
+        if r == I2C_SUCCESS {
+            r = self.start(mcu, self.addr | 1)?;
+            if r != I2C_SUCCESS {
+                r = I2C_START_READ_NACK;
+            } else {
+                let n = out.len();
+                for (k, o) in out.iter_mut().enumerate() {
+                    *o = self.read_byte(mcu, k + 1 == n)?;
+                }
+            }
+        }
+        self.stop(mcu)?;
+        Ok(r)
+    }
+}
+
+/// Write to I2C device `i`; returns an `i2c_bus_status`.
+pub fn write(mcu: &mut Mcu, i: usize, data: &[u8]) -> Result<u8, Shutdown> {
+    match mcu.i2cs[i].bus {
+        Bus::Hardware(h) => Ok(mcu.i2c.write(h, data)),
+        Bus::Software(s) => s.write(mcu, data),
+        Bus::None => Ok(I2C_NACK),
+    }
+}
+
+/// Write `reg` then read `out` from I2C device `i`.
+pub fn read(mcu: &mut Mcu, i: usize, reg: &[u8], out: &mut [u8]) -> Result<u8, Shutdown> {
+    match mcu.i2cs[i].bus {
+        Bus::Hardware(h) => Ok(mcu.i2c.read(h, reg, out)),
+        Bus::Software(s) => s.read(mcu, reg, out),
+        Bus::None => Ok(I2C_NACK),
+    }
+}
+
+fn config_i2c(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let index = mcu.i2cs.len() as u16;
+    mcu.oid_alloc(a.get(0), ObjKind::I2c, index)?;
+    mcu.i2cs.push(I2cDev { bus: Bus::None });
+    Ok(())
+}
+
+fn i2c_set_bus(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let i = lookup(mcu, a.get(0))?;
+    // The rate is the kernel driver's to set (dtparam=i2c_baudrate).
+    let h = mcu.i2c.setup(a.get(1), (a.get(3) & 0x7f) as u8)?;
+    mcu.i2cs[i].bus = Bus::Hardware(h);
+    Ok(())
+}
+
+fn i2c_set_sw_bus(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let i = lookup(mcu, a.get(0))?;
+    let (scl, sda) = (a.get(1), a.get(2));
+    mcu.gpio.setup_input(scl, Bias::PullUp)?;
+    mcu.gpio.setup_input(sda, Bias::PullUp)?;
+    mcu.i2cs[i].bus = Bus::Software(SoftI2c {
+        scl,
+        sda,
+        addr: ((a.get(4) & 0x7f) << 1) as u8,
+        ticks: a.get(3),
+    });
+    Ok(())
+}
+
+fn i2c_transfer(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let i = lookup(mcu, a.get(0))?;
+    let wdata = a.buf(1);
+    let rlen = (a.get(3) as usize).min(MAX_RESPONSE);
+    let mut rbuf = [0u8; MAX_RESPONSE];
+    let status = if rlen > 0 {
+        read(mcu, i, wdata, &mut rbuf[..rlen])?
+    } else {
+        write(mcu, i, wdata)?
+    };
+    let args = [
+        Arg::Int(a.get(0)),
+        Arg::Int(status as u32),
+        Arg::Bytes(&rbuf[..rlen]),
+    ];
+    mcu.send(&I2C_RESPONSE, &args);
+    Ok(())
+}
+
+fn i2c_write(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let i = lookup(mcu, a.get(0))?;
+    let status = write(mcu, i, a.buf(1))?;
+    status_error(status).map_or(Ok(()), Err)
+}
+
+fn i2c_read(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let i = lookup(mcu, a.get(0))?;
+    let rlen = (a.get(3) as usize).min(MAX_RESPONSE);
+    let mut rbuf = [0u8; MAX_RESPONSE];
+    let status = read(mcu, i, a.buf(1), &mut rbuf[..rlen])?;
+    if let Some(e) = status_error(status) {
+        return Err(e);
+    }
+    mcu.send(
+        &I2C_READ_RESPONSE,
+        &[Arg::Int(a.get(0)), Arg::Bytes(&rbuf[..rlen])],
+    );
+    Ok(())
+}
+
+static COMMANDS: [Command; 6] = [
+    Command::new("config_i2c oid=%c", 0, config_i2c),
+    Command::new(
+        "i2c_set_bus oid=%c i2c_bus=%u rate=%u address=%u",
+        0,
+        i2c_set_bus,
+    ),
+    Command::new(
+        "i2c_set_sw_bus oid=%c scl_pin=%u sda_pin=%u pulse_ticks=%u address=%u",
+        0,
+        i2c_set_sw_bus,
+    ),
+    Command::new("i2c_transfer oid=%c write=%*s read_len=%u", 0, i2c_transfer),
+    Command::new("i2c_read oid=%c reg=%*s read_len=%u", 0, i2c_read),
+    Command::new("i2c_write oid=%c data=%*s", 0, i2c_write),
+];
+
+pub static MODULE: Module = Module {
+    commands: &COMMANDS,
+    responses: &[&I2C_RESPONSE, &I2C_READ_RESPONSE],
+    constants: &[],
+    enumerations: &[
+        ("i2c_bus", "i2c.0", EnumValue::Range(0, 15)),
+        (
+            "i2c_bus_status",
+            "SUCCESS",
+            EnumValue::Single(I2C_SUCCESS as i64),
+        ),
+        ("i2c_bus_status", "NACK", EnumValue::Single(I2C_NACK as i64)),
+        (
+            "i2c_bus_status",
+            "BUS_TIMEOUT",
+            EnumValue::Single(I2C_BUS_TIMEOUT as i64),
+        ),
+        (
+            "i2c_bus_status",
+            "START_NACK",
+            EnumValue::Single(I2C_START_NACK as i64),
+        ),
+        (
+            "i2c_bus_status",
+            "START_READ_NACK",
+            EnumValue::Single(I2C_START_READ_NACK as i64),
+        ),
+    ],
+    static_strings: &[NACK.0, START_NACK.0, START_READ_NACK.0, TIMEOUT.0],
+};

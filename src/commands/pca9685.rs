@@ -1,0 +1,256 @@
+//! PCA9685 PWM boards over I2C (the reference's linux/pca9685.c):
+//! `config_pca9685`, `queue_pca9685_out`, `set_pca9685_out`.
+
+use crate::clock::is_before;
+use crate::command::{Args, CmdResult, Command, Constant, Module, Shutdown};
+use crate::hw::bus::{I2cHandle, I2C_SUCCESS};
+use crate::mcu::{Mcu, ObjKind};
+use crate::moveq::{Move, MoveQueue};
+use crate::sched::{TimerId, TimerResult};
+
+const MISSED_EVENT: Shutdown = Shutdown("Missed scheduling of next pca9685 event");
+const EXCEEDS_MAX_DURATION: Shutdown = Shutdown("Scheduled pca9685 event will exceed max_duration");
+const INVALID: Shutdown = Shutdown("Invalid pca9685 channel or value");
+const INVALID_VALUE: Shutdown = Shutdown("Invalid pca9685 value");
+const SAME_CYCLE: Shutdown = Shutdown("All PCA9685 channels must have the same cycle_ticks");
+const INIT_FAILED: Shutdown = Shutdown("Unable to open and init PCA9685 device");
+const UPDATE_FAILED: Shutdown = Shutdown("Unable to update PCA9685 value");
+
+pub const TIMER_KIND: u32 = 10 << 24;
+
+const VALUE_MAX: u32 = 4096;
+const CHANNEL_MAX: u32 = 15;
+/// Writing to this channel sets all of them.
+const CHANNEL_ALL: u8 = 61;
+const MODE1: u8 = 0x00;
+const PRESCALE: u8 = 0xfe;
+
+/// An initialised PCA9685 chip.
+pub struct Pca9685Chip {
+    bus: u32,
+    addr: u8,
+    cycle_ticks: u32,
+    i2c: I2cHandle,
+}
+
+pub struct Pca9685Out {
+    chip: usize,
+    channel: u8,
+    default_value: u32,
+    max_duration: u32,
+    mq: MoveQueue,
+    ending: bool,
+}
+
+fn write_channel(mcu: &mut Mcu, h: I2cHandle, channel: u8, value: u32) -> bool {
+    let (full_on, v) = if value >= VALUE_MAX {
+        (0x10, 0)
+    } else if value == 0 {
+        // Full off.
+        (0x00, 0x1000)
+    } else {
+        (0x00, value)
+    };
+    let msg = [channel * 4 + 0x06, 0x00, full_on, v as u8, (v >> 8) as u8];
+    mcu.i2c.write(h, &msg) == I2C_SUCCESS
+}
+
+fn update(mcu: &mut Mcu, h: I2cHandle, channel: u8, value: u32) {
+    if !write_channel(mcu, h, channel, value) {
+        eprintln!("klipper_mcu: PCA9685: write to channel {channel} failed");
+        mcu.try_shutdown(UPDATE_FAILED);
+    }
+}
+
+/// The chip at (bus, addr), initialised on first use.
+fn chip(mcu: &mut Mcu, bus: u32, addr: u8, cycle_ticks: u32) -> Result<usize, Shutdown> {
+    if let Some(i) = mcu
+        .pca9685_chips
+        .iter()
+        .position(|c| c.bus == bus && c.addr == addr)
+    {
+        if mcu.pca9685_chips[i].cycle_ticks != cycle_ticks {
+            return Err(SAME_CYCLE);
+        }
+        return Ok(i);
+    }
+    let h = mcu.i2c.setup(bus, addr).map_err(|_| INIT_FAILED)?;
+    // Sleep, set the prescaler for the cycle time (25 MHz oscillator),
+    // wake.
+    let prescale = ((25 * cycle_ticks as u64 + 4096 * 50 / 2) / (4096 * 50))
+        .saturating_sub(1)
+        .clamp(3, 0xff) as u8;
+    for msg in [[MODE1, 0x31], [PRESCALE, prescale], [MODE1, 0x21]] {
+        if mcu.i2c.write(h, &msg) != I2C_SUCCESS {
+            eprintln!("klipper_mcu: PCA9685 at i2c.{bus} address {addr:#04x} does not answer");
+            return Err(INIT_FAILED);
+        }
+    }
+    // The oscillator needs 500 us after waking (configuration time).
+    std::thread::sleep(std::time::Duration::from_micros(500));
+    if !write_channel(mcu, h, CHANNEL_ALL, 0) {
+        return Err(INIT_FAILED);
+    }
+    mcu.pca9685_chips.push(Pca9685Chip {
+        bus,
+        addr,
+        cycle_ticks,
+        i2c: h,
+    });
+    Ok(mcu.pca9685_chips.len() - 1)
+}
+
+pub fn run_timer(mcu: &mut Mcu, i: usize, waketime: u32) -> Result<TimerResult, Shutdown> {
+    if mcu.pca9685_outs[i].ending {
+        return Err(MISSED_EVENT);
+    }
+    let mut q = mcu.pca9685_outs[i].mq;
+    let Some(m) = mcu.moves.pop(&mut q) else {
+        return Ok(TimerResult::Done);
+    };
+    let next = mcu.moves.first(&q);
+    mcu.pca9685_outs[i].mq = q;
+    let (chip, channel) = (mcu.pca9685_outs[i].chip, mcu.pca9685_outs[i].channel);
+    let h = mcu.pca9685_chips[chip].i2c;
+    update(mcu, h, channel, m.b);
+    let p = &mut mcu.pca9685_outs[i];
+    let timed = m.b != p.default_value && p.max_duration != 0;
+    match next {
+        None if !timed => Ok(TimerResult::Done),
+        None => {
+            p.ending = true;
+            Ok(TimerResult::Reschedule(
+                waketime.wrapping_add(p.max_duration),
+            ))
+        }
+        Some(n) => {
+            if timed && is_before(waketime.wrapping_add(p.max_duration), n.a) {
+                return Err(EXCEEDS_MAX_DURATION);
+            }
+            Ok(TimerResult::Reschedule(n.a))
+        }
+    }
+}
+
+fn config_pca9685(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let (bus, addr, channel) = (a.get(1) & 0xff, a.get(2) as u8, a.get(3) & 0xff);
+    let (value, default_value) = (a.get(5) & 0xffff, a.get(6) & 0xffff);
+    if channel > CHANNEL_MAX || value > VALUE_MAX || default_value > VALUE_MAX {
+        return Err(INVALID);
+    }
+    let c = chip(mcu, bus, addr, a.get(4))?;
+    let h = mcu.pca9685_chips[c].i2c;
+    if value != 0 {
+        update(mcu, h, channel as u8, value);
+    }
+    let index = mcu.pca9685_outs.len() as u16;
+    mcu.oid_alloc(a.get(0), ObjKind::Pca9685, index)?;
+    mcu.pca9685_outs.push(Pca9685Out {
+        chip: c,
+        channel: channel as u8,
+        default_value,
+        max_duration: a.get(7),
+        mq: MoveQueue::default(),
+        ending: false,
+    });
+    Ok(())
+}
+
+fn queue_pca9685_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let i = mcu.oid_lookup(a.get(0), ObjKind::Pca9685)? as usize;
+    let (when, value) = (a.get(1), a.get(2) & 0xffff);
+    if value > VALUE_MAX {
+        return Err(INVALID_VALUE);
+    }
+    let mut q = mcu.pca9685_outs[i].mq;
+    let first = mcu.moves.push(
+        &mut q,
+        Move {
+            a: when,
+            b: value,
+            c: 0,
+        },
+    )?;
+    mcu.pca9685_outs[i].mq = q;
+    if !first {
+        return Ok(());
+    }
+    let id = TimerId(TIMER_KIND | i as u32);
+    let ending_at = if mcu.pca9685_outs[i].ending {
+        mcu.timers.waketime_of(id)
+    } else {
+        None
+    };
+    mcu.timers.remove(id);
+    if ending_at.is_some_and(|end| is_before(end, when)) {
+        return Err(EXCEEDS_MAX_DURATION);
+    }
+    mcu.pca9685_outs[i].ending = false;
+    let now = mcu.clock.now();
+    mcu.timers.add(id, when, now)
+}
+
+fn set_pca9685_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let (bus, addr, channel, value) = (
+        a.get(0) & 0xff,
+        a.get(1) as u8,
+        a.get(2) & 0xff,
+        a.get(4) & 0xffff,
+    );
+    if channel > CHANNEL_MAX || value > VALUE_MAX {
+        return Err(INVALID);
+    }
+    let c = chip(mcu, bus, addr, a.get(3))?;
+    let h = mcu.pca9685_chips[c].i2c;
+    update(mcu, h, channel as u8, value);
+    Ok(())
+}
+
+pub fn shutdown(mcu: &mut Mcu) {
+    for c in 0..mcu.pca9685_chips.len() {
+        let h = mcu.pca9685_chips[c].i2c;
+        write_channel(mcu, h, CHANNEL_ALL, 0);
+    }
+    for i in 0..mcu.pca9685_outs.len() {
+        let p = &mut mcu.pca9685_outs[i];
+        p.ending = false;
+        let mut q = p.mq;
+        let (chip, channel, default) = (p.chip, p.channel, p.default_value);
+        mcu.moves.clear(&mut q);
+        mcu.pca9685_outs[i].mq = q;
+        if default != 0 {
+            let h = mcu.pca9685_chips[chip].i2c;
+            write_channel(mcu, h, channel, default);
+        }
+    }
+}
+
+static COMMANDS: [Command; 3] = [
+    Command::new(
+        "config_pca9685 oid=%c bus=%c addr=%c channel=%c cycle_ticks=%u value=%hu default_value=%hu max_duration=%u",
+        0,
+        config_pca9685,
+    ),
+    Command::new("queue_pca9685_out oid=%c clock=%u value=%hu", 0, queue_pca9685_out),
+    Command::new(
+        "set_pca9685_out bus=%c addr=%c channel=%c cycle_ticks=%u value=%hu",
+        0,
+        set_pca9685_out,
+    ),
+];
+
+pub static MODULE: Module = Module {
+    commands: &COMMANDS,
+    responses: &[],
+    constants: &[("PCA9685_MAX", Constant::Int(VALUE_MAX as i64))],
+    enumerations: &[],
+    static_strings: &[
+        MISSED_EVENT.0,
+        EXCEEDS_MAX_DURATION.0,
+        INVALID.0,
+        INVALID_VALUE.0,
+        SAME_CYCLE.0,
+        INIT_FAILED.0,
+        UPDATE_FAILED.0,
+    ],
+};

@@ -1,0 +1,288 @@
+//! SPI devices (the reference's spicmds.c and spi_software.c): hardware
+//! buses through the board's [`Spi`](crate::hw::bus::Spi), or software SPI
+//! bit-banged on GPIO lines; chip select on a GPIO line; a message sent on
+//! shutdown.
+
+use klipper_protocol::dictionary::EnumValue;
+use klipper_protocol::format::Arg;
+
+use crate::clock::is_before;
+use crate::command::{Args, CmdResult, Command, Module, Response, Shutdown};
+use crate::hw::bus::SpiHandle;
+use crate::hw::{Bias, GpioIn, GpioOut};
+use crate::mcu::{Mcu, ObjKind};
+
+static SPI_TRANSFER_RESPONSE: Response = Response::new("spi_transfer_response oid=%c response=%*s");
+
+const INVALID_CONFIG: Shutdown = Shutdown("Invalid spi config");
+
+/// A software SPI bus on GPIO lines.
+#[derive(Clone, Copy)]
+pub struct SoftSpi {
+    miso: GpioIn,
+    mosi: GpioOut,
+    sclk: GpioOut,
+    sclk_level: bool,
+    sck_ticks: u32,
+    mode: u8,
+}
+
+#[derive(Clone, Copy)]
+enum Bus {
+    None,
+    Hardware(SpiHandle),
+    Software(SoftSpi),
+}
+
+pub struct SpiDev {
+    bus: Bus,
+    cs: Option<GpioOut>,
+    cs_active_high: bool,
+}
+
+/// A message sent to an SPI device when the MCU shuts down.
+pub struct SpiShutdown {
+    spi: usize,
+    msg: heapless::Vec<u8, 64>,
+}
+
+/// The SPI device an oid names (for the sensor families).
+pub fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
+    mcu.oid_lookup(oid, ObjKind::Spi).map(|i| i as usize)
+}
+
+fn delay_until(mcu: &Mcu, end: u32) {
+    while is_before(mcu.clock.now(), end) {}
+}
+
+fn soft_prepare(mcu: &mut Mcu, ss: &mut SoftSpi) {
+    ss.sclk_level = ss.mode & 0x02 != 0;
+    mcu.gpio.write(ss.sclk, ss.sclk_level);
+    let end = mcu.clock.now().wrapping_add(ss.sck_ticks);
+    delay_until(mcu, end);
+}
+
+fn soft_transfer(mcu: &mut Mcu, ss: &mut SoftSpi, receive: bool, data: &mut [u8]) {
+    let t1 = ss.sck_ticks >> 1;
+    let t2 = ss.sck_ticks - t1;
+    let mut end = mcu.clock.now().wrapping_add(t1);
+    for byte in data.iter_mut() {
+        let mut out = *byte;
+        let mut inb = 0u8;
+        for _ in 0..8 {
+            delay_until(mcu, end);
+            if ss.mode & 0x01 != 0 {
+                // Modes 1 and 3: data changes on the first edge.
+                ss.sclk_level = !ss.sclk_level;
+                mcu.gpio.write(ss.sclk, ss.sclk_level);
+                mcu.gpio.write(ss.mosi, out & 0x80 != 0);
+                end = mcu.clock.now().wrapping_add(t2);
+                out <<= 1;
+                inb <<= 1;
+                delay_until(mcu, end);
+                ss.sclk_level = !ss.sclk_level;
+                mcu.gpio.write(ss.sclk, ss.sclk_level);
+                inb |= mcu.gpio.read(ss.miso) as u8;
+            } else {
+                // Modes 0 and 2: data is sampled on the first edge.
+                mcu.gpio.write(ss.mosi, out & 0x80 != 0);
+                ss.sclk_level = !ss.sclk_level;
+                mcu.gpio.write(ss.sclk, ss.sclk_level);
+                end = mcu.clock.now().wrapping_add(t2);
+                out <<= 1;
+                inb <<= 1;
+                delay_until(mcu, end);
+                inb |= mcu.gpio.read(ss.miso) as u8;
+                ss.sclk_level = !ss.sclk_level;
+                mcu.gpio.write(ss.sclk, ss.sclk_level);
+            }
+            end = mcu.clock.now().wrapping_add(t1);
+        }
+        if receive {
+            *byte = inb;
+        }
+    }
+}
+
+/// Exchange `data` with SPI device `i`, chip select around it. An
+/// unconfigured bus does nothing, as in the reference.
+pub fn transfer(mcu: &mut Mcu, i: usize, receive: bool, data: &mut [u8]) -> CmdResult {
+    let (bus, cs, high) = {
+        let d = &mcu.spis[i];
+        (d.bus, d.cs, d.cs_active_high)
+    };
+    let mut soft = match bus {
+        Bus::None => return Ok(()),
+        Bus::Software(mut ss) => {
+            soft_prepare(mcu, &mut ss);
+            Some(ss)
+        }
+        Bus::Hardware(_) => None,
+    };
+    if let Some(cs) = cs {
+        mcu.gpio.write(cs, high);
+    }
+    let r = match (bus, soft.as_mut()) {
+        (Bus::Hardware(h), _) => mcu.spi.transfer(h, receive, data),
+        (_, Some(ss)) => {
+            soft_transfer(mcu, ss, receive, data);
+            Ok(())
+        }
+        _ => Ok(()),
+    };
+    if let Some(ss) = soft {
+        // The clock line's level is part of the bus state.
+        mcu.spis[i].bus = Bus::Software(ss);
+    }
+    if let Some(cs) = cs {
+        mcu.gpio.write(cs, !high);
+    }
+    r
+}
+
+fn new_spi(mcu: &mut Mcu, oid: u32, cs: Option<GpioOut>, high: bool) -> CmdResult {
+    let index = mcu.spis.len() as u16;
+    mcu.oid_alloc(oid, ObjKind::Spi, index)?;
+    mcu.spis.push(SpiDev {
+        bus: Bus::None,
+        cs,
+        cs_active_high: high,
+    });
+    Ok(())
+}
+
+fn config_spi(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let high = a.get(2) != 0;
+    let cs = mcu.gpio.setup_output(a.get(1), !high)?;
+    new_spi(mcu, a.get(0), Some(cs), high)
+}
+
+fn config_spi_without_cs(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    new_spi(mcu, a.get(0), None, false)
+}
+
+fn spi_set_bus(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let i = lookup(mcu, a.get(0))?;
+    let mode = a.get(2);
+    if mode > 3 || !matches!(mcu.spis[i].bus, Bus::None) {
+        return Err(INVALID_CONFIG);
+    }
+    let h = mcu.spi.setup(a.get(1), mode as u8, a.get(3))?;
+    mcu.spis[i].bus = Bus::Hardware(h);
+    Ok(())
+}
+
+fn spi_set_sw_bus(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let mode = a.get(4);
+    if mode > 3 {
+        return Err(INVALID_CONFIG);
+    }
+    let i = lookup(mcu, a.get(0))?;
+    let miso = mcu.gpio.setup_input(a.get(1), Bias::PullUp)?;
+    let mosi = mcu.gpio.setup_output(a.get(2), false)?;
+    let sclk = mcu.gpio.setup_output(a.get(3), false)?;
+    if !matches!(mcu.spis[i].bus, Bus::None) {
+        return Err(INVALID_CONFIG);
+    }
+    mcu.spis[i].bus = Bus::Software(SoftSpi {
+        miso,
+        mosi,
+        sclk,
+        sclk_level: false,
+        sck_ticks: a.get(5),
+        mode: mode as u8,
+    });
+    Ok(())
+}
+
+fn spi_transfer(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let i = lookup(mcu, a.get(0))?;
+    let src = a.buf(1);
+    let mut buf = [0u8; 256];
+    let data = &mut buf[..src.len()];
+    data.copy_from_slice(src);
+    transfer(mcu, i, true, data)?;
+    mcu.send(
+        &SPI_TRANSFER_RESPONSE,
+        &[Arg::Int(a.get(0)), Arg::Bytes(data)],
+    );
+    Ok(())
+}
+
+fn spi_send(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let i = lookup(mcu, a.get(0))?;
+    let src = a.buf(1);
+    let mut buf = [0u8; 256];
+    let data = &mut buf[..src.len()];
+    data.copy_from_slice(src);
+    transfer(mcu, i, false, data)
+}
+
+fn config_spi_shutdown(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let spi = lookup(mcu, a.get(1))?;
+    let index = mcu.spi_shutdowns.len() as u16;
+    mcu.oid_alloc(a.get(0), ObjKind::SpiShutdown, index)?;
+    let msg = heapless::Vec::from_slice(a.buf(2)).map_err(|_| INVALID_CONFIG)?;
+    mcu.spi_shutdowns.push(SpiShutdown { spi, msg });
+    Ok(())
+}
+
+/// Release every chip select, then send the shutdown messages.
+pub fn shutdown(mcu: &mut Mcu) {
+    for d in &mcu.spis {
+        if let Some(cs) = d.cs {
+            mcu.gpio.write(cs, !d.cs_active_high);
+        }
+    }
+    for k in 0..mcu.spi_shutdowns.len() {
+        let spi = mcu.spi_shutdowns[k].spi;
+        let mut msg = mcu.spi_shutdowns[k].msg.clone();
+        // Shutting down already: a failure here has nowhere to go.
+        let _ = transfer(mcu, spi, false, &mut msg);
+    }
+}
+
+static COMMANDS: [Command; 7] = [
+    Command::new("config_spi oid=%c pin=%u cs_active_high=%c", 0, config_spi),
+    Command::new("config_spi_without_cs oid=%c", 0, config_spi_without_cs),
+    Command::new(
+        "spi_set_bus oid=%c spi_bus=%u mode=%u rate=%u",
+        0,
+        spi_set_bus,
+    ),
+    Command::new(
+        "spi_set_sw_bus oid=%c miso_pin=%u mosi_pin=%u sclk_pin=%u mode=%u pulse_ticks=%u",
+        0,
+        spi_set_sw_bus,
+    ),
+    Command::new("spi_transfer oid=%c data=%*s", 0, spi_transfer),
+    Command::new("spi_send oid=%c data=%*s", 0, spi_send),
+    Command::new(
+        "config_spi_shutdown oid=%c spi_oid=%c shutdown_msg=%*s",
+        0,
+        config_spi_shutdown,
+    ),
+];
+
+const fn bus(b: i64) -> EnumValue {
+    EnumValue::Range(b << 8, 16)
+}
+
+pub static MODULE: Module = Module {
+    commands: &COMMANDS,
+    responses: &[&SPI_TRANSFER_RESPONSE],
+    constants: &[],
+    enumerations: &[
+        ("spi_bus", "spidev0.0", bus(0)),
+        ("spi_bus", "spidev1.0", bus(1)),
+        ("spi_bus", "spidev2.0", bus(2)),
+        ("spi_bus", "spidev3.0", bus(3)),
+        ("spi_bus", "spidev4.0", bus(4)),
+        ("spi_bus", "spidev5.0", bus(5)),
+        ("spi_bus", "spidev6.0", bus(6)),
+        ("spi_bus", "spidev7.0", bus(7)),
+        ("bus_oid_type", "spi", EnumValue::Single(0)),
+        ("bus_oid_type", "i2c", EnumValue::Single(1)),
+    ],
+    static_strings: &[INVALID_CONFIG.0],
+};

@@ -1,0 +1,213 @@
+//! SPI and I2C buses: small traits, with Linux implementations on spidev
+//! (`/dev/spidevB.D`, the `spidev` crate) and i2c-dev (`/dev/i2c-N`, the
+//! `i2cdev` crate). The simulated ones are in [`super::sim_bus`].
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use i2cdev::core::{I2CMessage, I2CTransfer};
+use i2cdev::linux::{LinuxI2CDevice, LinuxI2CMessage};
+use spidev::{SpiModeFlags, Spidev, SpidevOptions, SpidevTransfer};
+
+use crate::command::Shutdown;
+
+/// An opened SPI device (index into the backend's table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpiHandle(pub u16);
+
+/// An opened I2C target (bus and address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct I2cHandle(pub u16);
+
+/// `i2c_bus_status` values.
+pub const I2C_SUCCESS: u8 = 0;
+pub const I2C_NACK: u8 = 1;
+pub const I2C_BUS_TIMEOUT: u8 = 2;
+pub const I2C_START_NACK: u8 = 3;
+pub const I2C_START_READ_NACK: u8 = 4;
+
+pub trait Spi {
+    /// Open SPI bus `bus` (`(B << 8) | D` for spidevB.D) with a mode and rate.
+    fn setup(&mut self, bus: u32, mode: u8, rate: u32) -> Result<SpiHandle, Shutdown>;
+    /// Send `data`; with `receive`, replace it with what came back.
+    fn transfer(&mut self, h: SpiHandle, receive: bool, data: &mut [u8]) -> Result<(), Shutdown>;
+}
+
+pub trait I2c {
+    fn setup(&mut self, bus: u32, addr: u8) -> Result<I2cHandle, Shutdown>;
+    /// Write `data`; returns an `i2c_bus_status`.
+    fn write(&mut self, h: I2cHandle, data: &[u8]) -> u8;
+    /// Write `reg` (if any), then read `out`; returns an `i2c_bus_status`.
+    fn read(&mut self, h: I2cHandle, reg: &[u8], out: &mut [u8]) -> u8;
+}
+
+pub const SPI_OPEN_FAILED: Shutdown = Shutdown("Unable to open spi device");
+pub const SPI_SPEED_FAILED: Shutdown = Shutdown("Unable to set SPI speed");
+pub const SPI_IOCTL_FAILED: Shutdown = Shutdown("Unable to issue spi ioctl");
+pub const SPI_WRITE_FAILED: Shutdown = Shutdown("Unable to write to spi");
+pub const TOO_MANY_SPI: Shutdown = Shutdown("Too many spi devices");
+pub const I2C_OPEN_FAILED: Shutdown = Shutdown("Unable to open i2c device");
+pub const TOO_MANY_I2C: Shutdown = Shutdown("Too many i2c devices");
+
+/// Most SPI devices and I2C targets open at once (as the reference).
+const MAX_DEVICES: usize = 16;
+
+/// What to do about an errno opening a device node.
+pub fn fix_hint(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => {
+            "the device node is missing: enable the bus (e.g. dtparam=spi=on / dtparam=i2c_arm=on) \
+             and pass the node into the container (--device)"
+        }
+        Some(libc::EACCES) | Some(libc::EPERM) => {
+            "permission denied: add this user to the node's group (spi or i2c; in a container \
+             --group-add with the host's gid)"
+        }
+        _ => "check the device node and its permissions",
+    }
+}
+
+pub struct LinuxSpi {
+    dev_root: PathBuf,
+    devices: Vec<(u32, Spidev, u32)>,
+}
+
+impl LinuxSpi {
+    pub fn new(dev_root: PathBuf) -> LinuxSpi {
+        LinuxSpi {
+            dev_root,
+            devices: Vec::new(),
+        }
+    }
+}
+
+impl Spi for LinuxSpi {
+    fn setup(&mut self, bus: u32, mode: u8, rate: u32) -> Result<SpiHandle, Shutdown> {
+        let i = match self.devices.iter().position(|d| d.0 == bus) {
+            Some(i) => i,
+            None => {
+                if self.devices.len() >= MAX_DEVICES {
+                    return Err(TOO_MANY_SPI);
+                }
+                let path = self
+                    .dev_root
+                    .join(format!("spidev{}.{}", bus >> 8, bus & 0xff));
+                let dev = Spidev::open(&path).map_err(|e| {
+                    eprintln!(
+                        "klipper_mcu: cannot open {}: {e}; {}",
+                        path.display(),
+                        fix_hint(&e)
+                    );
+                    SPI_OPEN_FAILED
+                })?;
+                self.devices.push((bus, dev, rate));
+                self.devices.len() - 1
+            }
+        };
+        let opts = SpidevOptions::new()
+            .max_speed_hz(rate)
+            .mode(SpiModeFlags::from_bits_truncate(mode as u32))
+            .build();
+        let d = &mut self.devices[i];
+        d.2 = rate;
+        d.1.configure(&opts).map_err(|e| {
+            eprintln!(
+                "klipper_mcu: spidev{}.{}: setting mode {mode} and {rate} Hz: {e}",
+                bus >> 8,
+                bus & 0xff
+            );
+            SPI_SPEED_FAILED
+        })?;
+        Ok(SpiHandle(i as u16))
+    }
+
+    fn transfer(&mut self, h: SpiHandle, receive: bool, data: &mut [u8]) -> Result<(), Shutdown> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let (_, dev, rate) = &mut self.devices[h.0 as usize];
+        if receive {
+            let mut t = SpidevTransfer::read_write_in_place(data);
+            t.speed_hz = *rate;
+            t.bits_per_word = 8;
+            dev.transfer(&mut t).map_err(|e| {
+                eprintln!("klipper_mcu: spi transfer: {e}");
+                SPI_IOCTL_FAILED
+            })
+        } else {
+            dev.write(data).map(|_| ()).map_err(|e| {
+                eprintln!("klipper_mcu: spi write: {e}");
+                SPI_WRITE_FAILED
+            })
+        }
+    }
+}
+
+pub struct LinuxI2c {
+    dev_root: PathBuf,
+    devices: Vec<(u32, u8, LinuxI2CDevice)>,
+}
+
+impl LinuxI2c {
+    pub fn new(dev_root: PathBuf) -> LinuxI2c {
+        LinuxI2c {
+            dev_root,
+            devices: Vec::new(),
+        }
+    }
+}
+
+impl I2c for LinuxI2c {
+    fn setup(&mut self, bus: u32, addr: u8) -> Result<I2cHandle, Shutdown> {
+        if let Some(i) = self.devices.iter().position(|d| d.0 == bus && d.1 == addr) {
+            return Ok(I2cHandle(i as u16));
+        }
+        if self.devices.len() >= MAX_DEVICES {
+            return Err(TOO_MANY_I2C);
+        }
+        let path = self.dev_root.join(format!("i2c-{bus}"));
+        let dev = LinuxI2CDevice::new(&path, addr as u16).map_err(|e| {
+            let io: std::io::Error = e.into();
+            eprintln!(
+                "klipper_mcu: cannot open {} for address {addr:#04x}: {io}; {}",
+                path.display(),
+                fix_hint(&io)
+            );
+            I2C_OPEN_FAILED
+        })?;
+        self.devices.push((bus, addr, dev));
+        Ok(I2cHandle(self.devices.len() as u16 - 1))
+    }
+
+    fn write(&mut self, h: I2cHandle, data: &[u8]) -> u8 {
+        let dev = &mut self.devices[h.0 as usize].2;
+        let mut msgs = [LinuxI2CMessage::write(data)];
+        match dev.transfer(&mut msgs) {
+            Ok(_) => I2C_SUCCESS,
+            Err(_) => I2C_NACK,
+        }
+    }
+
+    fn read(&mut self, h: I2cHandle, reg: &[u8], out: &mut [u8]) -> u8 {
+        let dev = &mut self.devices[h.0 as usize].2;
+        let r = if reg.is_empty() {
+            dev.transfer(&mut [LinuxI2CMessage::read(out)])
+        } else {
+            dev.transfer(&mut [LinuxI2CMessage::write(reg), LinuxI2CMessage::read(out)])
+        };
+        match r {
+            Ok(_) => I2C_SUCCESS,
+            Err(_) => I2C_NACK,
+        }
+    }
+}
+
+pub const STATIC_STRINGS: &[&str] = &[
+    SPI_OPEN_FAILED.0,
+    SPI_SPEED_FAILED.0,
+    SPI_IOCTL_FAILED.0,
+    SPI_WRITE_FAILED.0,
+    TOO_MANY_SPI.0,
+    I2C_OPEN_FAILED.0,
+    TOO_MANY_I2C.0,
+];
