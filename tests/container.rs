@@ -1,0 +1,645 @@
+//! The `hostmcu` container image, end to end, with podman (no Docker engine
+//! needed):
+//!
+//! 1. installs podman and runc from Debian's packages when missing;
+//! 2. builds a static klipper_mcu on the host
+//!    (`RUSTFLAGS='-C target-feature=+crt-static' cargo build --release
+//!    --target x86_64-unknown-linux-gnu`, in its own target directory under
+//!    `target/tmp/`, so it never waits on the lock the outer `cargo test`
+//!    holds on its own target directory);
+//! 3. assembles the runtime image from it with
+//!    `podman build --format docker --build-context build=DIR --target hostmcu .`
+//!    (the binary at `DIR/out/klipper_mcu`) and checks it is under 5 MB;
+//! 4. runs it (no capabilities, read-only root) with a host folder
+//!    bind-mounted at /opt/printer_data/run and the host's /dev shared (so
+//!    the host's /dev/ptmx and /dev/pts: a bind of /dev/pts alone leaves
+//!    /dev/ptmx a link to the host's pts/ptmx, mode 000), and, from
+//!    the host, through the link the MCU made in that folder: fetches the
+//!    whole data dictionary with `identify` and gets an answer to
+//!    `get_clock`;
+//! 5. checks the MCU runs as uid/gid 1000 (podman inspect and the host's
+//!    /proc), that the image's HEALTHCHECK (`klipper_mcu --check`) passes
+//!    without disturbing the host's session, and fails for a wrong path;
+//! 6. `podman stop` (SIGTERM): exit status 0 within a few seconds, link
+//!    removed, and the host sees its terminal hang up.
+//!
+//! Podman is configured for this test alone (CONTAINERS_CONF,
+//! CONTAINERS_STORAGE_CONF, all state under `target/tmp/container/` and a
+//! run folder under the system's temporary folder): cgroupfs, runc, no
+//! default ulimits, vfs storage, no network. The system's configuration and
+//! storage are left alone.
+//!
+//! Needs root (rootful podman, apt-get). Not root: the test says it is
+//! skipped and returns. `KLIPPER_MCU_CONTAINER_TEST=skip` skips it too.
+
+use std::fs::{File, OpenOptions};
+use std::io::ErrorKind;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use klipper_protocol::dictionary::Dictionary;
+use klipper_protocol::host::{HostCodec, Response};
+
+const IMAGE: &str = "localhost/klipper-mcu-hostmcu:test";
+/// The user and group the Dockerfile documents.
+const UID: u32 = 1000;
+const GID: u32 = 1000;
+const MAX_IMAGE_BYTES: u64 = 5_000_000;
+const TIMEOUT: Duration = Duration::from_secs(20);
+const RUST_TARGET: &str = "x86_64-unknown-linux-gnu";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn log(t0: Instant, what: &str) {
+    eprintln!("[container {:6.1}s] {what}", t0.elapsed().as_secs_f64());
+}
+
+fn describe(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+/// Run a command to completion, capturing its output.
+fn output(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", describe(cmd)))
+}
+
+/// Run a command; panic with its output unless it succeeds. Returns stdout.
+fn run(cmd: &mut Command) -> String {
+    let out = output(cmd);
+    if !out.status.success() {
+        panic!(
+            "{} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+            describe(cmd),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn have(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Install podman and runc from Debian's packages unless both are there.
+fn ensure_podman(t0: Instant) {
+    if have("podman") && have("runc") {
+        return;
+    }
+    log(t0, "installing podman and runc with apt-get");
+    let apt = |args: &[&str]| {
+        run(Command::new("apt-get")
+            .args(["-q", "-y", "-o", "DPkg::Lock::Timeout=300"])
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive"))
+    };
+    apt(&["update"]);
+    apt(&["install", "podman", "runc"]);
+    assert!(
+        have("podman") && have("runc"),
+        "podman/runc still missing after apt-get install"
+    );
+}
+
+/// Podman, configured for this test only.
+struct Podman {
+    conf: PathBuf,
+    storage_conf: PathBuf,
+}
+
+impl Podman {
+    fn setup(state: &Path, run_root: &Path) -> Podman {
+        let d = |p: &str| state.join(p);
+        for p in ["graph", "networks", "volumes"] {
+            std::fs::create_dir_all(d(p)).unwrap();
+        }
+        std::fs::create_dir_all(run_root).unwrap();
+        let conf = d("containers.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "# Written by tests/container.rs: podman for this test only.\n\
+                 [containers]\n\
+                 default_ulimits = []\n\
+                 log_driver = \"k8s-file\"\n\
+                 [network]\n\
+                 network_config_dir = \"{net}\"\n\
+                 [engine]\n\
+                 cgroup_manager = \"cgroupfs\"\n\
+                 runtime = \"runc\"\n\
+                 events_logger = \"file\"\n\
+                 tmp_dir = \"{tmp}\"\n\
+                 volume_path = \"{vol}\"\n",
+                net = d("networks").display(),
+                tmp = run_root.join("libpod").display(),
+                vol = d("volumes").display(),
+            ),
+        )
+        .unwrap();
+        let storage_conf = d("storage.conf");
+        std::fs::write(
+            &storage_conf,
+            format!(
+                "# Written by tests/container.rs.\n\
+                 [storage]\n\
+                 driver = \"vfs\"\n\
+                 graphroot = \"{}\"\n\
+                 runroot = \"{}\"\n",
+                d("graph").display(),
+                run_root.join("storage").display()
+            ),
+        )
+        .unwrap();
+        Podman { conf, storage_conf }
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new("podman");
+        c.env("CONTAINERS_CONF", &self.conf)
+            .env("CONTAINERS_STORAGE_CONF", &self.storage_conf);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        run(self.cmd().args(args))
+    }
+
+    fn output(&self, args: &[&str]) -> Output {
+        output(self.cmd().args(args))
+    }
+}
+
+/// Removes the container (and dangling images) however the test ends.
+struct Cleanup<'a> {
+    podman: &'a Podman,
+    name: String,
+    run_dir: PathBuf,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .podman
+            .output(&["rm", "-f", "-t", "2", "--ignore", &self.name]);
+        let _ = self.podman.output(&["image", "prune", "-f"]);
+        let _ = std::fs::remove_dir_all(&self.run_dir);
+    }
+}
+
+/// The host's end of the MCU's terminal, opened as klippy opens it.
+struct Port {
+    file: File,
+    codec: HostCodec,
+    msgs: Vec<Response>,
+    hung_up: bool,
+}
+
+impl Port {
+    fn open(link: &Path) -> Port {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
+            .open(link)
+            .unwrap_or_else(|e| panic!("open {} from the host: {e}", link.display()));
+        let mut t = nix::sys::termios::tcgetattr(&file).expect("tcgetattr");
+        nix::sys::termios::cfmakeraw(&mut t);
+        nix::sys::termios::tcsetattr(&file, nix::sys::termios::SetArg::TCSANOW, &t)
+            .expect("tcsetattr");
+        Port {
+            file,
+            codec: HostCodec::new(),
+            msgs: Vec::new(),
+            hung_up: false,
+        }
+    }
+
+    fn send(&mut self, text: &str) {
+        let payload = self
+            .codec
+            .encode_text(text)
+            .unwrap_or_else(|e| panic!("encode {text:?}: {e}"));
+        let block = self.codec.frame(&payload);
+        let mut data = &block[..];
+        let deadline = Instant::now() + TIMEOUT;
+        while !data.is_empty() {
+            let n = unsafe { libc::write(self.file.as_raw_fd(), data.as_ptr().cast(), data.len()) };
+            if n > 0 {
+                data = &data[n as usize..];
+                continue;
+            }
+            let e = std::io::Error::last_os_error();
+            assert!(
+                n == 0 || matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted),
+                "write to the MCU's terminal: {e}"
+            );
+            assert!(Instant::now() < deadline, "the MCU stopped reading");
+            self.poll(Duration::from_millis(20));
+        }
+    }
+
+    /// Wait up to `timeout` for input; read and decode all of it.
+    fn poll(&mut self, timeout: Duration) {
+        let mut pfd = libc::pollfd {
+            fd: self.file.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let r = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as i32) };
+        if r <= 0 {
+            return;
+        }
+        if pfd.revents & libc::POLLHUP != 0 {
+            self.hung_up = true;
+        }
+        let mut buf = [0u8; 4096];
+        loop {
+            let n =
+                unsafe { libc::read(self.file.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                // The other side closed: EOF (0) or EIO, depending on
+                // the kernel.
+                if n == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EIO) {
+                    self.hung_up = true;
+                }
+                return;
+            }
+            for b in self.codec.feed(&buf[..n as usize]) {
+                if b.payload.is_empty() {
+                    continue; // an ack
+                }
+                // Messages the bootstrap dictionary cannot name (`starting`
+                // before identify) are of no interest here.
+                if let Ok(ms) = self.codec.decode(&b.payload) {
+                    self.msgs.extend(ms);
+                }
+            }
+        }
+    }
+
+    fn wait_msg(&mut self, name: &str, pred: impl Fn(&Response) -> bool) -> Response {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(i) = self.msgs.iter().position(|r| r.name == name && pred(r)) {
+                return self.msgs.remove(i);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no `{name}` from the MCU in the container within {TIMEOUT:?}; got {:?}",
+                self.msgs
+            );
+            self.poll(Duration::from_millis(100));
+        }
+    }
+
+    /// Fetch the whole data dictionary and install it.
+    fn identify(&mut self) -> usize {
+        let mut data = Vec::new();
+        loop {
+            let offset = data.len();
+            self.send(&format!("identify offset={offset} count=40"));
+            let r = self.wait_msg("identify_response", |r| r.int("offset") == offset as i64);
+            let chunk = r.bytes("data");
+            if chunk.is_empty() {
+                break;
+            }
+            data.extend_from_slice(chunk);
+            assert!(data.len() < 1 << 20, "dictionary too large");
+        }
+        self.codec.dict = Dictionary::from_compressed(&data)
+            .unwrap_or_else(|e| panic!("the dictionary does not decompress/parse: {e}"));
+        data.len()
+    }
+}
+
+fn podman_logs(podman: &Podman, name: &str) -> String {
+    let out = podman.output(&["logs", name]);
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn inspect(podman: &Podman, name: &str, format: &str) -> String {
+    podman
+        .run(&["inspect", name, "--format", format])
+        .trim()
+        .to_string()
+}
+
+/// Whether an ELF64 little-endian executable has a PT_INTERP program
+/// header (asks for a dynamic loader, which `FROM scratch` does not have).
+fn has_interpreter(path: &Path) -> bool {
+    let b = std::fs::read(path).unwrap();
+    assert!(
+        b.len() > 64 && &b[..4] == b"\x7fELF" && b[4] == 2 && b[5] == 1,
+        "not ELF64 LE"
+    );
+    let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(b[0x20..0x28].try_into().unwrap()) as usize;
+    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
+    (0..phnum).any(|i| {
+        let o = phoff + i * phentsize;
+        u32::from_le_bytes(b[o..o + 4].try_into().unwrap()) == 3 // PT_INTERP
+    })
+}
+
+/// `Uid:`/`Gid:` line of /proc/PID/status: real, effective, saved, fs.
+fn proc_ids(pid: u32, key: &str) -> Vec<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(key))
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"));
+    line[key.len()..]
+        .split_whitespace()
+        .map(|s| s.parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn hostmcu_image_serves_klippy_from_a_container() {
+    let t0 = Instant::now();
+    if std::env::var("KLIPPER_MCU_CONTAINER_TEST").as_deref() == Ok("skip") {
+        eprintln!("container test skipped: KLIPPER_MCU_CONTAINER_TEST=skip");
+        return;
+    }
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("container test skipped: needs root (rootful podman, apt-get)");
+        return;
+    }
+    if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+        eprintln!("container test skipped: the host build is for x86_64 Linux");
+        return;
+    }
+    ensure_podman(t0);
+    log(t0, "podman and runc present");
+
+    // Everything this test keeps lives under target/tmp/container/.
+    let state = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("container");
+    std::fs::create_dir_all(&state).unwrap();
+    // A short, per-checkout name for what podman keeps at run time (socket
+    // paths have a length limit) and for the container.
+    let tag = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        state.hash(&mut h);
+        format!("{:08x}", h.finish() as u32)
+    };
+    let run_root = std::env::temp_dir().join(format!("klipper-mcu-podman-{tag}"));
+    let podman = Podman::setup(&state, &run_root);
+
+    // 2. The host static build, in its own target directory.
+    let cargo = option_env!("CARGO").unwrap_or("cargo");
+    let target_dir = state.join("target");
+    run(Command::new(cargo)
+        .current_dir(repo())
+        .args([
+            "build",
+            "--release",
+            "--bin",
+            "klipper_mcu",
+            "--target",
+            RUST_TARGET,
+        ])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS"));
+    let binary = target_dir
+        .join(RUST_TARGET)
+        .join("release")
+        .join("klipper_mcu");
+    assert!(
+        !has_interpreter(&binary),
+        "the host build {} asks for a dynamic loader: not static",
+        binary.display()
+    );
+    let ctx = state.join("build-context");
+    std::fs::create_dir_all(ctx.join("out")).unwrap();
+    std::fs::copy(&binary, ctx.join("out").join("klipper_mcu")).unwrap();
+    let bytes = std::fs::metadata(&binary).unwrap().len();
+    log(
+        t0,
+        &format!("static build done: {bytes} bytes, no program interpreter"),
+    );
+
+    // 3. The runtime image, from that binary.
+    let mut build = podman.cmd();
+    build
+        .current_dir(repo())
+        .args([
+            "build",
+            "--format",
+            "docker",
+            "--pull=never",
+            "--target",
+            "hostmcu",
+        ])
+        .arg("--build-context")
+        .arg(format!("build={}", ctx.display()))
+        .args(["--build-arg", "TARGETPLATFORM=linux/amd64"])
+        .args(["--build-arg", "BUILDPLATFORM=linux/amd64"])
+        .args(["-t", IMAGE, "."]);
+    run(&mut build);
+    let size: u64 = podman
+        .run(&["image", "inspect", IMAGE, "--format", "{{.Size}}"])
+        .trim()
+        .parse()
+        .unwrap();
+    log(t0, &format!("image {IMAGE} built: {size} bytes"));
+    assert!(
+        size < MAX_IMAGE_BYTES,
+        "image is {size} bytes, not under 5 MB"
+    );
+    let user = podman.run(&["image", "inspect", IMAGE, "--format", "{{.Config.User}}"]);
+    assert_eq!(user.trim(), format!("{UID}:{GID}"), "image user");
+    let health = podman.run(&[
+        "image",
+        "inspect",
+        IMAGE,
+        "--format",
+        "{{json .Config.Healthcheck}}",
+    ]);
+    assert!(
+        health.contains("--check"),
+        "no --check HEALTHCHECK in the image: {health}"
+    );
+
+    // 4. Run it: the run folder bind-mounted, the host's /dev shared.
+    let name = format!("klipper-mcu-ctest-{tag}");
+    let run_dir = state.join(format!("run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&run_dir);
+    std::fs::create_dir_all(&run_dir).unwrap();
+    std::os::unix::fs::chown(&run_dir, Some(UID), Some(GID)).unwrap();
+    let _cleanup = Cleanup {
+        podman: &podman,
+        name: name.clone(),
+        run_dir: run_dir.clone(),
+    };
+    podman.run(&["rm", "-f", "-t", "2", "--ignore", &name]); // a previous, killed run
+    let volume = format!("{}:/opt/printer_data/run", run_dir.display());
+    // As deploy/README.md recommends: no capabilities, read-only root,
+    // no privilege gain; /dev shared so that /dev/ptmx and /dev/pts are
+    // the host's (the device cgroup still allows only the default nodes).
+    podman.run(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "--read-only",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        "-v",
+        &volume,
+        "-v",
+        "/dev:/dev",
+        IMAGE,
+    ]);
+    let link = run_dir.join("klipper_host_mcu.tty");
+    let deadline = Instant::now() + TIMEOUT;
+    let tty = loop {
+        if let Ok(t) = std::fs::read_link(&link) {
+            if t.exists() {
+                break t;
+            }
+        }
+        let state = inspect(&podman, &name, "{{.State.Status}}");
+        if state != "running" && state != "created" {
+            panic!("container {state}; logs:\n{}", podman_logs(&podman, &name));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no link at {} after {TIMEOUT:?}; logs:\n{}",
+            link.display(),
+            podman_logs(&podman, &name)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    log(
+        t0,
+        &format!("container up: {} -> {}", link.display(), tty.display()),
+    );
+    assert!(tty.starts_with("/dev/pts"), "link target {}", tty.display());
+
+    let mut port = Port::open(&link);
+    let dict_len = port.identify();
+    let mcu = port.codec.dict.constant("MCU").cloned();
+    assert_eq!(
+        mcu.and_then(|v| v.as_str().map(str::to_string)).as_deref(),
+        Some("linux")
+    );
+    log(
+        t0,
+        &format!("identify: {dict_len}-byte dictionary, MCU=linux"),
+    );
+
+    // 5. Non-root, in the image's configuration and in fact.
+    assert_eq!(
+        inspect(&podman, &name, "{{.Config.User}}"),
+        format!("{UID}:{GID}")
+    );
+    let pid: u32 = inspect(&podman, &name, "{{.State.Pid}}").parse().unwrap();
+    assert_eq!(
+        proc_ids(pid, "Uid:"),
+        vec![UID; 4],
+        "uids of the MCU (host pid {pid})"
+    );
+    assert_eq!(
+        proc_ids(pid, "Gid:"),
+        vec![GID; 4],
+        "gids of the MCU (host pid {pid})"
+    );
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(comm.trim(), "klipper_mcu");
+    let top = podman.run(&["top", &name, "user", "group", "comm"]);
+    log(
+        t0,
+        &format!("runs as {UID}:{GID}; podman top:\n{}", top.trim_end()),
+    );
+
+    // The health check, as the image defines it; then a wrong path fails.
+    let hc = podman.output(&["healthcheck", "run", &name]);
+    assert!(
+        hc.status.success(),
+        "health check failed ({}): {}{}\nlogs:\n{}",
+        hc.status,
+        String::from_utf8_lossy(&hc.stdout),
+        String::from_utf8_lossy(&hc.stderr),
+        podman_logs(&podman, &name)
+    );
+    let bad = podman.output(&[
+        "exec",
+        &name,
+        "/usr/local/bin/klipper_mcu",
+        "--check",
+        "/opt/printer_data/run/nothing",
+    ]);
+    assert!(!bad.status.success(), "--check passed for a missing link");
+    log(t0, "health check passes (and fails for a wrong path)");
+
+    // The health check did not touch the session: get_clock still answers.
+    port.send("get_clock");
+    let clock = port.wait_msg("clock", |_| true).int("clock");
+    log(t0, &format!("get_clock: clock={clock}"));
+
+    // 6. SIGTERM: podman stop, exit status 0, quickly; link removed.
+    let stop0 = Instant::now();
+    podman.run(&["stop", "-t", "10", &name]);
+    let took = stop0.elapsed();
+    let code = inspect(&podman, &name, "{{.State.ExitCode}}");
+    log(
+        t0,
+        &format!("podman stop took {took:?}, exit status {code}"),
+    );
+    assert_eq!(
+        code,
+        "0",
+        "exit status after SIGTERM; logs:\n{}",
+        podman_logs(&podman, &name)
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "stopping took {took:?} (SIGTERM not honoured?)"
+    );
+    assert!(
+        std::fs::symlink_metadata(&link).is_err(),
+        "the link {} is still there after a clean exit",
+        link.display()
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !port.hung_up && Instant::now() < deadline {
+        port.poll(Duration::from_millis(50));
+    }
+    assert!(
+        port.hung_up,
+        "the host's end of the terminal did not hang up"
+    );
+    log(t0, "container test passed");
+}
