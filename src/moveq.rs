@@ -138,3 +138,92 @@ mod tests {
         }
     }
 }
+
+/// A queue of timed output values with a safety timeout, shared by the
+/// hardware PWM and PCA9685 families (the reference's pwmcmds.c logic):
+/// each value applies at its clock; a value other than the default must be
+/// followed by another within `max_duration`, or the MCU shuts down.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TimedValues {
+    pub mq: MoveQueue,
+    pub default_value: u32,
+    pub max_duration: u32,
+    /// The safety timeout is running (nothing queued after a non-default
+    /// value).
+    ending: bool,
+}
+
+/// The reasons a family gives for a missed or too-late update.
+pub struct TimedReasons {
+    pub missed: Shutdown,
+    pub exceeds: Shutdown,
+}
+
+impl TimedValues {
+    pub fn new(default_value: u32, max_duration: u32) -> TimedValues {
+        TimedValues {
+            mq: MoveQueue::default(),
+            default_value,
+            max_duration,
+            ending: false,
+        }
+    }
+
+    /// The timer fired at `waketime`: the value to apply now, and when to
+    /// wake next (`None`: not again until something is queued).
+    pub fn pop(
+        &mut self,
+        pool: &mut MovePool,
+        waketime: u32,
+        r: &TimedReasons,
+    ) -> Result<(u32, Option<u32>), Shutdown> {
+        if self.ending {
+            return Err(r.missed);
+        }
+        let m = pool.pop(&mut self.mq).ok_or(r.missed)?;
+        let value = m.b;
+        let timed = value != self.default_value && self.max_duration != 0;
+        let limit = waketime.wrapping_add(self.max_duration);
+        match pool.first(&self.mq) {
+            None if !timed => Ok((value, None)),
+            None => {
+                self.ending = true;
+                Ok((value, Some(limit)))
+            }
+            Some(n) if timed && crate::clock::is_before(limit, n.a) => Err(r.exceeds),
+            Some(n) => Ok((value, Some(n.a))),
+        }
+    }
+
+    /// Queue `value` at `when`. Returns true if the timer must be
+    /// (re)scheduled at `when`; `timer_wake` is when it is due now.
+    pub fn push(
+        &mut self,
+        pool: &mut MovePool,
+        when: u32,
+        value: u32,
+        timer_wake: Option<u32>,
+        r: &TimedReasons,
+    ) -> Result<bool, Shutdown> {
+        if !pool.push(
+            &mut self.mq,
+            Move {
+                a: when,
+                b: value,
+                c: 0,
+            },
+        )? {
+            return Ok(false);
+        }
+        if self.ending && timer_wake.is_some_and(|end| crate::clock::is_before(end, when)) {
+            return Err(r.exceeds);
+        }
+        self.ending = false;
+        Ok(true)
+    }
+
+    pub fn clear(&mut self, pool: &mut MovePool) {
+        self.ending = false;
+        pool.clear(&mut self.mq);
+    }
+}

@@ -1,11 +1,10 @@
 //! PCA9685 PWM boards over I2C (the reference's linux/pca9685.c):
 //! `config_pca9685`, `queue_pca9685_out`, `set_pca9685_out`.
 
-use crate::clock::is_before;
 use crate::command::{Args, CmdResult, Command, Constant, Module, Shutdown};
 use crate::hw::bus::{I2cHandle, I2C_SUCCESS};
 use crate::mcu::{Mcu, ObjKind};
-use crate::moveq::{Move, MoveQueue};
+use crate::moveq::{TimedReasons, TimedValues};
 use crate::sched::{TimerId, TimerResult};
 
 const MISSED_EVENT: Shutdown = Shutdown("Missed scheduling of next pca9685 event");
@@ -36,11 +35,13 @@ pub struct Pca9685Chip {
 pub struct Pca9685Out {
     chip: usize,
     channel: u8,
-    default_value: u32,
-    max_duration: u32,
-    mq: MoveQueue,
-    ending: bool,
+    values: TimedValues,
 }
+
+const REASONS: TimedReasons = TimedReasons {
+    missed: MISSED_EVENT,
+    exceeds: EXCEEDS_MAX_DURATION,
+};
 
 fn write_channel(mcu: &mut Mcu, h: I2cHandle, channel: u8, value: u32) -> bool {
     let (full_on, v) = if value >= VALUE_MAX {
@@ -101,35 +102,11 @@ fn chip(mcu: &mut Mcu, bus: u32, addr: u8, cycle_ticks: u32) -> Result<usize, Sh
 }
 
 pub fn run_timer(mcu: &mut Mcu, i: usize, waketime: u32) -> Result<TimerResult, Shutdown> {
-    if mcu.pca9685_outs[i].ending {
-        return Err(MISSED_EVENT);
-    }
-    let mut q = mcu.pca9685_outs[i].mq;
-    let Some(m) = mcu.moves.pop(&mut q) else {
-        return Ok(TimerResult::Done);
-    };
-    let next = mcu.moves.first(&q);
-    mcu.pca9685_outs[i].mq = q;
-    let (chip, channel) = (mcu.pca9685_outs[i].chip, mcu.pca9685_outs[i].channel);
-    let h = mcu.pca9685_chips[chip].i2c;
-    update(mcu, h, channel, m.b);
     let p = &mut mcu.pca9685_outs[i];
-    let timed = m.b != p.default_value && p.max_duration != 0;
-    match next {
-        None if !timed => Ok(TimerResult::Done),
-        None => {
-            p.ending = true;
-            Ok(TimerResult::Reschedule(
-                waketime.wrapping_add(p.max_duration),
-            ))
-        }
-        Some(n) => {
-            if timed && is_before(waketime.wrapping_add(p.max_duration), n.a) {
-                return Err(EXCEEDS_MAX_DURATION);
-            }
-            Ok(TimerResult::Reschedule(n.a))
-        }
-    }
+    let (value, next) = p.values.pop(&mut mcu.moves, waketime, &REASONS)?;
+    let (h, channel) = (mcu.pca9685_chips[p.chip].i2c, p.channel);
+    update(mcu, h, channel, value);
+    Ok(next.map_or(TimerResult::Done, TimerResult::Reschedule))
 }
 
 fn config_pca9685(mcu: &mut Mcu, a: &Args) -> CmdResult {
@@ -148,10 +125,7 @@ fn config_pca9685(mcu: &mut Mcu, a: &Args) -> CmdResult {
     mcu.pca9685_outs.push(Pca9685Out {
         chip: c,
         channel: channel as u8,
-        default_value,
-        max_duration: a.get(7),
-        mq: MoveQueue::default(),
-        ending: false,
+        values: TimedValues::new(default_value, a.get(7)),
     });
     Ok(())
 }
@@ -162,32 +136,17 @@ fn queue_pca9685_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
     if value > VALUE_MAX {
         return Err(INVALID_VALUE);
     }
-    let mut q = mcu.pca9685_outs[i].mq;
-    let first = mcu.moves.push(
-        &mut q,
-        Move {
-            a: when,
-            b: value,
-            c: 0,
-        },
-    )?;
-    mcu.pca9685_outs[i].mq = q;
-    if !first {
-        return Ok(());
-    }
     let id = TimerId(TIMER_KIND | i as u32);
-    let ending_at = if mcu.pca9685_outs[i].ending {
-        mcu.timers.waketime_of(id)
-    } else {
-        None
-    };
-    mcu.timers.remove(id);
-    if ending_at.is_some_and(|end| is_before(end, when)) {
-        return Err(EXCEEDS_MAX_DURATION);
+    let due = mcu.timers.waketime_of(id);
+    if mcu.pca9685_outs[i]
+        .values
+        .push(&mut mcu.moves, when, value, due, &REASONS)?
+    {
+        mcu.timers.remove(id);
+        let now = mcu.clock.now();
+        mcu.timers.add(id, when, now)?;
     }
-    mcu.pca9685_outs[i].ending = false;
-    let now = mcu.clock.now();
-    mcu.timers.add(id, when, now)
+    Ok(())
 }
 
 fn set_pca9685_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
@@ -213,13 +172,13 @@ pub fn shutdown(mcu: &mut Mcu) {
     }
     for i in 0..mcu.pca9685_outs.len() {
         let p = &mut mcu.pca9685_outs[i];
-        p.ending = false;
-        let mut q = p.mq;
-        let (chip, channel, default) = (p.chip, p.channel, p.default_value);
-        mcu.moves.clear(&mut q);
-        mcu.pca9685_outs[i].mq = q;
+        p.values.clear(&mut mcu.moves);
+        let (h, channel, default) = (
+            mcu.pca9685_chips[p.chip].i2c,
+            p.channel,
+            p.values.default_value,
+        );
         if default != 0 {
-            let h = mcu.pca9685_chips[chip].i2c;
             write_channel(mcu, h, channel, default);
         }
     }

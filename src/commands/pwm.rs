@@ -2,11 +2,10 @@
 //! `config_pwm_out`, `queue_pwm_out`, `set_pwm_out` on `pwmchipK/pwmN`
 //! pins, through sysfs.
 
-use crate::clock::is_before;
 use crate::command::{Args, CmdResult, Command, Constant, Module, Shutdown};
 use crate::hw::sysfs::{PwmChannel, PWM_MAX};
 use crate::mcu::{Mcu, ObjKind};
-use crate::moveq::{Move, MoveQueue};
+use crate::moveq::{TimedReasons, TimedValues};
 use crate::pins::{PWM_BASE, PWM_CHIPS, PWM_PER_CHIP};
 use crate::sched::{TimerId, TimerResult};
 
@@ -18,43 +17,29 @@ pub const TIMER_KIND: u32 = 8 << 24;
 
 pub struct PwmOut {
     channel: usize,
-    max_duration: u32,
-    default_value: u32,
-    mq: MoveQueue,
-    /// The safety timeout is running (no update queued).
-    ending: bool,
+    values: TimedValues,
 }
+
+const REASONS: TimedReasons = TimedReasons {
+    missed: MISSED_EVENT,
+    exceeds: EXCEEDS_MAX_DURATION,
+};
 
 fn timer_id(i: usize) -> TimerId {
     TimerId(TIMER_KIND | i as u32)
 }
 
-/// The channel for `pin`, opened once and kept (set_pwm_out reuses it).
+/// The channel for `pin`, opened once and kept (set_pwm_out reuses it);
+/// a new period reopens it.
 fn channel(mcu: &mut Mcu, pin: u32, cycle_ticks: u32, value: u32) -> Result<usize, Shutdown> {
-    if let Some(i) = mcu
-        .pwm_channels
-        .iter()
-        .position(|c| c.pin == pin && c.cycle_ticks() == cycle_ticks)
-    {
+    let known = mcu.pwm_channels.iter().position(|c| c.pin == pin);
+    if let Some(i) = known.filter(|&i| mcu.pwm_channels[i].cycle_ticks() == cycle_ticks) {
         mcu.pwm_channels[i].write(value);
         return Ok(i);
     }
     let n = pin.wrapping_sub(PWM_BASE);
     if pin < PWM_BASE || n >= PWM_CHIPS * PWM_PER_CHIP {
         return Err(NOT_PWM_PIN);
-    }
-    // A new period: drop an earlier opening of this pin first.
-    if let Some(i) = mcu.pwm_channels.iter().position(|c| c.pin == pin) {
-        let ch = PwmChannel::open(
-            &mcu.sysfs_root,
-            pin,
-            n / PWM_PER_CHIP,
-            n % PWM_PER_CHIP,
-            cycle_ticks,
-            value,
-        )?;
-        mcu.pwm_channels[i] = ch;
-        return Ok(i);
     }
     let ch = PwmChannel::open(
         &mcu.sysfs_root,
@@ -64,41 +49,23 @@ fn channel(mcu: &mut Mcu, pin: u32, cycle_ticks: u32, value: u32) -> Result<usiz
         cycle_ticks,
         value,
     )?;
-    mcu.pwm_channels.push(ch);
-    Ok(mcu.pwm_channels.len() - 1)
+    match known {
+        Some(i) => {
+            mcu.pwm_channels[i] = ch;
+            Ok(i)
+        }
+        None => {
+            mcu.pwm_channels.push(ch);
+            Ok(mcu.pwm_channels.len() - 1)
+        }
+    }
 }
 
 pub fn run_timer(mcu: &mut Mcu, i: usize, waketime: u32) -> Result<TimerResult, Shutdown> {
-    if mcu.pwm_outs[i].ending {
-        return Err(MISSED_EVENT);
-    }
-    let mut q = mcu.pwm_outs[i].mq;
-    let Some(m) = mcu.moves.pop(&mut q) else {
-        return Ok(TimerResult::Done);
-    };
-    let next = mcu.moves.first(&q);
     let p = &mut mcu.pwm_outs[i];
-    p.mq = q;
-    let value = m.b;
+    let (value, next) = p.values.pop(&mut mcu.moves, waketime, &REASONS)?;
     mcu.pwm_channels[p.channel].write(value);
-    let timed = value != p.default_value && p.max_duration != 0;
-    match next {
-        None => {
-            if !timed {
-                return Ok(TimerResult::Done);
-            }
-            p.ending = true;
-            Ok(TimerResult::Reschedule(
-                waketime.wrapping_add(p.max_duration),
-            ))
-        }
-        Some(n) => {
-            if timed && is_before(waketime.wrapping_add(p.max_duration), n.a) {
-                return Err(EXCEEDS_MAX_DURATION);
-            }
-            Ok(TimerResult::Reschedule(n.a))
-        }
-    }
+    Ok(next.map_or(TimerResult::Done, TimerResult::Reschedule))
 }
 
 fn config_pwm_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
@@ -107,45 +74,24 @@ fn config_pwm_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
     mcu.oid_alloc(a.get(0), ObjKind::PwmOut, index)?;
     mcu.pwm_outs.push(PwmOut {
         channel,
-        max_duration: a.get(5),
-        default_value: a.get(4) & 0xffff,
-        mq: MoveQueue::default(),
-        ending: false,
+        values: TimedValues::new(a.get(4) & 0xffff, a.get(5)),
     });
     Ok(())
 }
 
 fn queue_pwm_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let i = mcu.oid_lookup(a.get(0), ObjKind::PwmOut)? as usize;
-    let when = a.get(1);
-    let mut q = mcu.pwm_outs[i].mq;
-    let first = mcu.moves.push(
-        &mut q,
-        Move {
-            a: when,
-            b: a.get(2) & 0xffff,
-            c: 0,
-        },
-    )?;
-    mcu.pwm_outs[i].mq = q;
-    if !first {
-        return Ok(());
+    let (id, when) = (timer_id(i), a.get(1));
+    let due = mcu.timers.waketime_of(id);
+    if mcu.pwm_outs[i]
+        .values
+        .push(&mut mcu.moves, when, a.get(2) & 0xffff, due, &REASONS)?
+    {
+        mcu.timers.remove(id);
+        let now = mcu.clock.now();
+        mcu.timers.add(id, when, now)?;
     }
-    let id = timer_id(i);
-    let ending_at = if mcu.pwm_outs[i].ending {
-        mcu.timers.waketime_of(id)
-    } else {
-        None
-    };
-    mcu.timers.remove(id);
-    if let Some(end) = ending_at {
-        if is_before(end, when) {
-            return Err(EXCEEDS_MAX_DURATION);
-        }
-    }
-    mcu.pwm_outs[i].ending = false;
-    let now = mcu.clock.now();
-    mcu.timers.add(id, when, now)
+    Ok(())
 }
 
 fn set_pwm_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
@@ -154,11 +100,8 @@ fn set_pwm_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
 
 pub fn shutdown(mcu: &mut Mcu) {
     for p in mcu.pwm_outs.iter_mut() {
-        mcu.pwm_channels[p.channel].write(p.default_value);
-        p.ending = false;
-        let mut q = p.mq;
-        mcu.moves.clear(&mut q);
-        p.mq = q;
+        mcu.pwm_channels[p.channel].write(p.values.default_value);
+        p.values.clear(&mut mcu.moves);
     }
 }
 
