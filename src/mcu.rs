@@ -20,6 +20,7 @@ use crate::commands::pwm::{self, PwmOut};
 use crate::commands::spi::{self, SpiDev, SpiShutdown};
 use crate::commands::stepper::{self, Stepper};
 use crate::commands::trsync::{self, Trsync};
+use crate::commands::{accel, display, probe, thermo};
 use crate::hw::bus::{I2c, Spi};
 use crate::hw::sysfs::PwmChannel;
 use crate::hw::{Board, Gpio};
@@ -51,6 +52,9 @@ pub enum ObjKind {
     AnalogIn,
     Pca9685,
     Ds18b20,
+    /// Objects of the sensor and device groups (see
+    /// `commands::accel` for the ranges).
+    Ext(u8),
 }
 
 /// Tasks: work that timers hand to the main loop (sending reports).
@@ -59,6 +63,10 @@ pub const TASK_BUTTONS: u32 = 1 << 1;
 pub const TASK_COUNTER: u32 = 1 << 2;
 pub const TASK_ANALOG: u32 = 1 << 3;
 pub const TASK_DS18B20: u32 = 1 << 4;
+pub const TASK_ACCEL: u32 = 1 << 5;
+pub const TASK_THERMO: u32 = 1 << 6;
+pub const TASK_PROBE: u32 = 1 << 7;
+pub const TASK_DISPLAY: u32 = 1 << 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ShutdownState {
@@ -107,6 +115,10 @@ pub struct Mcu {
     pub pca9685_chips: Vec<Pca9685Chip>,
     pub pca9685_outs: Vec<Pca9685Out>,
     pub ds18b20s: Vec<Ds18b20>,
+    pub accel: accel::State,
+    pub thermo: thermo::State,
+    pub probe: probe::State,
+    pub display: display::State,
     /// Tasks woken (TASK_* bits).
     pub tasks: u32,
 }
@@ -147,6 +159,10 @@ impl Mcu {
             pca9685_chips: Vec::new(),
             pca9685_outs: Vec::new(),
             ds18b20s: Vec::new(),
+            accel: Default::default(),
+            thermo: Default::default(),
+            probe: Default::default(),
+            display: Default::default(),
             tasks: 0,
         }
     }
@@ -212,6 +228,10 @@ impl Mcu {
         pwm::shutdown(self);
         pca9685::shutdown(self);
         adc::shutdown(self);
+        accel::shutdown(self);
+        thermo::shutdown(self);
+        probe::shutdown(self);
+        display::shutdown(self);
     }
 
     #[inline]
@@ -237,6 +257,18 @@ impl Mcu {
         if t & TASK_DS18B20 != 0 {
             ds18b20::task(self);
         }
+        if t & TASK_ACCEL != 0 {
+            accel::task(self);
+        }
+        if t & TASK_THERMO != 0 {
+            thermo::task(self);
+        }
+        if t & TASK_PROBE != 0 {
+            probe::task(self);
+        }
+        if t & TASK_DISPLAY != 0 {
+            display::task(self);
+        }
     }
 
     /// Run one timer; each command family dispatches its own ids.
@@ -255,6 +287,10 @@ impl Mcu {
             adc::TIMER_KIND => adc::run_timer(self, index, waketime),
             pca9685::TIMER_KIND => pca9685::run_timer(self, index, waketime),
             ds18b20::TIMER_KIND => Ok(ds18b20::run_timer(self, index, waketime)),
+            k if (16 << 24..32 << 24).contains(&k) => accel::run_timer(self, id, waketime),
+            k if (32 << 24..48 << 24).contains(&k) => thermo::run_timer(self, id, waketime),
+            k if (48 << 24..64 << 24).contains(&k) => probe::run_timer(self, id, waketime),
+            k if (64 << 24..80 << 24).contains(&k) => display::run_timer(self, id, waketime),
             _ => Ok(TimerResult::Done),
         }
     }

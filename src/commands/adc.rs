@@ -35,6 +35,9 @@ pub struct AnalogIn {
     bytes_per_report: u8,
     data_count: u8,
     data: [u8; 48],
+    /// The trigger_analog fed by this input (`analog_in_attach_trigger_analog`,
+    /// in the probe group), as an index in the probe group's state.
+    pub trigger_analog: Option<usize>,
 }
 
 pub fn run_timer(mcu: &mut Mcu, i: usize, waketime: u32) -> Result<TimerResult, Shutdown> {
@@ -100,6 +103,7 @@ fn config_analog_in(mcu: &mut Mcu, a: &Args) -> CmdResult {
         bytes_per_report: 0,
         data_count: 0,
         data: [0; 48],
+        trigger_analog: None,
     });
     Ok(())
 }
@@ -134,6 +138,7 @@ fn query_analog_in(mcu: &mut Mcu, a: &Args) -> CmdResult {
 pub fn shutdown(mcu: &mut Mcu) {
     for i in 0..mcu.analog_ins.len() {
         let a = &mut mcu.analog_ins[i];
+        a.trigger_analog = None;
         if a.sample_count == 0 {
             continue;
         }
@@ -151,6 +156,11 @@ pub fn task(mcu: &mut Mcu) {
             continue;
         }
         a.state = a.state.wrapping_add(1);
+        if let Some(ta) = a.trigger_analog {
+            let value = a.value as i32;
+            crate::commands::probe::trigger_analog_update(mcu, ta, value);
+        }
+        let a = &mut mcu.analog_ins[i];
         let d = a.data_count as usize;
         a.data[d] = a.value as u8;
         a.data[d + 1] = (a.value >> 8) as u8;

@@ -1,25 +1,30 @@
 //! Command families, one module each, as the reference keeps them.
 
+pub mod accel;
 pub mod adc;
 pub mod base;
 pub mod buttons;
 pub mod counter;
 pub mod debug;
+pub mod display;
 pub mod ds18b20;
 pub mod endstop;
 pub mod gpio;
 pub mod i2c;
 pub mod pca9685;
+pub mod probe;
 pub mod pwm;
+pub mod sensor_bulk;
 pub mod spi;
 pub mod stepper;
+pub mod thermo;
 pub mod trsync;
 
 use crate::command::Module;
 
 /// Every command family of this build, in dictionary order.
 pub fn modules() -> Vec<&'static Module> {
-    vec![
+    let mut m = vec![
         &crate::mcu::MODULE,
         &base::MODULE,
         &debug::MODULE,
@@ -39,5 +44,23 @@ pub fn modules() -> Vec<&'static Module> {
         &crate::hw::MODULE,
         &crate::hw::BUS_MODULE,
         &crate::hw::SYSFS_MODULE,
-    ]
+        &SENSOR_BULK,
+    ];
+    m.extend(accel::modules());
+    m.extend(thermo::modules());
+    m.extend(probe::modules());
+    m.extend(display::modules());
+    m
 }
+
+/// The bulk-sensor responses, shared by several groups.
+static SENSOR_BULK: Module = Module {
+    commands: &[],
+    responses: &[
+        &sensor_bulk::SENSOR_BULK_DATA,
+        &sensor_bulk::SENSOR_BULK_STATUS,
+    ],
+    constants: &[],
+    enumerations: &[],
+    static_strings: &[],
+};

@@ -4,6 +4,7 @@
 pub mod bus;
 pub mod linux_gpio;
 pub mod sim;
+pub mod sim_chips;
 pub mod sysfs;
 
 use std::path::PathBuf;

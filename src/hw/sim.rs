@@ -45,6 +45,41 @@ pub struct SimState {
     /// The simulated HTU21D: temperature (C), relative humidity (%), and
     /// the measurement last asked for (0xE3/0xF3 temperature, else humidity).
     htu21d: (f64, f64, u8),
+    /// Simulated chips (see [`crate::hw::sim_chips`]).
+    pub spi_devices: Vec<(u32, Box<dyn SimSpiDevice>)>,
+    pub i2c_devices: Vec<(u32, u8, Box<dyn SimI2cDevice>)>,
+    pub gpio_devices: Vec<Box<dyn SimGpioDevice>>,
+}
+
+/// A simulated chip on an SPI bus (`bus` = B*256+D for spidevB.D).
+pub trait SimSpiDevice {
+    /// One chip-selected transfer at MCU clock `clock`: `data` holds what
+    /// was sent and is replaced by what the chip answers.
+    fn transfer(&mut self, clock: u32, data: &mut [u8]);
+    /// A control-socket request addressed to this chip (`spi BUS ...`).
+    fn control(&mut self, _words: &[&str]) -> Option<String> {
+        None
+    }
+}
+
+/// A simulated chip on an I2C bus; returns `i2c_bus_status` values.
+pub trait SimI2cDevice {
+    fn write(&mut self, clock: u32, data: &[u8]) -> u8;
+    fn read(&mut self, clock: u32, reg: &[u8], out: &mut [u8]) -> u8;
+    fn control(&mut self, _words: &[&str]) -> Option<String> {
+        None
+    }
+}
+
+/// A simulated chip on GPIO lines (bit-banged protocols): it sees every
+/// output write and may drive input levels.
+pub trait SimGpioDevice {
+    fn on_write(&mut self, clock: u32, pin: u32, value: bool, levels: &mut [bool]);
+    /// Called before an input is read, so the chip can update it.
+    fn on_read(&mut self, _clock: u32, _pin: u32, _levels: &mut [bool]) {}
+    fn control(&mut self, _words: &[&str]) -> Option<String> {
+        None
+    }
 }
 
 /// The HTU21D-compatible sensor on the simulated board: bus i2c.1, 0x40.
@@ -82,10 +117,19 @@ impl SimState {
             spi_last: Vec::new(),
             i2c_regs: Vec::new(),
             htu21d: (25.0, 50.0, 0xE3),
+            spi_devices: Vec::new(),
+            i2c_devices: Vec::new(),
+            gpio_devices: Vec::new(),
         }
     }
 
     fn write(&mut self, pin: u32, value: bool) {
+        if !self.gpio_devices.is_empty() {
+            let now = self.clock.now();
+            for d in self.gpio_devices.iter_mut() {
+                d.on_write(now, pin, value, &mut self.levels);
+            }
+        }
         let p = pin as usize;
         if self.levels[p] != value {
             if value {
@@ -160,6 +204,7 @@ impl SimState {
                 _ => "error usage: history PIN COUNT".into(),
             },
             ["clock"] => format!("{}", self.clock.now()),
+            ["chip", rest @ ..] => self.chip_control(rest),
             ["spi", bus] => match bus.parse::<u32>() {
                 Ok(b) => match self.spi_last.iter().find(|e| e.0 == b) {
                     Some((_, d)) => hex(d),
@@ -196,6 +241,29 @@ impl SimState {
     }
 }
 
+impl SimState {
+    /// `chip ...` requests go to every simulated chip in turn; the first
+    /// that knows the request answers it.
+    fn chip_control(&mut self, words: &[&str]) -> String {
+        for (_, d) in self.spi_devices.iter_mut() {
+            if let Some(r) = d.control(words) {
+                return r;
+            }
+        }
+        for (_, _, d) in self.i2c_devices.iter_mut() {
+            if let Some(r) = d.control(words) {
+                return r;
+            }
+        }
+        for d in self.gpio_devices.iter_mut() {
+            if let Some(r) = d.control(words) {
+                return r;
+            }
+        }
+        "error no simulated chip knows that request".into()
+    }
+}
+
 fn hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -227,9 +295,15 @@ impl Spi for SimSpi {
 
     fn transfer(&mut self, h: SpiHandle, _receive: bool, data: &mut [u8]) -> Result<(), Shutdown> {
         let mut s = self.state.borrow_mut();
-        let last = &mut s.spi_last[h.0 as usize].1;
+        let st = &mut *s;
+        let (bus, last) = &mut st.spi_last[h.0 as usize];
         last.clear();
         last.extend_from_slice(data);
+        let now = st.clock.now();
+        if let Some((_, d)) = st.spi_devices.iter_mut().find(|d| d.0 == *bus) {
+            d.transfer(now, data);
+            return Ok(());
+        }
         // Loopback: the received bytes are the sent ones, left in place.
         Ok(())
     }
@@ -253,6 +327,14 @@ impl SimI2c {
 
 impl SimState {
     fn i2c_write(&mut self, bus: u32, addr: u8, data: &[u8]) -> u8 {
+        let now = self.clock.now();
+        if let Some((_, _, d)) = self
+            .i2c_devices
+            .iter_mut()
+            .find(|d| d.0 == bus && d.1 == addr)
+        {
+            return d.write(now, data);
+        }
         if bus == HTU21D_BUS && addr == HTU21D_ADDR {
             if let Some(&cmd) = data.first() {
                 self.htu21d.2 = cmd;
@@ -272,6 +354,14 @@ impl SimState {
     }
 
     fn i2c_read(&mut self, bus: u32, addr: u8, reg: &[u8], out: &mut [u8]) -> u8 {
+        let now = self.clock.now();
+        if let Some((_, _, d)) = self
+            .i2c_devices
+            .iter_mut()
+            .find(|d| d.0 == bus && d.1 == addr)
+        {
+            return d.read(now, reg, out);
+        }
         if bus == HTU21D_BUS && addr == HTU21D_ADDR {
             let word: u16 = match reg {
                 // Electronic id, second part: device id 0x32 (HTU21D).
@@ -349,8 +439,10 @@ pub struct SimGpio {
 
 impl SimGpio {
     pub fn new() -> SimGpio {
+        let mut st = SimState::new();
+        crate::hw::sim_chips::attach(&mut st);
         SimGpio {
-            state: Rc::new(RefCell::new(SimState::new())),
+            state: Rc::new(RefCell::new(st)),
         }
     }
 
@@ -400,7 +492,15 @@ impl Gpio for SimGpio {
 
     #[inline]
     fn read(&mut self, inp: GpioIn) -> bool {
-        self.state.borrow().levels[inp.pin as usize]
+        let mut s = self.state.borrow_mut();
+        if !s.gpio_devices.is_empty() {
+            let now = s.clock.now();
+            let st = &mut *s;
+            for d in st.gpio_devices.iter_mut() {
+                d.on_read(now, inp.pin, &mut st.levels);
+            }
+        }
+        s.levels[inp.pin as usize]
     }
 }
 
