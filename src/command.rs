@@ -205,6 +205,36 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(modules: &[&Module]) -> Registry {
+        Registry::with_overrides(modules, &[])
+    }
+
+    /// Number `modules`, where a command or response of `overrides`
+    /// replaces the one of the same name (a host dialect, see
+    /// `commands::dialect_overrides`).
+    pub fn with_overrides(modules: &[&Module], overrides: &[&Module]) -> Registry {
+        let name = |f: &str| f.split(' ').next().unwrap_or("").to_string();
+        let overridden_cmd = |f: &str| {
+            overrides
+                .iter()
+                .any(|o| o.commands.iter().any(|c| name(c.format) == name(f)))
+        };
+        let overridden_resp = |f: &str| {
+            overrides
+                .iter()
+                .any(|o| o.responses.iter().any(|r| name(r.format) == name(f)))
+        };
+        let commands: Vec<&'static Command> = modules
+            .iter()
+            .flat_map(|m| m.commands.iter())
+            .filter(|c| !overridden_cmd(c.format))
+            .chain(overrides.iter().flat_map(|o| o.commands.iter()))
+            .collect();
+        let responses: Vec<&'static Response> = modules
+            .iter()
+            .flat_map(|m| m.responses.iter().copied())
+            .filter(|r| !overridden_resp(r.format))
+            .chain(overrides.iter().flat_map(|o| o.responses.iter().copied()))
+            .collect();
         let mut dict = DictionaryBuilder::new(
             "Klipper",
             concat!("klipper_mcu-rs-", env!("CARGO_PKG_VERSION")),
@@ -215,8 +245,8 @@ impl Registry {
         let mut table: Vec<Option<&'static Command>> = vec![None, None];
         let mut next: u16 = 2;
         let mut static_strings = Vec::new();
-        for m in modules {
-            for c in m.commands {
+        {
+            for c in commands {
                 let id = if c.format == IDENTIFY {
                     1
                 } else {
@@ -230,17 +260,17 @@ impl Registry {
                 dict.command(c.format, msgid_dictionary_value(id));
             }
         }
-        for m in modules {
-            for r in m.responses {
-                let id = if r.format == IDENTIFY_RESPONSE {
-                    0
-                } else {
-                    next += 1;
-                    next - 1
-                };
-                r.id.store(id, Ordering::Relaxed);
-                dict.response(r.format, msgid_dictionary_value(id));
-            }
+        for r in responses {
+            let id = if r.format == IDENTIFY_RESPONSE {
+                0
+            } else {
+                next += 1;
+                next - 1
+            };
+            r.id.store(id, Ordering::Relaxed);
+            dict.response(r.format, msgid_dictionary_value(id));
+        }
+        for m in modules.iter().chain(overrides) {
             for (name, value) in m.constants {
                 let v = match value {
                     Constant::Int(i) => serde_json_value_int(*i),
@@ -350,5 +380,37 @@ mod tests {
         ids.dedup();
         assert_eq!(ids.len(), n);
         assert_eq!(d.constant("MCU").and_then(|v| v.as_str()), Some("linux"));
+    }
+}
+
+#[cfg(test)]
+mod dialect_tests {
+    use super::*;
+    use crate::commands::{dialect_overrides, modules, Dialect};
+    use klipper_protocol::dictionary::Dictionary;
+
+    #[test]
+    fn kalico_dialect_replaces_forms_by_name() {
+        let reg = Registry::with_overrides(&modules(), &dialect_overrides(Dialect::Kalico));
+        let d = Dictionary::from_compressed(&reg.dictionary).unwrap();
+        let q = &d.commands["query_analog_in"].format.format;
+        assert!(!q.contains("bytes_per_report"), "{q}");
+        assert!(d.commands["config_ds18b20"]
+            .format
+            .format
+            .contains("ignore_limits"));
+        let r: Vec<_> = d
+            .responses
+            .values()
+            .filter(|m| m.format.name == "analog_in_state")
+            .collect();
+        assert_eq!(r.len(), 1);
+        assert!(r[0].format.format.ends_with("value=%hu"));
+        let plain = Registry::new(&modules());
+        let d = Dictionary::from_compressed(&plain.dictionary).unwrap();
+        assert!(d.commands["query_analog_in"]
+            .format
+            .format
+            .contains("bytes_per_report"));
     }
 }

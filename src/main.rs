@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use klipper_mcu::clock::{self, from_us};
 use klipper_mcu::command::Registry;
-use klipper_mcu::commands;
+use klipper_mcu::commands::{self, Dialect};
 use klipper_mcu::console::Console;
 use klipper_mcu::hw::sim::SimControl;
 use klipper_mcu::hw::Board;
@@ -29,6 +29,9 @@ PWM and ADC lines as one more micro-controller.
               'set gpio17 1', 'get gpio17', 'history gpio17 20', 'clock'
   --dev-root DIR  look for device nodes (gpiochipN, spidevB.D, i2c-N) in DIR
               instead of /dev
+  --dialect klipper|kalico  message forms to serve where the hosts differ
+              (default klipper; Kalico 2026.10 needs kalico for ADC inputs
+              and DS18B20)
   --sysfs-root DIR  read sysfs (PWM, ADC, 1-wire) under DIR instead of /sys
   --check PATH  health check: exit 0 if PATH links to a live pty held by a
               running klipper_mcu (the pty is never opened), else 1
@@ -41,6 +44,7 @@ struct Options {
     sim: bool,
     dev_root: PathBuf,
     sysfs_root: PathBuf,
+    dialect: Dialect,
     realtime: bool,
     watchdog: bool,
 }
@@ -51,6 +55,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         sim: false,
         dev_root: PathBuf::from("/dev"),
         sysfs_root: PathBuf::from("/sys"),
+        dialect: Dialect::Klipper,
         realtime: false,
         watchdog: false,
     };
@@ -76,6 +81,14 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                 }
             }
             "--sim" => o.sim = true,
+            "--dialect" => {
+                i += 1;
+                o.dialect = match args.get(i).map(String::as_str) {
+                    Some("klipper") => Dialect::Klipper,
+                    Some("kalico") => Dialect::Kalico,
+                    _ => return Err("--dialect takes klipper or kalico".into()),
+                };
+            }
             "--sysfs-root" => {
                 i += 1;
                 o.sysfs_root = PathBuf::from(args.get(i).ok_or("--sysfs-root needs a folder")?);
@@ -201,7 +214,10 @@ fn main() {
     };
     let wait_mask = install_signal_handlers();
 
-    let registry: &'static Registry = Box::leak(Box::new(Registry::new(&commands::modules())));
+    let registry: &'static Registry = Box::leak(Box::new(Registry::with_overrides(
+        &commands::modules(),
+        &commands::dialect_overrides(opts.dialect),
+    )));
     let mut sim_control = None;
     let board = if opts.sim {
         let (board, state) = Board::sim(opts.dev_root.clone(), opts.sysfs_root.clone());

@@ -38,6 +38,9 @@ pub struct AnalogIn {
     /// The trigger_analog fed by this input (`analog_in_attach_trigger_analog`,
     /// in the probe group), as an index in the probe group's state.
     pub trigger_analog: Option<usize>,
+    /// Configured by the older `query_analog_in` (Kalico dialect): report
+    /// each sum alone, in the older `analog_in_state ... value=%hu`.
+    legacy: bool,
 }
 
 pub fn run_timer(mcu: &mut Mcu, i: usize, waketime: u32) -> Result<TimerResult, Shutdown> {
@@ -104,12 +107,34 @@ fn config_analog_in(mcu: &mut Mcu, a: &Args) -> CmdResult {
         data_count: 0,
         data: [0; 48],
         trigger_analog: None,
+        legacy: false,
     });
     Ok(())
 }
 
 fn query_analog_in(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let s = |k: usize| a.get(k);
+    query(
+        mcu,
+        [s(0), s(1), s(2), s(3), s(4), s(5), s(6), s(7), s(8)],
+        false,
+    )
+}
+
+/// The older form, without `bytes_per_report` (one sum per report).
+fn query_analog_in_legacy(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let s = |k: usize| a.get(k);
+    query(
+        mcu,
+        [s(0), s(1), s(2), s(3), s(4), 2, s(5), s(6), s(7)],
+        true,
+    )
+}
+
+fn query(mcu: &mut Mcu, args: [u32; 9], legacy: bool) -> CmdResult {
+    let a = Slots(args);
     let i = mcu.oid_lookup(a.get(0), ObjKind::AnalogIn)? as usize;
+    mcu.analog_ins[i].legacy = legacy;
     let id = TimerId(TIMER_KIND | i as u32);
     mcu.timers.remove(id);
     let x = &mut mcu.analog_ins[i];
@@ -149,6 +174,14 @@ pub fn shutdown(mcu: &mut Mcu) {
     }
 }
 
+struct Slots([u32; 9]);
+
+impl Slots {
+    fn get(&self, i: usize) -> u32 {
+        self.0[i]
+    }
+}
+
 pub fn task(mcu: &mut Mcu) {
     for i in 0..mcu.analog_ins.len() {
         let a = &mut mcu.analog_ins[i];
@@ -161,6 +194,15 @@ pub fn task(mcu: &mut Mcu) {
             crate::commands::probe::trigger_analog_update(mcu, ta, value);
         }
         let a = &mut mcu.analog_ins[i];
+        if a.legacy {
+            let args = [
+                Arg::Int(a.oid as u32),
+                Arg::Int(a.next_begin_time),
+                Arg::Int(a.value as u32),
+            ];
+            mcu.send(&ANALOG_IN_STATE_LEGACY, &args);
+            continue;
+        }
         let d = a.data_count as usize;
         a.data[d] = a.value as u8;
         a.data[d + 1] = (a.value >> 8) as u8;
@@ -175,6 +217,24 @@ pub fn task(mcu: &mut Mcu) {
         }
     }
 }
+
+static ANALOG_IN_STATE_LEGACY: Response =
+    Response::new("analog_in_state oid=%c next_clock=%u value=%hu");
+
+static KALICO_COMMANDS: [Command; 1] = [Command::new(
+    "query_analog_in oid=%c clock=%u sample_ticks=%u sample_count=%c rest_ticks=%u min_value=%hu max_value=%hu range_check_count=%c",
+    0,
+    query_analog_in_legacy,
+)];
+
+/// Kalico 2026.10's forms (see `commands::dialect_overrides`).
+pub static KALICO: Module = Module {
+    commands: &KALICO_COMMANDS,
+    responses: &[&ANALOG_IN_STATE_LEGACY],
+    constants: &[],
+    enumerations: &[],
+    static_strings: &[],
+};
 
 static COMMANDS: [Command; 2] = [
     Command::new("config_analog_in oid=%c pin=%u", 0, config_analog_in),

@@ -54,6 +54,9 @@ pub struct Ds18b20 {
     max_error_count: u8,
     waketime: u32,
     pending: bool,
+    /// Kalico's `ignore_limits`: report out-of-range readings without
+    /// shutting down.
+    ignore_limits: bool,
     shared: Channel,
 }
 
@@ -108,6 +111,15 @@ pub fn run_timer(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
 }
 
 fn config_ds18b20(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    config(mcu, a, false)
+}
+
+/// Kalico's form, with `ignore_limits`.
+fn config_ds18b20_kalico(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    config(mcu, a, a.get(4) != 0)
+}
+
+fn config(mcu: &mut Mcu, a: &Args, ignore_limits: bool) -> CmdResult {
     let serial = a.buf(1);
     if serial.contains(&b'/') {
         return Err(BAD_SERIAL);
@@ -147,6 +159,7 @@ fn config_ds18b20(mcu: &mut Mcu, a: &Args) -> CmdResult {
         max_error_count,
         waketime: 0,
         pending: false,
+        ignore_limits,
         shared,
     });
     Ok(())
@@ -176,13 +189,12 @@ pub fn task(mcu: &mut Mcu) {
         }
         mcu.ds18b20s[i].pending = false;
         let d = &mcu.ds18b20s[i];
-        let (oid, next, min, max, max_err) = (
-            d.oid,
-            d.waketime,
-            d.min_value,
-            d.max_value,
-            d.max_error_count,
-        );
+        let (oid, next, max_err) = (d.oid, d.waketime, d.max_error_count);
+        let (min, max) = if d.ignore_limits {
+            (i32::MIN, i32::MAX)
+        } else {
+            (d.min_value, d.max_value)
+        };
         let shared = d.shared.clone();
         let (lock, cond) = &*shared;
         let mut s = lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -230,6 +242,21 @@ pub fn task(mcu: &mut Mcu) {
         }
     }
 }
+
+static KALICO_COMMANDS: [Command; 1] = [Command::new(
+    "config_ds18b20 oid=%c serial=%*s max_error_count=%c ignore_limits=%c",
+    0,
+    config_ds18b20_kalico,
+)];
+
+/// Kalico 2026.10's form (see `commands::dialect_overrides`).
+pub static KALICO: Module = Module {
+    commands: &KALICO_COMMANDS,
+    responses: &[],
+    constants: &[],
+    enumerations: &[],
+    static_strings: &[],
+};
 
 static COMMANDS: [Command; 2] = [
     Command::new(

@@ -53,6 +53,27 @@ pub fn modules() -> Vec<&'static Module> {
     m
 }
 
+/// Which host's message forms to serve where the two disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// Upstream Klipper's (the reference's) forms.
+    Klipper,
+    /// Kalico 2026.10's: the older `query_analog_in`/`analog_in_state`
+    /// and `config_ds18b20` with `ignore_limits`.
+    Kalico,
+}
+
+/// The commands and responses that replace the reference's for a dialect.
+/// A dictionary holds one form per message name, and klippy's encoder
+/// refuses both a missing and an extra parameter, so one form cannot
+/// serve both hosts for these messages.
+pub fn dialect_overrides(d: Dialect) -> Vec<&'static Module> {
+    match d {
+        Dialect::Klipper => vec![],
+        Dialect::Kalico => vec![&adc::KALICO, &ds18b20::KALICO],
+    }
+}
+
 /// The bulk-sensor responses, shared by several groups.
 static SENSOR_BULK: Module = Module {
     commands: &[],

@@ -78,8 +78,10 @@ fn chip(mcu: &mut Mcu, bus: u32, addr: u8, cycle_ticks: u32) -> Result<usize, Sh
     let h = mcu.i2c.setup(bus, addr).map_err(|_| INIT_FAILED)?;
     // Sleep, set the prescaler for the cycle time (25 MHz oscillator),
     // wake.
-    let prescale = ((25 * cycle_ticks as u64 + 4096 * 50 / 2) / (4096 * 50))
-        .saturating_sub(1)
+    // As the reference's unsigned arithmetic: a cycle too short for the
+    // chip wraps below zero and ends at the slowest prescaler.
+    let prescale = (((25 * cycle_ticks as u64 + 4096 * 50 / 2) / (4096 * 50)) as u32)
+        .wrapping_sub(1)
         .clamp(3, 0xff) as u8;
     for msg in [[MODE1, 0x31], [PRESCALE, prescale], [MODE1, 0x21]] {
         if mcu.i2c.write(h, &msg) != I2C_SUCCESS {
