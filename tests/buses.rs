@@ -64,12 +64,12 @@ fn spi_transfer_is_a_loopback_with_cs_around_it() {
         &[
             // Active-low chip select on gpio25, active-high on gpio26.
             "config_spi oid=0 pin=gpio25 cs_active_high=0".into(),
-            "spi_set_bus oid=0 spi_bus=0 mode=0 rate=1000000".into(),
+            "spi_set_bus oid=0 spi_bus=1024 mode=0 rate=1000000".into(),
             "config_spi oid=1 pin=gpio26 cs_active_high=1".into(),
-            "spi_set_bus oid=1 spi_bus=256 mode=3 rate=4000000".into(),
-            // spidev1.1, no chip select line.
+            "spi_set_bus oid=1 spi_bus=1280 mode=3 rate=4000000".into(),
+            // spidev5.1, no chip select line.
             "config_spi_without_cs oid=2".into(),
-            "spi_set_bus oid=2 spi_bus=257 mode=1 rate=500000".into(),
+            "spi_set_bus oid=2 spi_bus=1281 mode=1 rate=500000".into(),
         ],
     );
     // Chip selects idle at their inactive level, as outputs.
@@ -85,7 +85,7 @@ fn spi_transfer_is_a_loopback_with_cs_around_it() {
     );
     assert_eq!(r.int("oid"), 0);
     assert_eq!(r.bytes("response"), sent, "loopback reply");
-    assert_eq!(b.ctl("spi 0"), hex(&sent), "bytes seen on spidev0.0");
+    assert_eq!(b.ctl("spi 1024"), hex(&sent), "bytes seen on spidev4.0");
     // CS went active (low) for the transfer and back to idle (high).
     let h: Vec<u8> = b.history(25, 16).iter().map(|e| e.1).collect();
     assert_eq!(h, [1, 0, 1], "gpio25 writes: config, transfer start, end");
@@ -93,7 +93,7 @@ fn spi_transfer_is_a_loopback_with_cs_around_it() {
     // spi_send: no response, the bytes still go out, CS pulses.
     b.send("spi_send oid=1 data=0102a0");
     b.clock();
-    assert_eq!(b.ctl("spi 256"), "0102a0");
+    assert_eq!(b.ctl("spi 1280"), "0102a0");
     let h: Vec<u8> = b.history(26, 16).iter().map(|e| e.1).collect();
     assert_eq!(h, [0, 1, 0], "gpio26 writes (active high)");
     b.settle(Duration::from_millis(100));
@@ -102,13 +102,13 @@ fn spi_transfer_is_a_loopback_with_cs_around_it() {
         "spi_send must not answer"
     );
 
-    // Without a chip select: the transfer alone, on spidev1.1.
+    // Without a chip select: the transfer alone, on spidev5.1.
     let r = b.request("spi_transfer oid=2 data=55aa", "spi_transfer_response");
     assert_eq!(r.int("oid"), 2);
     assert_eq!(r.bytes("response"), [0x55, 0xaa]);
-    assert_eq!(b.ctl("spi 257"), "55aa");
+    assert_eq!(b.ctl("spi 1281"), "55aa");
     // The other buses were not touched.
-    assert_eq!(b.ctl("spi 0"), hex(&sent));
+    assert_eq!(b.ctl("spi 1024"), hex(&sent));
     b.assert_not_shutdown();
 }
 
@@ -120,7 +120,7 @@ fn spi_set_bus_mode_above_3_is_invalid() {
         1,
         &[
             "config_spi_without_cs oid=0".into(),
-            "spi_set_bus oid=0 spi_bus=0 mode=4 rate=1000000".into(),
+            "spi_set_bus oid=0 spi_bus=1024 mode=4 rate=1000000".into(),
         ],
     );
     assert_eq!(why, "Invalid spi config");
@@ -134,8 +134,8 @@ fn spi_set_bus_twice_is_invalid() {
         1,
         &[
             "config_spi_without_cs oid=0".into(),
-            "spi_set_bus oid=0 spi_bus=0 mode=0 rate=1000000".into(),
-            "spi_set_bus oid=0 spi_bus=1 mode=0 rate=1000000".into(),
+            "spi_set_bus oid=0 spi_bus=1024 mode=0 rate=1000000".into(),
+            "spi_set_bus oid=0 spi_bus=1025 mode=0 rate=1000000".into(),
         ],
     );
     assert_eq!(why, "Invalid spi config");
@@ -148,18 +148,18 @@ fn spi_shutdown_message_is_sent_on_emergency_stop() {
         2,
         &[
             "config_spi oid=0 pin=gpio24 cs_active_high=0".into(),
-            "spi_set_bus oid=0 spi_bus=0 mode=3 rate=5000000".into(),
+            "spi_set_bus oid=0 spi_bus=1024 mode=3 rate=5000000".into(),
             "config_spi_shutdown oid=1 spi_oid=0 shutdown_msg=2d08c0ffee".into(),
         ],
     );
     let r = b.request("spi_transfer oid=0 data=0a0b", "spi_transfer_response");
     assert_eq!(r.bytes("response"), [0x0a, 0x0b]);
-    assert_eq!(b.ctl("spi 0"), "0a0b");
+    assert_eq!(b.ctl("spi 1024"), "0a0b");
     b.send("emergency_stop");
     let (_, why) = b.wait_shutdown();
     assert_eq!(why, "Command request");
     assert_eq!(
-        b.ctl("spi 0"),
+        b.ctl("spi 1024"),
         "2d08c0ffee",
         "the shutdown message went out"
     );

@@ -51,6 +51,12 @@ pub fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
     mcu.oid_lookup(oid, ObjKind::Spi).map(|i| i as usize)
 }
 
+/// SPI device `i`'s chip-select line and whether it is active high.
+pub fn cs_pin(mcu: &Mcu, i: usize) -> Option<(GpioOut, bool)> {
+    let d = &mcu.spis[i];
+    d.cs.map(|cs| (cs, d.cs_active_high))
+}
+
 fn delay_until(mcu: &Mcu, end: u32) {
     while is_before(mcu.clock.now(), end) {}
 }

@@ -19,6 +19,7 @@ static SPI_ANGLE_TRANSFER_RESPONSE: Response =
     Response::new("spi_angle_transfer_response oid=%c clock=%u response=%*s");
 
 const INVALID_TYPE: Shutdown = Shutdown("Invalid spi_angle chip type");
+const NEEDS_CS: Shutdown = Shutdown("angle sensor requires cs pin");
 
 /// The object kind of an angle sensor.
 pub const OBJ_KIND: ObjKind = ObjKind::Ext(33);
@@ -92,8 +93,9 @@ fn config_spi_angle(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let index = mcu.thermo.angles.len() as u16;
     mcu.oid_alloc(a.get(0), OBJ_KIND, index)?;
     let spi = spi::lookup(mcu, a.get(1))?;
-    // The reference also refuses a device without a chip-select pin
-    // ("angle sensor requires cs pin"); `commands::spi` does not tell.
+    if spi::cs_pin(mcu, spi).is_none() {
+        return Err(NEEDS_CS);
+    }
     mcu.thermo.angles.push(SpiAngle {
         oid: a.get(0) as u8,
         spi,
@@ -128,6 +130,8 @@ fn query_spi_angle(mcu: &mut Mcu, a: &Args) -> CmdResult {
 /// Latch a TLE5012B: a chip-select pulse with no data. Returns the time
 /// the latch happened.
 fn tle_latch(mcu: &mut Mcu, spi_i: usize) -> Result<u32, Shutdown> {
+    // An empty transfer pulses the (GPIO) chip select; each edge is a
+    // system call on Linux, longer than the microsecond the chip needs.
     spi::transfer(mcu, spi_i, false, &mut [])?;
     Ok(mcu.clock.now())
 }
@@ -397,5 +401,5 @@ pub static MODULE: Module = Module {
             EnumValue::Single(CHIP_MT6826S as i64),
         ),
     ],
-    static_strings: &[INVALID_TYPE.0],
+    static_strings: &[INVALID_TYPE.0, NEEDS_CS.0],
 };

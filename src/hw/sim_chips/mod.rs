@@ -6,7 +6,9 @@
 //! - accel: spidev0.0-0.3 (SPI bus numbers 0-3), i2c.1 0x18-0x19, 0x68-0x69;
 //! - thermo: spidev1.0-1.7 (256-263), spidev2.0-2.7 (512-519);
 //! - probe: spidev3.0-3.7 (768-775), i2c.1 0x2a-0x2b, GPIO lines 40-59;
-//! - display: GPIO lines 60-99.
+//! - display: GPIO lines 60-99;
+//! - free for tests: spidev4.x and up (SPI bus numbers 1024 and up), which
+//!   loop back.
 
 use super::sim::SimState;
 
