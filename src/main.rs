@@ -252,7 +252,35 @@ const TIMER_MIN_TRY_TICKS: u32 = from_us(2);
 const TIMER_REPEAT_COUNT: u32 = 20;
 
 /// Run due timers. Returns true if any ran.
-fn run_timers(mcu: &mut Mcu) -> bool {
+/// Most the loop wakes before a timer, to spin until it is due instead of
+/// paying the kernel's wake-up latency after it.
+const MAX_WAKE_MARGIN: u32 = from_us(50);
+
+/// How early to wake for a timer: follows the wake-up latency the loop
+/// sees, so a timer runs on time without spinning longer than needed.
+struct WakeMargin {
+    ticks: u32,
+}
+
+impl WakeMargin {
+    /// The loop asked to wake at `asked` and woke at `now`.
+    fn observe(&mut self, asked: u32, now: u32) {
+        let late = now.wrapping_sub(asked) as i32;
+        if late > 0 {
+            // Grow quickly towards the latency seen.
+            let target = (late as u32).min(MAX_WAKE_MARGIN);
+            if target > self.ticks {
+                self.ticks = (self.ticks + target).div_ceil(2);
+            }
+        }
+        // Shrink slowly, so a quiet period gives the spinning back.
+        self.ticks = (self.ticks - self.ticks / 256).max(TIMER_MIN_TRY_TICKS);
+    }
+}
+
+/// Run due timers, spinning for one due within `spin` ticks. Returns true
+/// if any ran.
+fn run_timers(mcu: &mut Mcu, spin: u32) -> bool {
     let mut ran = false;
     for _ in 0..TIMER_REPEAT_COUNT {
         let Some(next) = mcu.timers.next_wake() else {
@@ -260,7 +288,7 @@ fn run_timers(mcu: &mut Mcu) -> bool {
         };
         let mut now = mcu.clock.now();
         let mut diff = next.wrapping_sub(now) as i32;
-        if diff > TIMER_MIN_TRY_TICKS as i32 {
+        if diff > spin as i32 {
             break;
         }
         if diff < -(MAX_TIMER_LATENESS as i32) {
@@ -303,6 +331,10 @@ fn run(
 ) {
     let fd = console.raw_fd();
     let (mut input_ready, mut sim_ready) = (true, true);
+    let mut margin = WakeMargin {
+        ticks: TIMER_MIN_TRY_TICKS,
+    };
+    let mut asked: Option<u32>;
     let mut wake_timer = match clock::WakeTimer::new() {
         Ok(t) => t,
         Err(e) => {
@@ -315,7 +347,7 @@ fn run(
             return;
         }
         let start = mcu.clock.now();
-        run_timers(mcu);
+        run_timers(mcu, margin.ticks);
         // Only read what poll said is there: a pass woken by a timer
         // costs no system call for input.
         if input_ready {
@@ -334,16 +366,25 @@ fn run(
         mcu.stats_update(start, cur);
         console.flush(&mut mcu.out);
 
+        // A task that woke itself (more data waiting) runs again at once.
+        if mcu.tasks != 0 {
+            continue;
+        }
         // Sleep until input, the next timer or the next watchdog feed.
         let mut wake = mcu.timers.next_wake();
         if let Some(w) = watchdog.as_deref() {
             let f = w.next_feed();
             wake = Some(wake.map_or(f, |t| if clock::is_before(f, t) { f } else { t }));
         }
+        asked = None;
         match wake.map(|t| mcu.clock.monotonic_at(t)) {
             // Due (or nearly): no sleep.
-            Some((_, diff)) if diff <= TIMER_MIN_TRY_TICKS as i32 => continue,
-            Some((ns, _)) => wake_timer.arm(ns),
+            Some((_, diff)) if diff <= margin.ticks as i32 => continue,
+            Some((ns, _)) => {
+                let early = margin.ticks as u64 * 20;
+                wake_timer.arm(ns - early);
+                asked = wake.map(|t| t.wrapping_sub(margin.ticks));
+            }
             None => wake_timer.disarm(),
         }
         let events = if mcu.out.is_empty() {
@@ -373,5 +414,10 @@ fn run(
         // On an error (EINTR) look at everything once.
         input_ready = n < 0 || pfd[0].revents != 0;
         sim_ready = n < 0 || pfd[2].revents != 0;
+        if pfd[1].revents != 0 {
+            if let Some(a) = asked {
+                margin.observe(a, mcu.clock.now());
+            }
+        }
     }
 }
