@@ -1,0 +1,197 @@
+//! ADXL345 on SPI (the reference's sensor_adxl345.c): one FIFO entry per
+//! 9-byte burst read (DATAX0..DATAZ1, FIFO_CTL, FIFO_STATUS), packed into
+//! 5 bytes per sample.
+
+use crate::command::{Args, CmdResult, Command, Module};
+use crate::commands::sensor_bulk::SensorBulk;
+use crate::commands::spi;
+use crate::mcu::{Mcu, ObjKind};
+use crate::sched::TimerId;
+
+use super::{drain, OBJ_ADXL345, TIMER_ADXL345};
+
+const AR_DATAX0: u8 = 0x32;
+const AR_FIFO_STATUS: u8 = 0x39;
+const AM_READ: u8 = 0x80;
+const AM_MULTI: u8 = 0x40;
+/// FIFO_CTL as klippy sets it (stream mode, watermark 16): read back in
+/// every burst as a check of the wiring.
+const SET_FIFO_CTL: u8 = 0x90;
+const BYTES_PER_SAMPLE: usize = 5;
+
+pub struct Adxl345 {
+    oid: u8,
+    spi: usize,
+    rest_ticks: u32,
+    pub(super) pending: bool,
+    sb: SensorBulk,
+}
+
+fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, crate::command::Shutdown> {
+    mcu.oid_lookup(oid, ObjKind::Ext(OBJ_ADXL345))
+        .map(|i| i as usize)
+}
+
+fn timer_id(i: usize) -> TimerId {
+    TimerId(TIMER_ADXL345 | i as u32)
+}
+
+fn config_adxl345(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let index = mcu.accel.adxl345.len() as u16;
+    mcu.oid_alloc(a.get(0), ObjKind::Ext(OBJ_ADXL345), index)?;
+    let spi = spi::lookup(mcu, a.get(1))?;
+    mcu.accel.adxl345.push(Adxl345 {
+        oid: a.get(0) as u8,
+        spi,
+        rest_ticks: 0,
+        pending: false,
+        sb: SensorBulk::default(),
+    });
+    Ok(())
+}
+
+/// Pack one burst read (`msg[1..9]`) into `d` as the reference does;
+/// returns the FIFO entry count, 0 on a data error (then `d` is all 0xff).
+pub fn pack_sample(msg: &[u8; 9], d: &mut [u8; BYTES_PER_SAMPLE]) -> u8 {
+    let fifo_status = msg[8] & !0x80; // the trigger bit
+    let bad_high = |b: u8| b & 0xf0 != 0 && b & 0xf0 != 0xf0;
+    if bad_high(msg[2])
+        || bad_high(msg[4])
+        || bad_high(msg[6])
+        || msg[7] != SET_FIFO_CTL
+        || fifo_status > 32
+    {
+        // A CS, MISO, MOSI or SCLK glitch.
+        *d = [0xff; BYTES_PER_SAMPLE];
+        return 0;
+    }
+    d[0] = msg[1];
+    d[1] = msg[3];
+    d[2] = msg[5];
+    d[3] = (msg[2] & 0x1f) | (msg[6] << 5);
+    d[4] = (msg[4] & 0x1f) | ((msg[6] << 2) & 0x60);
+    fifo_status
+}
+
+/// One FIFO read; whether more entries wait.
+fn query(mcu: &mut Mcu, i: usize) -> Result<bool, crate::command::Shutdown> {
+    let mut msg = [AR_DATAX0 | AM_READ | AM_MULTI, 0, 0, 0, 0, 0, 0, 0, 0];
+    let spi = mcu.accel.adxl345[i].spi;
+    spi::transfer(mcu, spi, true, &mut msg)?;
+    let mut d = [0u8; BYTES_PER_SAMPLE];
+    let fifo_status = pack_sample(&msg, &mut d);
+    let ax = &mut mcu.accel.adxl345[i];
+    ax.sb.push(&d);
+    if ax.sb.space() < BYTES_PER_SAMPLE {
+        let (mut sb, oid) = (ax.sb, ax.oid);
+        sb.report(mcu, oid);
+        mcu.accel.adxl345[i].sb = sb;
+    }
+    let ax = &mut mcu.accel.adxl345[i];
+    if fifo_status >= 31 {
+        ax.sb.possible_overflows = ax.sb.possible_overflows.wrapping_add(1);
+    }
+    Ok(fifo_status > 1)
+}
+
+fn query_adxl345(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let i = lookup(mcu, a.get(0))?;
+    mcu.timers.remove(timer_id(i));
+    let ax = &mut mcu.accel.adxl345[i];
+    ax.pending = false;
+    let rest_ticks = a.get(1);
+    if rest_ticks == 0 {
+        // End measurements.
+        return Ok(());
+    }
+    ax.rest_ticks = rest_ticks;
+    ax.sb.reset();
+    let now = mcu.clock.now();
+    mcu.timers.insert(timer_id(i), now.wrapping_add(rest_ticks));
+    Ok(())
+}
+
+fn query_adxl345_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let i = lookup(mcu, a.get(0))?;
+    let mut msg = [AR_FIFO_STATUS | AM_READ, 0];
+    let spi = mcu.accel.adxl345[i].spi;
+    let time1 = mcu.clock.now();
+    spi::transfer(mcu, spi, true, &mut msg)?;
+    let time2 = mcu.clock.now();
+    let fifo_status = msg[1] & !0x80;
+    if fifo_status > 32 {
+        // A query error: no answer, the host retries.
+        return Ok(());
+    }
+    let sb = mcu.accel.adxl345[i].sb;
+    sb.status(
+        mcu,
+        a.get(0) as u8,
+        time1,
+        time2.wrapping_sub(time1),
+        fifo_status as u32 * BYTES_PER_SAMPLE as u32,
+    );
+    Ok(())
+}
+
+pub(super) fn task(mcu: &mut Mcu) -> CmdResult {
+    for i in 0..mcu.accel.adxl345.len() {
+        if !mcu.accel.adxl345[i].pending {
+            continue;
+        }
+        let rest = mcu.accel.adxl345[i].rest_ticks;
+        let more = drain(mcu, timer_id(i), rest, |m| query(m, i))?;
+        mcu.accel.adxl345[i].pending = more;
+    }
+    Ok(())
+}
+
+static COMMANDS: [Command; 3] = [
+    Command::new("config_adxl345 oid=%c spi_oid=%c", 0, config_adxl345),
+    Command::new("query_adxl345 oid=%c rest_ticks=%u", 0, query_adxl345),
+    Command::new("query_adxl345_status oid=%c", 0, query_adxl345_status),
+];
+
+pub static MODULE: Module = Module {
+    commands: &COMMANDS,
+    responses: &[],
+    constants: &[],
+    enumerations: &[],
+    static_strings: &[],
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packs_13_bit_samples_as_klippy_unpacks_them() {
+        // x = -5, y = 4095, z = -4096 (full resolution, little-endian).
+        let (x, y, z) = (-5i16, 4095i16, -4096i16);
+        let mut msg = [0u8; 9];
+        msg[1..3].copy_from_slice(&x.to_le_bytes());
+        msg[3..5].copy_from_slice(&y.to_le_bytes());
+        msg[5..7].copy_from_slice(&z.to_le_bytes());
+        msg[7] = SET_FIFO_CTL;
+        msg[8] = 0x83; // trigger bit + 3 entries
+        let mut d = [0u8; 5];
+        assert_eq!(pack_sample(&msg, &mut d), 3);
+        // klippy's adxl345.py _convert_samples.
+        let (xl, yl, zl, xz, yz) = (
+            d[0] as i32,
+            d[1] as i32,
+            d[2] as i32,
+            d[3] as i32,
+            d[4] as i32,
+        );
+        let rx = (xl | ((xz & 0x1f) << 8)) - ((xz & 0x10) << 9);
+        let ry = (yl | ((yz & 0x1f) << 8)) - ((yz & 0x10) << 9);
+        let rz = (zl | ((xz & 0xe0) << 3) | ((yz & 0xe0) << 6)) - ((yz & 0x40) << 7);
+        assert_eq!((rx, ry, rz), (-5, 4095, -4096));
+        assert_eq!(yz & 0x80, 0);
+        // A glitch: FIFO_CTL read back wrong.
+        msg[7] = 0;
+        assert_eq!(pack_sample(&msg, &mut d), 0);
+        assert_eq!(d, [0xff; 5]);
+    }
+}

@@ -1,0 +1,184 @@
+//! MPU-9250/6050 on I2C (the reference's sensor_mpu9250.c), and the shared
+//! logic of the ICM-20948 (see `icm20948.rs`, same code with other
+//! registers): the FIFO byte count is read, then whole 48-byte blocks of
+//! the FIFO straight into `sensor_bulk_data` messages.
+
+use crate::command::{Args, CmdResult, Command, Module, Shutdown};
+use crate::commands::i2c;
+use crate::commands::sensor_bulk::SensorBulk;
+use crate::mcu::{Mcu, ObjKind};
+use crate::sched::TimerId;
+
+use super::{drain, i2c_read, OBJ_MPU9250, TIMER_MPU};
+
+const BYTES_PER_BLOCK: usize = 48;
+
+/// The registers a chip of this family is read through.
+pub struct MpuRegs {
+    pub obj: u8,
+    pub fifo_count_h: u8,
+    pub fifo: u8,
+    pub int_status: u8,
+    pub fifo_overflow_int: u8,
+}
+
+pub static MPU9250_REGS: MpuRegs = MpuRegs {
+    obj: OBJ_MPU9250,
+    fifo_count_h: 0x72,
+    fifo: 0x74,
+    int_status: 0x3A,
+    fifo_overflow_int: 0x10,
+};
+
+pub struct Mpu {
+    oid: u8,
+    i2c: usize,
+    regs: &'static MpuRegs,
+    rest_ticks: u32,
+    pub(super) pending: bool,
+    /// The largest FIFO count seen (kept for tuning, as the reference).
+    fifo_max: u16,
+    fifo_pkts_bytes: u16,
+    sb: SensorBulk,
+}
+
+pub(super) fn lookup(mcu: &Mcu, oid: u32, regs: &MpuRegs) -> Result<usize, Shutdown> {
+    mcu.oid_lookup(oid, ObjKind::Ext(regs.obj))
+        .map(|i| i as usize)
+}
+
+fn timer_id(i: usize) -> TimerId {
+    TimerId(TIMER_MPU | i as u32)
+}
+
+pub(super) fn config(mcu: &mut Mcu, a: &Args, regs: &'static MpuRegs) -> CmdResult {
+    let index = mcu.accel.mpu.len() as u16;
+    mcu.oid_alloc(a.get(0), ObjKind::Ext(regs.obj), index)?;
+    let i2c = i2c::lookup(mcu, a.get(1))?;
+    mcu.accel.mpu.push(Mpu {
+        oid: a.get(0) as u8,
+        i2c,
+        regs,
+        rest_ticks: 0,
+        pending: false,
+        fifo_max: 0,
+        fifo_pkts_bytes: 0,
+        sb: SensorBulk::default(),
+    });
+    Ok(())
+}
+
+fn fifo_count(msg: [u8; 2]) -> u16 {
+    (((msg[0] & 0x1f) as u16) << 8) | msg[1] as u16
+}
+
+fn get_fifo_status(mcu: &mut Mcu, i: usize) -> Result<u16, Shutdown> {
+    let (dev, reg) = (mcu.accel.mpu[i].i2c, mcu.accel.mpu[i].regs.fifo_count_h);
+    let mut msg = [0u8; 2];
+    i2c_read(mcu, dev, reg, &mut msg)?;
+    let n = fifo_count(msg);
+    let mp = &mut mcu.accel.mpu[i];
+    mp.fifo_max = mp.fifo_max.max(n);
+    Ok(n)
+}
+
+fn query(mcu: &mut Mcu, i: usize) -> Result<bool, Shutdown> {
+    if (mcu.accel.mpu[i].fifo_pkts_bytes as usize) < BYTES_PER_BLOCK {
+        mcu.accel.mpu[i].fifo_pkts_bytes = get_fifo_status(mcu, i)?;
+    }
+    if mcu.accel.mpu[i].fifo_pkts_bytes as usize >= BYTES_PER_BLOCK {
+        let (dev, reg) = (mcu.accel.mpu[i].i2c, mcu.accel.mpu[i].regs.fifo);
+        let mut block = [0u8; BYTES_PER_BLOCK];
+        i2c_read(mcu, dev, reg, &mut block)?;
+        let mp = &mut mcu.accel.mpu[i];
+        mp.sb.data_count = 0;
+        mp.sb.push(&block);
+        mp.fifo_pkts_bytes -= BYTES_PER_BLOCK as u16;
+        let (mut sb, oid) = (mp.sb, mp.oid);
+        sb.report(mcu, oid);
+        mcu.accel.mpu[i].sb = sb;
+    }
+    Ok(mcu.accel.mpu[i].fifo_pkts_bytes as usize >= BYTES_PER_BLOCK)
+}
+
+pub(super) fn query_cmd(mcu: &mut Mcu, a: &Args, regs: &MpuRegs) -> CmdResult {
+    let i = lookup(mcu, a.get(0), regs)?;
+    mcu.timers.remove(timer_id(i));
+    let mp = &mut mcu.accel.mpu[i];
+    mp.pending = false;
+    let rest_ticks = a.get(1);
+    if rest_ticks == 0 {
+        return Ok(());
+    }
+    mp.rest_ticks = rest_ticks;
+    mp.sb.reset();
+    mp.fifo_max = 0;
+    mp.fifo_pkts_bytes = 0;
+    let now = mcu.clock.now();
+    mcu.timers.insert(timer_id(i), now.wrapping_add(rest_ticks));
+    Ok(())
+}
+
+pub(super) fn status_cmd(mcu: &mut Mcu, a: &Args, regs: &MpuRegs) -> CmdResult {
+    let i = lookup(mcu, a.get(0), regs)?;
+    let dev = mcu.accel.mpu[i].i2c;
+    // Was there a FIFO overrun?
+    let mut int_msg = [0u8];
+    i2c_read(mcu, dev, regs.int_status, &mut int_msg)?;
+    if int_msg[0] & regs.fifo_overflow_int != 0 {
+        let sb = &mut mcu.accel.mpu[i].sb;
+        sb.possible_overflows = sb.possible_overflows.wrapping_add(1);
+    }
+    // The FIFO count, with precise timing.
+    let mut msg = [0u8; 2];
+    let time1 = mcu.clock.now();
+    i2c_read(mcu, dev, regs.fifo_count_h, &mut msg)?;
+    let time2 = mcu.clock.now();
+    let sb = mcu.accel.mpu[i].sb;
+    sb.status(
+        mcu,
+        a.get(0) as u8,
+        time1,
+        time2.wrapping_sub(time1),
+        fifo_count(msg) as u32,
+    );
+    Ok(())
+}
+
+pub(super) fn task(mcu: &mut Mcu) -> CmdResult {
+    for i in 0..mcu.accel.mpu.len() {
+        if !mcu.accel.mpu[i].pending {
+            continue;
+        }
+        let rest = mcu.accel.mpu[i].rest_ticks;
+        let more = drain(mcu, timer_id(i), rest, |m| query(m, i))?;
+        mcu.accel.mpu[i].pending = more;
+    }
+    Ok(())
+}
+
+fn config_mpu9250(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    config(mcu, a, &MPU9250_REGS)
+}
+
+fn query_mpu9250(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    query_cmd(mcu, a, &MPU9250_REGS)
+}
+
+fn query_mpu9250_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    status_cmd(mcu, a, &MPU9250_REGS)
+}
+
+static COMMANDS: [Command; 3] = [
+    Command::new("config_mpu9250 oid=%c i2c_oid=%c", 0, config_mpu9250),
+    Command::new("query_mpu9250 oid=%c rest_ticks=%u", 0, query_mpu9250),
+    Command::new("query_mpu9250_status oid=%c", 0, query_mpu9250_status),
+];
+
+pub static MODULE: Module = Module {
+    commands: &COMMANDS,
+    responses: &[],
+    constants: &[],
+    enumerations: &[],
+    static_strings: &[],
+};

