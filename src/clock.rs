@@ -2,8 +2,6 @@
 //! the low 32 bits, which wrap about every 86 s; `get_uptime` adds the high
 //! word. Comparisons between 32-bit times go through [`is_before`].
 
-use std::time::Duration;
-
 pub const CLOCK_FREQ: u32 = 50_000_000;
 const NSECS_PER_TICK: u64 = 1_000_000_000 / CLOCK_FREQ as u64;
 
@@ -66,16 +64,6 @@ impl Clock {
         let diff = t.wrapping_sub(now as u32) as i32;
         let ticks = (now as i64 + diff as i64).max(0) as u64;
         (self.start_ns + ticks * NSECS_PER_TICK, diff)
-    }
-
-    /// How long from now until clock time `t` (zero if already past).
-    pub fn until(&self, t: u32) -> Duration {
-        let diff = t.wrapping_sub(self.now()) as i32;
-        if diff <= 0 {
-            Duration::ZERO
-        } else {
-            Duration::from_nanos(diff as u64 * NSECS_PER_TICK)
-        }
     }
 }
 
@@ -160,7 +148,7 @@ mod tests {
     fn runs_at_50mhz() {
         let c = Clock::new();
         let a = c.now64();
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(std::time::Duration::from_millis(20));
         let b = c.now64();
         // At least 20 ms worth of ticks; generous upper bound for busy CI.
         assert!(b - a >= 1_000_000, "{}", b - a);

@@ -200,7 +200,6 @@ pub struct Registry {
     pub static_strings: Vec<&'static str>,
     /// The zlib-compressed data dictionary `identify` serves.
     pub dictionary: Vec<u8>,
-    pub dictionary_json: String,
 }
 
 impl Registry {
@@ -299,7 +298,6 @@ impl Registry {
             table,
             static_strings,
             dictionary: dict.compressed(),
-            dictionary_json: dict.to_json(),
         }
     }
 

@@ -244,6 +244,12 @@ fn main() {
     );
     console.flush(&mut mcu.out);
     console.unlink();
+    if mcu.out.dropped != 0 {
+        eprintln!(
+            "klipper_mcu: {} messages were dropped because the host was not reading",
+            mcu.out.dropped
+        );
+    }
 }
 
 /// Timers due within this many ticks are waited for by spinning.
