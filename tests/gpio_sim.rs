@@ -484,21 +484,21 @@ fn endstop_pull_up_and_query_state() {
     b.configure(
         3,
         &[
-            "config_endstop oid=0 pin=40 pull_up=1".into(),
-            "config_endstop oid=1 pin=41 pull_up=0".into(),
-            "config_endstop oid=2 pin=42 pull_up=-1".into(),
+            "config_endstop oid=0 pin=110 pull_up=1".into(),
+            "config_endstop oid=1 pin=111 pull_up=0".into(),
+            "config_endstop oid=2 pin=112 pull_up=-1".into(),
         ],
     );
-    let p = b.get(40);
+    let p = b.get(110);
     assert_eq!((p.bias.as_str(), p.output, p.level), ("pull-up", 0, 1));
-    assert_eq!(b.get(41).bias, "as-is");
-    assert_eq!(b.get(42).bias, "pull-down");
+    assert_eq!(b.get(111).bias, "as-is");
+    assert_eq!(b.get(112).bias, "pull-down");
     let q = |b: &mut Board| b.request("endstop_query_state oid=0", "endstop_state");
     let r = q(&mut b);
     assert_eq!((r.int("pin_value"), r.int("homing")), (1, 0), "{r:?}");
-    b.set(40, 0);
+    b.set(110, 0);
     assert_eq!(q(&mut b).int("pin_value"), 0);
-    b.set(40, 1);
+    b.set(110, 1);
     assert_eq!(q(&mut b).int("pin_value"), 1);
 }
 
@@ -734,8 +734,8 @@ fn buttons_board() -> Board {
         1,
         &[
             "config_buttons oid=0 button_count=2".into(),
-            "buttons_add oid=0 pos=0 pin=60 pull_up=0".into(),
-            "buttons_add oid=0 pos=1 pin=61 pull_up=0".into(),
+            "buttons_add oid=0 pos=0 pin=120 pull_up=0".into(),
+            "buttons_add oid=0 pos=1 pin=121 pull_up=0".into(),
         ],
     );
     b
@@ -758,19 +758,19 @@ fn buttons_report_changes_with_ack_count() {
         "report without change"
     );
 
-    b.set(60, 1);
+    b.set(120, 1);
     let r = b.wait_msg("buttons_state");
     b.send("buttons_ack oid=0 count=1");
     assert_eq!((r.int("oid"), r.int("ack_count")), (0, 0), "{r:?}");
     assert_eq!(r.bytes("state"), [0x01]);
 
-    b.set(61, 1);
+    b.set(121, 1);
     let r = b.wait_msg("buttons_state");
     b.send("buttons_ack oid=0 count=1");
     assert_eq!(r.int("ack_count"), 1, "{r:?}");
     assert_eq!(r.bytes("state"), [0x03]);
 
-    b.set(60, 0);
+    b.set(120, 0);
     let r = b.wait_msg("buttons_state");
     b.send("buttons_ack oid=0 count=1");
     assert_eq!(r.int("ack_count"), 2, "{r:?}");
@@ -797,7 +797,7 @@ fn buttons_retransmit_until_acked() {
         "buttons_query oid=0 clock={t0} rest_ticks={rest} retransmit_count={retransmit} invert=0"
     ));
     b.wait_until_clock(t0 + ms(20));
-    b.set(60, 1);
+    b.set(120, 1);
     let r = b.wait_msg("buttons_state");
     assert_eq!((r.int("ack_count"), r.bytes("state")), (0, &[1u8][..]));
     // Not acknowledged: sent again every retransmit_count+1 samples.
@@ -834,13 +834,13 @@ fn buttons_debounce_ignores_a_single_sample() {
         "buttons_query oid=0 clock={t0} rest_ticks={rest} retransmit_count=50 invert=0"
     ));
     b.wait_until_clock(t0 + ms(50));
-    b.set(60, 1);
-    b.set(60, 0);
+    b.set(120, 1);
+    b.set(120, 0);
     b.settle(Duration::from_millis(600));
     let got = b.take_all("buttons_state");
     assert!(got.is_empty(), "glitch reported: {got:?}");
     let set_at = b.sim_clock();
-    b.set(61, 1);
+    b.set(121, 1);
     let r = b.wait_msg("buttons_state");
     let seen = b.sim_clock();
     assert_eq!(r.bytes("state"), [0x02]);
@@ -858,7 +858,7 @@ fn buttons_debounce_ignores_a_single_sample() {
 #[test]
 fn counter_counts_changes() {
     let mut b = Board::sim();
-    b.configure(1, &["config_counter oid=0 pin=70 pull_up=0".into()]);
+    b.configure(1, &["config_counter oid=0 pin=130 pull_up=0".into()]);
     let poll = ms(1);
     let sample = ms(20);
     let t0 = b.clock().wrapping_add(ms(100));
@@ -878,7 +878,7 @@ fn counter_counts_changes() {
     let mut last_set = 0;
     for k in 0..changes {
         last_set = b.sim_clock();
-        b.set(70, (k % 2 == 0) as u8);
+        b.set(130, (k % 2 == 0) as u8);
         // Longer than poll_ticks: every change is seen.
         std::thread::sleep(Duration::from_millis(10));
     }

@@ -8,7 +8,7 @@
 //! - probe: spidev3.0-3.7 (768-775), i2c.1 0x2a-0x2b, GPIO lines 40-59;
 //! - display: GPIO lines 60-99;
 //! - free for tests: spidev4.x and up (SPI bus numbers 1024 and up), which
-//!   loop back.
+//!   loop back, and GPIO lines 0-39 and 100 up, which no chip drives.
 
 use super::sim::SimState;
 

@@ -1,0 +1,140 @@
+//! HD44780 character LCDs on a 4-bit parallel bus (the reference's
+//! lcd_hd44780.c): `config_hd44780`, `hd44780_send_cmds`,
+//! `hd44780_send_data`.
+//!
+//! Each byte goes out as two nibbles, high first: E rises, the data lines
+//! that differ from the previous nibble change, 230 ns later E falls (the
+//! chip latches). Consecutive bytes are at least `delay_ticks` apart,
+//! counted from the end of one byte to the start of the next.
+
+use super::{ndelay, ns_to_ticks, wait_since, KIND_HD44780};
+use crate::clock::Clock;
+use crate::command::{Args, CmdResult, Command, Module};
+use crate::hw::{Gpio, GpioOut};
+use crate::mcu::{Mcu, ObjKind};
+
+pub struct Hd44780 {
+    last_cmd_time: u32,
+    cmd_wait_ticks: u32,
+    /// The data lines' state, in the high nibble (as the reference).
+    last: u8,
+    rs: GpioOut,
+    e: GpioOut,
+    d: [GpioOut; 4],
+}
+
+const E_HIGH_TICKS: u32 = ns_to_ticks(230);
+const NIBBLE_GAP_TICKS: u32 = ns_to_ticks(500 - 230);
+
+impl Hd44780 {
+    /// Send 4 bits: `toggle`'s high nibble says which data lines change.
+    fn xmit_bits(&self, gpio: &mut dyn Gpio, clock: &Clock, toggle: u8, state: u8) {
+        gpio.write(self.e, true);
+        for (k, &d) in self.d.iter().enumerate() {
+            let bit = 0x10 << k;
+            if toggle & bit != 0 {
+                gpio.write(d, state & bit != 0);
+            }
+        }
+        ndelay(clock, E_HIGH_TICKS);
+        gpio.write(self.e, false);
+    }
+
+    fn xmit_byte(&mut self, gpio: &mut dyn Gpio, clock: &Clock, data: u8) {
+        self.xmit_bits(gpio, clock, self.last ^ data, data);
+        let low = data << 4;
+        ndelay(clock, NIBBLE_GAP_TICKS);
+        self.xmit_bits(gpio, clock, data ^ low, low);
+        self.last = low;
+    }
+
+    fn xmit(&mut self, gpio: &mut dyn Gpio, clock: &Clock, data: &[u8]) {
+        let mut last_cmd_time = self.last_cmd_time;
+        for &b in data {
+            wait_since(clock, last_cmd_time, self.cmd_wait_ticks);
+            self.xmit_byte(gpio, clock, b);
+            last_cmd_time = clock.now();
+        }
+        self.last_cmd_time = last_cmd_time;
+    }
+}
+
+fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, crate::command::Shutdown> {
+    mcu.oid_lookup(oid, ObjKind::Ext(KIND_HD44780))
+        .map(|i| i as usize)
+}
+
+fn config_hd44780(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let rs = mcu.gpio.setup_output(a.get(1), false)?;
+    let e = mcu.gpio.setup_output(a.get(2), false)?;
+    let mut d = [GpioOut { pin: 0 }; 4];
+    for (k, slot) in d.iter_mut().enumerate() {
+        *slot = mcu.gpio.setup_output(a.get(3 + k), false)?;
+    }
+    let index = mcu.display.hd44780.len() as u16;
+    mcu.oid_alloc(a.get(0), ObjKind::Ext(KIND_HD44780), index)?;
+    mcu.display.hd44780.push(Hd44780 {
+        last_cmd_time: 0,
+        // Linux has no strict timing: the host's delay, uncalibrated.
+        cmd_wait_ticks: a.get(7),
+        last: 0,
+        rs,
+        e,
+        d,
+    });
+    Ok(())
+}
+
+fn send(mcu: &mut Mcu, a: &Args, rs: bool) -> CmdResult {
+    let i = lookup(mcu, a.get(0))?;
+    let data = a.buf(1);
+    let Mcu {
+        gpio,
+        display,
+        clock,
+        ..
+    } = mcu;
+    let h = &mut display.hd44780[i];
+    gpio.write(h.rs, rs);
+    h.xmit(gpio.as_mut(), clock, data);
+    Ok(())
+}
+
+fn hd44780_send_cmds(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    send(mcu, a, false)
+}
+
+fn hd44780_send_data(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    send(mcu, a, true)
+}
+
+/// Every line low.
+pub fn shutdown(mcu: &mut Mcu) {
+    for h in mcu.display.hd44780.iter_mut() {
+        mcu.gpio.write(h.rs, false);
+        mcu.gpio.write(h.e, false);
+        for &d in &h.d {
+            mcu.gpio.write(d, false);
+        }
+        h.last = 0;
+    }
+}
+
+static COMMANDS: [Command; 3] = [
+    Command::new(
+        "config_hd44780 oid=%c rs_pin=%u e_pin=%u d4_pin=%u d5_pin=%u d6_pin=%u d7_pin=%u \
+         delay_ticks=%u",
+        0,
+        config_hd44780,
+    ),
+    Command::new("hd44780_send_cmds oid=%c cmds=%*s", 0, hd44780_send_cmds),
+    Command::new("hd44780_send_data oid=%c data=%*s", 0, hd44780_send_data),
+];
+
+pub static MODULE: Module = Module {
+    commands: &COMMANDS,
+    responses: &[],
+    constants: &[],
+    enumerations: &[],
+    static_strings: &[],
+};

@@ -1,0 +1,181 @@
+//! WS2812-type "neopixel" LEDs, bit-banged on a GPIO line (the
+//! reference's neopixel.c): `config_neopixel`, `neopixel_update`,
+//! `neopixel_send` → `neopixel_result`.
+//!
+//! Each bit is a high pulse: at least 800 ns for a one, about 200 ns for
+//! a zero, bits at least 1250 ns apart. A Linux process cannot keep
+//! interrupts away, so the timing is checked as the bits go out: as the
+//! reference does, a bit that starts `bit_max_ticks` or more after the
+//! previous one (the LEDs would take the gap for a reset) ends the
+//! transfer with `success=0`; and, beyond the reference, so does a zero
+//! bit whose high pulse may have lasted 500 ns or more (the LEDs would
+//! read a one). The host retries; what it never gets is `success=1` for
+//! data the LEDs may have read wrong.
+
+use klipper_protocol::format::Arg;
+
+use super::{wait_since, KIND_NEOPIXEL};
+use crate::clock::Clock;
+use crate::command::{Args, CmdResult, Command, Module, Response, Shutdown};
+use crate::hw::{Gpio, GpioOut};
+use crate::mcu::{Mcu, ObjKind};
+
+static NEOPIXEL_RESULT: Response = Response::new("neopixel_result oid=%c success=%c");
+
+const INVALID_DATA_SIZE: Shutdown = Shutdown("Invalid neopixel data_size");
+const INVALID_UPDATE: Shutdown = Shutdown("Invalid neopixel update command");
+
+/// Nanoseconds to ticks, rounded up (neopixel.c's `nsecs_to_ticks`).
+const fn ns_to_ticks_up(ns: u32) -> u32 {
+    let per = 1_000_000_000 / crate::clock::CLOCK_FREQ;
+    ns.div_ceil(per)
+}
+
+/// Shortest high pulse a one bit needs.
+const PULSE_LONG_TICKS: u32 = ns_to_ticks_up(800);
+/// Shortest level any change needs.
+const EDGE_MIN_TICKS: u32 = ns_to_ticks_up(200);
+/// Shortest time from one bit's start to the next.
+const BIT_MIN_TICKS: u32 = ns_to_ticks_up(1250);
+/// A zero bit's high pulse must stay below this.
+const ZERO_MAX_TICKS: u32 = ns_to_ticks_up(500);
+
+pub struct Neopixel {
+    pin: GpioOut,
+    bit_max_ticks: u32,
+    last_req_time: u32,
+    reset_min_ticks: u32,
+    data: Box<[u8]>,
+}
+
+/// Busy-wait until `ticks` have passed since `start`; the time then.
+#[inline]
+fn delay(clock: &Clock, start: u32, ticks: u32) -> u32 {
+    loop {
+        let now = clock.now();
+        if now.wrapping_sub(start) >= ticks {
+            return now;
+        }
+        std::hint::spin_loop();
+    }
+}
+
+impl Neopixel {
+    /// Send the buffer; false if the timing could not be kept.
+    fn send_data(&mut self, gpio: &mut dyn Gpio, clock: &Clock) -> bool {
+        // The reset time since the last request must have passed.
+        wait_since(clock, self.last_req_time, self.reset_min_ticks);
+        let (pin, bit_max) = (self.pin, self.bit_max_ticks);
+        let mut last_start = clock.now();
+        let mut ok = true;
+        'out: for &byte in self.data.iter() {
+            for k in (0..8).rev() {
+                let start = delay(clock, last_start, BIT_MIN_TICKS);
+                gpio.write(pin, true);
+                if byte >> k & 1 != 0 {
+                    if start.wrapping_sub(last_start) >= bit_max {
+                        ok = false;
+                        break 'out;
+                    }
+                    let now = delay(clock, start, PULSE_LONG_TICKS);
+                    gpio.write(pin, false);
+                    delay(clock, now, EDGE_MIN_TICKS);
+                } else {
+                    delay(clock, start, EDGE_MIN_TICKS);
+                    gpio.write(pin, false);
+                    let end = clock.now();
+                    if start.wrapping_sub(last_start) >= bit_max
+                        || end.wrapping_sub(start) >= ZERO_MAX_TICKS
+                    {
+                        ok = false;
+                        break 'out;
+                    }
+                }
+                last_start = start;
+            }
+        }
+        if !ok {
+            gpio.write(pin, false);
+        }
+        self.last_req_time = clock.now();
+        ok
+    }
+}
+
+fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
+    mcu.oid_lookup(oid, ObjKind::Ext(KIND_NEOPIXEL))
+        .map(|i| i as usize)
+}
+
+fn config_neopixel(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let pin = mcu.gpio.setup_output(a.get(1), false)?;
+    let data_size = a.get(2);
+    if data_size & 0x8000 != 0 {
+        return Err(INVALID_DATA_SIZE);
+    }
+    let index = mcu.display.neopixel.len() as u16;
+    mcu.oid_alloc(a.get(0), ObjKind::Ext(KIND_NEOPIXEL), index)?;
+    mcu.display.neopixel.push(Neopixel {
+        pin,
+        bit_max_ticks: a.get(3),
+        last_req_time: 0,
+        reset_min_ticks: a.get(4),
+        data: vec![0; data_size as usize].into_boxed_slice(),
+    });
+    Ok(())
+}
+
+fn neopixel_update(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let i = lookup(mcu, a.get(0))?;
+    let pos = a.get(1) as usize;
+    let data = a.buf(2);
+    let n = &mut mcu.display.neopixel[i];
+    if pos & 0x8000 != 0 || pos + data.len() > n.data.len() {
+        return Err(INVALID_UPDATE);
+    }
+    n.data[pos..pos + data.len()].copy_from_slice(data);
+    Ok(())
+}
+
+fn neopixel_send(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let oid = a.get(0);
+    let i = lookup(mcu, oid)?;
+    let Mcu {
+        gpio,
+        display,
+        clock,
+        ..
+    } = mcu;
+    let ok = display.neopixel[i].send_data(gpio.as_mut(), clock);
+    mcu.send(&NEOPIXEL_RESULT, &[Arg::Int(oid), Arg::Int(ok as u32)]);
+    Ok(())
+}
+
+/// The data line low.
+pub fn shutdown(mcu: &mut Mcu) {
+    for n in mcu.display.neopixel.iter() {
+        mcu.gpio.write(n.pin, false);
+    }
+}
+
+static COMMANDS: [Command; 3] = [
+    Command::new(
+        "config_neopixel oid=%c pin=%u data_size=%hu bit_max_ticks=%u reset_min_ticks=%u",
+        0,
+        config_neopixel,
+    ),
+    Command::new(
+        "neopixel_update oid=%c pos=%hu data=%*s",
+        0,
+        neopixel_update,
+    ),
+    Command::new("neopixel_send oid=%c", 0, neopixel_send),
+];
+
+pub static MODULE: Module = Module {
+    commands: &COMMANDS,
+    responses: &[&NEOPIXEL_RESULT],
+    constants: &[],
+    enumerations: &[],
+    static_strings: &[INVALID_DATA_SIZE.0, INVALID_UPDATE.0],
+};

@@ -1,0 +1,128 @@
+//! ST7920 graphic LCDs on their serial interface (the reference's
+//! lcd_st7920.c): `config_st7920`, `st7920_send_cmds`, `st7920_send_data`.
+//!
+//! CS is held high; each bit is put on SID, and SCLK pulses (200 ns low,
+//! 200 ns high), most significant bit first. A transfer starts with a
+//! sync byte (0xF8 commands, 0xFA data); each byte then goes as two bytes
+//! carrying its high and low nibble. The second half of each byte waits
+//! until the delay since the previous byte has passed (`sync_delay_ticks`
+//! for a transfer's first byte, `cmd_delay_ticks` for the others).
+
+use super::{ndelay, ns_to_ticks, wait_since, KIND_ST7920};
+use crate::clock::Clock;
+use crate::command::{Args, CmdResult, Command, Module};
+use crate::hw::{Gpio, GpioOut};
+use crate::mcu::{Mcu, ObjKind};
+
+const SYNC_CMD: u8 = 0xf8;
+const SYNC_DATA: u8 = 0xfa;
+const HALF_BIT_TICKS: u32 = ns_to_ticks(200);
+
+pub struct St7920 {
+    last_cmd_time: u32,
+    sync_wait_ticks: u32,
+    cmd_wait_ticks: u32,
+    sclk: GpioOut,
+    sid: GpioOut,
+    /// The level last written to SID.
+    sid_state: bool,
+}
+
+impl St7920 {
+    fn xmit_byte(&mut self, gpio: &mut dyn Gpio, clock: &Clock, data: u8) {
+        for k in (0..8).rev() {
+            let bit = data >> k & 1 != 0;
+            if bit != self.sid_state {
+                gpio.write(self.sid, bit);
+                self.sid_state = bit;
+            }
+            ndelay(clock, HALF_BIT_TICKS);
+            gpio.write(self.sclk, true);
+            ndelay(clock, HALF_BIT_TICKS);
+            gpio.write(self.sclk, false);
+        }
+    }
+
+    fn xmit(&mut self, gpio: &mut dyn Gpio, clock: &Clock, data: &[u8]) {
+        let mut last_cmd_time = self.last_cmd_time;
+        let mut wait_ticks = self.sync_wait_ticks;
+        for &b in data {
+            self.xmit_byte(gpio, clock, b & 0xf0);
+            // The transfer cannot complete until the delay has passed.
+            wait_since(clock, last_cmd_time, wait_ticks);
+            self.xmit_byte(gpio, clock, b << 4);
+            last_cmd_time = clock.now();
+            wait_ticks = self.cmd_wait_ticks;
+        }
+        self.last_cmd_time = last_cmd_time;
+    }
+}
+
+fn config_st7920(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let sclk = mcu.gpio.setup_output(a.get(2), false)?;
+    let sid = mcu.gpio.setup_output(a.get(3), false)?;
+    mcu.gpio.setup_output(a.get(1), true)?;
+    let index = mcu.display.st7920.len() as u16;
+    mcu.oid_alloc(a.get(0), ObjKind::Ext(KIND_ST7920), index)?;
+    mcu.display.st7920.push(St7920 {
+        last_cmd_time: 0,
+        // Linux has no strict timing: the host's delays, uncalibrated.
+        sync_wait_ticks: a.get(4),
+        cmd_wait_ticks: a.get(5),
+        sclk,
+        sid,
+        sid_state: false,
+    });
+    Ok(())
+}
+
+fn send(mcu: &mut Mcu, a: &Args, sync: u8) -> CmdResult {
+    let i = mcu.oid_lookup(a.get(0), ObjKind::Ext(KIND_ST7920))? as usize;
+    let data = a.buf(1);
+    let Mcu {
+        gpio,
+        display,
+        clock,
+        ..
+    } = mcu;
+    let s = &mut display.st7920[i];
+    s.xmit_byte(gpio.as_mut(), clock, sync);
+    s.xmit(gpio.as_mut(), clock, data);
+    Ok(())
+}
+
+fn st7920_send_cmds(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    send(mcu, a, SYNC_CMD)
+}
+
+fn st7920_send_data(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    send(mcu, a, SYNC_DATA)
+}
+
+/// SCLK and SID low.
+pub fn shutdown(mcu: &mut Mcu) {
+    for s in mcu.display.st7920.iter_mut() {
+        mcu.gpio.write(s.sclk, false);
+        mcu.gpio.write(s.sid, false);
+        s.sid_state = false;
+    }
+}
+
+static COMMANDS: [Command; 3] = [
+    Command::new(
+        "config_st7920 oid=%c cs_pin=%u sclk_pin=%u sid_pin=%u sync_delay_ticks=%u \
+         cmd_delay_ticks=%u",
+        0,
+        config_st7920,
+    ),
+    Command::new("st7920_send_cmds oid=%c cmds=%*s", 0, st7920_send_cmds),
+    Command::new("st7920_send_data oid=%c data=%*s", 0, st7920_send_data),
+];
+
+pub static MODULE: Module = Module {
+    commands: &COMMANDS,
+    responses: &[],
+    constants: &[],
+    enumerations: &[],
+    static_strings: &[],
+};

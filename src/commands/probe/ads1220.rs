@@ -1,0 +1,292 @@
+//! ADS1220 (the reference's sensor_ads1220.c) and ADS131M0x (its
+//! sensor_ads131m0x.c) load-cell ADCs on SPI: a timer polls the DRDY line
+//! every `rest_ticks`; the task reads one conversion and streams it as a
+//! signed 32-bit little-endian value through sensor_bulk, feeding an
+//! attached trigger_analog. The ADS131M0x frame carries a status word, one
+//! word per channel and a CRC; a bad CRC or a chip reset is reported as a
+//! sample `code << 24` and a trigger_analog error.
+
+use klipper_protocol::dictionary::EnumValue;
+
+use super::trigger_analog;
+use crate::command::{Args, CmdResult, Command, Shutdown};
+use crate::commands::sensor_bulk::{SensorBulk, BULK_DATA_SIZE};
+use crate::commands::spi;
+use crate::hw::{Bias, GpioIn};
+use crate::mcu::{Mcu, ObjKind, TASK_PROBE};
+use crate::sched::{TimerId, TimerResult};
+
+pub const ADS1220_KIND: ObjKind = ObjKind::Ext(67);
+pub const ADS131_KIND: ObjKind = ObjKind::Ext(68);
+pub const ADS1220_TIMER: u32 = 50 << 24;
+pub const ADS131_TIMER: u32 = 51 << 24;
+
+const BAD_CHANNELS: Shutdown = Shutdown("Invalid ads131m0x channels configuration");
+pub const STATIC_STRINGS: &[&str] = &[BAD_CHANNELS.0];
+
+const SE_ERROR_CRC: u8 = 1;
+const SE_ERROR_RESET: u8 = 2;
+
+pub const ENUMERATIONS: &[(&str, &str, EnumValue)] = &[
+    (
+        "ads131m0x_error:",
+        "SENSOR_ERROR_CRC",
+        EnumValue::Single(SE_ERROR_CRC as i64),
+    ),
+    (
+        "ads131m0x_error:",
+        "SENSOR_ERROR_RESET",
+        EnumValue::Single(SE_ERROR_RESET as i64),
+    ),
+];
+
+const BYTES_PER_SAMPLE: usize = 4;
+const WORD: usize = 3;
+const MAX_CHANNELS: u8 = 4;
+/// Bit 10 of the 16-bit status word, in its first byte.
+const STATUS_RESET_BIT: u8 = 1 << 2;
+
+/// One SPI ADC of either kind.
+pub struct SpiAdc {
+    oid: u8,
+    rest_ticks: u32,
+    data_ready: GpioIn,
+    spi: usize,
+    pub(super) pending: bool,
+    was_reset: bool,
+    /// ADS131M0x: the channel reported and the channels in a frame
+    /// (0 for the ADS1220).
+    channel: u8,
+    num_channels: u8,
+    sb: SensorBulk,
+    pub ta: Option<usize>,
+}
+
+/// CRC-16/CCITT (polynomial 0x1021, initial value 0xffff).
+pub fn crc16_ccitt(data: &[u8]) -> u16 {
+    let mut crc: u16 = 0xffff;
+    for &b in data {
+        let mut x = ((crc >> 8) as u8) ^ b;
+        x ^= x >> 4;
+        crc = (crc << 8) ^ ((x as u16) << 12) ^ ((x as u16) << 5) ^ (x as u16);
+    }
+    crc
+}
+
+fn table(mcu: &mut Mcu, ads131: bool) -> &mut Vec<SpiAdc> {
+    if ads131 {
+        &mut mcu.probe.ads131m0xs
+    } else {
+        &mut mcu.probe.ads1220s
+    }
+}
+
+pub fn run_timer(mcu: &mut Mcu, ads131: bool, i: usize, waketime: u32) -> TimerResult {
+    let (pending, drdy, mut rest) = {
+        let d = &table(mcu, ads131)[i];
+        (d.pending, d.data_ready, d.rest_ticks)
+    };
+    if pending {
+        let d = &mut table(mcu, ads131)[i];
+        d.sb.possible_overflows = d.sb.possible_overflows.wrapping_add(1);
+        rest = rest.wrapping_mul(4);
+    } else if !mcu.gpio.read(drdy) {
+        table(mcu, ads131)[i].pending = true;
+        mcu.wake_task(TASK_PROBE);
+        rest = rest.wrapping_mul(8);
+    }
+    TimerResult::Reschedule(waketime.wrapping_add(rest))
+}
+
+fn append(mcu: &mut Mcu, ads131: bool, i: usize, value: u32) {
+    let d = &mut table(mcu, ads131)[i];
+    d.sb.push(&value.to_le_bytes());
+    if d.sb.data_count as usize + BYTES_PER_SAMPLE > BULK_DATA_SIZE {
+        let (mut sb, oid) = (d.sb, d.oid);
+        sb.report(mcu, oid);
+        table(mcu, ads131)[i].sb = sb;
+    }
+}
+
+fn sign_extend24(b: &[u8]) -> u32 {
+    let mut v = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+    if v & 0x80_0000 != 0 {
+        v |= 0xff00_0000;
+    }
+    v
+}
+
+fn read_adc(mcu: &mut Mcu, ads131: bool, i: usize) {
+    let (dev, ch, nch) = {
+        let d = &table(mcu, ads131)[i];
+        (d.spi, d.channel, d.num_channels)
+    };
+    let mut msg = [0u8; (2 + MAX_CHANNELS as usize) * WORD];
+    let size = if ads131 { (2 + nch as usize) * WORD } else { 3 };
+    let r = spi::transfer(mcu, dev, true, &mut msg[..size]);
+    table(mcu, ads131)[i].pending = false;
+    if let Err(e) = r {
+        mcu.try_shutdown(e);
+        return;
+    }
+    let ta = table(mcu, ads131)[i].ta;
+    if !ads131 {
+        let counts = sign_extend24(&msg[..3]);
+        if let Some(ta) = ta {
+            trigger_analog::update(mcu, ta, counts as i32);
+        }
+        append(mcu, false, i, counts);
+        return;
+    }
+    let crc_at = size - WORD;
+    let error = if crc16_ccitt(&msg[..crc_at]) != u16::from_be_bytes([msg[crc_at], msg[crc_at + 1]])
+    {
+        Some(SE_ERROR_CRC)
+    } else {
+        let d = &mut table(mcu, true)[i];
+        if msg[0] & STATUS_RESET_BIT != 0 {
+            d.was_reset = true;
+        }
+        d.was_reset.then_some(SE_ERROR_RESET)
+    };
+    if let Some(code) = error {
+        trigger_analog::note_error(mcu, ta, code);
+        append(mcu, true, i, (code as u32) << 24);
+        return;
+    }
+    let off = WORD + ch as usize * WORD;
+    let raw = sign_extend24(&msg[off..off + 3]);
+    if let Some(ta) = ta {
+        trigger_analog::update(mcu, ta, raw as i32);
+    }
+    append(mcu, true, i, raw);
+}
+
+pub fn task(mcu: &mut Mcu) {
+    for ads131 in [false, true] {
+        for i in 0..table(mcu, ads131).len() {
+            if table(mcu, ads131)[i].pending {
+                read_adc(mcu, ads131, i);
+            }
+        }
+    }
+}
+
+fn new_adc(mcu: &mut Mcu, ads131: bool, a: &Args, ch: u8, nch: u8, pin: u32) -> CmdResult {
+    let dev = spi::lookup(mcu, a.get(1))?;
+    if ads131 && (!(2..=MAX_CHANNELS).contains(&nch) || ch >= nch) {
+        return Err(BAD_CHANNELS);
+    }
+    let data_ready = mcu.gpio.setup_input(pin, Bias::AsIs)?;
+    let index = table(mcu, ads131).len() as u16;
+    let kind = if ads131 { ADS131_KIND } else { ADS1220_KIND };
+    mcu.oid_alloc(a.get(0), kind, index)?;
+    table(mcu, ads131).push(SpiAdc {
+        oid: a.get(0) as u8,
+        rest_ticks: 0,
+        data_ready,
+        spi: dev,
+        pending: false,
+        was_reset: false,
+        channel: ch,
+        num_channels: nch,
+        sb: SensorBulk::default(),
+        ta: None,
+    });
+    Ok(())
+}
+
+fn config_ads1220(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    new_adc(mcu, false, a, 0, 0, a.get(2))
+}
+
+fn config_ads131m0x(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    new_adc(mcu, true, a, a.get(2) as u8, a.get(3) as u8, a.get(4))
+}
+
+fn lookup(mcu: &Mcu, ads131: bool, oid: u32) -> Result<usize, Shutdown> {
+    let kind = if ads131 { ADS131_KIND } else { ADS1220_KIND };
+    mcu.oid_lookup(oid, kind).map(|i| i as usize)
+}
+
+fn attach(mcu: &mut Mcu, ads131: bool, a: &Args) -> CmdResult {
+    let i = lookup(mcu, ads131, a.get(0))?;
+    let ta = trigger_analog::lookup(mcu, a.get(1))?;
+    table(mcu, ads131)[i].ta = Some(ta);
+    Ok(())
+}
+
+fn query(mcu: &mut Mcu, ads131: bool, a: &Args) -> CmdResult {
+    let i = lookup(mcu, ads131, a.get(0))?;
+    let kind = if ads131 { ADS131_TIMER } else { ADS1220_TIMER };
+    let id = TimerId(kind | i as u32);
+    mcu.timers.remove(id);
+    let d = &mut table(mcu, ads131)[i];
+    d.pending = false;
+    d.rest_ticks = a.get(1);
+    if d.rest_ticks == 0 {
+        return Ok(());
+    }
+    d.was_reset = false;
+    d.sb.reset();
+    let rest = d.rest_ticks;
+    let now = mcu.clock.now();
+    mcu.timers.add(id, now.wrapping_add(rest), now)
+}
+
+fn status(mcu: &mut Mcu, ads131: bool, a: &Args) -> CmdResult {
+    let i = lookup(mcu, ads131, a.get(0))?;
+    let start = mcu.clock.now();
+    let drdy = table(mcu, ads131)[i].data_ready;
+    let ready = !mcu.gpio.read(drdy);
+    let sb = table(mcu, ads131)[i].sb;
+    let pending = if ready { BYTES_PER_SAMPLE as u32 } else { 0 };
+    sb.status(mcu, a.get(0) as u8, start, 0, pending);
+    Ok(())
+}
+
+fn ads1220_attach_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    attach(mcu, false, a)
+}
+fn ads131m0x_attach_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    attach(mcu, true, a)
+}
+fn query_ads1220(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    query(mcu, false, a)
+}
+fn query_ads131m0x(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    query(mcu, true, a)
+}
+fn query_ads1220_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    status(mcu, false, a)
+}
+fn query_ads131m0x_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    status(mcu, true, a)
+}
+
+pub static COMMANDS: [Command; 8] = [
+    Command::new(
+        "config_ads1220 oid=%c spi_oid=%c data_ready_pin=%u",
+        0,
+        config_ads1220,
+    ),
+    Command::new(
+        "ads1220_attach_trigger_analog oid=%c trigger_analog_oid=%c",
+        0,
+        ads1220_attach_trigger_analog,
+    ),
+    Command::new("query_ads1220 oid=%c rest_ticks=%u", 0, query_ads1220),
+    Command::new("query_ads1220_status oid=%c", 0, query_ads1220_status),
+    Command::new(
+        "config_ads131m0x oid=%c spi_oid=%c channel=%c num_channels=%c data_ready_pin=%u",
+        0,
+        config_ads131m0x,
+    ),
+    Command::new(
+        "ads131m0x_attach_trigger_analog oid=%c trigger_analog_oid=%c",
+        0,
+        ads131m0x_attach_trigger_analog,
+    ),
+    Command::new("query_ads131m0x oid=%c rest_ticks=%u", 0, query_ads131m0x),
+    Command::new("query_ads131m0x_status oid=%c", 0, query_ads131m0x_status),
+];

@@ -1,0 +1,206 @@
+//! HX711/HX717 load-cell ADCs (the reference's sensor_hx71x.c): a timer
+//! polls DOUT every `rest_ticks`; when the chip has a sample the task
+//! clocks out 24 bits plus 1-4 gain/channel pulses on SCLK, and streams
+//! the signed counts (4 bytes, little endian) through sensor_bulk.
+
+use super::trigger_analog;
+use crate::clock::is_before;
+use crate::command::{Args, CmdResult, Command, Shutdown};
+use crate::commands::sensor_bulk::{SensorBulk, BULK_DATA_SIZE};
+use crate::hw::{Bias, GpioIn, GpioOut};
+use crate::mcu::{Mcu, ObjKind, TASK_PROBE};
+use crate::sched::{TimerId, TimerResult};
+
+pub const KIND: ObjKind = ObjKind::Ext(66);
+pub const TIMER_KIND: u32 = 49 << 24;
+
+const BAD_GAIN: Shutdown = Shutdown("HX71x gain/channel out of range 1-4");
+pub const STATIC_STRINGS: &[&str] = &[BAD_GAIN.0];
+
+const HX_PENDING: u8 = 1 << 0;
+const HX_OVERFLOW: u8 = 1 << 1;
+
+const BYTES_PER_SAMPLE: usize = 4;
+const SAMPLE_ERROR_DESYNC: u32 = 1 << 31;
+const SAMPLE_ERROR_READ_TOO_LONG: u32 = 1 << 30;
+/// 200 ns at 50 MHz.
+const MIN_PULSE_TICKS: u32 = 10;
+
+pub struct Hx71x {
+    oid: u8,
+    gain_channel: u8,
+    flags: u8,
+    rest_ticks: u32,
+    last_error: u32,
+    dout: GpioIn,
+    sclk: GpioOut,
+    sb: SensorBulk,
+    pub ta: Option<usize>,
+}
+
+fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
+    mcu.oid_lookup(oid, KIND).map(|i| i as usize)
+}
+
+fn delay(mcu: &Mcu) {
+    let end = mcu.clock.now().wrapping_add(MIN_PULSE_TICKS);
+    while is_before(mcu.clock.now(), end) {}
+}
+
+fn raw_read(mcu: &mut Mcu, dout: GpioIn, sclk: GpioOut, bits: u32) -> u32 {
+    let mut v = 0u32;
+    for _ in 0..bits {
+        mcu.gpio.write(sclk, true);
+        delay(mcu);
+        mcu.gpio.write(sclk, false);
+        let bit = mcu.gpio.read(dout) as u32;
+        delay(mcu);
+        v = (v << 1) | bit;
+    }
+    v
+}
+
+pub fn run_timer(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
+    let dout = mcu.probe.hx71xs[i].dout;
+    let h = &mcu.probe.hx71xs[i];
+    let mut rest = h.rest_ticks;
+    if h.flags & HX_PENDING != 0 {
+        let h = &mut mcu.probe.hx71xs[i];
+        h.sb.possible_overflows = h.sb.possible_overflows.wrapping_add(1);
+        h.flags = HX_PENDING | HX_OVERFLOW;
+        rest = rest.wrapping_mul(4);
+    } else if !mcu.gpio.read(dout) {
+        mcu.probe.hx71xs[i].flags = HX_PENDING;
+        mcu.wake_task(TASK_PROBE);
+        rest = rest.wrapping_mul(8);
+    }
+    TimerResult::Reschedule(waketime.wrapping_add(rest))
+}
+
+fn read_adc(mcu: &mut Mcu, i: usize) {
+    let (dout, sclk, gc) = {
+        let h = &mcu.probe.hx71xs[i];
+        (h.dout, h.sclk, h.gain_channel)
+    };
+    let adc = raw_read(mcu, dout, sclk, 24 + gc as u32);
+    let h = &mut mcu.probe.hx71xs[i];
+    let flags = std::mem::take(&mut h.flags);
+    let mut counts = adc >> gc;
+    if counts & 0x80_0000 != 0 {
+        counts |= 0xff00_0000;
+    }
+    let extras = (1u32 << gc) - 1;
+    if adc & extras != extras {
+        h.last_error = SAMPLE_ERROR_DESYNC;
+    } else if flags & HX_OVERFLOW != 0 {
+        h.last_error = SAMPLE_ERROR_READ_TOO_LONG;
+    }
+    if h.last_error != 0 {
+        counts = h.last_error;
+    } else if let Some(ta) = h.ta {
+        trigger_analog::update(mcu, ta, counts as i32);
+    }
+    let h = &mut mcu.probe.hx71xs[i];
+    h.sb.push(&counts.to_le_bytes());
+    if h.sb.data_count as usize + BYTES_PER_SAMPLE > BULK_DATA_SIZE {
+        let (mut sb, oid) = (h.sb, h.oid);
+        sb.report(mcu, oid);
+        mcu.probe.hx71xs[i].sb = sb;
+    }
+}
+
+pub fn task(mcu: &mut Mcu) {
+    for i in 0..mcu.probe.hx71xs.len() {
+        if mcu.probe.hx71xs[i].flags != 0 {
+            read_adc(mcu, i);
+        }
+    }
+}
+
+fn config_hx71x(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let gc = a.get(1) as u8;
+    if !(1..=4).contains(&gc) {
+        return Err(BAD_GAIN);
+    }
+    let dout = mcu.gpio.setup_input(a.get(2), Bias::PullUp)?;
+    let sclk = mcu.gpio.setup_output(a.get(3), false)?;
+    // Power the chip down until sampling starts.
+    mcu.gpio.write(sclk, true);
+    let index = mcu.probe.hx71xs.len() as u16;
+    mcu.oid_alloc(a.get(0), KIND, index)?;
+    mcu.probe.hx71xs.push(Hx71x {
+        oid: a.get(0) as u8,
+        gain_channel: gc,
+        flags: 0,
+        rest_ticks: 0,
+        last_error: 0,
+        dout,
+        sclk,
+        sb: SensorBulk::default(),
+        ta: None,
+    });
+    Ok(())
+}
+
+fn hx71x_attach_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let i = lookup(mcu, a.get(0))?;
+    let ta = trigger_analog::lookup(mcu, a.get(1))?;
+    mcu.probe.hx71xs[i].ta = Some(ta);
+    Ok(())
+}
+
+fn query_hx71x(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let i = lookup(mcu, a.get(0))?;
+    let id = TimerId(TIMER_KIND | i as u32);
+    mcu.timers.remove(id);
+    let h = &mut mcu.probe.hx71xs[i];
+    h.flags = 0;
+    h.last_error = 0;
+    h.rest_ticks = a.get(1);
+    let sclk = h.sclk;
+    if h.rest_ticks == 0 {
+        mcu.gpio.write(sclk, true);
+        return Ok(());
+    }
+    mcu.gpio.write(sclk, false);
+    let h = &mut mcu.probe.hx71xs[i];
+    h.sb.reset();
+    let now = mcu.clock.now();
+    let when = now.wrapping_add(h.rest_ticks);
+    mcu.timers.add(id, when, now)
+}
+
+fn query_hx71x_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let i = lookup(mcu, a.get(0))?;
+    let start = mcu.clock.now();
+    let dout = mcu.probe.hx71xs[i].dout;
+    let ready = !mcu.gpio.read(dout);
+    let sb = mcu.probe.hx71xs[i].sb;
+    let pending = if ready { BYTES_PER_SAMPLE as u32 } else { 0 };
+    sb.status(mcu, a.get(0) as u8, start, 0, pending);
+    Ok(())
+}
+
+/// Power the chips down.
+pub fn shutdown(mcu: &mut Mcu) {
+    for k in 0..mcu.probe.hx71xs.len() {
+        let sclk = mcu.probe.hx71xs[k].sclk;
+        mcu.probe.hx71xs[k].flags = 0;
+        mcu.gpio.write(sclk, true);
+    }
+}
+
+pub static COMMANDS: [Command; 4] = [
+    Command::new(
+        "config_hx71x oid=%c gain_channel=%c dout_pin=%u sclk_pin=%u",
+        0,
+        config_hx71x,
+    ),
+    Command::new(
+        "hx71x_attach_trigger_analog oid=%c trigger_analog_oid=%c",
+        0,
+        hx71x_attach_trigger_analog,
+    ),
+    Command::new("query_hx71x oid=%c rest_ticks=%u", 0, query_hx71x),
+    Command::new("query_hx71x_status oid=%c", 0, query_hx71x_status),
+];

@@ -1,0 +1,259 @@
+//! LDC1612 eddy-current sensor (the reference's sensor_ldc1612.c) on I2C,
+//! optionally with its INTB line: a timer marks a sample pending every
+//! `rest_ticks` (or when INTB is asserted); the task reads the status and
+//! the channel 0 data registers and streams 4 big-endian bytes per sample
+//! (0xffff00NN marks error NN), feeding an attached trigger_analog.
+
+use klipper_protocol::dictionary::EnumValue;
+
+use super::trigger_analog;
+use crate::command::{Args, CmdResult, Command, Shutdown};
+use crate::commands::i2c;
+use crate::commands::sensor_bulk::{SensorBulk, BULK_DATA_SIZE};
+use crate::hw::bus::I2C_SUCCESS;
+use crate::hw::{Bias, GpioIn};
+use crate::mcu::{Mcu, ObjKind, TASK_PROBE};
+use crate::sched::{TimerId, TimerResult};
+
+pub const KIND: ObjKind = ObjKind::Ext(69);
+pub const TIMER_KIND: u32 = 52 << 24;
+
+const LDC_PENDING: u8 = 1 << 0;
+const LDC_HAVE_INTB: u8 = 1 << 1;
+
+const SE_SENSOR_ERROR: u8 = 0;
+const SE_I2C_STATUS: u8 = 1;
+const SE_I2C_DATA: u8 = 2;
+const SE_INVALID_DATA: u8 = 3;
+
+pub const ENUMERATIONS: &[(&str, &str, EnumValue)] = &[
+    (
+        "ldc1612_error:",
+        "SENSOR_REPORTS_ERROR",
+        EnumValue::Single(SE_SENSOR_ERROR as i64),
+    ),
+    (
+        "ldc1612_error:",
+        "I2C_STATUS_ERROR",
+        EnumValue::Single(SE_I2C_STATUS as i64),
+    ),
+    (
+        "ldc1612_error:",
+        "I2C_DATA_ERROR",
+        EnumValue::Single(SE_I2C_DATA as i64),
+    ),
+    (
+        "ldc1612_error:",
+        "INVALID_READ_DATA",
+        EnumValue::Single(SE_INVALID_DATA as i64),
+    ),
+];
+
+const REG_DATA0_MSB: u8 = 0x00;
+const REG_DATA0_LSB: u8 = 0x01;
+const REG_STATUS: u8 = 0x18;
+const STATUS_UNREADCONV0: u16 = 1 << 3;
+const BYTES_PER_SAMPLE: usize = 4;
+
+pub struct Ldc1612 {
+    oid: u8,
+    rest_ticks: u32,
+    i2c: usize,
+    flags: u8,
+    sb: SensorBulk,
+    intb: Option<GpioIn>,
+    pub ta: Option<usize>,
+}
+
+impl Ldc1612 {
+    pub(super) fn clear_pending(&mut self) {
+        self.flags &= !LDC_PENDING;
+    }
+}
+
+fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
+    mcu.oid_lookup(oid, KIND).map(|i| i as usize)
+}
+
+fn intb_asserted(mcu: &mut Mcu, intb: Option<GpioIn>) -> bool {
+    intb.is_some_and(|p| !mcu.gpio.read(p))
+}
+
+pub fn run_timer(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
+    let (flags, intb) = (mcu.probe.ldc1612s[i].flags, mcu.probe.ldc1612s[i].intb);
+    if flags & LDC_PENDING != 0 {
+        let sb = &mut mcu.probe.ldc1612s[i].sb;
+        sb.possible_overflows = sb.possible_overflows.wrapping_add(1);
+    }
+    if flags & LDC_HAVE_INTB == 0 || intb_asserted(mcu, intb) {
+        mcu.probe.ldc1612s[i].flags |= LDC_PENDING;
+        mcu.wake_task(TASK_PROBE);
+    }
+    TimerResult::Reschedule(waketime.wrapping_add(mcu.probe.ldc1612s[i].rest_ticks))
+}
+
+/// Read a 16-bit register; `None` on a bus error (a shutdown for the
+/// software bus's own failures is raised by the caller's path).
+fn read_reg(mcu: &mut Mcu, dev: usize, reg: u8, out: &mut [u8]) -> bool {
+    match i2c::read(mcu, dev, &[reg], out) {
+        Ok(s) => s == I2C_SUCCESS,
+        Err(e) => {
+            mcu.try_shutdown(e);
+            false
+        }
+    }
+}
+
+fn query(mcu: &mut Mcu, i: usize) {
+    let dev = mcu.probe.ldc1612s[i].i2c;
+    let mut st = [0u8; 2];
+    let ok = read_reg(mcu, dev, REG_STATUS, &mut st);
+    mcu.probe.ldc1612s[i].flags &= !LDC_PENDING;
+    let mut d = [0u8; 4];
+    let mut error = None;
+    if !ok {
+        error = Some(SE_I2C_STATUS);
+    } else {
+        let status = u16::from_be_bytes(st);
+        if status & STATUS_UNREADCONV0 == 0 {
+            return;
+        }
+        let (a, b) = d.split_at_mut(2);
+        let ok1 = read_reg(mcu, dev, REG_DATA0_MSB, a);
+        let ok2 = read_reg(mcu, dev, REG_DATA0_LSB, b);
+        if !(ok1 && ok2) {
+            error = Some(SE_I2C_DATA);
+        } else if d[0] == 0xff && d[1] == 0xff {
+            error = Some(SE_INVALID_DATA);
+        }
+    }
+    let ta = mcu.probe.ldc1612s[i].ta;
+    match error {
+        Some(code) => {
+            trigger_analog::note_error(mcu, ta, code);
+            d = [0xff, 0xff, 0, code];
+        }
+        None => {
+            let raw = u32::from_be_bytes(d);
+            if raw & 0xe000_0000 != 0 {
+                trigger_analog::note_error(mcu, ta, SE_SENSOR_ERROR);
+            } else if let Some(ta) = ta {
+                trigger_analog::update(mcu, ta, (raw & 0x0fff_ffff) as i32);
+            }
+        }
+    }
+    let l = &mut mcu.probe.ldc1612s[i];
+    l.sb.push(&d);
+    if l.sb.data_count as usize + BYTES_PER_SAMPLE > BULK_DATA_SIZE {
+        let (mut sb, oid) = (l.sb, l.oid);
+        sb.report(mcu, oid);
+        mcu.probe.ldc1612s[i].sb = sb;
+    }
+}
+
+pub fn task(mcu: &mut Mcu) {
+    for i in 0..mcu.probe.ldc1612s.len() {
+        if mcu.probe.ldc1612s[i].flags & LDC_PENDING != 0 {
+            query(mcu, i);
+        }
+    }
+}
+
+fn new_ldc(mcu: &mut Mcu, a: &Args, intb: Option<GpioIn>) -> CmdResult {
+    let dev = i2c::lookup(mcu, a.get(1))?;
+    let index = mcu.probe.ldc1612s.len() as u16;
+    mcu.oid_alloc(a.get(0), KIND, index)?;
+    mcu.probe.ldc1612s.push(Ldc1612 {
+        oid: a.get(0) as u8,
+        rest_ticks: 0,
+        i2c: dev,
+        flags: if intb.is_some() { LDC_HAVE_INTB } else { 0 },
+        sb: SensorBulk::default(),
+        intb,
+        ta: None,
+    });
+    Ok(())
+}
+
+fn config_ldc1612(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    new_ldc(mcu, a, None)
+}
+
+fn config_ldc1612_with_intb(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    i2c::lookup(mcu, a.get(1))?;
+    let pin = mcu.gpio.setup_input(a.get(2), Bias::PullUp)?;
+    new_ldc(mcu, a, Some(pin))
+}
+
+fn ldc1612_attach_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let i = lookup(mcu, a.get(0))?;
+    let ta = trigger_analog::lookup(mcu, a.get(1))?;
+    mcu.probe.ldc1612s[i].ta = Some(ta);
+    Ok(())
+}
+
+fn query_ldc1612(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let i = lookup(mcu, a.get(0))?;
+    let id = TimerId(TIMER_KIND | i as u32);
+    mcu.timers.remove(id);
+    let l = &mut mcu.probe.ldc1612s[i];
+    l.flags &= !LDC_PENDING;
+    if a.get(1) == 0 {
+        return Ok(());
+    }
+    l.rest_ticks = a.get(1);
+    l.sb.reset();
+    let now = mcu.clock.now();
+    let when = now.wrapping_add(l.rest_ticks);
+    mcu.timers.add(id, when, now)
+}
+
+fn query_status_ldc1612(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let i = lookup(mcu, a.get(0))?;
+    let oid = a.get(0) as u8;
+    let (dev, intb) = (mcu.probe.ldc1612s[i].i2c, mcu.probe.ldc1612s[i].intb);
+    if intb.is_some() {
+        let time = mcu.clock.now();
+        let p = intb_asserted(mcu, intb);
+        let sb = mcu.probe.ldc1612s[i].sb;
+        let fifo = if p { BYTES_PER_SAMPLE as u32 } else { 0 };
+        sb.status(mcu, oid, time, 0, fifo);
+        return Ok(());
+    }
+    let time1 = mcu.clock.now();
+    let mut st = [0u8; 2];
+    let ok = match i2c::read(mcu, dev, &[REG_STATUS], &mut st) {
+        Ok(s) => s == I2C_SUCCESS,
+        Err(e) => return Err(e),
+    };
+    let time2 = mcu.clock.now();
+    if !ok {
+        // No answer: the host asks again.
+        return Ok(());
+    }
+    let status = u16::from_be_bytes(st);
+    let fifo = if status & STATUS_UNREADCONV0 != 0 {
+        BYTES_PER_SAMPLE as u32
+    } else {
+        0
+    };
+    let sb = mcu.probe.ldc1612s[i].sb;
+    sb.status(mcu, oid, time1, time2.wrapping_sub(time1), fifo);
+    Ok(())
+}
+
+pub static COMMANDS: [Command; 5] = [
+    Command::new("config_ldc1612 oid=%c i2c_oid=%c", 0, config_ldc1612),
+    Command::new(
+        "config_ldc1612_with_intb oid=%c i2c_oid=%c intb_pin=%c",
+        0,
+        config_ldc1612_with_intb,
+    ),
+    Command::new(
+        "ldc1612_attach_trigger_analog oid=%c trigger_analog_oid=%c",
+        0,
+        ldc1612_attach_trigger_analog,
+    ),
+    Command::new("query_ldc1612 oid=%c rest_ticks=%u", 0, query_ldc1612),
+    Command::new("query_status_ldc1612 oid=%c", 0, query_status_ldc1612),
+];

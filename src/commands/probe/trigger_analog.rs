@@ -1,0 +1,292 @@
+//! `trigger_analog` (the reference's trigger_analog.c): raw samples from a
+//! sensor are range-checked, filtered by an `sos_filter` and compared with
+//! a trigger value; a trigger (or an error) triggers a trsync. A monitor
+//! timer ends homing with an error when the sensor stops delivering.
+
+use klipper_protocol::dictionary::EnumValue;
+use klipper_protocol::format::Arg;
+
+use super::sos_filter;
+use crate::command::{Args, CmdResult, Command, Response, Shutdown};
+use crate::commands::trsync;
+use crate::mcu::{Mcu, ObjKind};
+use crate::sched::{TimerId, TimerResult};
+
+pub const KIND: ObjKind = ObjKind::Ext(65);
+/// The monitor timer.
+pub const TIMER_KIND: u32 = 48 << 24;
+
+pub static TRIGGER_ANALOG_STATE: Response =
+    Response::new("trigger_analog_state oid=%c homing=%c homing_clock=%u");
+
+const TA_AWAIT_HOMING: u8 = 1 << 1;
+const TA_CAN_TRIGGER: u8 = 1 << 2;
+
+// Trigger types.
+const TT_ABS_GE: u8 = 0;
+const TT_GT: u8 = 1;
+const TT_DIFF_PEAK_GT: u8 = 2;
+
+// Errors, added to the host's error_reason.
+pub const TE_RAW_RANGE: u8 = 0;
+pub const TE_OVERFLOW: u8 = 1;
+pub const TE_MONITOR: u8 = 2;
+pub const TE_SENSOR_SPECIFIC: u8 = 3;
+
+pub const ENUMERATIONS: &[(&str, &str, EnumValue)] = &[
+    (
+        "trigger_analog_type",
+        "abs_ge",
+        EnumValue::Single(TT_ABS_GE as i64),
+    ),
+    ("trigger_analog_type", "gt", EnumValue::Single(TT_GT as i64)),
+    (
+        "trigger_analog_type",
+        "diff_peak_gt",
+        EnumValue::Single(TT_DIFF_PEAK_GT as i64),
+    ),
+    (
+        "trigger_analog_error:",
+        "RAW_RANGE",
+        EnumValue::Single(TE_RAW_RANGE as i64),
+    ),
+    (
+        "trigger_analog_error:",
+        "OVERFLOW",
+        EnumValue::Single(TE_OVERFLOW as i64),
+    ),
+    (
+        "trigger_analog_error:",
+        "MONITOR",
+        EnumValue::Single(TE_MONITOR as i64),
+    ),
+    (
+        "trigger_analog_error:",
+        "SENSOR_SPECIFIC",
+        EnumValue::Single(TE_SENSOR_SPECIFIC as i64),
+    ),
+];
+
+#[derive(Debug, Clone, Default)]
+pub struct TriggerAnalog {
+    raw_min: i32,
+    raw_max: i32,
+    /// The sos_filter (index in the probe group's state).
+    sf: usize,
+    trigger_value: i32,
+    trigger_peak: i32,
+    trigger_type: u8,
+    flags: u8,
+    trigger_reason: u8,
+    error_reason: u8,
+    ts: Option<usize>,
+    homing_clock: u32,
+    monitor_max: u8,
+    monitor_count: u8,
+    monitor_ticks: u32,
+}
+
+/// The trigger_analog an oid names.
+pub fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
+    mcu.oid_lookup(oid, KIND).map(|i| i as usize)
+}
+
+fn trigger_ts(mcu: &mut Mcu, ts: Option<usize>, reason: u8) {
+    if let Some(t) = ts {
+        trsync::do_trigger(mcu, t, reason);
+    }
+}
+
+/// The monitor timer: end homing when no sample arrived for
+/// `monitor_max` periods.
+pub fn run_timer(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
+    let ta = &mut mcu.probe.trigger_analogs[i];
+    if ta.flags & TA_CAN_TRIGGER == 0 {
+        return TimerResult::Done;
+    }
+    if ta.monitor_count > ta.monitor_max {
+        let (ts, reason) = (ta.ts, ta.error_reason.wrapping_add(TE_MONITOR));
+        trigger_ts(mcu, ts, reason);
+        return TimerResult::Done;
+    }
+    ta.monitor_count = ta.monitor_count.wrapping_add(1);
+    TimerResult::Reschedule(waketime.wrapping_add(ta.monitor_ticks))
+}
+
+fn check_trigger(ta: &mut TriggerAnalog, value: i32) -> bool {
+    match ta.trigger_type {
+        TT_ABS_GE => value.unsigned_abs() >= ta.trigger_value as u32,
+        TT_GT => value > ta.trigger_value,
+        TT_DIFF_PEAK_GT => {
+            if value > ta.trigger_peak {
+                ta.trigger_peak = value;
+                return false;
+            }
+            let delta = (ta.trigger_peak as u32).wrapping_sub(value as u32);
+            delta > ta.trigger_value as u32
+        }
+        _ => false,
+    }
+}
+
+fn cancel_homing(mcu: &mut Mcu, i: usize, code: u8) {
+    let ta = &mut mcu.probe.trigger_analogs[i];
+    if ta.flags & TA_CAN_TRIGGER == 0 {
+        return;
+    }
+    ta.flags = 0;
+    let (ts, reason) = (ta.ts, ta.error_reason.wrapping_add(code));
+    trigger_ts(mcu, ts, reason);
+}
+
+/// A sensor reports its own error (`sensor_code`, its enumeration).
+pub fn note_error(mcu: &mut Mcu, ta: Option<usize>, sensor_code: u8) {
+    if let Some(i) = ta {
+        cancel_homing(mcu, i, sensor_code.wrapping_add(TE_SENSOR_SPECIFIC));
+    }
+}
+
+/// A new raw sample for trigger_analog `i`.
+pub fn update(mcu: &mut Mcu, i: usize, sample: i32) {
+    let Some(ta) = mcu.probe.trigger_analogs.get(i) else {
+        return;
+    };
+    let mut flags = ta.flags;
+    if flags & TA_CAN_TRIGGER == 0 {
+        return;
+    }
+    let time = mcu.clock.now();
+    if flags & TA_AWAIT_HOMING != 0 && crate::clock::is_before(time, ta.homing_clock) {
+        return;
+    }
+    flags &= !TA_AWAIT_HOMING;
+    let sf = ta.sf;
+    let (raw_min, raw_max) = (ta.raw_min, ta.raw_max);
+    mcu.probe.trigger_analogs[i].monitor_count = 0;
+    if sample < raw_min || sample > raw_max {
+        cancel_homing(mcu, i, TE_RAW_RANGE);
+        return;
+    }
+    let Ok(filtered) = mcu.probe.sos_filters[sf].apply(sample) else {
+        cancel_homing(mcu, i, TE_OVERFLOW);
+        return;
+    };
+    let ta = &mut mcu.probe.trigger_analogs[i];
+    if check_trigger(ta, filtered) {
+        flags = 0;
+        ta.homing_clock = time;
+        ta.flags = flags;
+        let (ts, reason) = (ta.ts, ta.trigger_reason);
+        trigger_ts(mcu, ts, reason);
+        return;
+    }
+    ta.flags = flags;
+}
+
+fn config_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let sf = sos_filter::lookup(mcu, a.get(1))?;
+    let index = mcu.probe.trigger_analogs.len() as u16;
+    mcu.oid_alloc(a.get(0), KIND, index)?;
+    mcu.probe.trigger_analogs.push(TriggerAnalog {
+        sf,
+        ..Default::default()
+    });
+    Ok(())
+}
+
+fn trigger_analog_set_raw_range(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let i = lookup(mcu, a.get(0))?;
+    let ta = &mut mcu.probe.trigger_analogs[i];
+    ta.raw_min = a.get(1) as i32;
+    ta.raw_max = a.get(2) as i32;
+    Ok(())
+}
+
+fn trigger_analog_set_trigger(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let i = lookup(mcu, a.get(0))?;
+    let ta = &mut mcu.probe.trigger_analogs[i];
+    ta.trigger_type = a.get(1) as u8;
+    ta.trigger_value = a.get(2) as i32;
+    Ok(())
+}
+
+fn trigger_analog_home(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let i = lookup(mcu, a.get(0))?;
+    let id = TimerId(TIMER_KIND | i as u32);
+    mcu.timers.remove(id);
+    let monitor_ticks = a.get(5);
+    mcu.probe.trigger_analogs[i].monitor_ticks = monitor_ticks;
+    if monitor_ticks == 0 {
+        let ta = &mut mcu.probe.trigger_analogs[i];
+        ta.flags = 0;
+        ta.ts = None;
+        return Ok(());
+    }
+    let ts = trsync::oid_lookup(mcu, a.get(1))?;
+    let clock = a.get(4);
+    let ta = &mut mcu.probe.trigger_analogs[i];
+    ta.ts = Some(ts);
+    ta.trigger_reason = a.get(2) as u8;
+    ta.error_reason = a.get(3) as u8;
+    ta.homing_clock = clock;
+    ta.monitor_max = a.get(6) as u8;
+    ta.monitor_count = 0;
+    ta.flags = TA_AWAIT_HOMING | TA_CAN_TRIGGER;
+    ta.trigger_peak = i32::MIN;
+    let now = mcu.clock.now();
+    mcu.timers.add(id, clock, now)
+}
+
+fn trigger_analog_query_state(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let i = lookup(mcu, a.get(0))?;
+    let ta = &mcu.probe.trigger_analogs[i];
+    let args = [
+        Arg::Int(a.get(0)),
+        Arg::Int((ta.flags & TA_CAN_TRIGGER != 0) as u32),
+        Arg::Int(ta.homing_clock),
+    ];
+    mcu.send(&TRIGGER_ANALOG_STATE, &args);
+    Ok(())
+}
+
+/// `analog_in_attach_trigger_analog`: feed an analog input's sums to a
+/// trigger_analog (the input lives in `adc.rs`).
+fn analog_in_attach_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    let ai = mcu.oid_lookup(a.get(0), ObjKind::AnalogIn)? as usize;
+    let ta = lookup(mcu, a.get(1))?;
+    mcu.analog_ins[ai].trigger_analog = Some(ta);
+    Ok(())
+}
+
+pub static COMMANDS: [Command; 6] = [
+    Command::new(
+        "config_trigger_analog oid=%c sos_filter_oid=%c",
+        0,
+        config_trigger_analog,
+    ),
+    Command::new(
+        "trigger_analog_set_raw_range oid=%c raw_min=%i raw_max=%i",
+        0,
+        trigger_analog_set_raw_range,
+    ),
+    Command::new(
+        "trigger_analog_set_trigger oid=%c trigger_analog_type=%c trigger_value=%i",
+        0,
+        trigger_analog_set_trigger,
+    ),
+    Command::new(
+        "trigger_analog_home oid=%c trsync_oid=%c trigger_reason=%c error_reason=%c clock=%u monitor_ticks=%u monitor_max=%u",
+        0,
+        trigger_analog_home,
+    ),
+    Command::new(
+        "trigger_analog_query_state oid=%c",
+        0,
+        trigger_analog_query_state,
+    ),
+    Command::new(
+        "analog_in_attach_trigger_analog oid=%c trigger_analog_oid=%c",
+        0,
+        analog_in_attach_trigger_analog,
+    ),
+];

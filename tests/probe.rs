@@ -1,0 +1,589 @@
+//! The probe group on the simulated board (`--sim`): `sos_filter` and
+//! `trigger_analog` (homing that triggers a trsync and stops a stepper,
+//! and its error reports), and the sensors that feed them — the HX711 on
+//! GPIO lines 56/57, the LDC1612 on i2c.1 0x2a (INTB on line 59) and the
+//! ADS1220 on spidev3.0 (DRDY on line 58) — streaming through
+//! sensor_bulk, checked against the reference's sensor_*.c semantics.
+
+mod simboard;
+
+use std::time::Duration;
+
+use klipper_protocol::dictionary::Json;
+use simboard::{diff, ms, Board};
+
+const HX_DOUT: u32 = 56;
+const HX_SCLK: u32 = 57;
+const ADS_DRDY: u32 = 58;
+const LDC_INTB: u32 = 59;
+const STEP: u32 = 50;
+const DIR: u32 = 51;
+/// The streaming tests run the simulated HX711 at 20 SPS and poll at ten
+/// times that, as klippy does. After a poll finds a sample the next one
+/// comes 8 polls later (0.8 conversions); a sample still unread then is
+/// flagged as a read taking too long (an error sample, as the
+/// reference). At 20 SPS that leaves 40 ms, so that a loaded test machine
+/// stalling the MCU for a few milliseconds does not produce one.
+const HX_SPS: u32 = 20;
+const HX_REST: u32 = 50_000_000 / (10 * HX_SPS);
+
+fn samples_le(data: &[u8]) -> Vec<i32> {
+    data.chunks(4)
+        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// Collect `sensor_bulk_data` of `oid` until `n` samples arrived.
+fn collect(b: &mut Board, oid: i64, n: usize) -> Vec<(i64, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut got = 0;
+    while got < n {
+        let r = b.wait_msg_where("sensor_bulk_data", |r| r.int("oid") == oid);
+        got += r.bytes("data").len() / 4;
+        out.push((r.int("sequence"), r.bytes("data").to_vec()));
+    }
+    out
+}
+
+#[test]
+fn dictionary_carries_the_probe_messages() {
+    let b = Board::sim();
+    let d = b.dict();
+    for c in [
+        "config_sos_filter oid=%c max_sections=%c",
+        "sos_filter_set_section oid=%c section_idx=%c sos0=%i sos1=%i sos2=%i sos3=%i sos4=%i",
+        "sos_filter_set_state oid=%c section_idx=%c state0=%i state1=%i",
+        "sos_filter_set_offset_scale oid=%c offset=%i scale=%i scale_frac_bits=%c auto_offset=%c",
+        "sos_filter_set_active oid=%c n_sections=%c coeff_frac_bits=%c",
+        "config_trigger_analog oid=%c sos_filter_oid=%c",
+        "trigger_analog_set_raw_range oid=%c raw_min=%i raw_max=%i",
+        "trigger_analog_set_trigger oid=%c trigger_analog_type=%c trigger_value=%i",
+        "trigger_analog_home oid=%c trsync_oid=%c trigger_reason=%c error_reason=%c clock=%u monitor_ticks=%u monitor_max=%u",
+        "trigger_analog_query_state oid=%c",
+        "analog_in_attach_trigger_analog oid=%c trigger_analog_oid=%c",
+        "config_hx71x oid=%c gain_channel=%c dout_pin=%u sclk_pin=%u",
+        "hx71x_attach_trigger_analog oid=%c trigger_analog_oid=%c",
+        "query_hx71x oid=%c rest_ticks=%u",
+        "query_hx71x_status oid=%c",
+        "config_ads1220 oid=%c spi_oid=%c data_ready_pin=%u",
+        "ads1220_attach_trigger_analog oid=%c trigger_analog_oid=%c",
+        "query_ads1220 oid=%c rest_ticks=%u",
+        "query_ads1220_status oid=%c",
+        "config_ads131m0x oid=%c spi_oid=%c channel=%c num_channels=%c data_ready_pin=%u",
+        "ads131m0x_attach_trigger_analog oid=%c trigger_analog_oid=%c",
+        "query_ads131m0x oid=%c rest_ticks=%u",
+        "query_ads131m0x_status oid=%c",
+        "config_ldc1612 oid=%c i2c_oid=%c",
+        "config_ldc1612_with_intb oid=%c i2c_oid=%c intb_pin=%c",
+        "ldc1612_attach_trigger_analog oid=%c trigger_analog_oid=%c",
+        "query_ldc1612 oid=%c rest_ticks=%u",
+        "query_status_ldc1612 oid=%c",
+    ] {
+        let name = c.split(' ').next().unwrap();
+        let m = d
+            .commands
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} missing"));
+        assert_eq!(m.format.format, c);
+    }
+    let json = &b.dict().enumerations;
+    let e = |n: &str, k: &str| json.get(n).and_then(|v| v.get(k)).and_then(Json::as_i64);
+    assert_eq!(e("trigger_analog_type", "diff_peak_gt"), Some(2));
+    assert_eq!(e("trigger_analog_error:", "SENSOR_SPECIFIC"), Some(3));
+    assert_eq!(e("ldc1612_error:", "INVALID_READ_DATA"), Some(3));
+    assert_eq!(e("ads131m0x_error:", "SENSOR_ERROR_RESET"), Some(2));
+}
+
+#[test]
+fn hx71x_streams_every_conversion_in_framed_messages() {
+    let mut b = Board::sim();
+    b.configure(
+        1,
+        &[format!(
+            "config_hx71x oid=0 gain_channel=1 dout_pin={HX_DOUT} sclk_pin={HX_SCLK}"
+        )],
+    );
+    assert_eq!(b.get(HX_SCLK).level, 1, "chip powered down until queried");
+    assert_eq!(b.get(HX_DOUT).bias, "pull-up");
+    assert_eq!(b.ctl(&format!("chip hx71x rate {HX_SPS}")), "ok");
+    assert_eq!(b.ctl("chip hx71x load 1000"), "ok");
+    assert_eq!(b.ctl("chip hx71x ramp -3"), "ok");
+    b.send(&format!("query_hx71x oid=0 rest_ticks={HX_REST}"));
+    // 24 samples in a little over a second, 12 per message.
+    let msgs = collect(&mut b, 0, 24);
+    let seqs: Vec<i64> = msgs.iter().map(|m| m.0).collect();
+    assert_eq!(seqs, (0..seqs.len() as i64).collect::<Vec<_>>());
+    for m in &msgs {
+        assert_eq!(m.1.len(), 48, "12 samples of 4 bytes per message");
+    }
+    let all: Vec<i32> = msgs.iter().flat_map(|m| samples_le(&m.1)).collect();
+    // Conversion k holds 1000 - 3k: none repeated, and any skipped
+    // (only when the MCU was stalled longer than a conversion) is one the
+    // chip counts as never read.
+    let mut skipped = 0;
+    for w in all.windows(2) {
+        let d = w[0] - w[1];
+        assert!(d > 0 && d % 3 == 0, "{all:?}");
+        skipped += d / 3 - 1;
+    }
+    let st = b.request("query_hx71x_status oid=0", "sensor_bulk_status");
+    assert!(st.int("possible_overflows") <= 2, "{st:?}");
+    assert!(st.int("next_sequence") >= 2, "{st:?}");
+    assert!(
+        st.int("buffered") % 4 == 0 && st.int("buffered") <= 52,
+        "{st:?}"
+    );
+    let chip = b.ctl("chip hx71x status");
+    assert!(chip.contains("gain_pulses=1"), "{chip}");
+    let missed: i32 = chip
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("missed="))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(skipped <= missed, "{skipped} skipped, chip says {chip}");
+    assert!(missed <= 2, "{chip}");
+    // Stop: SCLK high powers the chip down; no more data.
+    b.send("query_hx71x oid=0 rest_ticks=0");
+    b.settle(Duration::from_millis(50));
+    assert_eq!(b.get(HX_SCLK).level, 1);
+    b.take_all("sensor_bulk_data");
+    b.settle(Duration::from_millis(300));
+    assert!(b.take_all("sensor_bulk_data").is_empty());
+    b.assert_not_shutdown();
+}
+
+#[test]
+fn hx71x_desync_is_reported_until_restarted() {
+    let mut b = Board::sim();
+    b.configure(
+        1,
+        &[format!(
+            "config_hx71x oid=0 gain_channel=2 dout_pin={HX_DOUT} sclk_pin={HX_SCLK}"
+        )],
+    );
+    b.ctl(&format!("chip hx71x rate {HX_SPS}"));
+    b.ctl("chip hx71x load -5000");
+    b.send(&format!("query_hx71x oid=0 rest_ticks={HX_REST}"));
+    let first = collect(&mut b, 0, 12);
+    assert!(samples_le(&first[0].1).iter().all(|&v| v == -5000));
+    assert!(b.ctl("chip hx71x status").contains("gain_pulses=2"));
+    b.ctl("chip hx71x glitch");
+    let later = collect(&mut b, 0, 12);
+    let all: Vec<i32> = later.iter().flat_map(|m| samples_le(&m.1)).collect();
+    let k = all
+        .iter()
+        .position(|&v| v as u32 == 0x8000_0000)
+        .expect("a desync error sample");
+    assert!(
+        all[k..].iter().all(|&v| v as u32 == 0x8000_0000),
+        "errors repeat until reset: {all:?}"
+    );
+    // A new query clears the error.
+    b.send(&format!("query_hx71x oid=0 rest_ticks={HX_REST}"));
+    b.settle(Duration::from_millis(30));
+    b.take_all("sensor_bulk_data");
+    let m = collect(&mut b, 0, 12);
+    assert_eq!(m[0].0, 0, "sequence restarts");
+    assert!(samples_le(&m[0].1).iter().all(|&v| v == -5000));
+}
+
+/// Stepper 0, trsync 1, sos_filter 2, trigger_analog 3, hx71x 4.
+fn hx_homing_board(extra: &[String]) -> Board {
+    let mut b = Board::sim();
+    let mut cmds = vec![
+        format!(
+            "config_stepper oid=0 step_pin={STEP} dir_pin={DIR} invert_step=0 step_pulse_ticks=100"
+        ),
+        "config_trsync oid=1".into(),
+        "config_sos_filter oid=2 max_sections=2".into(),
+        "config_trigger_analog oid=3 sos_filter_oid=2".into(),
+        format!("config_hx71x oid=4 gain_channel=1 dout_pin={HX_DOUT} sclk_pin={HX_SCLK}"),
+        "sos_filter_set_offset_scale oid=2 offset=0 scale=1 scale_frac_bits=0 auto_offset=1".into(),
+        "sos_filter_set_active oid=2 n_sections=0 coeff_frac_bits=29".into(),
+        "trigger_analog_set_raw_range oid=3 raw_min=-8388608 raw_max=8388607".into(),
+        "trigger_analog_set_trigger oid=3 trigger_analog_type=0 trigger_value=5000".into(),
+    ];
+    cmds.extend(extra.iter().cloned());
+    b.configure(5, &cmds);
+    b.send("hx71x_attach_trigger_analog oid=4 trigger_analog_oid=3");
+    b.ctl("chip hx71x rate 100");
+    b.ctl("chip hx71x load 20000");
+    b.send(&format!("query_hx71x oid=4 rest_ticks={}", ms(4)));
+    b
+}
+
+/// Arm homing at now+100 ms and start a 2000-step move; returns t0.
+fn start_homing(b: &mut Board, monitor_max: u32) -> u32 {
+    let t0 = b.clock().wrapping_add(ms(100));
+    b.send_all(&[
+        format!(
+            "trsync_start oid=1 report_clock={t0} report_ticks={} expire_reason=4",
+            ms(20)
+        ),
+        "stepper_stop_on_trigger oid=0 trsync_oid=1".into(),
+        format!(
+            "trsync_set_timeout oid=1 clock={}",
+            t0.wrapping_add(ms(10_000))
+        ),
+        format!(
+            "trigger_analog_home oid=3 trsync_oid=1 trigger_reason=1 error_reason=10 \
+             clock={t0} monitor_ticks={} monitor_max={monitor_max}",
+            ms(10)
+        ),
+        format!("reset_step_clock oid=0 clock={t0}"),
+        "set_next_step_dir oid=0 dir=1".into(),
+        format!("queue_step oid=0 interval={} count=2000 add=0", ms(1)),
+    ]);
+    t0
+}
+
+#[test]
+fn trigger_analog_homing_stops_the_stepper_when_the_load_crosses() {
+    let mut b = hx_homing_board(&[]);
+    let t0 = start_homing(&mut b, 20);
+    let q = b.request("trigger_analog_query_state oid=3", "trigger_analog_state");
+    assert_eq!((q.int("homing"), q.int("homing_clock") as u32), (1, t0));
+    b.wait_until_clock(t0.wrapping_add(ms(80)));
+    assert!(b.get(STEP).rises >= 50);
+    // Still homing: the tare (auto offset) absorbed the 20000 preload.
+    let q = b.request("trigger_analog_query_state oid=3", "trigger_analog_state");
+    assert_eq!(q.int("homing"), 1);
+    // 4000 counts over the tare: below the trigger; then 6000: above.
+    b.ctl("chip hx71x load 24000");
+    b.settle(Duration::from_millis(40));
+    assert_eq!(
+        b.request("trigger_analog_query_state oid=3", "trigger_analog_state")
+            .int("homing"),
+        1
+    );
+    let before = b.sim_clock();
+    b.ctl("chip hx71x load 26000");
+    let r = b.wait_msg_where("trsync_state", |r| r.int("can_trigger") == 0);
+    assert_eq!(r.int("trigger_reason"), 1, "{r:?}");
+    let q = b.request("trigger_analog_query_state oid=3", "trigger_analog_state");
+    assert_eq!(q.int("homing"), 0);
+    let hc = q.int("homing_clock") as u32;
+    assert!(
+        diff(hc, before) > -(ms(2) as i64) && diff(hc, before) < ms(50) as i64,
+        "homing_clock {hc} vs load change {before}"
+    );
+    let st = b.get(STEP);
+    assert!(st.rises > 50 && st.rises < 2000, "stopped mid-move: {st:?}");
+    b.settle(Duration::from_millis(50));
+    assert_eq!(b.get(STEP).rises, st.rises, "no steps after the trigger");
+    b.assert_not_shutdown();
+}
+
+#[test]
+fn trigger_analog_reports_raw_range_overflow_and_monitor_errors() {
+    // Raw range: a reading outside [raw_min, raw_max] ends homing with
+    // error_reason + RAW_RANGE (0).
+    let mut b = hx_homing_board(&[
+        "trigger_analog_set_raw_range oid=3 raw_min=-30000 raw_max=30000".into(),
+    ]);
+    start_homing(&mut b, 20);
+    b.settle(Duration::from_millis(150));
+    b.ctl("chip hx71x load 40000");
+    let r = b.wait_msg_where("trsync_state", |r| r.int("can_trigger") == 0);
+    assert_eq!(r.int("trigger_reason"), 10, "{r:?}");
+    drop(b);
+
+    // Overflow: the scale multiply leaves 32 bits -> error_reason + 1.
+    let mut b = hx_homing_board(&[
+        "sos_filter_set_offset_scale oid=2 offset=0 scale=1073741824 scale_frac_bits=0 auto_offset=0"
+            .into(),
+    ]);
+    start_homing(&mut b, 20);
+    let r = b.wait_msg_where("trsync_state", |r| r.int("can_trigger") == 0);
+    assert_eq!(r.int("trigger_reason"), 11, "{r:?}");
+    drop(b);
+
+    // Monitor: the sensor stops -> error_reason + 2 after monitor_max
+    // periods without a sample.
+    let mut b = hx_homing_board(&[]);
+    let t0 = start_homing(&mut b, 3);
+    b.wait_until_clock(t0.wrapping_add(ms(30)));
+    b.send("query_hx71x oid=4 rest_ticks=0");
+    let stopped = b.clock();
+    let r = b.wait_msg_where("trsync_state", |r| r.int("can_trigger") == 0);
+    assert_eq!(r.int("trigger_reason"), 12, "{r:?}");
+    let late = diff(r.int("clock") as u32, stopped);
+    assert!(
+        late > 0 && late < ms(200) as i64,
+        "monitor fired {late} ticks after the sensor stopped"
+    );
+    b.assert_not_shutdown();
+}
+
+#[test]
+fn diff_peak_trigger_and_filter_section_checks() {
+    // diff_peak_gt: triggers when the value falls more than trigger_value
+    // below its running peak.
+    let mut b = hx_homing_board(&[
+        "trigger_analog_set_trigger oid=3 trigger_analog_type=2 trigger_value=3000".into(),
+    ]);
+    start_homing(&mut b, 20);
+    b.settle(Duration::from_millis(150));
+    b.ctl("chip hx71x load 30000"); // peak +10000
+    b.settle(Duration::from_millis(60));
+    b.ctl("chip hx71x load 28000"); // 2000 below the peak
+    b.settle(Duration::from_millis(60));
+    assert_eq!(
+        b.request("trigger_analog_query_state oid=3", "trigger_analog_state")
+            .int("homing"),
+        1
+    );
+    b.ctl("chip hx71x load 26000"); // 4000 below
+    let r = b.wait_msg_where("trsync_state", |r| r.int("can_trigger") == 0);
+    assert_eq!(r.int("trigger_reason"), 1, "{r:?}");
+    // A section index past max_sections shuts down, as the reference.
+    b.send("sos_filter_set_section oid=2 section_idx=2 sos0=1 sos1=0 sos2=0 sos3=0 sos4=0");
+    let (_, why) = b.wait_shutdown();
+    assert_eq!(why, "Filter section index larger than max_sections");
+}
+
+#[test]
+fn sos_filter_low_pass_delays_the_trigger() {
+    // The 20 Hz low-pass of the unit test's model (Q2, 29 fractional
+    // bits) at 100 SPS: a step of 10000 counts reaches the 5000 trigger
+    // only after several samples, while a short spike does not.
+    let mut b = hx_homing_board(&[
+        "sos_filter_set_section oid=2 section_idx=0 sos0=10782174 sos1=21564349 sos2=10782174 sos3=-838065198 sos4=344322985".into(),
+        "sos_filter_set_state oid=2 section_idx=0 state0=0 state1=0".into(),
+        "sos_filter_set_active oid=2 n_sections=1 coeff_frac_bits=29".into(),
+    ]);
+    start_homing(&mut b, 20);
+    b.settle(Duration::from_millis(200));
+    b.ctl("chip hx71x load 30000");
+    std::thread::sleep(Duration::from_millis(8));
+    b.ctl("chip hx71x load 20000");
+    b.settle(Duration::from_millis(100));
+    assert_eq!(
+        b.request("trigger_analog_query_state oid=3", "trigger_analog_state")
+            .int("homing"),
+        1,
+        "a one-sample spike is filtered out"
+    );
+    b.ctl("chip hx71x load 30000");
+    let r = b.wait_msg_where("trsync_state", |r| r.int("can_trigger") == 0);
+    assert_eq!(r.int("trigger_reason"), 1, "{r:?}");
+}
+
+fn ldc_board(intb: bool) -> Board {
+    let mut b = Board::sim();
+    let cfg = if intb {
+        format!("config_ldc1612_with_intb oid=1 i2c_oid=0 intb_pin={LDC_INTB}")
+    } else {
+        "config_ldc1612 oid=1 i2c_oid=0".into()
+    };
+    b.configure(
+        2,
+        &[
+            "config_i2c oid=0".into(),
+            "i2c_set_bus oid=0 i2c_bus=1 rate=400000 address=42".into(),
+            cfg,
+        ],
+    );
+    // As klippy: check the ids, then wake the chip.
+    let id = b.request("i2c_read oid=0 reg=7e read_len=4", "i2c_read_response");
+    assert_eq!(id.bytes("response"), &[0x54, 0x49, 0x30, 0x55]);
+    b.send("i2c_write oid=0 data=1a1601");
+    b
+}
+
+fn samples_be(data: &[u8]) -> Vec<u32> {
+    data.chunks(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+#[test]
+fn ldc1612_streams_with_and_without_intb() {
+    for intb in [false, true] {
+        let mut b = ldc_board(intb);
+        b.ctl("chip ldc1612 raw 12345678");
+        // 250 Hz; poll as klippy does (about 2x the rate without INTB).
+        let rest = if intb {
+            50_000_000 / 2500
+        } else {
+            50_000_000 / 500
+        };
+        b.send(&format!("query_ldc1612 oid=1 rest_ticks={rest}"));
+        let msgs = collect(&mut b, 1, 48);
+        let seqs: Vec<i64> = msgs.iter().map(|m| m.0).collect();
+        assert_eq!(seqs, (0..seqs.len() as i64).collect::<Vec<_>>());
+        for m in &msgs {
+            assert_eq!(m.1.len(), 48);
+            assert!(samples_be(&m.1).iter().all(|&v| v == 12345678), "{m:?}");
+        }
+        // Polling faster than the chip converts: a poll that finds the
+        // previous sample still unread counts as a possible overflow, which
+        // only a stalled MCU would show; the chip's count of conversions
+        // never read is what matters.
+        let st = b.request("query_status_ldc1612 oid=1", "sensor_bulk_status");
+        assert!(st.int("next_sequence") >= seqs.len() as i64, "{st:?}");
+        let chip = b.ctl("chip ldc1612 status");
+        assert!(
+            chip.contains("missed=0") || chip.contains("missed=1"),
+            "intb={intb}: {chip}"
+        );
+        if intb {
+            assert_eq!(st.int("query_ticks"), 0, "INTB status needs no bus query");
+        }
+        // A NACKing chip: error samples 0xffff0001 (I2C_STATUS_ERROR).
+        b.ctl("chip ldc1612 nack 1");
+        b.settle(Duration::from_millis(30));
+        b.take_all("sensor_bulk_data");
+        if !intb {
+            let m = collect(&mut b, 1, 12);
+            assert!(
+                samples_be(&m[0].1).iter().all(|&v| v == 0xffff_0001),
+                "{m:?}"
+            );
+        }
+        b.ctl("chip ldc1612 nack 0");
+        b.send("query_ldc1612 oid=1 rest_ticks=0");
+        b.assert_not_shutdown();
+    }
+}
+
+#[test]
+fn ldc1612_homing_triggers_on_frequency_and_reports_sensor_errors() {
+    let mut b = Board::sim();
+    b.configure(
+        6,
+        &[
+            format!(
+                "config_stepper oid=0 step_pin={STEP} dir_pin={DIR} invert_step=0 step_pulse_ticks=100"
+            ),
+            "config_trsync oid=1".into(),
+            "config_sos_filter oid=2 max_sections=1".into(),
+            "config_trigger_analog oid=3 sos_filter_oid=2".into(),
+            "config_i2c oid=4".into(),
+            "i2c_set_bus oid=4 i2c_bus=1 rate=400000 address=42".into(),
+            "config_ldc1612 oid=5 i2c_oid=4".into(),
+            "sos_filter_set_offset_scale oid=2 offset=0 scale=1 scale_frac_bits=0 auto_offset=0"
+                .into(),
+            "sos_filter_set_active oid=2 n_sections=0 coeff_frac_bits=0".into(),
+            "trigger_analog_set_raw_range oid=3 raw_min=0 raw_max=268435455".into(),
+            "trigger_analog_set_trigger oid=3 trigger_analog_type=1 trigger_value=20000000"
+                .into(),
+        ],
+    );
+    b.send("ldc1612_attach_trigger_analog oid=5 trigger_analog_oid=3");
+    b.send("i2c_write oid=4 data=1a1601");
+    b.ctl("chip ldc1612 raw 15000000");
+    b.send(&format!(
+        "query_ldc1612 oid=5 rest_ticks={}",
+        50_000_000 / 500
+    ));
+    let t0 = start_homing(&mut b, 20);
+    b.wait_until_clock(t0.wrapping_add(ms(50)));
+    assert_eq!(
+        b.request("trigger_analog_query_state oid=3", "trigger_analog_state")
+            .int("homing"),
+        1
+    );
+    // The nozzle nears the bed: the frequency rises past the trigger.
+    b.ctl("chip ldc1612 raw 21000000");
+    let r = b.wait_msg_where("trsync_state", |r| r.int("can_trigger") == 0);
+    assert_eq!(r.int("trigger_reason"), 1, "{r:?}");
+    let st = b.get(STEP);
+    assert!(st.rises > 20 && st.rises < 2000, "{st:?}");
+
+    // Error bits in the data: error_reason + SENSOR_SPECIFIC + 0.
+    b.ctl("chip ldc1612 raw 15000000");
+    start_homing(&mut b, 20);
+    b.settle(Duration::from_millis(150));
+    b.ctl("chip ldc1612 errbits 8");
+    let r = b.wait_msg_where("trsync_state", |r| r.int("can_trigger") == 0);
+    assert_eq!(r.int("trigger_reason"), 13, "{r:?}");
+    b.ctl("chip ldc1612 errbits 0");
+
+    // A NACK: error_reason + SENSOR_SPECIFIC + I2C_STATUS_ERROR.
+    start_homing(&mut b, 20);
+    b.settle(Duration::from_millis(150));
+    b.ctl("chip ldc1612 nack 1");
+    let r = b.wait_msg_where("trsync_state", |r| r.int("can_trigger") == 0);
+    assert_eq!(r.int("trigger_reason"), 14, "{r:?}");
+    b.assert_not_shutdown();
+}
+
+#[test]
+fn ads1220_streams_its_conversions() {
+    let mut b = Board::sim();
+    b.configure(
+        2,
+        &[
+            "config_spi_without_cs oid=0".into(),
+            "spi_set_bus oid=0 spi_bus=768 mode=1 rate=512000".into(),
+            format!("config_ads1220 oid=1 spi_oid=0 data_ready_pin={ADS_DRDY}"),
+        ],
+    );
+    // As klippy: reset, check the reset state, set 330 SPS continuous,
+    // read it back, start.
+    b.send("spi_send oid=0 data=06");
+    let r = b.request(
+        "spi_transfer oid=0 data=2300000000",
+        "spi_transfer_response",
+    );
+    assert_eq!(&r.bytes("response")[1..], &[0, 0, 0, 0]);
+    b.send("spi_send oid=0 data=4301840000");
+    let r = b.request(
+        "spi_transfer oid=0 data=2300000000",
+        "spi_transfer_response",
+    );
+    assert_eq!(&r.bytes("response")[1..], &[0x01, 0x84, 0, 0]);
+    b.ctl("chip ads1220 load -123456");
+    b.send("spi_send oid=0 data=08");
+    b.send(&format!(
+        "query_ads1220 oid=1 rest_ticks={}",
+        50_000_000 / 3300
+    ));
+    let msgs = collect(&mut b, 1, 48);
+    for (k, m) in msgs.iter().enumerate() {
+        assert_eq!(m.0, k as i64);
+        assert_eq!(m.1.len(), 48);
+        assert!(samples_le(&m.1).iter().all(|&v| v == -123456), "{m:?}");
+    }
+    let st = b.request("query_ads1220_status oid=1", "sensor_bulk_status");
+    assert!(st.int("next_sequence") >= msgs.len() as i64, "{st:?}");
+    let chip = b.ctl("chip ads1220 status");
+    assert!(
+        chip.contains("missed=0") || chip.contains("missed=1"),
+        "{chip}"
+    );
+    b.send("query_ads1220 oid=1 rest_ticks=0");
+    b.assert_not_shutdown();
+}
+
+#[test]
+fn bad_configurations_shut_down() {
+    let mut b = Board::sim();
+    b.send_all(&[
+        "allocate_oids count=3".into(),
+        format!("config_hx71x oid=0 gain_channel=5 dout_pin={HX_DOUT} sclk_pin={HX_SCLK}"),
+    ]);
+    assert_eq!(b.wait_shutdown().1, "HX71x gain/channel out of range 1-4");
+    let mut b = Board::sim();
+    b.send_all(&[
+        "allocate_oids count=3".into(),
+        "config_spi_without_cs oid=0".into(),
+        format!(
+            "config_ads131m0x oid=1 spi_oid=0 channel=2 num_channels=2 data_ready_pin={ADS_DRDY}"
+        ),
+    ]);
+    assert_eq!(
+        b.wait_shutdown().1,
+        "Invalid ads131m0x channels configuration"
+    );
+    let mut b = Board::sim();
+    b.send_all(&[
+        "allocate_oids count=3".into(),
+        "config_sos_filter oid=0 max_sections=1".into(),
+        "config_trigger_analog oid=1 sos_filter_oid=0".into(),
+        // oid 1 is no analog input.
+        "analog_in_attach_trigger_analog oid=1 trigger_analog_oid=1".into(),
+    ]);
+    assert_eq!(b.wait_shutdown().1, "Invalid oid type");
+}
