@@ -372,6 +372,11 @@ fn run(
         mcu.stats_update(start, cur);
         console.flush(&mut mcu.out);
 
+        // A pass that does not sleep cannot know what arrived meanwhile:
+        // look at the input on the next pass, so a busy stretch (fast
+        // stepping) never holds back the host's commands.
+        input_ready = true;
+        sim_ready = true;
         // A task that woke itself (more data waiting) runs again at once.
         if mcu.tasks != 0 {
             continue;

@@ -621,3 +621,32 @@ fn flood_of_nops() {
     assert!(!m.has_msg("shutdown"), "{:?}", m.msgs);
     assert_eq!(m.config().int("is_shutdown"), 0);
 }
+
+/// Commands are still read while the loop is busy with timers that never
+/// leave it time to sleep (fast stepping): a `get_clock` sent in the middle
+/// of a two-second step burst is answered long before the burst ends.
+#[test]
+fn commands_are_read_during_a_step_burst() {
+    let mut m = Mcu::start_with(&["--sim"]);
+    m.identify();
+    m.send("allocate_oids count=1");
+    m.send("config_stepper oid=0 step_pin=110 dir_pin=111 invert_step=-1 step_pulse_ticks=0");
+    m.send("finalize_config crc=0");
+    let now = m.request("get_clock", "clock").int("clock") as u32;
+    let start = now.wrapping_add(5_000_000);
+    // 100 ticks a step (2 us): too close together for the loop to sleep.
+    m.send(&format!("reset_step_clock oid=0 clock={start}"));
+    m.send("queue_step oid=0 interval=100 count=65535 add=0");
+    m.send("queue_step oid=0 interval=100 count=65535 add=0");
+    m.send("queue_step oid=0 interval=100 count=65535 add=0");
+    // Well inside the burst (it runs from 0.1 s to 0.49 s after `now`).
+    std::thread::sleep(Duration::from_millis(200));
+    let c = m.request("get_clock", "clock").int("clock") as u32;
+    let end = start.wrapping_add(3 * 65535 * 100);
+    assert!(
+        (c.wrapping_sub(end) as i32) < 0,
+        "get_clock was answered only after the burst ({c} >= {end})"
+    );
+    let cfg = m.config();
+    assert_eq!(cfg.int("is_shutdown"), 0, "{}", m.stderr());
+}
