@@ -254,6 +254,8 @@ fn main() {
 
 /// Timers due within this many ticks are waited for by spinning.
 const TIMER_MIN_TRY_TICKS: u32 = from_us(2);
+/// How often a loop too busy to sleep still looks at its input.
+const INPUT_CHECK_TICKS: u32 = from_us(50);
 /// Timers run back to back before the loop looks at its input again.
 const TIMER_REPEAT_COUNT: u32 = 20;
 
@@ -337,6 +339,7 @@ fn run(
 ) {
     let fd = console.raw_fd();
     let (mut input_ready, mut sim_ready) = (true, true);
+    let mut last_input_check = mcu.clock.now();
     let mut margin = WakeMargin {
         ticks: TIMER_MIN_TRY_TICKS,
     };
@@ -358,11 +361,14 @@ fn run(
         // costs no system call for input.
         if input_ready {
             console.process_input(mcu);
+            last_input_check = start;
+            input_ready = false;
         }
         if sim_ready {
             if let Some(c) = sim.as_deref_mut() {
                 c.poll();
             }
+            sim_ready = false;
         }
         mcu.run_tasks();
         if let Some(w) = watchdog.as_deref_mut() {
@@ -373,10 +379,13 @@ fn run(
         console.flush(&mut mcu.out);
 
         // A pass that does not sleep cannot know what arrived meanwhile:
-        // look at the input on the next pass, so a busy stretch (fast
-        // stepping) never holds back the host's commands.
-        input_ready = true;
-        sim_ready = true;
+        // look at the input again after INPUT_CHECK_TICKS, so a busy
+        // stretch (fast stepping) never holds back the host's commands,
+        // without a system call on every pass.
+        if cur.wrapping_sub(last_input_check) >= INPUT_CHECK_TICKS {
+            input_ready = true;
+            sim_ready = true;
+        }
         // A task that woke itself (more data waiting) runs again at once.
         if mcu.tasks != 0 {
             continue;
