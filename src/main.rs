@@ -259,7 +259,6 @@ const INPUT_CHECK_TICKS: u32 = from_us(50);
 /// Timers run back to back before the loop looks at its input again.
 const TIMER_REPEAT_COUNT: u32 = 20;
 
-/// Run due timers. Returns true if any ran.
 /// Most the loop wakes before a timer, to spin until it is due instead of
 /// paying the kernel's wake-up latency after it.
 const MAX_WAKE_MARGIN: u32 = from_us(50);
@@ -286,16 +285,20 @@ impl WakeMargin {
     }
 }
 
-/// Run due timers, spinning for one due within `spin` ticks. Returns true
-/// if any ran.
-fn run_timers(mcu: &mut Mcu, spin: u32) -> bool {
-    let mut ran = false;
+/// Run due timers, spinning for one due within `spin` ticks.
+fn run_timers(mcu: &mut Mcu, spin: u32) {
+    // Read the clock again only when the next timer is not already due by
+    // the last reading (back-to-back step events need no fresh reading).
+    let mut now = mcu.clock.now();
     for _ in 0..TIMER_REPEAT_COUNT {
         let Some(next) = mcu.timers.next_wake() else {
             break;
         };
-        let mut now = mcu.clock.now();
         let mut diff = next.wrapping_sub(now) as i32;
+        if diff > 0 {
+            now = mcu.clock.now();
+            diff = next.wrapping_sub(now) as i32;
+        }
         if diff > spin as i32 {
             break;
         }
@@ -310,7 +313,6 @@ fn run_timers(mcu: &mut Mcu, spin: u32) -> bool {
         let Some((waketime, id)) = mcu.timers.pop() else {
             break;
         };
-        ran = true;
         match mcu.run_timer(id, waketime) {
             Ok(TimerResult::Done) => {}
             Ok(TimerResult::Reschedule(t)) => mcu.timers.insert(id, t),
@@ -320,7 +322,6 @@ fn run_timers(mcu: &mut Mcu, spin: u32) -> bool {
             }
         }
     }
-    ran
 }
 
 /// Where the simulated board's control socket goes: beside the pty link.
