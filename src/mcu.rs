@@ -121,6 +121,8 @@ pub struct Mcu {
     pub display: display::State,
     /// Tasks woken (TASK_* bits).
     pub tasks: u32,
+    /// The oid the running command claimed, if any.
+    claimed_oid: Option<u8>,
 }
 
 impl Mcu {
@@ -164,6 +166,7 @@ impl Mcu {
             probe: Default::default(),
             display: Default::default(),
             tasks: 0,
+            claimed_oid: None,
         }
     }
 
@@ -301,6 +304,7 @@ impl Mcu {
         match self.oids.as_mut().and_then(|t| t.get_mut(oid as usize)) {
             Some(slot @ None) if !finalized => {
                 *slot = Some((kind, index));
+                self.claimed_oid = Some(oid as u8);
                 Ok(())
             }
             _ => Err(CANT_ASSIGN_OID),
@@ -343,7 +347,16 @@ impl Mcu {
                 self.report_shutdown();
                 continue;
             }
+            self.claimed_oid = None;
             if let Err(reason) = (cmd.handler)(self, &args) {
+                // A configuration that failed after claiming its oid may
+                // not have stored its object: release the oid, so a later
+                // lookup fails cleanly instead of finding nothing there.
+                if let Some(oid) = self.claimed_oid.take() {
+                    if let Some(slot) = self.oids.as_mut().and_then(|t| t.get_mut(oid as usize)) {
+                        *slot = None;
+                    }
+                }
                 self.shutdown(reason);
                 return;
             }

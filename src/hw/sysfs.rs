@@ -14,12 +14,18 @@ pub const ADC_READ_FAILED: Shutdown = Shutdown("Error on analog read");
 
 /// Tell stderr what failed, where, and what to do.
 pub fn report(path: &Path, what: &str, e: &std::io::Error) {
+    let p = path.to_string_lossy();
+    let overlay = if p.contains("/w1/") {
+        "dtoverlay=w1-gpio, and check the sensor's serial number"
+    } else if p.contains("/iio/") {
+        "an IIO ADC driver (e.g. dtoverlay=ads1015)"
+    } else {
+        "dtoverlay=pwm or pwm-2chan"
+    };
     let hint = match e.raw_os_error() {
-        Some(libc::ENOENT) => "the file is missing: enable the overlay (dtoverlay=pwm / an IIO ADC) and, in a container, mount /sys",
-        Some(libc::EACCES) | Some(libc::EPERM) => {
-            "permission denied: give this user write access (a udev rule for the gpio group), or run the container with /sys mounted read-write"
-        }
-        _ => "check the device",
+        Some(libc::ENOENT) => format!("the file is missing: enable {overlay} and, in a container, mount /sys"),
+        Some(libc::EACCES) | Some(libc::EPERM) => "permission denied: give this user access (a udev rule for the gpio group), or mount /sys read-write in the container".into(),
+        _ => "check the device".into(),
     };
     eprintln!("klipper_mcu: {what} {}: {e}; {hint}", path.display());
 }
