@@ -213,7 +213,6 @@ mod tests {
         assert_eq!(h.seq(), 1);
         // A response block split across reads, after garbage.
         let mut resp = vec![0u8];
-        Value::Int(0);
         vlq::push(0, &mut resp);
         resp.push(3);
         resp.extend_from_slice(b"abc");
