@@ -2,8 +2,9 @@
 //! `trigger_analog` (homing that triggers a trsync and stops a stepper,
 //! and its error reports), and the sensors that feed them — the HX711 on
 //! GPIO lines 56/57, the LDC1612 on i2c.1 0x2a (INTB on line 59) and the
-//! ADS1220 on spidev3.0 (DRDY on line 58) — streaming through
-//! sensor_bulk, checked against the reference's sensor_*.c semantics.
+//! ADS1220 on spidev3.0 (DRDY on line 58) and the ADS131M02 on spidev3.1
+//! (DRDY on line 50) — streaming through sensor_bulk, checked against the
+//! reference's sensor_*.c semantics.
 
 mod simboard;
 
@@ -16,6 +17,8 @@ const HX_DOUT: u32 = 56;
 const HX_SCLK: u32 = 57;
 const ADS_DRDY: u32 = 58;
 const LDC_INTB: u32 = 59;
+const A131_DRDY: u32 = 50;
+const A131_BUS: u32 = 3 * 256 + 1;
 const STEP: u32 = 50;
 const DIR: u32 = 51;
 /// The streaming tests run the simulated HX711 at 20 SPS and poll at ten
@@ -586,4 +589,301 @@ fn bad_configurations_shut_down() {
         "analog_in_attach_trigger_analog oid=1 trigger_analog_oid=1".into(),
     ]);
     assert_eq!(b.wait_shutdown().1, "Invalid oid type");
+}
+
+// ---------------------------------------------------------------------------
+// ADS131M0x
+
+/// An ADS131M0x SPI frame as klippy's driver builds one: 16-bit words in
+/// 24-bit slots, at least four of them.
+fn a131_frame(words: &[u16]) -> String {
+    let mut v: Vec<u8> = words
+        .iter()
+        .flat_map(|w| [(w >> 8) as u8, *w as u8, 0])
+        .collect();
+    v.resize(v.len().max(12), 0);
+    v.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One command frame through spi_transfer; the 16-bit response word (the
+/// answer to the previous frame's command).
+fn a131_cmd(b: &mut Board, spi: u32, cmd: u16) -> u16 {
+    let r = b.request(
+        &format!("spi_transfer oid={spi} data={}", a131_frame(&[cmd])),
+        "spi_transfer_response",
+    );
+    let d = r.bytes("response");
+    u16::from_be_bytes([d[0], d[1]])
+}
+
+fn a131_read_reg(b: &mut Board, spi: u32, reg: u16) -> u16 {
+    b.send(&format!(
+        "spi_send oid={spi} data={}",
+        a131_frame(&[0xa000 | reg << 7])
+    ));
+    a131_cmd(b, spi, 0)
+}
+
+fn a131_write_reg(b: &mut Board, spi: u32, reg: u16, v: u16) {
+    b.send(&format!(
+        "spi_send oid={spi} data={}",
+        a131_frame(&[0x6000 | reg << 7, v])
+    ));
+}
+
+/// klippy's start-up of the chip (ads131m0x.py reset_chip, setup_chip):
+/// the ID, RESET and its acknowledgement, MODE (24-bit words), CLOCK (the
+/// one channel used, the OSR), GAIN1 (128), CFG (no global chop), each
+/// read back, and STATUS.
+fn a131_klippy_setup(b: &mut Board, spi: u32, channel: u16, nch: u16, osr_code: u16) {
+    assert_eq!(a131_read_reg(b, spi, 0) >> 8, 0x20 | nch, "ID");
+    a131_cmd(b, spi, 0x0011);
+    assert_eq!(a131_cmd(b, spi, 0), 0xff20 | nch, "RESET acknowledged");
+    let gain = (0..nch).fold(0, |g, k| g | 7 << (4 * k));
+    for (reg, v) in [
+        (2, 0x0100),
+        (3, osr_code << 2 | 1 << (channel + 8) | 2),
+        (4, gain),
+        (6, 0),
+    ] {
+        a131_write_reg(b, spi, reg, v);
+        assert_eq!(a131_read_reg(b, spi, reg), v, "register {reg}");
+    }
+    assert_eq!(a131_read_reg(b, spi, 1) & 0xbffc, 0x0100, "STATUS");
+}
+
+/// SPI oid `base`, the ADS131M02 at `base + 1`, reading `channel`.
+fn a131_config(base: u32, channel: u32) -> Vec<String> {
+    let o = base;
+    vec![
+        format!("config_spi_without_cs oid={o}"),
+        format!("spi_set_bus oid={o} spi_bus={A131_BUS} mode=1 rate=4000000"),
+        format!(
+            "config_ads131m0x oid={} spi_oid={o} channel={channel} num_channels=2 \
+             data_ready_pin={A131_DRDY}",
+            o + 1
+        ),
+        format!("query_ads131m0x oid={} rest_ticks=0", o + 1),
+    ]
+}
+
+fn chip_count(chip: &str, key: &str) -> i64 {
+    chip.split_whitespace()
+        .find_map(|w| w.strip_prefix(key))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{key} in {chip}"))
+}
+
+/// OSR 16384 at the default 8.192 MHz: 250 SPS, polled ten times faster.
+const A131_REST: u32 = 50_000_000 / 2500;
+
+#[test]
+fn ads131m0x_starts_as_klippy_does_and_streams_its_channel() {
+    let mut b = Board::sim();
+    b.configure(2, &a131_config(0, 1));
+    a131_klippy_setup(&mut b, 0, 1, 2, 7);
+    assert!(b.ctl("chip ads131m0x status").contains("sps=250.0"));
+    // Not streaming: a conversion waiting (DRDY low) is reported as
+    // pending bytes; in standby DRDY stays high.
+    b.settle(Duration::from_millis(20));
+    let st = b.request("query_ads131m0x_status oid=1", "sensor_bulk_status");
+    assert_eq!(
+        (
+            st.int("buffered"),
+            st.int("next_sequence"),
+            st.int("query_ticks")
+        ),
+        (4, 0, 0),
+        "{st:?}"
+    );
+    a131_cmd(&mut b, 0, 0x0022);
+    assert_eq!(a131_cmd(&mut b, 0, 0x0033), 0x0022, "STANDBY acknowledged");
+    let st = b.request("query_ads131m0x_status oid=1", "sensor_bulk_status");
+    assert_eq!(st.int("buffered"), 0, "{st:?}");
+    assert_eq!(a131_cmd(&mut b, 0, 0), 0x0033, "WAKEUP acknowledged");
+
+    b.ctl("chip ads131m0x load -100000");
+    b.ctl("chip ads131m0x ramp 5");
+    // Conversions left unread while idle are not the stream's concern.
+    let missed0 = chip_count(&b.ctl("chip ads131m0x status"), "missed=");
+    b.send(&format!("query_ads131m0x oid=1 rest_ticks={A131_REST}"));
+    let msgs = collect(&mut b, 1, 48);
+    let seqs: Vec<i64> = msgs.iter().map(|m| m.0).collect();
+    assert_eq!(seqs, (0..seqs.len() as i64).collect::<Vec<_>>());
+    for m in &msgs {
+        assert_eq!(m.1.len(), 48, "12 samples of 4 bytes per message");
+    }
+    // The MCU reads with NULL frames of status, two channels and CRC.
+    assert_eq!(b.ctl(&format!("spi {A131_BUS}")), "0".repeat(24));
+    // Conversion k holds -100000 + 5k (channel 1; channel 0, disabled,
+    // reads 0): none repeated, any skipped counted by the chip.
+    let all: Vec<i32> = msgs.iter().flat_map(|m| samples_le(&m.1)).collect();
+    let mut skipped = 0;
+    for w in all.windows(2) {
+        let d = w[1] - w[0];
+        assert!(d > 0 && d % 5 == 0, "{all:?}");
+        skipped += d / 5 - 1;
+    }
+    assert!(all.iter().all(|&v| (v + 100_000) % 5 == 0 && v < 0));
+    let st = b.request("query_ads131m0x_status oid=1", "sensor_bulk_status");
+    assert!(st.int("next_sequence") >= seqs.len() as i64, "{st:?}");
+    assert!(
+        st.int("buffered") % 4 == 0 && st.int("buffered") <= 52,
+        "{st:?}"
+    );
+    assert!(st.int("possible_overflows") <= 2, "{st:?}");
+    let chip = b.ctl("chip ads131m0x status");
+    let missed = chip_count(&chip, "missed=") - missed0;
+    assert!(skipped as i64 <= missed && missed <= 2, "{skipped}: {chip}");
+    // Stop: no more data.
+    b.send("query_ads131m0x oid=1 rest_ticks=0");
+    b.settle(Duration::from_millis(50));
+    b.take_all("sensor_bulk_data");
+    b.settle(Duration::from_millis(200));
+    assert!(b.take_all("sensor_bulk_data").is_empty());
+    b.assert_not_shutdown();
+}
+
+#[test]
+fn ads131m0x_reports_crc_and_reset_errors() {
+    const CRC: i32 = 1 << 24;
+    const RESET: i32 = 2 << 24;
+    let mut b = Board::sim();
+    let json = &b.dict().enumerations;
+    let e = |k: &str| {
+        json.get("ads131m0x_error:")
+            .and_then(|v| v.get(k))
+            .and_then(Json::as_i64)
+    };
+    assert_eq!(
+        (e("SENSOR_ERROR_CRC"), e("SENSOR_ERROR_RESET")),
+        (Some(1), Some(2))
+    );
+    b.configure(2, &a131_config(0, 0));
+    a131_klippy_setup(&mut b, 0, 0, 2, 7);
+    b.ctl("chip ads131m0x load 4321");
+    b.send(&format!("query_ads131m0x oid=1 rest_ticks={A131_REST}"));
+    let first = collect(&mut b, 1, 12);
+    assert!(samples_le(&first[0].1).iter().all(|&v| v == 4321));
+
+    // Three frames with a bad CRC: three error samples, then data again.
+    b.ctl("chip ads131m0x crcerr 3");
+    let all: Vec<i32> = collect(&mut b, 1, 24)
+        .iter()
+        .flat_map(|m| samples_le(&m.1))
+        .collect();
+    let k = all.iter().position(|&v| v == CRC).expect("a CRC error");
+    assert_eq!(&all[k..k + 3], &[CRC; 3], "{all:?}");
+    assert!(
+        all.iter()
+            .enumerate()
+            .all(|(i, &v)| v == 4321 || (k..k + 3).contains(&i)),
+        "{all:?}"
+    );
+
+    // The chip resets by itself: STATUS.RESET in the frames; every sample
+    // is a reset error from then on, even once the flag is cleared, until
+    // klippy sets the chip up again and restarts the query.
+    b.ctl("chip ads131m0x powercycle");
+    let all: Vec<i32> = collect(&mut b, 1, 24)
+        .iter()
+        .flat_map(|m| samples_le(&m.1))
+        .collect();
+    let k = all.iter().position(|&v| v == RESET).expect("a reset error");
+    assert!(all[k..].iter().all(|&v| v == RESET), "{all:?}");
+    a131_write_reg(&mut b, 0, 2, 0x0100);
+    b.settle(Duration::from_millis(30));
+    b.take_all("sensor_bulk_data");
+    let later = collect(&mut b, 1, 12);
+    assert!(samples_le(&later[0].1).iter().all(|&v| v == RESET));
+    b.send("query_ads131m0x oid=1 rest_ticks=0");
+    b.settle(Duration::from_millis(20));
+    a131_klippy_setup(&mut b, 0, 0, 2, 7);
+    b.take_all("sensor_bulk_data");
+    b.send(&format!("query_ads131m0x oid=1 rest_ticks={A131_REST}"));
+    let m = collect(&mut b, 1, 12);
+    assert_eq!(m[0].0, 0, "sequence restarts");
+    assert!(samples_le(&m[0].1).iter().all(|&v| v == 4321), "{m:?}");
+    b.assert_not_shutdown();
+}
+
+#[test]
+fn ads131m0x_homing_triggers_and_reports_sensor_errors() {
+    // Stepper 0, trsync 1, sos_filter 2, trigger_analog 3, spi 4,
+    // ads131m0x 5 (channel 1 of an ADS131M02).
+    let mut b = Board::sim();
+    let mut cmds = vec![
+        format!(
+            "config_stepper oid=0 step_pin={STEP} dir_pin={DIR} invert_step=0 step_pulse_ticks=100"
+        ),
+        "config_trsync oid=1".into(),
+        "config_sos_filter oid=2 max_sections=2".into(),
+        "config_trigger_analog oid=3 sos_filter_oid=2".into(),
+    ];
+    cmds.extend(a131_config(4, 1));
+    cmds.extend([
+        "sos_filter_set_offset_scale oid=2 offset=0 scale=1 scale_frac_bits=0 auto_offset=1".into(),
+        "sos_filter_set_active oid=2 n_sections=0 coeff_frac_bits=29".into(),
+        "trigger_analog_set_raw_range oid=3 raw_min=-8388608 raw_max=8388607".into(),
+        "trigger_analog_set_trigger oid=3 trigger_analog_type=0 trigger_value=5000".into(),
+        "ads131m0x_attach_trigger_analog oid=5 trigger_analog_oid=3".into(),
+    ]);
+    b.configure(6, &cmds);
+    // OSR 8192: 500 SPS.
+    a131_klippy_setup(&mut b, 4, 1, 2, 6);
+    b.ctl("chip ads131m0x load 20000");
+    b.send(&format!(
+        "query_ads131m0x oid=5 rest_ticks={}",
+        50_000_000 / 5000
+    ));
+    let t0 = start_homing(&mut b, 20);
+    b.wait_until_clock(t0.wrapping_add(ms(80)));
+    // Moving (a loaded machine may run the 1 ms steps some ms late).
+    let rises = b.get(STEP).rises;
+    assert!(rises >= 20, "{rises}: {}", b.ctl("chip ads131m0x status"));
+    // The tare absorbed the preload; 4000 over it is below the trigger.
+    b.ctl("chip ads131m0x load 24000");
+    b.settle(Duration::from_millis(40));
+    assert_eq!(
+        b.request("trigger_analog_query_state oid=3", "trigger_analog_state")
+            .int("homing"),
+        1
+    );
+    let before = b.sim_clock();
+    b.ctl("chip ads131m0x load 26000");
+    let r = b.wait_msg_where("trsync_state", |r| r.int("can_trigger") == 0);
+    assert_eq!(r.int("trigger_reason"), 1, "{r:?}");
+    let q = b.request("trigger_analog_query_state oid=3", "trigger_analog_state");
+    assert_eq!(q.int("homing"), 0);
+    let hc = q.int("homing_clock") as u32;
+    assert!(
+        diff(hc, before) > -(ms(2) as i64) && diff(hc, before) < ms(50) as i64,
+        "homing_clock {hc} vs load change {before}"
+    );
+    let st = b.get(STEP);
+    assert!(
+        st.rises > rises && st.rises < 2000,
+        "stopped mid-move: {st:?}"
+    );
+    b.settle(Duration::from_millis(50));
+    assert_eq!(b.get(STEP).rises, st.rises, "no steps after the trigger");
+
+    // A bad CRC while homing: error_reason + SENSOR_SPECIFIC + CRC.
+    b.ctl("chip ads131m0x load 20000");
+    b.settle(Duration::from_millis(20));
+    b.take_all("trsync_state");
+    start_homing(&mut b, 20);
+    b.settle(Duration::from_millis(150));
+    b.ctl("chip ads131m0x crcerr 1");
+    let r = b.wait_msg_where("trsync_state", |r| r.int("can_trigger") == 0);
+    assert_eq!(r.int("trigger_reason"), 14, "{r:?}");
+
+    // A chip reset while homing: error_reason + SENSOR_SPECIFIC + RESET.
+    b.take_all("trsync_state");
+    start_homing(&mut b, 20);
+    b.settle(Duration::from_millis(150));
+    b.ctl("chip ads131m0x powercycle");
+    let r = b.wait_msg_where("trsync_state", |r| r.int("can_trigger") == 0);
+    assert_eq!(r.int("trigger_reason"), 15, "{r:?}");
+    b.assert_not_shutdown();
 }

@@ -14,6 +14,19 @@
 //! And an MPU-9250 on i2c.1 at 0x68 (accelerometer FIFO of 512 bytes,
 //! big-endian x, y, z per 6-byte entry, 4000 samples/s with klippy's
 //! ACCEL_CONFIG2), with the same requests as `chip mpu9250 ...`.
+//!
+//! And, with the same requests under their names (`status` fields vary):
+//! - `lis2dw`: a LIS2DW on spidev0.1 (SPI bus number 1), and `lis2dw-i2c`,
+//!   a second one on i2c.1 at 0x19 (32-sample FIFO, 14-bit samples
+//!   left-justified, little-endian; see [`Lis2dw`]);
+//! - `icm20948`: an ICM-20948 on i2c.1 at 0x69 (register banks, 512-byte
+//!   FIFO of big-endian entries, 4500 samples/s as klippy sets it; see
+//!   [`Icm20948`]);
+//! - `bmi160`: a BMI160 on spidev0.2 (SPI bus number 2; 1024-byte FIFO of
+//!   header-less little-endian frames; see [`Bmi160`]).
+//!
+//! Each chip's default waveform is a 40 Hz sine on x, y = 100 and z = 1 g
+//! in its klippy range's counts.
 
 use std::f64::consts::PI;
 
@@ -96,6 +109,9 @@ pub struct Sampler {
     pub overflowed: u64,
     /// Set on an overflow, cleared by the chip model when it reports it.
     pub overflow_flag: bool,
+    /// Whether new samples go into the FIFO (else only into `latest`, as
+    /// a chip whose FIFO is in bypass mode or disabled).
+    pub fifo_on: bool,
     fifo: [[i16; 3]; 512],
     head: usize,
     len: usize,
@@ -119,6 +135,7 @@ impl Sampler {
             read: 0,
             overflowed: 0,
             overflow_flag: false,
+            fifo_on: true,
             fifo: [[0; 3]; 512],
             head: 0,
             len: 0,
@@ -146,6 +163,12 @@ impl Sampler {
             return;
         }
         let mut n = due - self.generated;
+        if !self.fifo_on {
+            // Only the data registers change.
+            self.generated = due;
+            self.latest = self.wave.sample(due - 1, self.rate, self.min, self.max);
+            return;
+        }
         if n > self.capacity as u64 {
             // Only the newest `capacity` samples can still be in the FIFO.
             let skip = n - self.capacity as u64;
@@ -601,11 +624,744 @@ impl SimI2cDevice for Mpu9250 {
     }
 }
 
+/// A control request `wave ...`, `const ...` or `counter` for chip `name`.
+fn set_wave(name: &str, s: &mut Sampler, rest: &[&str]) -> String {
+    match s.wave.parse(rest) {
+        Some(Ok(w)) => {
+            s.wave = w;
+            "ok".into()
+        }
+        Some(Err(e)) => format!("error {e}"),
+        None => format!("error {name}: wave XAMP XFREQ Y Z | const X Y Z | counter | status"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// LIS2DW
+
+/// spidev0.1 (SPI bus number 1).
+pub const LIS2DW_SPI_BUS: u32 = 1;
+/// i2c.1, address 0x19 (SA0 high, klippy's default).
+pub const LIS2DW_I2C_BUS: u32 = 1;
+pub const LIS2DW_I2C_ADDR: u8 = 0x19;
+
+const LIS_WHO_AM_I: usize = 0x0F;
+const LIS_CTRL1: usize = 0x20;
+const LIS_CTRL2: usize = 0x21;
+const LIS_CTRL6: usize = 0x25;
+const LIS_STATUS: usize = 0x27;
+const LIS_OUT_X_L: usize = 0x28;
+const LIS_OUT_Z_H: usize = 0x2D;
+const LIS_FIFO_CTRL: usize = 0x2E;
+const LIS_FIFO_SAMPLES: usize = 0x2F;
+/// CTRL2: BOOT, SOFT_RESET, IF_ADD_INC.
+const LIS_SOFT_RESET: u8 = 0x40;
+const LIS_IF_ADD_INC: u8 = 0x04;
+
+/// A LIS2DW(12) on SPI (mode 3, bit 7 of the first byte = read, bits 6:0
+/// the address) or I2C: WHO_AM_I 0x44; CTRL1 ODR (bits 7:4) and MODE
+/// (bits 3:2; low-power mode caps the rate at 200 Hz); CTRL2 IF_ADD_INC
+/// (address auto-increment, on at reset) and SOFT_RESET; a 32-sample FIFO
+/// (FIFO_CTRL FMode bits 7:5: 000 bypass, which empties it; any other mode
+/// is modelled as continuous, the oldest sample overwritten when full);
+/// FIFO_SAMPLES = FIFO_FTH (bit 7, level >= FIFO_CTRL's FTH), FIFO_OVR
+/// (bit 6, set by an overwrite, cleared when a sample is read) and the
+/// level (bits 5:0). The samples are 14-bit values left-justified in the
+/// 16-bit OUT registers (the waveform is in 14-bit counts: ±16 g
+/// (CTRL6 0x34) makes 512 counts 1 g, read by klippy as 2048 raw). Reading
+/// OUT_Z_H takes the sample out of the FIFO, and with the FIFO on, an
+/// auto-incremented read rolls over from OUT_Z_H (0x2D) to OUT_X_L (0x28),
+/// so that one burst reads several samples, as sensor_lis2dw.c does.
+pub struct Lis2dw {
+    name: &'static str,
+    regs: [u8; 64],
+    pointer: usize,
+    pub s: Sampler,
+    transfers: u64,
+}
+
+impl Lis2dw {
+    /// `name` is the chip's name for control requests.
+    pub fn new(name: &'static str) -> Lis2dw {
+        let mut c = Lis2dw {
+            name,
+            regs: [0; 64],
+            pointer: 0,
+            // A 40 Hz sine of 1000 counts on x, y = 100, z = 1 g (14-bit).
+            s: Sampler::new(
+                32,
+                -8192,
+                8191,
+                Wave::Sine {
+                    amp: 1000.0,
+                    freq: 40.0,
+                    y: 100,
+                    z: 512,
+                },
+            ),
+            transfers: 0,
+        };
+        c.reset();
+        c
+    }
+
+    fn reset(&mut self) {
+        self.regs = [0; 64];
+        self.regs[LIS_WHO_AM_I] = 0x44;
+        self.regs[LIS_CTRL2] = LIS_IF_ADD_INC;
+        self.s.stop();
+        self.s.clear();
+        self.s.fifo_on = false;
+        self.s.overflow_flag = false;
+    }
+
+    /// Samples per second of CTRL1 (0 when powered down).
+    fn rate(&self) -> f64 {
+        const ODR: [f64; 10] = [
+            0.0, 12.5, 12.5, 25.0, 50.0, 100.0, 200.0, 400.0, 800.0, 1600.0,
+        ];
+        let c = self.regs[LIS_CTRL1];
+        let r = ODR[((c >> 4) as usize).min(9)];
+        if (c >> 2) & 3 == 0 {
+            r.min(200.0)
+        } else {
+            r
+        }
+    }
+
+    fn fifo_mode(&self) -> u8 {
+        self.regs[LIS_FIFO_CTRL] >> 5
+    }
+
+    fn update(&mut self) {
+        let rate = self.rate();
+        if rate > 0.0 {
+            self.s.start(rate);
+        } else {
+            self.s.stop();
+        }
+        let on = self.fifo_mode() != 0;
+        if !on {
+            self.s.clear();
+            self.s.overflow_flag = false;
+        }
+        self.s.fifo_on = on;
+    }
+
+    fn fifo_samples(&self) -> u8 {
+        if !self.s.fifo_on {
+            return 0;
+        }
+        let n = self.s.len() as u8;
+        let fth = self.regs[LIS_FIFO_CTRL] & 0x1f;
+        ((n >= fth) as u8) << 7 | (self.s.overflow_flag as u8) << 6 | n
+    }
+
+    fn read_byte(&mut self, r: usize) -> u8 {
+        match r {
+            LIS_OUT_X_L..=LIS_OUT_Z_H => {
+                let e = if self.s.fifo_on {
+                    self.s.front()
+                } else {
+                    self.s.latest
+                };
+                let k = r - LIS_OUT_X_L;
+                let b = (e[k / 2] << 2).to_le_bytes()[k % 2];
+                if r == LIS_OUT_Z_H && self.s.fifo_on && self.s.pop().is_some() {
+                    self.s.overflow_flag = false;
+                }
+                b
+            }
+            LIS_STATUS => {
+                // FIFO_THS (bit 7), DRDY (bit 0).
+                (self.fifo_samples() & 0x80) | self.s.running() as u8
+            }
+            LIS_FIFO_SAMPLES => self.fifo_samples(),
+            0x40.. => 0,
+            _ => self.regs[r],
+        }
+    }
+
+    fn write_byte(&mut self, r: usize, v: u8) {
+        match r {
+            LIS_CTRL1..=LIS_CTRL6 | LIS_FIFO_CTRL | 0x30..=0x3F => self.regs[r] = v,
+            _ => return, // read-only or reserved
+        }
+        if r == LIS_CTRL2 && v & LIS_SOFT_RESET != 0 {
+            // Self-clearing: every register back to its reset value.
+            self.reset();
+            return;
+        }
+        self.update();
+    }
+
+    /// The next address of a multi-byte access.
+    fn next(&self, r: usize) -> usize {
+        if self.regs[LIS_CTRL2] & LIS_IF_ADD_INC == 0 {
+            r
+        } else if r == LIS_OUT_Z_H && self.s.fifo_on {
+            LIS_OUT_X_L
+        } else {
+            (r + 1) & 0x7f
+        }
+    }
+
+    fn control(&mut self, words: &[&str]) -> Option<String> {
+        let [name, rest @ ..] = words else {
+            return None;
+        };
+        if *name != self.name {
+            return None;
+        }
+        if rest == ["status"] {
+            return Some(format!(
+                "{} transfers={} fifo_on={} reg20={:#04x} reg21={:#04x} reg25={:#04x} reg2e={:#04x}",
+                self.s.status(),
+                self.transfers,
+                self.s.fifo_on as u8,
+                self.regs[LIS_CTRL1],
+                self.regs[LIS_CTRL2],
+                self.regs[LIS_CTRL6],
+                self.regs[LIS_FIFO_CTRL]
+            ));
+        }
+        Some(set_wave(self.name, &mut self.s, rest))
+    }
+}
+
+impl SimSpiDevice for Lis2dw {
+    fn transfer(&mut self, clock: u32, data: &mut [u8]) {
+        self.s.advance(clock);
+        self.transfers += 1;
+        let Some(&cmd) = data.first() else {
+            return;
+        };
+        data[0] = 0;
+        let mut r = (cmd & 0x7f) as usize;
+        for d in data[1..].iter_mut() {
+            if cmd & 0x80 != 0 {
+                *d = self.read_byte(r);
+            } else {
+                self.write_byte(r, *d);
+                *d = 0;
+            }
+            r = self.next(r);
+        }
+    }
+
+    fn control(&mut self, words: &[&str]) -> Option<String> {
+        Lis2dw::control(self, words)
+    }
+}
+
+impl SimI2cDevice for Lis2dw {
+    fn write(&mut self, clock: u32, data: &[u8]) -> u8 {
+        self.s.advance(clock);
+        self.transfers += 1;
+        if let Some((&reg, rest)) = data.split_first() {
+            // The LIS3DH's auto-increment bit (7) is ignored.
+            self.pointer = reg as usize & 0x7f;
+            for &v in rest {
+                self.write_byte(self.pointer, v);
+                self.pointer = self.next(self.pointer);
+            }
+        }
+        I2C_SUCCESS
+    }
+
+    fn read(&mut self, clock: u32, reg: &[u8], out: &mut [u8]) -> u8 {
+        self.s.advance(clock);
+        self.transfers += 1;
+        if let Some(&r) = reg.first() {
+            self.pointer = r as usize & 0x7f;
+        }
+        for o in out.iter_mut() {
+            *o = self.read_byte(self.pointer);
+            self.pointer = self.next(self.pointer);
+        }
+        I2C_SUCCESS
+    }
+
+    fn control(&mut self, words: &[&str]) -> Option<String> {
+        Lis2dw::control(self, words)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// ICM-20948
+
+/// i2c.1, address 0x69 (AD0 high).
+pub const ICM20948_BUS: u32 = 1;
+pub const ICM20948_ADDR: u8 = 0x69;
+
+const ICM_WHO_AM_I: usize = 0x00;
+const ICM_USER_CTRL: usize = 0x03;
+const ICM_PWR_MGMT_1: usize = 0x06;
+const ICM_PWR_MGMT_2: usize = 0x07;
+const ICM_INT_STATUS: usize = 0x19;
+const ICM_INT_STATUS_2: usize = 0x1B;
+const ICM_ACCEL_XOUT_H: usize = 0x2D;
+const ICM_ACCEL_ZOUT_L: usize = 0x32;
+const ICM_FIFO_EN_2: usize = 0x67;
+const ICM_FIFO_RST: usize = 0x68;
+const ICM_FIFO_COUNTH: usize = 0x70;
+const ICM_FIFO_COUNTL: usize = 0x71;
+const ICM_FIFO_R_W: usize = 0x72;
+const ICM_BANK_SEL: usize = 0x7F;
+/// Bank 2.
+const ICM_ACCEL_SMPLRT_DIV_1: usize = 0x10;
+const ICM_ACCEL_SMPLRT_DIV_2: usize = 0x11;
+const ICM_ACCEL_CONFIG: usize = 0x14;
+const ICM_FIFO_BYTES: usize = 512;
+
+/// An ICM-20948 (I2C): four register banks selected by REG_BANK_SEL
+/// (0x7F, bits 5:4); bank 0 WHO_AM_I 0xEA, USER_CTRL (FIFO_EN bit 6;
+/// SRAM_RST bit 2 empties the FIFO; the reset bits read back 0),
+/// PWR_MGMT_1 (DEVICE_RESET bit 7, SLEEP bit 6, at reset 0x41),
+/// PWR_MGMT_2 (accelerometer off bits 5:3), INT_STATUS_2 (FIFO_OVERFLOW_INT
+/// bit 0, cleared by reading it), FIFO_EN_2 (ACCEL_FIFO_EN bit 4), FIFO_RST
+/// (bits 4:0 empty the FIFO, bit 0 holds it empty while set), FIFO_COUNTH/L and FIFO_R_W (big-endian x, y,
+/// z entries of 6 bytes; 512 bytes, the oldest entry overwritten when
+/// full); bank 2 ACCEL_SMPLRT_DIV_1/2 and ACCEL_CONFIG (ACCEL_FCHOICE bit 0:
+/// 0 = 4500 samples/s, as klippy sets it, else 1125/(1 + div)).
+pub struct Icm20948 {
+    banks: [[u8; 128]; 4],
+    bank: usize,
+    pointer: usize,
+    pub s: Sampler,
+    head_bytes: usize,
+}
+
+impl Default for Icm20948 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Icm20948 {
+    pub fn new() -> Icm20948 {
+        let mut c = Icm20948 {
+            banks: [[0; 128]; 4],
+            bank: 0,
+            pointer: 0,
+            // ±16 g (klippy's ACCEL_CONFIG): 2048 counts = 1 g.
+            s: Sampler::new(
+                ICM_FIFO_BYTES / 6,
+                -32768,
+                32767,
+                Wave::Sine {
+                    amp: 2000.0,
+                    freq: 40.0,
+                    y: 100,
+                    z: 2048,
+                },
+            ),
+            head_bytes: 0,
+        };
+        c.reset();
+        c
+    }
+
+    fn reset(&mut self) {
+        self.banks = [[0; 128]; 4];
+        self.bank = 0;
+        self.banks[0][ICM_PWR_MGMT_1] = 0x41;
+        self.banks[2][ICM_ACCEL_CONFIG] = 0x01;
+        self.s.clear();
+        self.s.overflow_flag = false;
+        self.head_bytes = 0;
+        self.update();
+    }
+
+    fn rate(&self) -> f64 {
+        let b2 = &self.banks[2];
+        if b2[ICM_ACCEL_CONFIG] & 0x01 == 0 {
+            4500.0
+        } else {
+            let div = ((b2[ICM_ACCEL_SMPLRT_DIV_1] as u32 & 0x0f) << 8)
+                | b2[ICM_ACCEL_SMPLRT_DIV_2] as u32;
+            1125.0 / (1.0 + div as f64)
+        }
+    }
+
+    fn update(&mut self) {
+        let b0 = &self.banks[0];
+        let on = b0[ICM_PWR_MGMT_1] & 0x40 == 0 && b0[ICM_PWR_MGMT_2] & 0x38 == 0;
+        // FIFO_RST bit 0 holds the (single) FIFO in reset while set.
+        self.s.fifo_on = b0[ICM_USER_CTRL] & 0x40 != 0
+            && b0[ICM_FIFO_EN_2] & 0x10 != 0
+            && b0[ICM_FIFO_RST] & 0x01 == 0;
+        if on {
+            let rate = self.rate();
+            self.s.start(rate);
+        } else {
+            self.s.stop();
+        }
+    }
+
+    fn clear_fifo(&mut self) {
+        self.s.clear();
+        self.head_bytes = 0;
+    }
+
+    fn fifo_count(&self) -> usize {
+        (self.s.len() * 6).saturating_sub(self.head_bytes)
+    }
+
+    /// Whether `r` of the selected bank is FIFO_R_W (no auto-increment).
+    fn is_fifo_rw(&self, r: usize) -> bool {
+        self.bank == 0 && r == ICM_FIFO_R_W
+    }
+
+    fn read_byte(&mut self, r: usize) -> u8 {
+        if r == ICM_BANK_SEL {
+            return (self.bank as u8) << 4;
+        }
+        if self.bank != 0 {
+            return self.banks[self.bank][r];
+        }
+        match r {
+            ICM_WHO_AM_I => 0xEA,
+            ICM_INT_STATUS => 0,
+            ICM_INT_STATUS_2 => {
+                let v = self.s.overflow_flag as u8;
+                self.s.overflow_flag = false;
+                v
+            }
+            ICM_ACCEL_XOUT_H..=ICM_ACCEL_ZOUT_L => {
+                let k = r - ICM_ACCEL_XOUT_H;
+                self.s.latest[k / 2].to_be_bytes()[k % 2]
+            }
+            ICM_FIFO_COUNTH => (self.fifo_count() >> 8) as u8 & 0x1f,
+            ICM_FIFO_COUNTL => self.fifo_count() as u8,
+            ICM_FIFO_R_W => {
+                if self.s.is_empty() {
+                    return 0xff;
+                }
+                let e = self.s.front();
+                let b = e[self.head_bytes / 2].to_be_bytes()[self.head_bytes % 2];
+                self.head_bytes += 1;
+                if self.head_bytes == 6 {
+                    self.head_bytes = 0;
+                    self.s.pop();
+                }
+                b
+            }
+            _ => self.banks[0][r],
+        }
+    }
+
+    fn write_byte(&mut self, r: usize, v: u8) {
+        if r == ICM_BANK_SEL {
+            self.bank = (v as usize >> 4) & 3;
+            return;
+        }
+        if self.bank != 0 {
+            self.banks[self.bank][r] = v;
+            self.update();
+            return;
+        }
+        match r {
+            ICM_WHO_AM_I | ICM_INT_STATUS..=0x1C | ICM_ACCEL_XOUT_H..=0x3A => {}
+            ICM_FIFO_COUNTH..=ICM_FIFO_R_W | 0x74 => {}
+            ICM_PWR_MGMT_1 if v & 0x80 != 0 => return self.reset(),
+            ICM_USER_CTRL => {
+                if v & 0x04 != 0 {
+                    self.clear_fifo();
+                }
+                // DMP_RST, SRAM_RST, I2C_MST_RST clear themselves.
+                self.banks[0][r] = v & 0xF0;
+            }
+            ICM_FIFO_RST => {
+                if v & 0x1f != 0 {
+                    self.clear_fifo();
+                }
+                self.banks[0][r] = v & 0x1f;
+            }
+            _ => self.banks[0][r] = v,
+        }
+        self.update();
+    }
+}
+
+impl SimI2cDevice for Icm20948 {
+    fn write(&mut self, clock: u32, data: &[u8]) -> u8 {
+        self.s.advance(clock);
+        if let Some((&reg, rest)) = data.split_first() {
+            self.pointer = reg as usize & 0x7f;
+            for &v in rest {
+                self.write_byte(self.pointer, v);
+                self.pointer = (self.pointer + 1) & 0x7f;
+            }
+        }
+        I2C_SUCCESS
+    }
+
+    fn read(&mut self, clock: u32, reg: &[u8], out: &mut [u8]) -> u8 {
+        self.s.advance(clock);
+        if let Some(&r) = reg.first() {
+            self.pointer = r as usize & 0x7f;
+        }
+        // FIFO_R_W does not advance the address; other registers do.
+        let mut p = self.pointer;
+        for o in out.iter_mut() {
+            *o = self.read_byte(p);
+            if !self.is_fifo_rw(p) {
+                p = (p + 1) & 0x7f;
+            }
+        }
+        I2C_SUCCESS
+    }
+
+    fn control(&mut self, words: &[&str]) -> Option<String> {
+        let ["icm20948", rest @ ..] = words else {
+            return None;
+        };
+        if rest == ["status"] {
+            return Some(format!(
+                "{} fifo_bytes={} bank={} user_ctrl={:#04x} fifo_en_2={:#04x} accel_config={:#04x}",
+                self.s.status(),
+                self.fifo_count(),
+                self.bank,
+                self.banks[0][ICM_USER_CTRL],
+                self.banks[0][ICM_FIFO_EN_2],
+                self.banks[2][ICM_ACCEL_CONFIG]
+            ));
+        }
+        Some(set_wave("icm20948", &mut self.s, rest))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// BMI160
+
+/// spidev0.2 (SPI bus number 2).
+pub const BMI160_BUS: u32 = 2;
+
+const BMI_CHIP_ID: usize = 0x00;
+const BMI_PMU_STATUS: usize = 0x03;
+const BMI_DATA_ACC_X_L: usize = 0x12;
+const BMI_DATA_ACC_Z_H: usize = 0x17;
+const BMI_STATUS: usize = 0x1B;
+const BMI_FIFO_LENGTH_0: usize = 0x22;
+const BMI_FIFO_LENGTH_1: usize = 0x23;
+const BMI_FIFO_DATA: usize = 0x24;
+const BMI_ACC_CONF: usize = 0x40;
+const BMI_ACC_RANGE: usize = 0x41;
+const BMI_FIFO_DOWNS: usize = 0x45;
+const BMI_FIFO_CONFIG_0: usize = 0x46;
+const BMI_FIFO_CONFIG_1: usize = 0x47;
+const BMI_CMD: usize = 0x7E;
+const BMI_FIFO_BYTES: usize = 1024;
+
+/// A BMI160 on SPI (bit 7 of the first byte = read, bits 6:0 the address;
+/// addresses auto-increment, except FIFO_DATA). It powers up in I2C mode:
+/// the first chip-selected transfer only switches it to SPI (it answers
+/// zeros and ignores what it is sent), which is why klippy starts with a
+/// dummy read of 0x7F. CHIP_ID 0xD1; the accelerometer starts in suspend
+/// mode: CMD 0x11 (normal) or 0x12 (low power) starts it, 0x10 suspends it,
+/// 0xB0 flushes the FIFO, 0xB6 resets every register (and the interface to
+/// I2C); PMU_STATUS shows the mode. ACC_CONF odr (bits 3:0) sets the rate,
+/// 100·2^(odr-8) samples/s (0x2C: 1600), FIFO_DOWNS bits 6:4 divide the
+/// rate by a power of two; FIFO_CONFIG_1 fifo_acc_en (bit 6) fills the
+/// 1024-byte FIFO with header-less frames of 6 bytes (little-endian x, y, z;
+/// header mode is not modelled), the oldest frame overwritten when full,
+/// so FIFO_LENGTH (bytes, 11 bits) never exceeds 1020. Reading FIFO_DATA
+/// past the end gives 0x80 bytes.
+pub struct Bmi160 {
+    regs: [u8; 128],
+    spi_mode: bool,
+    acc_on: bool,
+    pub s: Sampler,
+    head_bytes: usize,
+    transfers: u64,
+}
+
+impl Default for Bmi160 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Bmi160 {
+    pub fn new() -> Bmi160 {
+        let mut c = Bmi160 {
+            regs: [0; 128],
+            spi_mode: false,
+            acc_on: false,
+            // ±16 g (klippy's ACC_RANGE): 2048 counts = 1 g.
+            s: Sampler::new(
+                BMI_FIFO_BYTES / 6,
+                -32768,
+                32767,
+                Wave::Sine {
+                    amp: 2000.0,
+                    freq: 40.0,
+                    y: 100,
+                    z: 2048,
+                },
+            ),
+            head_bytes: 0,
+            transfers: 0,
+        };
+        c.reset();
+        c
+    }
+
+    fn reset(&mut self) {
+        self.regs = [0; 128];
+        self.regs[BMI_CHIP_ID] = 0xD1;
+        self.regs[BMI_ACC_CONF] = 0x28;
+        self.regs[BMI_ACC_RANGE] = 0x03;
+        self.regs[BMI_FIFO_DOWNS] = 0x88;
+        self.regs[BMI_FIFO_CONFIG_0] = 0x80;
+        self.regs[BMI_FIFO_CONFIG_1] = 0x10;
+        self.spi_mode = false;
+        self.acc_on = false;
+        self.clear_fifo();
+        self.update();
+    }
+
+    fn rate(&self) -> f64 {
+        let odr = (self.regs[BMI_ACC_CONF] & 0x0f).clamp(1, 12) as i32;
+        let downs = ((self.regs[BMI_FIFO_DOWNS] >> 4) & 7) as i32;
+        100.0 * f64::powi(2.0, odr - 8 - downs)
+    }
+
+    fn update(&mut self) {
+        self.s.fifo_on = self.regs[BMI_FIFO_CONFIG_1] & 0x40 != 0;
+        if self.acc_on {
+            let rate = self.rate();
+            self.s.start(rate);
+        } else {
+            self.s.stop();
+        }
+    }
+
+    fn clear_fifo(&mut self) {
+        self.s.clear();
+        self.s.overflow_flag = false;
+        self.head_bytes = 0;
+    }
+
+    fn fifo_length(&self) -> usize {
+        (self.s.len() * 6).saturating_sub(self.head_bytes)
+    }
+
+    fn read_byte(&mut self, r: usize) -> u8 {
+        match r {
+            BMI_PMU_STATUS => (self.acc_on as u8) << 4,
+            BMI_DATA_ACC_X_L..=BMI_DATA_ACC_Z_H => {
+                let k = r - BMI_DATA_ACC_X_L;
+                self.s.latest[k / 2].to_le_bytes()[k % 2]
+            }
+            // drdy_acc.
+            BMI_STATUS => (self.s.running() as u8) << 7,
+            BMI_FIFO_LENGTH_0 => self.fifo_length() as u8,
+            BMI_FIFO_LENGTH_1 => (self.fifo_length() >> 8) as u8 & 0x07,
+            BMI_FIFO_DATA => {
+                if self.s.is_empty() {
+                    return 0x80;
+                }
+                let e = self.s.front();
+                let b = e[self.head_bytes / 2].to_le_bytes()[self.head_bytes % 2];
+                self.head_bytes += 1;
+                if self.head_bytes == 6 {
+                    self.head_bytes = 0;
+                    self.s.pop();
+                }
+                b
+            }
+            BMI_CMD => 0,
+            _ => self.regs[r],
+        }
+    }
+
+    fn write_byte(&mut self, r: usize, v: u8) {
+        match r {
+            BMI_CMD => match v {
+                0x10 => self.acc_on = false,
+                0x11 | 0x12 => self.acc_on = true,
+                0xB0 => self.clear_fifo(),
+                0xB6 => return self.reset(),
+                _ => {}
+            },
+            0x40..=0x7D => self.regs[r] = v,
+            _ => return, // read-only
+        }
+        self.update();
+    }
+
+    fn control(&mut self, words: &[&str]) -> Option<String> {
+        let ["bmi160", rest @ ..] = words else {
+            return None;
+        };
+        if rest == ["status"] {
+            return Some(format!(
+                "{} fifo_bytes={} transfers={} spi_mode={} acc_on={} reg40={:#04x} reg41={:#04x} reg45={:#04x} reg47={:#04x}",
+                self.s.status(),
+                self.fifo_length(),
+                self.transfers,
+                self.spi_mode as u8,
+                self.acc_on as u8,
+                self.regs[BMI_ACC_CONF],
+                self.regs[BMI_ACC_RANGE],
+                self.regs[BMI_FIFO_DOWNS],
+                self.regs[BMI_FIFO_CONFIG_1]
+            ));
+        }
+        Some(set_wave("bmi160", &mut self.s, rest))
+    }
+}
+
+impl SimSpiDevice for Bmi160 {
+    fn transfer(&mut self, clock: u32, data: &mut [u8]) {
+        self.s.advance(clock);
+        self.transfers += 1;
+        if !self.spi_mode {
+            // The rising edge of CSB at the end switches to SPI.
+            self.spi_mode = true;
+            data.fill(0);
+            return;
+        }
+        let Some(&cmd) = data.first() else {
+            return;
+        };
+        data[0] = 0;
+        let mut r = (cmd & 0x7f) as usize;
+        for d in data[1..].iter_mut() {
+            if cmd & 0x80 != 0 {
+                *d = self.read_byte(r);
+            } else {
+                self.write_byte(r, *d);
+                *d = 0;
+            }
+            if r != BMI_FIFO_DATA {
+                r = (r + 1) & 0x7f;
+            }
+        }
+    }
+
+    fn control(&mut self, words: &[&str]) -> Option<String> {
+        Bmi160::control(self, words)
+    }
+}
+
 /// Add this group's chips to the simulated board.
 pub fn attach(s: &mut SimState) {
     s.spi_devices.push((ADXL345_BUS, Box::new(Adxl345::new())));
     s.i2c_devices
         .push((MPU9250_BUS, MPU9250_ADDR, Box::new(Mpu9250::new())));
+    s.spi_devices
+        .push((LIS2DW_SPI_BUS, Box::new(Lis2dw::new("lis2dw"))));
+    s.i2c_devices.push((
+        LIS2DW_I2C_BUS,
+        LIS2DW_I2C_ADDR,
+        Box::new(Lis2dw::new("lis2dw-i2c")),
+    ));
+    s.i2c_devices
+        .push((ICM20948_BUS, ICM20948_ADDR, Box::new(Icm20948::new())));
+    s.spi_devices.push((BMI160_BUS, Box::new(Bmi160::new())));
 }
 
 #[cfg(test)]

@@ -7,7 +7,16 @@
 //!   (28-bit reading), `chip ldc1612 errbits N` (the top 4 data bits),
 //!   `chip ldc1612 rate HZ`, `chip ldc1612 nack 0|1`, `chip ldc1612 status`;
 //! - an ADS1220 on spidev3.0 with DRDY on line 58: `chip ads1220 load N`,
-//!   `chip ads1220 status`.
+//!   `chip ads1220 status`;
+//! - an ADS131M0x (ADS131M02 by default) on spidev3.1 with DRDY on line
+//!   50: its full-duplex SPI frames (a response word, one word per
+//!   channel and a CRC-16/CCITT word), the NULL/RESET/STANDBY/WAKEUP
+//!   commands and RREG/WREG, converting at the rate its CLOCK and CFG
+//!   registers and `clkin` give: `chip ads131m0x load N`, `ramp STEP`
+//!   (added per conversion), `channels 2|4` (the model), `clkin HZ`,
+//!   `crcerr N` (the next N frames carry a bad CRC), `powercycle` (an
+//!   unexpected reset: registers to defaults, STATUS.RESET set),
+//!   `status`.
 //!
 //! Each converts at its rate while running and keeps the latest
 //! conversion, as the chips do; a conversion not read before the next is
@@ -24,6 +33,8 @@ pub const HX_SCLK: u32 = 57;
 pub const ADS1220_DRDY: u32 = 58;
 pub const LDC_INTB: u32 = 59;
 pub const ADS1220_BUS: u32 = 3 * 256;
+pub const ADS131_DRDY: u32 = 50;
+pub const ADS131_BUS: u32 = 3 * 256 + 1;
 pub const LDC_BUS: u32 = 1;
 pub const LDC_ADDR: u8 = 0x2a;
 
@@ -65,9 +76,12 @@ struct Converter {
 
 impl Converter {
     fn start(&mut self, now: u64, sps: u32) {
+        self.start_period(now, TICKS_PER_SEC / sps.max(1) as u64);
+    }
+    fn start_period(&mut self, now: u64, period: u64) {
         self.running = true;
         self.epoch = now;
-        self.period = TICKS_PER_SEC / sps.max(1) as u64;
+        self.period = period.max(1);
         self.consumed = 0;
     }
     fn index(&self, now: u64) -> u64 {
@@ -539,6 +553,406 @@ impl SimGpioDevice for AdsDrdy {
     }
 }
 
+// ---------------------------------------------------------------------------
+// ADS131M0x
+
+const A131_RESET: u16 = 0x0011;
+const A131_STANDBY: u16 = 0x0022;
+const A131_WAKEUP: u16 = 0x0033;
+const A131_LOCK: u16 = 0x0555;
+const A131_UNLOCK: u16 = 0x0655;
+const A131_ID: usize = 0x00;
+const A131_STATUS: usize = 0x01;
+const A131_MODE: usize = 0x02;
+const A131_CLOCK: usize = 0x03;
+const A131_CFG: usize = 0x06;
+/// MODE (and STATUS) bit 10: the chip was reset.
+const A131_RESET_BIT: u16 = 1 << 10;
+/// STATUS bit 15: the register map is locked.
+const A131_LOCK_BIT: u16 = 1 << 15;
+
+/// The chip's output CRC (CCITT: polynomial 0x1021, seed 0xffff), bit by
+/// bit, independent of the MCU's table-free version it checks.
+fn crc16_ccitt_bitwise(data: &[u8]) -> u16 {
+    let mut crc: u16 = 0xffff;
+    for &b in data {
+        crc ^= (b as u16) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+/// The word to send in the next frame's first slot.
+#[derive(Clone, Copy)]
+enum A131Response {
+    /// The STATUS register, as latched when the frame starts (NULL).
+    Status,
+    Word(u16),
+    /// RREG of `count` registers from `addr`: one value, or an
+    /// acknowledgement word followed by the values.
+    Regs(usize, usize),
+}
+
+struct Ads131m0x {
+    clk: Clock64,
+    conv: Converter,
+    /// Conversions started once the chip first sees a clock (power-up).
+    powered: bool,
+    standby: bool,
+    locked: bool,
+    channels: usize,
+    clkin: u32,
+    regs: [u16; 64],
+    response: A131Response,
+    /// The conversion results shifted out (until a newer one is read).
+    latest: i32,
+    load: i32,
+    ramp: i32,
+    bad_crc: u32,
+    frames: u64,
+    resets: u64,
+}
+
+impl Ads131m0x {
+    fn new(channels: usize) -> Ads131m0x {
+        let mut a = Ads131m0x {
+            clk: Clock64::default(),
+            conv: Converter::default(),
+            powered: false,
+            standby: false,
+            locked: false,
+            channels,
+            clkin: 8_192_000,
+            regs: [0; 64],
+            response: A131Response::Status,
+            latest: 0,
+            load: 0,
+            ramp: 0,
+            bad_crc: 0,
+            frames: 0,
+            resets: 0,
+        };
+        a.reset_registers();
+        a
+    }
+
+    /// Registers at their reset values (datasheet defaults), STATUS.RESET
+    /// set; the next response is the reset acknowledgement.
+    fn reset_registers(&mut self) {
+        let ch = self.channels;
+        self.regs = [0; 64];
+        self.regs[A131_ID] = (0x20 | ch as u16) << 8;
+        self.regs[A131_MODE] = 0x0510;
+        self.regs[A131_CLOCK] = (((1u16 << ch) - 1) << 8) | 0x0e;
+        self.regs[A131_CFG] = 0x0600;
+        for k in 0..ch {
+            // CHn_CFG, OCAL_MSB, OCAL_LSB, GCAL_MSB, GCAL_LSB from 0x09.
+            self.regs[0x09 + 5 * k + 3] = 0x8000;
+        }
+        self.locked = false;
+        self.standby = false;
+        self.response = A131Response::Word(0xff20 | ch as u16);
+    }
+
+    /// The conversion period in MCU ticks: f_DATA = f_CLKIN / (2 OSR),
+    /// or f_CLKIN / (2 (GC_DLY + 3 OSR)) with global chop.
+    fn period(&self) -> u64 {
+        let clock = self.regs[A131_CLOCK];
+        let osr: u64 = if clock & (1 << 5) != 0 {
+            64
+        } else {
+            128 << ((clock >> 2) & 7)
+        };
+        let cfg = self.regs[A131_CFG];
+        let mod_periods = if cfg & (1 << 8) != 0 {
+            (2u64 << ((cfg >> 9) & 0xf)) + 3 * osr
+        } else {
+            osr
+        };
+        TICKS_PER_SEC * 2 * mod_periods / self.clkin.max(1) as u64
+    }
+
+    fn sps(&self) -> f64 {
+        TICKS_PER_SEC as f64 / self.period() as f64
+    }
+
+    fn restart(&mut self, now: u64) {
+        self.powered = true;
+        if self.standby {
+            self.conv.running = false;
+        } else {
+            let p = self.period();
+            self.conv.start_period(now, p);
+        }
+    }
+
+    fn power_up(&mut self, clock: u32) -> u64 {
+        let now = self.clk.update(clock);
+        if !self.powered {
+            self.restart(now);
+        }
+        now
+    }
+
+    fn status(&self, now: u64) -> u16 {
+        let mode = self.regs[A131_MODE];
+        let mut s = mode & (A131_RESET_BIT | 0x0b00); // RESET, CRC_TYPE, WLENGTH
+        if self.locked {
+            s |= A131_LOCK_BIT;
+        }
+        if self.conv.ready(now) {
+            s |= (self.regs[A131_CLOCK] >> 8) & ((1 << self.channels) - 1);
+        }
+        s
+    }
+
+    fn word_len(&self) -> usize {
+        match (self.regs[A131_MODE] >> 8) & 3 {
+            0 => 2,
+            1 => 3,
+            _ => 4,
+        }
+    }
+
+    /// A 16-bit value (response, register, CRC) as one word: MSB aligned.
+    fn put16(&self, out: &mut Vec<u8>, v: u16) {
+        out.extend_from_slice(&v.to_be_bytes());
+        out.resize(out.len() + self.word_len() - 2, 0);
+    }
+
+    /// A 24-bit conversion result as one word.
+    fn put24(&self, out: &mut Vec<u8>, v: i32) {
+        let b = v.to_be_bytes();
+        match (self.regs[A131_MODE] >> 8) & 3 {
+            0 => out.extend_from_slice(&b[1..3]),
+            1 => out.extend_from_slice(&b[1..4]),
+            2 => out.extend_from_slice(&[b[1], b[2], b[3], 0]),
+            _ => out.extend_from_slice(&[if v < 0 { 0xff } else { 0 }, b[1], b[2], b[3]]),
+        }
+    }
+
+    fn sample(&self, n: u64) -> i32 {
+        (self.load as i64 + self.ramp as i64 * n as i64).clamp(-0x80_0000, 0x7f_ffff) as i32
+    }
+
+    fn write_regs(&mut self, now: u64, addr: usize, words: &[u16]) {
+        let mut restart = false;
+        for (k, &v) in words.iter().enumerate() {
+            let r = addr + k;
+            if r <= A131_STATUS || r >= self.regs.len() {
+                continue; // ID and STATUS are read-only
+            }
+            self.regs[r] = v;
+            restart |= r == A131_CLOCK || r == A131_CFG;
+        }
+        if restart {
+            // New OSR or chop settings: the digital filter starts over.
+            self.restart(now);
+        }
+    }
+
+    fn command(&mut self, now: u64, cmd: u16, words: &[u16]) {
+        let addr = ((cmd >> 7) & 0x3f) as usize;
+        let n = (cmd & 0x7f) as usize + 1;
+        self.response = match cmd {
+            0x0000 => A131Response::Status,
+            A131_RESET => {
+                self.resets += 1;
+                self.reset_registers();
+                self.restart(now);
+                return;
+            }
+            A131_STANDBY => {
+                self.standby = true;
+                self.conv.running = false;
+                A131Response::Word(cmd)
+            }
+            A131_WAKEUP => {
+                self.standby = false;
+                self.restart(now);
+                A131Response::Word(cmd)
+            }
+            A131_LOCK | A131_UNLOCK => {
+                self.locked = cmd == A131_LOCK;
+                A131Response::Word(cmd)
+            }
+            c if c & 0xe000 == 0xa000 => A131Response::Regs(addr, n),
+            c if c & 0xe000 == 0x6000 && !self.locked => {
+                let data = &words[..n.min(words.len())];
+                self.write_regs(now, addr, data);
+                let m = data.len().max(1) as u16 - 1;
+                A131Response::Word(0x4000 | (addr as u16) << 7 | m)
+            }
+            // Not a command (or a write to a locked map): STATUS.
+            _ => A131Response::Status,
+        };
+    }
+
+    fn reg(&self, now: u64, r: usize) -> u16 {
+        match r {
+            A131_STATUS => self.status(now),
+            r => self.regs.get(r).copied().unwrap_or(0),
+        }
+    }
+}
+
+impl SimSpiDevice for Ads131m0x {
+    fn transfer(&mut self, clock: u32, data: &mut [u8]) {
+        let now = self.power_up(clock);
+        self.frames += 1;
+        let w = self.word_len();
+        // The frame out: the response to the previous frame's command,
+        // then the channels, then the CRC of all that.
+        let mut out = Vec::with_capacity((self.channels + 2) * w);
+        let ready = self.conv.ready(now);
+        let mut extra = Vec::new();
+        match self.response {
+            A131Response::Status => self.put16(&mut out, self.status(now)),
+            A131Response::Word(v) => self.put16(&mut out, v),
+            A131Response::Regs(a, 1) => self.put16(&mut out, self.reg(now, a)),
+            A131Response::Regs(a, n) => {
+                self.put16(&mut out, 0xe000 | (a as u16) << 7 | (n as u16 - 1));
+                extra = (a..a + n).map(|r| self.reg(now, r)).collect();
+            }
+        }
+        if ready {
+            let n = self.conv.consume(now);
+            self.latest = self.sample(n);
+        }
+        if extra.is_empty() {
+            let enabled = self.regs[A131_CLOCK] >> 8;
+            for k in 0..self.channels {
+                let v = if enabled & (1 << k) != 0 {
+                    self.latest
+                } else {
+                    0
+                };
+                self.put24(&mut out, v);
+            }
+        } else {
+            for v in extra {
+                self.put16(&mut out, v);
+            }
+        }
+        let mut crc = crc16_ccitt_bitwise(&out);
+        if self.bad_crc > 0 {
+            self.bad_crc -= 1;
+            crc ^= 0x5a5a;
+        }
+        self.put16(&mut out, crc);
+        // The frame in: a command word and its data words (16 bits each,
+        // MSB aligned); a shorter transfer just ends the frame early.
+        let words: Vec<u16> = data
+            .chunks(w)
+            .filter(|c| c.len() >= 2)
+            .map(|c| u16::from_be_bytes([c[0], c[1]]))
+            .collect();
+        if let Some((&cmd, rest)) = words.split_first() {
+            self.command(now, cmd, rest);
+        }
+        for (k, d) in data.iter_mut().enumerate() {
+            *d = out.get(k).copied().unwrap_or(0);
+        }
+    }
+
+    fn control(&mut self, w: &[&str]) -> Option<String> {
+        let ["ads131m0x", rest @ ..] = w else {
+            return None;
+        };
+        let num = |s: &str| s.parse::<i64>().ok();
+        Some(match rest {
+            ["load", n] => match num(n) {
+                Some(n) => {
+                    self.load = n as i32;
+                    "ok".into()
+                }
+                None => "error usage: ads131m0x load COUNTS".into(),
+            },
+            ["ramp", n] => match num(n) {
+                Some(n) => {
+                    self.ramp = n as i32;
+                    "ok".into()
+                }
+                None => "error usage: ads131m0x ramp STEP".into(),
+            },
+            ["clkin", n] => match num(n) {
+                Some(n) if n > 0 => {
+                    self.clkin = n as u32;
+                    "ok".into()
+                }
+                _ => "error usage: ads131m0x clkin HZ".into(),
+            },
+            ["channels", n] => match num(n) {
+                Some(n @ (2 | 4)) => {
+                    self.channels = n as usize;
+                    self.reset_registers();
+                    self.powered = false;
+                    "ok".into()
+                }
+                _ => "error usage: ads131m0x channels 2|4".into(),
+            },
+            ["crcerr", n] => match num(n) {
+                Some(n) if n >= 0 => {
+                    self.bad_crc = n as u32;
+                    "ok".into()
+                }
+                _ => "error usage: ads131m0x crcerr FRAMES".into(),
+            },
+            ["powercycle"] => {
+                self.reset_registers();
+                self.response = A131Response::Status;
+                self.powered = false;
+                "ok".into()
+            }
+            ["status"] => format!(
+                "reads={} missed={} running={} sps={:.1} frames={} resets={} mode={:04x} clock={:04x}",
+                self.conv.reads,
+                self.conv.missed,
+                self.conv.running as u8,
+                self.sps(),
+                self.frames,
+                self.resets,
+                self.regs[A131_MODE],
+                self.regs[A131_CLOCK]
+            ),
+            _ => "error usage: ads131m0x load|ramp|clkin|channels|crcerr|powercycle|status"
+                .into(),
+        })
+    }
+}
+
+struct A131Spi(Rc<RefCell<Ads131m0x>>);
+
+impl SimSpiDevice for A131Spi {
+    fn transfer(&mut self, clock: u32, data: &mut [u8]) {
+        self.0.borrow_mut().transfer(clock, data)
+    }
+    fn control(&mut self, w: &[&str]) -> Option<String> {
+        self.0.borrow_mut().control(w)
+    }
+}
+
+/// DRDY: low while a conversion is unread (high in standby).
+struct A131Drdy(Rc<RefCell<Ads131m0x>>);
+
+impl SimGpioDevice for A131Drdy {
+    fn on_write(&mut self, _clock: u32, _pin: u32, _value: bool, _levels: &mut [bool]) {}
+    fn on_read(&mut self, clock: u32, pin: u32, levels: &mut [bool]) {
+        if pin != ADS131_DRDY {
+            return;
+        }
+        let mut a = self.0.borrow_mut();
+        let now = a.power_up(clock);
+        levels[pin as usize] = !a.conv.ready(now);
+    }
+}
+
 /// Add this group's chips to the simulated board.
 pub fn attach(s: &mut SimState) {
     s.gpio_devices.push(Box::new(Hx711::new()));
@@ -555,6 +969,10 @@ pub fn attach(s: &mut SimState) {
     s.spi_devices
         .push((ADS1220_BUS, Box::new(AdsSpi(ads.clone()))));
     s.gpio_devices.push(Box::new(AdsDrdy(ads)));
+    let a131 = Rc::new(RefCell::new(Ads131m0x::new(2)));
+    s.spi_devices
+        .push((ADS131_BUS, Box::new(A131Spi(a131.clone()))));
+    s.gpio_devices.push(Box::new(A131Drdy(a131)));
 }
 
 #[cfg(test)]
@@ -585,5 +1003,46 @@ mod tests {
         assert_eq!(v & 1, 1, "gain pulse sees DOUT high");
         assert_eq!(((v >> 1) << 8) as i32 >> 8, -1234);
         assert_eq!(h.conv.reads, 1);
+    }
+
+    #[test]
+    fn ads131m0x_crc_is_ccitt_false() {
+        assert_eq!(crc16_ccitt_bitwise(b"123456789"), 0x29b1);
+    }
+
+    /// One frame of 16-bit words, 24-bit slots, at least four words.
+    fn frame(words: &[u16]) -> Vec<u8> {
+        let mut v: Vec<u8> = words
+            .iter()
+            .flat_map(|w| [(w >> 8) as u8, *w as u8, 0])
+            .collect();
+        v.resize(v.len().max(12), 0);
+        v
+    }
+
+    #[test]
+    fn ads131m0x_answers_a_frame_late_and_converts_at_its_rate() {
+        let mut a = Ads131m0x::new(2);
+        a.load = -2;
+        let t = 1000u32;
+        let mut f = frame(&[0xa000]); // RREG ID
+        a.transfer(t, &mut f);
+        // Power-up: the first response is the reset acknowledgement.
+        assert_eq!(&f[..2], &[0xff, 0x22]);
+        assert_eq!(crc16_ccitt_bitwise(&f[..9]).to_be_bytes(), [f[9], f[10]]);
+        let mut f = frame(&[0]);
+        a.transfer(t, &mut f);
+        assert_eq!(&f[..2], &[0x22, 0x00], "ID: an ADS131M02");
+        // WREG CLOCK: channel 1 only, OSR 16384: 250 SPS at 8.192 MHz.
+        let mut f = frame(&[0x6000 | 3 << 7, 0x021e]);
+        a.transfer(t, &mut f);
+        let mut f = frame(&[0]);
+        a.transfer(t, &mut f);
+        assert_eq!(&f[..2], &[0x41, 0x80], "WREG acknowledgement");
+        assert_eq!(a.period(), 200_000);
+        let mut f = frame(&[0]);
+        a.transfer(t + 200_001, &mut f);
+        assert_eq!(&f[..2], &[0x05, 0x02], "STATUS: RESET, 24-bit, DRDY1");
+        assert_eq!(&f[3..9], &[0, 0, 0, 0xff, 0xff, 0xfe]);
     }
 }
