@@ -37,6 +37,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import conformance  # noqa: E402
+import gpio_conformance  # noqa: E402
 from conformance import Failure  # noqa: E402
 
 FREEFALL_ACCEL = 9.80665 * 1000.0
@@ -71,57 +72,8 @@ def log(msg):
     sys.stdout.flush()
 
 
-class SimBoard:
-    """Client of the simulated board's control socket (datagrams)."""
-
-    def __init__(self, path, client_path):
-        self.path = path
-        self.client_path = client_path
-        try:
-            os.unlink(client_path)
-        except OSError:
-            pass
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(client_path)
-
-    def close(self):
-        self.sock.close()
-        try:
-            os.unlink(self.client_path)
-        except OSError:
-            pass
-
-    def request(self, text, timeout=2.0):
-        self.sock.setblocking(False)
-        try:
-            while True:
-                self.sock.recv(1 << 20)
-        except (BlockingIOError, OSError):
-            pass
-        self.sock.settimeout(timeout)
-        try:
-            self.sock.sendto(text.encode(), self.path)
-            data = self.sock.recv(1 << 20)
-        except socket.timeout:
-            raise Failure("sim: no answer to %r within %.0fs" % (text, timeout))
-        except OSError as e:
-            raise Failure("sim: request %r failed: %s" % (text, e))
-        reply = data.decode(errors="replace").strip()
-        if reply.startswith("error"):
-            raise Failure("sim: %r -> %r" % (text, reply))
-        return reply
-
-    def wait_up(self, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                return int(self.request("clock"))
-            except Failure:
-                if time.monotonic() > deadline:
-                    raise Failure("sim: control socket %s not answering "
-                                  "within %.0fs (is the MCU running with "
-                                  "--sim?)" % (self.path, timeout))
-                time.sleep(0.05)
+class SimBoard(gpio_conformance.SimBoard):
+    """The simulated board's control socket, with the ADXL345's status."""
 
     def adxl_status(self):
         r = self.request("chip adxl345 status")

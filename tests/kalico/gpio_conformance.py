@@ -187,6 +187,12 @@ class SimBoard:
     def clock(self):
         return int(self.request("clock"))
 
+    def chip(self, req):
+        """A request to a simulated chip that answers "ok"."""
+        r = self.request("chip " + req)
+        if r != "ok":
+            raise Failure("sim: chip %s -> %r" % (req, r))
+
 
 def clock_diff(a, b):
     """a - b on the MCU's 32-bit clock."""

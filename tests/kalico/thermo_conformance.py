@@ -26,15 +26,14 @@ sibling conformance.py) is used.
 """
 import argparse
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import conformance  # noqa: E402
 from conformance import Failure  # noqa: E402
+from gpio_conformance import SimBoard  # noqa: E402
 
 PRINTER_CFG = """\
 [mcu]
@@ -94,68 +93,6 @@ T0 = time.monotonic()
 def log(msg):
     sys.stdout.write("[thermo %7.2fs] %s\n" % (time.monotonic() - T0, msg))
     sys.stdout.flush()
-
-
-class SimBoard:
-    """Client of the simulated board's control socket (datagrams)."""
-
-    def __init__(self, path, client_path):
-        self.path = path
-        self.client_path = client_path
-        try:
-            os.unlink(client_path)
-        except OSError:
-            pass
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(client_path)
-        self.lock = threading.Lock()
-
-    def close(self):
-        self.sock.close()
-        try:
-            os.unlink(self.client_path)
-        except OSError:
-            pass
-
-    def request(self, text, timeout=2.0):
-        with self.lock:
-            self.sock.setblocking(False)
-            try:
-                while True:
-                    self.sock.recv(1 << 16)
-            except (BlockingIOError, OSError):
-                pass
-            self.sock.settimeout(timeout)
-            try:
-                self.sock.sendto(text.encode(), self.path)
-                data = self.sock.recv(1 << 16)
-            except socket.timeout:
-                raise Failure("sim: no answer to %r within %.0fs"
-                              % (text, timeout))
-            except OSError as e:
-                raise Failure("sim: request %r failed: %s" % (text, e))
-        reply = data.decode(errors="replace").strip()
-        if reply.startswith("error"):
-            raise Failure("sim: %r -> %r" % (text, reply))
-        return reply
-
-    def wait_up(self, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                return int(self.request("clock"))
-            except Failure:
-                if time.monotonic() > deadline:
-                    raise Failure("sim: control socket %s not answering "
-                                  "within %.0fs (is the MCU running with "
-                                  "--sim?)" % (self.path, timeout))
-                time.sleep(0.05)
-
-    def chip(self, req):
-        r = self.request("chip " + req)
-        if r != "ok":
-            raise Failure("sim: chip %s -> %r" % (req, r))
-
 
 class ThermoHarness(conformance.Harness):
     def __init__(self, args):
