@@ -562,8 +562,10 @@ class GpioHarness(conformance.Harness):
         self.check_healthy("end")
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def sim_main(harness_cls, doc, log, add_args=None):
+    """The command line and run of a driver whose MCU runs with --sim:
+    parse the options, run the harness, report, return the exit status."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--kalico", required=True, help="path of `kalico`")
     ap.add_argument("--tty", required=True,
                     help="MCU pty link (-I path); the sim socket is PATH.sim")
@@ -572,8 +574,10 @@ def main():
                     help="pid of the MCU process, checked to stay alive")
     ap.add_argument("--timeout", type=float, default=60.0,
                     help="seconds allowed to reach ready")
+    if add_args is not None:
+        add_args(ap)
     args = ap.parse_args()
-    h = GpioHarness(args)
+    h = harness_cls(args)
     ok = False
     try:
         h.run()
@@ -601,6 +605,10 @@ def main():
         return 1
     log("PASS")
     return 0
+
+
+def main():
+    return sim_main(GpioHarness, __doc__, log)
 
 
 if __name__ == "__main__":

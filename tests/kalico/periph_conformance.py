@@ -26,7 +26,6 @@ Exit status 0 on success; otherwise 1 with a clear message and the tails
 of klippy.log and of Kalico's output.  Only the standard library (and the
 sibling conformance.py and gpio_conformance.py) is used.
 """
-import argparse
 import math
 import os
 import sys
@@ -34,6 +33,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import conformance  # noqa: E402
+import gpio_conformance  # noqa: E402
 from conformance import Failure  # noqa: E402
 from gpio_conformance import SimBoard  # noqa: E402
 
@@ -296,49 +296,15 @@ class PeriphHarness(conformance.Harness):
         self.check_healthy("end")
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--kalico", required=True, help="path of `kalico`")
-    ap.add_argument("--tty", required=True,
-                    help="MCU pty link (-I path); the sim socket is PATH.sim")
+def add_args(ap):
     ap.add_argument("--sysfs-root", required=True,
                     help="the MCU's --sysfs-root folder, filled here")
-    ap.add_argument("--workdir", required=True, help="scratch directory")
     ap.add_argument("--parts", default=",".join(ALL_PARTS),
                     help="comma-separated parts: " + ", ".join(ALL_PARTS))
-    ap.add_argument("--mcu-pid", type=int, default=0,
-                    help="pid of the MCU process, checked to stay alive")
-    ap.add_argument("--timeout", type=float, default=60.0,
-                    help="seconds allowed to reach ready")
-    args = ap.parse_args()
-    h = PeriphHarness(args)
-    ok = False
-    try:
-        h.run()
-        ok = True
-    except Failure as e:
-        log("FAIL: %s" % e)
-    except Exception as e:
-        import traceback
-        traceback.print_exc()
-        log("FAIL: driver error: %r" % (e,))
-    finally:
-        h.stop_kalico()
-        h.sim.close()
-    log("states seen: %s" % " -> ".join(map(str, h.states_seen)))
-    log("passed: %d checks%s" % (len(h.results), "".join(
-        "\n  - " + r for r in h.results)))
-    if not ok:
-        sys.stdout.write("\n===== klippy.log lines about the MCU =====\n%s\n"
-                         % conformance.key_lines(h.log_path, 40))
-        sys.stdout.write("\n===== tail of %s =====\n%s\n" % (
-            h.log_path, conformance.tail(h.log_path, 120)))
-        sys.stdout.write("\n===== tail of %s =====\n%s\n" % (
-            h.out_path, conformance.tail(h.out_path, 40)))
-        sys.stdout.flush()
-        return 1
-    log("PASS")
-    return 0
+
+
+def main():
+    return gpio_conformance.sim_main(PeriphHarness, __doc__, log, add_args)
 
 
 if __name__ == "__main__":
