@@ -6,8 +6,6 @@
 //! statics; [`Registry::new`] numbers them (as the reference's build
 //! scripts do), builds the dispatch table and the data dictionary.
 
-use std::sync::atomic::{AtomicU16, Ordering};
-
 use klipper_protocol::block::{
     finish_block, MESSAGE_HEADER_SIZE, MESSAGE_MAX, MESSAGE_MIN, MESSAGE_TRAILER_SIZE,
 };
@@ -15,33 +13,30 @@ use klipper_protocol::dictionary::{DictionaryBuilder, EnumValue, IDENTIFY, IDENT
 use klipper_protocol::format::{encode_args, Arg, ParamList};
 use klipper_protocol::vlq::{encode_msgid, msgid_dictionary_value};
 
-use crate::mcu::Mcu;
+pub use crate::shutdown::{CmdResult, Shutdown};
 
-/// Why the MCU shuts down: a static string the host shows the user. Every
-/// reason a module can give must be listed in its `STATIC_STRINGS`, so that
-/// the dictionary numbers it (a test checks the sources for this).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shutdown(pub &'static str);
+/// A command handler acting on the context `C` (the MCU). Arguments come
+/// as the reference passes them: one slot per integer, two (length,
+/// offset) per buffer; handlers name them with [`args!`](crate::args).
+pub type Handler<C> = fn(&mut C, &Args) -> CmdResult;
 
-pub type CmdResult = Result<(), Shutdown>;
-
-/// A command handler. Arguments come as the reference passes them: one
-/// slot per integer, two (length, offset) per buffer.
-pub type Handler = fn(&mut Mcu, &Args) -> CmdResult;
+/// A task or shutdown hook of a family (the reference's DECL_TASK and
+/// DECL_SHUTDOWN).
+pub type Hook<C> = fn(&mut C);
 
 /// The command may run while the MCU is shut down.
 pub const HF_IN_SHUTDOWN: u8 = 0x01;
 
 /// A host-to-MCU command.
-pub struct Command {
+pub struct Command<C: 'static> {
     pub format: &'static str,
     pub flags: u8,
     pub params: ParamList,
-    pub handler: Handler,
+    pub handler: Handler<C>,
 }
 
-impl Command {
-    pub const fn new(format: &'static str, flags: u8, handler: Handler) -> Command {
+impl<C> Command<C> {
+    pub const fn new(format: &'static str, flags: u8, handler: Handler<C>) -> Command<C> {
         Command {
             format,
             flags,
@@ -51,11 +46,12 @@ impl Command {
     }
 }
 
-/// An MCU-to-host message; its id is set once by [`Registry::new`].
+/// An MCU-to-host message. Its id is not stored here but in the
+/// [`Registry`] that numbered it (see [`ResponseIds`]), so registries built
+/// side by side (tests, dialects) never see each other's numbers.
 pub struct Response {
     pub format: &'static str,
     pub params: ParamList,
-    id: AtomicU16,
 }
 
 impl Response {
@@ -63,12 +59,27 @@ impl Response {
         Response {
             format,
             params: ParamList::parse(format),
-            id: AtomicU16::new(u16::MAX),
         }
     }
+}
+
+/// The ids a registry gave its responses, by the response's address
+/// (every `Response` is a `static`, so its address names it).
+#[derive(Debug, Default, Clone)]
+pub struct ResponseIds {
+    /// Sorted by address.
+    ids: Vec<(usize, u16)>,
+}
+
+impl ResponseIds {
+    /// The id of `resp`, or `None` when this registry does not serve it.
     #[inline]
-    pub fn id(&self) -> u16 {
-        self.id.load(Ordering::Relaxed)
+    pub fn get(&self, resp: &Response) -> Option<u16> {
+        let key = resp as *const Response as usize;
+        self.ids
+            .binary_search_by_key(&key, |e| e.0)
+            .ok()
+            .map(|i| self.ids[i].1)
     }
 }
 
@@ -98,6 +109,7 @@ impl Args<'_> {
 /// Outgoing bytes: whole framed blocks waiting for the console to write
 /// them. Fixed capacity; nothing is allocated after start-up.
 pub struct Output {
+    ids: ResponseIds,
     buf: Box<[u8]>,
     len: usize,
     /// The sequence byte blocks carry (the receiver's next expected one).
@@ -109,8 +121,11 @@ pub struct Output {
 pub const OUTPUT_CAPACITY: usize = 64 * 1024;
 
 impl Output {
-    pub fn new() -> Output {
+    /// An output that numbers responses with `ids` (from
+    /// [`Registry::response_ids`]).
+    pub fn new(ids: ResponseIds) -> Output {
         Output {
+            ids,
             buf: vec![0u8; OUTPUT_CAPACITY].into_boxed_slice(),
             len: 0,
             seq: klipper_protocol::block::MESSAGE_DEST,
@@ -126,8 +141,14 @@ impl Output {
             self.dropped = self.dropped.wrapping_add(1);
             return;
         }
+        let Some(id) = self.ids.get(resp) else {
+            // Not served by this registry (a bug, or the other dialect's
+            // form): nothing the host could decode.
+            self.dropped = self.dropped.wrapping_add(1);
+            return;
+        };
         let blk = &mut self.buf[self.len..self.len + MESSAGE_MAX];
-        let n = encode_msgid(resp.id(), &mut blk[MESSAGE_HEADER_SIZE..]);
+        let n = encode_msgid(id, &mut blk[MESSAGE_HEADER_SIZE..]);
         let body = &mut blk[MESSAGE_HEADER_SIZE + n..MESSAGE_MAX - MESSAGE_TRAILER_SIZE];
         match encode_args(resp.params.as_slice(), args, body) {
             Some(m) => {
@@ -167,20 +188,35 @@ impl Output {
     }
 }
 
-impl Default for Output {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// One command family: its commands, responses, constants, enumerations
-/// and shutdown reasons.
-pub struct Module {
-    pub commands: &'static [Command],
+/// One command family, declared beside its handlers: its commands,
+/// responses, constants, enumerations and shutdown reasons, and its hooks
+/// (the reference's DECL_TASK and DECL_SHUTDOWN). The composition root
+/// (`commands::modules`) lists the families; nothing else names them.
+pub struct Module<C: 'static> {
+    pub commands: &'static [Command<C>],
     pub responses: &'static [&'static Response],
     pub constants: &'static [(&'static str, Constant)],
     pub enumerations: &'static [(&'static str, &'static str, EnumValue)],
     pub static_strings: &'static [&'static str],
+    /// Runs in the main loop after the family woke it
+    /// (`Mcu::wake_task(&MODULE)`).
+    pub task: Option<Hook<C>>,
+    /// Puts the family's outputs in a safe state at shutdown.
+    pub shutdown: Option<Hook<C>>,
+}
+
+impl<C> Module<C> {
+    /// A module declaring nothing; families fill in what they have with
+    /// `..Module::EMPTY`.
+    pub const EMPTY: Module<C> = Module {
+        commands: &[],
+        responses: &[],
+        constants: &[],
+        enumerations: &[],
+        static_strings: &[],
+        task: None,
+        shutdown: None,
+    };
 }
 
 /// A dictionary constant.
@@ -193,24 +229,42 @@ pub enum Constant {
 /// Static strings are numbered from 2, as in the reference.
 const STATIC_STRING_MIN: u16 = 2;
 
-/// The numbered commands and responses of this build.
-pub struct Registry {
+/// The numbered commands and responses of this build, and the families'
+/// hooks.
+pub struct Registry<C: 'static> {
     /// Commands by encoded id.
-    pub table: Vec<Option<&'static Command>>,
+    pub table: Vec<Option<&'static Command<C>>>,
+    /// Response ids, for [`Output::new`].
+    pub response_ids: ResponseIds,
     pub static_strings: Vec<&'static str>,
     /// The zlib-compressed data dictionary `identify` serves.
     pub dictionary: Vec<u8>,
+    /// Task hooks, with the address of the module that declared each
+    /// (the name `wake_task` finds it by).
+    pub tasks: Vec<(usize, Hook<C>)>,
+    /// Shutdown hooks, in module order.
+    pub shutdown_hooks: Vec<Hook<C>>,
 }
 
-impl Registry {
-    pub fn new(modules: &[&Module]) -> Registry {
+impl<C> Registry<C> {
+    pub fn new(modules: &[&'static Module<C>]) -> Registry<C> {
         Registry::with_overrides(modules, &[])
+    }
+
+    /// The index of `module`'s task in [`Registry::tasks`].
+    #[inline]
+    pub fn task_index(&self, module: &Module<C>) -> Option<usize> {
+        let key = module as *const Module<C> as usize;
+        self.tasks.iter().position(|t| t.0 == key)
     }
 
     /// Number `modules`, where a command or response of `overrides`
     /// replaces the one of the same name (a host dialect, see
     /// `commands::dialect_overrides`).
-    pub fn with_overrides(modules: &[&Module], overrides: &[&Module]) -> Registry {
+    pub fn with_overrides(
+        modules: &[&'static Module<C>],
+        overrides: &[&'static Module<C>],
+    ) -> Registry<C> {
         let name = |f: &str| f.split(' ').next().unwrap_or("").to_string();
         let overridden_cmd = |f: &str| {
             overrides
@@ -222,7 +276,7 @@ impl Registry {
                 .iter()
                 .any(|o| o.responses.iter().any(|r| name(r.format) == name(f)))
         };
-        let commands: Vec<&'static Command> = modules
+        let commands: Vec<&'static Command<C>> = modules
             .iter()
             .flat_map(|m| m.commands.iter())
             .filter(|c| !overridden_cmd(c.format))
@@ -241,9 +295,10 @@ impl Registry {
             "GNU GPLv3",
         );
         // Ids 0 and 1 are fixed: identify_response and identify.
-        let mut table: Vec<Option<&'static Command>> = vec![None, None];
+        let mut table: Vec<Option<&'static Command<C>>> = vec![None, None];
         let mut next: u16 = 2;
         let mut static_strings = Vec::new();
+        let mut response_ids = Vec::new();
         {
             for c in commands {
                 let id = if c.format == IDENTIFY {
@@ -266,7 +321,7 @@ impl Registry {
                 next += 1;
                 next - 1
             };
-            r.id.store(id, Ordering::Relaxed);
+            response_ids.push((r as *const Response as usize, id));
             dict.response(r.format, msgid_dictionary_value(id));
         }
         for m in modules.iter().chain(overrides) {
@@ -294,10 +349,19 @@ impl Registry {
             );
         }
         assert!(next < 12288, "too many message ids");
+        response_ids.sort_unstable();
+        let tasks = modules
+            .iter()
+            .filter_map(|m| m.task.map(|t| (*m as *const Module<C> as usize, t)))
+            .collect();
+        let shutdown_hooks = modules.iter().filter_map(|m| m.shutdown).collect();
         Registry {
             table,
+            response_ids: ResponseIds { ids: response_ids },
             static_strings,
             dictionary: dict.compressed(),
+            tasks,
+            shutdown_hooks,
         }
     }
 
@@ -319,96 +383,4 @@ fn serde_json_value_int(i: i64) -> klipper_protocol::dictionary::Json {
 
 fn serde_json_value_str(s: &str) -> klipper_protocol::dictionary::Json {
     klipper_protocol::dictionary::Json::from(s)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sources(dir: &std::path::Path, out: &mut Vec<String>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                sources(&p, out);
-            } else if p.extension().is_some_and(|x| x == "rs") {
-                out.push(std::fs::read_to_string(&p).unwrap());
-            }
-        }
-    }
-
-    /// Every shutdown reason written in the sources is numbered in the
-    /// dictionary, so the host can show it.
-    #[test]
-    fn every_shutdown_reason_is_registered() {
-        let reg = Registry::new(&crate::commands::modules());
-        let mut files = Vec::new();
-        sources(
-            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
-            &mut files,
-        );
-        let mut found = 0;
-        for text in &files {
-            for part in text.split(concat!("Shutdown", "(\"")).skip(1) {
-                let reason = &part[..part.find('"').unwrap()];
-                found += 1;
-                assert!(
-                    reg.static_strings.contains(&reason),
-                    "unregistered shutdown reason: {reason}"
-                );
-            }
-        }
-        assert!(found > 10);
-        assert_eq!(reg.static_string_id(reg.static_strings[3]), 5);
-    }
-
-    #[test]
-    fn ids_are_unique_and_identify_is_fixed() {
-        let reg = Registry::new(&crate::commands::modules());
-        let d = klipper_protocol::dictionary::Dictionary::from_compressed(&reg.dictionary).unwrap();
-        assert_eq!(d.commands["identify"].id, 1);
-        assert_eq!(d.responses[&0].format.name, "identify_response");
-        let mut ids: Vec<u16> = d
-            .commands
-            .values()
-            .map(|m| m.id)
-            .chain(d.responses.keys().copied())
-            .collect();
-        let n = ids.len();
-        ids.sort();
-        ids.dedup();
-        assert_eq!(ids.len(), n);
-        assert_eq!(d.constant("MCU").and_then(|v| v.as_str()), Some("linux"));
-    }
-}
-
-#[cfg(test)]
-mod dialect_tests {
-    use super::*;
-    use crate::commands::{dialect_overrides, modules, Dialect};
-    use klipper_protocol::dictionary::Dictionary;
-
-    #[test]
-    fn kalico_dialect_replaces_forms_by_name() {
-        let reg = Registry::with_overrides(&modules(), &dialect_overrides(Dialect::Kalico));
-        let d = Dictionary::from_compressed(&reg.dictionary).unwrap();
-        let q = &d.commands["query_analog_in"].format.format;
-        assert!(!q.contains("bytes_per_report"), "{q}");
-        assert!(d.commands["config_ds18b20"]
-            .format
-            .format
-            .contains("ignore_limits"));
-        let r: Vec<_> = d
-            .responses
-            .values()
-            .filter(|m| m.format.name == "analog_in_state")
-            .collect();
-        assert_eq!(r.len(), 1);
-        assert!(r[0].format.format.ends_with("value=%hu"));
-        let plain = Registry::new(&modules());
-        let d = Dictionary::from_compressed(&plain.dictionary).unwrap();
-        assert!(d.commands["query_analog_in"]
-            .format
-            .format
-            .contains("bytes_per_report"));
-    }
 }

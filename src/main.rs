@@ -4,15 +4,13 @@ use std::ffi::CString;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use klipper_mcu::clock::{self, from_us};
-use klipper_mcu::command::Registry;
 use klipper_mcu::commands::{self, Dialect};
 use klipper_mcu::console::Console;
 use klipper_mcu::hw::sim::SimControl;
 use klipper_mcu::hw::Board;
 use klipper_mcu::mcu::{Mcu, STARTING};
 use klipper_mcu::restart::{self, Watchdog};
-use klipper_mcu::sched::{TimerResult, MAX_TIMER_LATENESS, RESCHEDULED_IN_PAST};
+use klipper_mcu::runtime;
 
 const USAGE: &str = "\
 Usage: klipper_mcu [-w] [-r] [-I PATH]
@@ -214,10 +212,7 @@ fn main() {
     };
     let wait_mask = install_signal_handlers();
 
-    let registry: &'static Registry = Box::leak(Box::new(Registry::with_overrides(
-        &commands::modules(),
-        &commands::dialect_overrides(opts.dialect),
-    )));
+    let registry = commands::registry(opts.dialect);
     let mut sim_control = None;
     let board = if opts.sim {
         let (board, state) = Board::sim(opts.dev_root.clone(), opts.sysfs_root.clone());
@@ -233,14 +228,25 @@ fn main() {
     } else {
         Board::linux(opts.dev_root.clone(), opts.sysfs_root.clone())
     };
+    let sim_fd = sim_control.as_ref().map(|c| c.raw_fd());
     let mut mcu = Mcu::new(registry, argv, board);
     mcu.send(&STARTING, &[]);
-    run(
+    let mut sim_poll = || {
+        if let Some(c) = sim_control.as_mut() {
+            c.poll();
+        }
+    };
+    let aux = sim_fd.map(|fd| runtime::Aux {
+        fd,
+        poll: &mut sim_poll,
+    });
+    runtime::run(
         &mut mcu,
         &mut console,
         watchdog.as_mut(),
-        sim_control.as_mut(),
+        aux,
         &wait_mask,
+        &TERMINATE,
     );
     console.flush(&mut mcu.out);
     console.unlink();
@@ -252,193 +258,9 @@ fn main() {
     }
 }
 
-/// Timers due within this many ticks are waited for by spinning.
-const TIMER_MIN_TRY_TICKS: u32 = from_us(2);
-/// How often a loop too busy to sleep still looks at its input.
-const INPUT_CHECK_TICKS: u32 = from_us(50);
-/// Timers run back to back before the loop looks at its input again.
-const TIMER_REPEAT_COUNT: u32 = 20;
-
-/// Most the loop wakes before a timer, to spin until it is due instead of
-/// paying the kernel's wake-up latency after it.
-const MAX_WAKE_MARGIN: u32 = from_us(50);
-
-/// How early to wake for a timer: follows the wake-up latency the loop
-/// sees, so a timer runs on time without spinning longer than needed.
-struct WakeMargin {
-    ticks: u32,
-}
-
-impl WakeMargin {
-    /// The loop asked to wake at `asked` and woke at `now`.
-    fn observe(&mut self, asked: u32, now: u32) {
-        let late = now.wrapping_sub(asked) as i32;
-        if late > 0 {
-            // Grow quickly towards the latency seen.
-            let target = (late as u32).min(MAX_WAKE_MARGIN);
-            if target > self.ticks {
-                self.ticks = (self.ticks + target).div_ceil(2);
-            }
-        }
-        // Shrink slowly, so a quiet period gives the spinning back.
-        self.ticks = (self.ticks - self.ticks / 256).max(TIMER_MIN_TRY_TICKS);
-    }
-}
-
-/// Run due timers, spinning for one due within `spin` ticks.
-fn run_timers(mcu: &mut Mcu, spin: u32) {
-    // Read the clock again only when the next timer is not already due by
-    // the last reading (back-to-back step events need no fresh reading).
-    let mut now = mcu.clock.now();
-    for _ in 0..TIMER_REPEAT_COUNT {
-        let Some(next) = mcu.timers.next_wake() else {
-            break;
-        };
-        let mut diff = next.wrapping_sub(now) as i32;
-        if diff > 0 {
-            now = mcu.clock.now();
-            diff = next.wrapping_sub(now) as i32;
-        }
-        if diff > spin as i32 {
-            break;
-        }
-        if diff < -(MAX_TIMER_LATENESS as i32) {
-            mcu.try_shutdown(RESCHEDULED_IN_PAST);
-            break;
-        }
-        while diff > 0 {
-            now = mcu.clock.now();
-            diff = next.wrapping_sub(now) as i32;
-        }
-        let Some((waketime, id)) = mcu.timers.pop() else {
-            break;
-        };
-        match mcu.run_timer(id, waketime) {
-            Ok(TimerResult::Done) => {}
-            Ok(TimerResult::Reschedule(t)) => mcu.timers.insert(id, t),
-            Err(reason) => {
-                mcu.shutdown(reason);
-                break;
-            }
-        }
-    }
-}
-
 /// Where the simulated board's control socket goes: beside the pty link.
 fn sim_control_path(link: &std::path::Path) -> PathBuf {
     let mut p = link.as_os_str().to_owned();
     p.push(".sim");
     PathBuf::from(p)
-}
-
-fn run(
-    mcu: &mut Mcu,
-    console: &mut Console,
-    mut watchdog: Option<&mut Watchdog>,
-    mut sim: Option<&mut SimControl>,
-    wait_mask: &libc::sigset_t,
-) {
-    let fd = console.raw_fd();
-    let (mut input_ready, mut sim_ready) = (true, true);
-    let mut last_input_check = mcu.clock.now();
-    let mut margin = WakeMargin {
-        ticks: TIMER_MIN_TRY_TICKS,
-    };
-    let mut asked: Option<u32>;
-    let mut wake_timer = match clock::WakeTimer::new() {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("klipper_mcu: timerfd_create: {e}");
-            std::process::exit(1);
-        }
-    };
-    loop {
-        if TERMINATE.load(Ordering::Relaxed) {
-            return;
-        }
-        let start = mcu.clock.now();
-        run_timers(mcu, margin.ticks);
-        // Only read what poll said is there: a pass woken by a timer
-        // costs no system call for input.
-        if input_ready {
-            console.process_input(mcu);
-            last_input_check = start;
-            input_ready = false;
-        }
-        if sim_ready {
-            if let Some(c) = sim.as_deref_mut() {
-                c.poll();
-            }
-            sim_ready = false;
-        }
-        mcu.run_tasks();
-        if let Some(w) = watchdog.as_deref_mut() {
-            w.feed(mcu.clock.now());
-        }
-        let cur = mcu.clock.now();
-        mcu.stats_update(start, cur);
-        console.flush(&mut mcu.out);
-
-        // A pass that does not sleep cannot know what arrived meanwhile:
-        // look at the input again after INPUT_CHECK_TICKS, so a busy
-        // stretch (fast stepping) never holds back the host's commands,
-        // without a system call on every pass.
-        if cur.wrapping_sub(last_input_check) >= INPUT_CHECK_TICKS {
-            input_ready = true;
-            sim_ready = true;
-        }
-        // A task that woke itself (more data waiting) runs again at once.
-        if mcu.tasks != 0 {
-            continue;
-        }
-        // Sleep until input, the next timer or the next watchdog feed.
-        let mut wake = mcu.timers.next_wake();
-        if let Some(w) = watchdog.as_deref() {
-            let f = w.next_feed();
-            wake = Some(wake.map_or(f, |t| if clock::is_before(f, t) { f } else { t }));
-        }
-        asked = None;
-        match wake.map(|t| mcu.clock.monotonic_at(t)) {
-            // Due (or nearly): no sleep.
-            Some((_, diff)) if diff <= margin.ticks as i32 => continue,
-            Some((ns, _)) => {
-                let early = margin.ticks as u64 * 20;
-                wake_timer.arm(ns - early);
-                asked = wake.map(|t| t.wrapping_sub(margin.ticks));
-            }
-            None => wake_timer.disarm(),
-        }
-        let events = if mcu.out.is_empty() {
-            libc::POLLIN
-        } else {
-            libc::POLLIN | libc::POLLOUT
-        };
-        let mut pfd = [
-            libc::pollfd {
-                fd,
-                events,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: wake_timer.raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            // Ignored (fd -1) unless the simulated board is in use.
-            libc::pollfd {
-                fd: sim.as_deref().map_or(-1, |c| c.raw_fd()),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        let n = unsafe { libc::ppoll(pfd.as_mut_ptr(), 3, std::ptr::null(), wait_mask) };
-        // On an error (EINTR) look at everything once.
-        input_ready = n < 0 || pfd[0].revents != 0;
-        sim_ready = n < 0 || pfd[2].revents != 0;
-        if pfd[1].revents != 0 {
-            if let Some(a) = asked {
-                margin.observe(a, mcu.clock.now());
-            }
-        }
-    }
 }

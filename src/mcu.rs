@@ -7,25 +7,21 @@ use klipper_protocol::format::{parse_args, Arg};
 use klipper_protocol::vlq::decode_msgid;
 
 use crate::clock::Clock;
-use crate::command::{Args, Output, Registry, Response, Shutdown, HF_IN_SHUTDOWN, MAX_ARG_SLOTS};
-use crate::commands::adc::{self, AnalogIn};
-use crate::commands::buttons::{self, Buttons};
-use crate::commands::counter::{self, Counter};
-use crate::commands::ds18b20::{self, Ds18b20};
-use crate::commands::endstop::{self, Endstop};
-use crate::commands::gpio::{self, DigitalOut};
-use crate::commands::i2c::I2cDev;
-use crate::commands::pca9685::{self, Pca9685Chip, Pca9685Out};
-use crate::commands::pwm::{self, PwmOut};
-use crate::commands::spi::{self, SpiDev, SpiShutdown};
-use crate::commands::stepper::{self, Stepper};
-use crate::commands::trsync::{self, Trsync};
-use crate::commands::{accel, display, probe, thermo};
+use crate::command::{Args, Module, Output, Response, HF_IN_SHUTDOWN, MAX_ARG_SLOTS};
 use crate::hw::bus::{I2c, Spi};
-use crate::hw::sysfs::PwmChannel;
 use crate::hw::{Board, Gpio};
 use crate::moveq::MovePool;
-use crate::sched::{Stats, TimerId, TimerQueue, TimerResult, STATS};
+use crate::objects::{Objects, OidTable, CANT_ASSIGN_OID};
+use crate::sched::{Stats, TimerQueue, TimerResult, STATS};
+use crate::shutdown::Shutdown;
+
+pub use crate::objects::INVALID_OID_TYPE;
+
+/// This MCU's timers and registry (the generic ones, on [`Mcu`]).
+pub type TimerId = crate::sched::TimerId<Mcu>;
+pub type Registry = crate::command::Registry<Mcu>;
+pub type Command = crate::command::Command<Mcu>;
+pub type Family = Module<Mcu>;
 
 pub static SHUTDOWN: Response = Response::new("shutdown clock=%u static_string_id=%hu");
 pub static IS_SHUTDOWN: Response = Response::new("is_shutdown static_string_id=%hu");
@@ -33,40 +29,6 @@ pub static STARTING: Response = Response::new("starting");
 
 pub const INVALID_COMMAND: Shutdown = Shutdown("Invalid command");
 pub const PARSER_ERROR: Shutdown = Shutdown("Command parser error");
-pub const CANT_ASSIGN_OID: Shutdown = Shutdown("Can't assign oid");
-pub const INVALID_OID_TYPE: Shutdown = Shutdown("Invalid oid type");
-
-/// What an oid names. Each command family adds its object kinds here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ObjKind {
-    DigitalOut,
-    Stepper,
-    Endstop,
-    Trsync,
-    Buttons,
-    Counter,
-    Spi,
-    SpiShutdown,
-    I2c,
-    PwmOut,
-    AnalogIn,
-    Pca9685,
-    Ds18b20,
-    /// Objects of the sensor and device groups (see
-    /// `commands::accel` for the ranges).
-    Ext(u8),
-}
-
-/// Tasks: work that timers hand to the main loop (sending reports).
-pub const TASK_TRSYNC: u32 = 1 << 0;
-pub const TASK_BUTTONS: u32 = 1 << 1;
-pub const TASK_COUNTER: u32 = 1 << 2;
-pub const TASK_ANALOG: u32 = 1 << 3;
-pub const TASK_DS18B20: u32 = 1 << 4;
-pub const TASK_ACCEL: u32 = 1 << 5;
-pub const TASK_THERMO: u32 = 1 << 6;
-pub const TASK_PROBE: u32 = 1 << 7;
-pub const TASK_DISPLAY: u32 = 1 << 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ShutdownState {
@@ -79,13 +41,15 @@ pub struct Mcu {
     pub clock: Clock,
     pub out: Output,
     pub registry: &'static Registry,
-    pub timers: TimerQueue,
+    pub timers: TimerQueue<Mcu>,
     pub stats: Stats,
     state: ShutdownState,
     shutdown_reason: u16,
-    /// `allocate_oids`: one slot per oid, with the kind and index of the
-    /// object in its family's table.
-    pub oids: Option<Vec<Option<(ObjKind, u16)>>>,
+    /// `allocate_oids`: one slot per oid, naming the type and index of
+    /// the object in [`Mcu::objs`].
+    pub oids: Option<OidTable>,
+    /// The families' objects, one table per type.
+    pub objs: Objects,
     pub config_crc: u32,
     pub move_count: u16,
     /// The program's arguments, for the re-execution `config_reset` does.
@@ -100,27 +64,8 @@ pub struct Mcu {
     pub sysfs_root: std::path::PathBuf,
     /// The move queue, allocated by `finalize_config`.
     pub moves: MovePool,
-    pub digital_outs: Vec<DigitalOut>,
-    pub steppers: Vec<Stepper>,
-    pub endstops: Vec<Endstop>,
-    pub trsyncs: Vec<Trsync>,
-    pub buttons: Vec<Buttons>,
-    pub counters: Vec<Counter>,
-    pub spis: Vec<SpiDev>,
-    pub spi_shutdowns: Vec<SpiShutdown>,
-    pub i2cs: Vec<I2cDev>,
-    pub pwm_channels: Vec<PwmChannel>,
-    pub pwm_outs: Vec<PwmOut>,
-    pub analog_ins: Vec<AnalogIn>,
-    pub pca9685_chips: Vec<Pca9685Chip>,
-    pub pca9685_outs: Vec<Pca9685Out>,
-    pub ds18b20s: Vec<Ds18b20>,
-    pub accel: accel::State,
-    pub thermo: thermo::State,
-    pub probe: probe::State,
-    pub display: display::State,
-    /// Tasks woken (TASK_* bits).
-    pub tasks: u32,
+    /// Tasks woken: bit `i` runs `registry.tasks[i]`.
+    pub tasks: u64,
     /// The oid the running command claimed, if any.
     claimed_oid: Option<u8>,
 }
@@ -129,13 +74,14 @@ impl Mcu {
     pub fn new(registry: &'static Registry, argv: Vec<CString>, board: Board) -> Mcu {
         Mcu {
             clock: Clock::new(),
-            out: Output::new(),
+            out: Output::new(registry.response_ids.clone()),
             registry,
             timers: TimerQueue::new(),
             stats: Stats::default(),
             state: ShutdownState::Running,
             shutdown_reason: 0,
             oids: None,
+            objs: Objects::default(),
             config_crc: 0,
             move_count: 0,
             argv,
@@ -146,25 +92,6 @@ impl Mcu {
             dev_root: board.dev_root,
             sysfs_root: board.sysfs_root,
             moves: MovePool::default(),
-            digital_outs: Vec::new(),
-            steppers: Vec::new(),
-            endstops: Vec::new(),
-            trsyncs: Vec::new(),
-            buttons: Vec::new(),
-            counters: Vec::new(),
-            spis: Vec::new(),
-            spi_shutdowns: Vec::new(),
-            i2cs: Vec::new(),
-            pwm_channels: Vec::new(),
-            pwm_outs: Vec::new(),
-            analog_ins: Vec::new(),
-            pca9685_chips: Vec::new(),
-            pca9685_outs: Vec::new(),
-            ds18b20s: Vec::new(),
-            accel: Default::default(),
-            thermo: Default::default(),
-            probe: Default::default(),
-            display: Default::default(),
             tasks: 0,
             claimed_oid: None,
         }
@@ -222,101 +149,58 @@ impl Mcu {
         }
     }
 
-    /// Each command family puts its outputs in a safe state here.
+    /// Each command family puts its outputs in a safe state: the
+    /// families' shutdown hooks, in the order they are listed.
     fn run_shutdown_hooks(&mut self) {
-        gpio::shutdown(self);
-        stepper::shutdown(self);
-        trsync::shutdown(self);
-        spi::shutdown(self);
-        pwm::shutdown(self);
-        pca9685::shutdown(self);
-        adc::shutdown(self);
-        accel::shutdown(self);
-        thermo::shutdown(self);
-        probe::shutdown(self);
-        display::shutdown(self);
+        let reg = self.registry;
+        for hook in &reg.shutdown_hooks {
+            hook(self);
+        }
     }
 
+    /// Have the main loop run `family`'s task (declared in its
+    /// [`Module::task`]).
     #[inline]
-    pub fn wake_task(&mut self, task: u32) {
-        self.tasks |= task;
+    pub fn wake_task(&mut self, family: &Family) {
+        if let Some(i) = self.registry.task_index(family) {
+            self.tasks |= 1 << i;
+        }
     }
 
     /// Run the woken tasks.
     pub fn run_tasks(&mut self) {
         let t = std::mem::take(&mut self.tasks);
-        if t & TASK_TRSYNC != 0 {
-            trsync::task(self);
-        }
-        if t & TASK_BUTTONS != 0 {
-            buttons::task(self);
-        }
-        if t & TASK_COUNTER != 0 {
-            counter::task(self);
-        }
-        if t & TASK_ANALOG != 0 {
-            adc::task(self);
-        }
-        if t & TASK_DS18B20 != 0 {
-            ds18b20::task(self);
-        }
-        if t & TASK_ACCEL != 0 {
-            accel::task(self);
-        }
-        if t & TASK_THERMO != 0 {
-            thermo::task(self);
-        }
-        if t & TASK_PROBE != 0 {
-            probe::task(self);
-        }
-        if t & TASK_DISPLAY != 0 {
-            display::task(self);
-        }
-    }
-
-    /// Run one timer; each command family dispatches its own ids.
-    pub fn run_timer(&mut self, id: TimerId, waketime: u32) -> Result<TimerResult, Shutdown> {
-        let index = (id.0 & 0xffff) as usize;
-        match id.0 & 0xff00_0000 {
-            stepper::TIMER_KIND => stepper::run_timer(self, index),
-            gpio::TIMER_KIND => gpio::run_timer(self, index as u16, waketime),
-            endstop::TIMER_KIND => Ok(endstop::run_timer(self, index, waketime)),
-            k @ (trsync::REPORT_TIMER | trsync::EXPIRE_TIMER) => {
-                Ok(trsync::run_timer(self, k, index, waketime))
+        let reg = self.registry;
+        for (i, task) in reg.tasks.iter().enumerate() {
+            if t & (1 << i) != 0 {
+                (task.1)(self);
             }
-            buttons::TIMER_KIND => Ok(buttons::run_timer(self, index, waketime)),
-            counter::TIMER_KIND => Ok(counter::run_timer(self, index, waketime)),
-            pwm::TIMER_KIND => pwm::run_timer(self, index, waketime),
-            adc::TIMER_KIND => adc::run_timer(self, index, waketime),
-            pca9685::TIMER_KIND => pca9685::run_timer(self, index, waketime),
-            ds18b20::TIMER_KIND => Ok(ds18b20::run_timer(self, index, waketime)),
-            k if (16 << 24..32 << 24).contains(&k) => accel::run_timer(self, id, waketime),
-            k if (32 << 24..48 << 24).contains(&k) => thermo::run_timer(self, id, waketime),
-            k if (48 << 24..64 << 24).contains(&k) => probe::run_timer(self, id, waketime),
-            k if (64 << 24..80 << 24).contains(&k) => display::run_timer(self, id, waketime),
-            _ => Ok(TimerResult::Done),
         }
     }
 
-    /// Claim `oid` for an object of `kind` stored at `index`.
-    pub fn oid_alloc(&mut self, oid: u32, kind: ObjKind, index: u16) -> Result<(), Shutdown> {
-        let finalized = self.is_finalized();
-        match self.oids.as_mut().and_then(|t| t.get_mut(oid as usize)) {
-            Some(slot @ None) if !finalized => {
-                *slot = Some((kind, index));
-                self.claimed_oid = Some(oid as u8);
-                Ok(())
-            }
-            _ => Err(CANT_ASSIGN_OID),
-        }
-    }
-
-    /// The index of the object of `kind` that `oid` names.
+    /// Run one timer: its callback, with its argument.
     #[inline]
-    pub fn oid_lookup(&self, oid: u32, kind: ObjKind) -> Result<u16, Shutdown> {
-        match self.oids.as_ref().and_then(|t| t.get(oid as usize)) {
-            Some(Some((k, i))) if *k == kind => Ok(*i),
-            _ => Err(INVALID_OID_TYPE),
+    pub fn run_timer(&mut self, id: TimerId, waketime: u32) -> Result<TimerResult, Shutdown> {
+        id.run(self, waketime)
+    }
+
+    /// Claim `oid` for the object of type `T` at `index` in its table.
+    pub fn oid_alloc<T: 'static>(&mut self, oid: u32, index: u16) -> Result<(), Shutdown> {
+        if self.is_finalized() {
+            return Err(CANT_ASSIGN_OID);
+        }
+        let table = self.oids.as_mut().ok_or(CANT_ASSIGN_OID)?;
+        table.alloc::<T>(oid, index)?;
+        self.claimed_oid = Some(oid as u8);
+        Ok(())
+    }
+
+    /// The index of the `T` that `oid` names.
+    #[inline]
+    pub fn oid_lookup<T: 'static>(&self, oid: u32) -> Result<u16, Shutdown> {
+        match &self.oids {
+            Some(t) => t.lookup::<T>(oid),
+            None => Err(INVALID_OID_TYPE),
         }
     }
 
@@ -353,8 +237,8 @@ impl Mcu {
                 // not have stored its object: release the oid, so a later
                 // lookup fails cleanly instead of finding nothing there.
                 if let Some(oid) = self.claimed_oid.take() {
-                    if let Some(slot) = self.oids.as_mut().and_then(|t| t.get_mut(oid as usize)) {
-                        *slot = None;
+                    if let Some(t) = self.oids.as_mut() {
+                        t.release(oid as u32);
                     }
                 }
                 self.shutdown(reason);
@@ -373,12 +257,9 @@ impl Mcu {
 
 /// Shutdown reasons of the core. The first is what an unlisted reason
 /// (a bug, caught by the tests) would be reported as.
-pub static MODULE: crate::command::Module = crate::command::Module {
-    commands: &[],
-    responses: &[],
-    constants: &[],
-    enumerations: &[],
+pub static MODULE: Family = Module {
     static_strings: STATIC_STRINGS,
+    ..Module::EMPTY
 };
 
 const STATIC_STRINGS: &[&str] = &[

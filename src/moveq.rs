@@ -3,7 +3,7 @@
 //! object keeping its own FIFO of entries. Allocated once when the
 //! configuration is finalized; pushing and popping never allocate.
 
-use crate::command::Shutdown;
+use crate::shutdown::Shutdown;
 
 pub const MOVE_QUEUE_OVERFLOW: Shutdown = Shutdown("Move queue overflow");
 

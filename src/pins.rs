@@ -4,8 +4,6 @@
 
 use klipper_protocol::dictionary::EnumValue;
 
-use crate::command::Module;
-
 pub const GPIO_LINES_PER_CHIP: u32 = 288;
 pub const GPIO_CHIPS: u32 = 9;
 pub const ANALOG_BASE: u32 = 4096;
@@ -37,61 +35,56 @@ const fn range(first: u32, count: u32) -> EnumValue {
 
 const G: u32 = GPIO_LINES_PER_CHIP;
 
-pub static MODULE: Module = Module {
-    commands: &[],
-    responses: &[],
-    constants: &[],
-    enumerations: &[
-        ("pin", "gpio0", range(0, G)),
-        ("pin", "gpiochip0/gpio0", range(0, G)),
-        ("pin", "gpiochip1/gpio0", range(G, G)),
-        ("pin", "gpiochip2/gpio0", range(2 * G, G)),
-        ("pin", "gpiochip3/gpio0", range(3 * G, G)),
-        ("pin", "gpiochip4/gpio0", range(4 * G, G)),
-        ("pin", "gpiochip5/gpio0", range(5 * G, G)),
-        ("pin", "gpiochip6/gpio0", range(6 * G, G)),
-        ("pin", "gpiochip7/gpio0", range(7 * G, G)),
-        ("pin", "gpiochip8/gpio0", range(8 * G, G)),
-        ("pin", "analog0", range(ANALOG_BASE, ANALOG_COUNT)),
-        ("pin", "pwmchip0/pwm0", range(PWM_BASE, PWM_PER_CHIP)),
-        (
-            "pin",
-            "pwmchip1/pwm0",
-            range(PWM_BASE + PWM_PER_CHIP, PWM_PER_CHIP),
-        ),
-        (
-            "pin",
-            "pwmchip2/pwm0",
-            range(PWM_BASE + 2 * PWM_PER_CHIP, PWM_PER_CHIP),
-        ),
-        (
-            "pin",
-            "pwmchip3/pwm0",
-            range(PWM_BASE + 3 * PWM_PER_CHIP, PWM_PER_CHIP),
-        ),
-        (
-            "pin",
-            "pwmchip4/pwm0",
-            range(PWM_BASE + 4 * PWM_PER_CHIP, PWM_PER_CHIP),
-        ),
-        (
-            "pin",
-            "pwmchip5/pwm0",
-            range(PWM_BASE + 5 * PWM_PER_CHIP, PWM_PER_CHIP),
-        ),
-        (
-            "pin",
-            "pwmchip6/pwm0",
-            range(PWM_BASE + 6 * PWM_PER_CHIP, PWM_PER_CHIP),
-        ),
-        (
-            "pin",
-            "pwmchip7/pwm0",
-            range(PWM_BASE + 7 * PWM_PER_CHIP, PWM_PER_CHIP),
-        ),
-    ],
-    static_strings: &[],
-};
+/// The `pin` enumeration of the dictionary.
+pub const ENUMERATIONS: &[(&str, &str, EnumValue)] = &[
+    ("pin", "gpio0", range(0, G)),
+    ("pin", "gpiochip0/gpio0", range(0, G)),
+    ("pin", "gpiochip1/gpio0", range(G, G)),
+    ("pin", "gpiochip2/gpio0", range(2 * G, G)),
+    ("pin", "gpiochip3/gpio0", range(3 * G, G)),
+    ("pin", "gpiochip4/gpio0", range(4 * G, G)),
+    ("pin", "gpiochip5/gpio0", range(5 * G, G)),
+    ("pin", "gpiochip6/gpio0", range(6 * G, G)),
+    ("pin", "gpiochip7/gpio0", range(7 * G, G)),
+    ("pin", "gpiochip8/gpio0", range(8 * G, G)),
+    ("pin", "analog0", range(ANALOG_BASE, ANALOG_COUNT)),
+    ("pin", "pwmchip0/pwm0", range(PWM_BASE, PWM_PER_CHIP)),
+    (
+        "pin",
+        "pwmchip1/pwm0",
+        range(PWM_BASE + PWM_PER_CHIP, PWM_PER_CHIP),
+    ),
+    (
+        "pin",
+        "pwmchip2/pwm0",
+        range(PWM_BASE + 2 * PWM_PER_CHIP, PWM_PER_CHIP),
+    ),
+    (
+        "pin",
+        "pwmchip3/pwm0",
+        range(PWM_BASE + 3 * PWM_PER_CHIP, PWM_PER_CHIP),
+    ),
+    (
+        "pin",
+        "pwmchip4/pwm0",
+        range(PWM_BASE + 4 * PWM_PER_CHIP, PWM_PER_CHIP),
+    ),
+    (
+        "pin",
+        "pwmchip5/pwm0",
+        range(PWM_BASE + 5 * PWM_PER_CHIP, PWM_PER_CHIP),
+    ),
+    (
+        "pin",
+        "pwmchip6/pwm0",
+        range(PWM_BASE + 6 * PWM_PER_CHIP, PWM_PER_CHIP),
+    ),
+    (
+        "pin",
+        "pwmchip7/pwm0",
+        range(PWM_BASE + 7 * PWM_PER_CHIP, PWM_PER_CHIP),
+    ),
+];
 
 #[cfg(test)]
 mod tests {
@@ -107,8 +100,7 @@ mod tests {
     #[test]
     fn numbering_matches_the_reference_list() {
         let reference = include_str!("../tests/data/linux-mcu-messages.txt");
-        let ours: Vec<String> = super::MODULE
-            .enumerations
+        let ours: Vec<String> = super::ENUMERATIONS
             .iter()
             .map(|(e, n, v)| match v {
                 super::EnumValue::Range(a, b) => format!("{e} {n} = [{a}, {b}]"),

@@ -6,13 +6,11 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 
-use crate::mcu::Mcu;
-
 /// Start this program again with the same arguments. Returns only if the
 /// exec failed.
-pub fn reexec(mcu: &mut Mcu) {
+pub fn reexec(args: &[CString]) {
     let exe = CString::new("/proc/self/exe").expect("no NUL");
-    let argv: Vec<&std::ffi::CStr> = mcu.argv.iter().map(|a| a.as_c_str()).collect();
+    let argv: Vec<&std::ffi::CStr> = args.iter().map(|a| a.as_c_str()).collect();
     let err = nix::unistd::execv(&exe, &argv).unwrap_err();
     eprintln!("klipper_mcu: config_reset: cannot re-execute /proc/self/exe: {err}");
 }

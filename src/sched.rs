@@ -1,17 +1,63 @@
 //! Timers and load statistics.
 //!
-//! Timers are kept sorted by wake time (wrap-aware); each is named by a
-//! [`TimerId`] that its owner maps back to the object it drives. Storage is
-//! reserved up front, so adding a timer in the real-time loop never
-//! allocates.
+//! Timers are kept sorted by wake time (wrap-aware). Each entry carries
+//! its callback and an argument (the index of the object it drives), as
+//! the reference's `struct timer` carries its `func`: the queue runs any
+//! family's timers without knowing the families. Storage is reserved up
+//! front, so adding a timer in the real-time loop never allocates.
 
 use crate::clock::{from_us, is_before};
-use crate::command::{Response, Shutdown};
+use crate::command::Response;
+use crate::shutdown::Shutdown;
 use klipper_protocol::format::Arg;
 
-/// Names one timer; owners encode what it drives (kind and oid).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TimerId(pub u32);
+/// A timer callback on context `C`: `(ctx, arg, waketime)`.
+pub type TimerFn<C> = fn(&mut C, u32, u32) -> Result<TimerResult, Shutdown>;
+
+/// One timer: the callback and its argument. Two timers are the same
+/// timer when both match, so a family removes or re-adds its object's
+/// timer by building the same value again. (Callbacks must be plain,
+/// non-generic, non-`#[inline]` functions, so each has one address.)
+pub struct TimerId<C> {
+    pub func: TimerFn<C>,
+    pub arg: u32,
+}
+
+impl<C> TimerId<C> {
+    #[inline]
+    pub const fn new(func: TimerFn<C>, arg: u32) -> TimerId<C> {
+        TimerId { func, arg }
+    }
+
+    /// Run the callback.
+    #[inline]
+    pub fn run(self, ctx: &mut C, waketime: u32) -> Result<TimerResult, Shutdown> {
+        (self.func)(ctx, self.arg, waketime)
+    }
+}
+
+impl<C> Clone for TimerId<C> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<C> Copy for TimerId<C> {}
+
+impl<C> PartialEq for TimerId<C> {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        self.arg == other.arg && self.func as usize == other.func as usize
+    }
+}
+
+impl<C> Eq for TimerId<C> {}
+
+impl<C> std::fmt::Debug for TimerId<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TimerId({:#x}, {})", self.func as usize, self.arg)
+    }
+}
 
 /// What a timer callback wants next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,20 +74,19 @@ pub const MAX_TIMER_LATENESS: u32 = from_us(100_000);
 
 const TIMER_CAPACITY: usize = 1024;
 
-#[derive(Debug)]
-pub struct TimerQueue {
+pub struct TimerQueue<C> {
     // Sorted: the soonest last, so popping is cheap.
-    entries: Vec<(u32, TimerId)>,
+    entries: Vec<(u32, TimerId<C>)>,
 }
 
-impl Default for TimerQueue {
+impl<C> Default for TimerQueue<C> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl TimerQueue {
-    pub fn new() -> TimerQueue {
+impl<C> TimerQueue<C> {
+    pub fn new() -> TimerQueue<C> {
         TimerQueue {
             entries: Vec::with_capacity(TIMER_CAPACITY),
         }
@@ -49,7 +94,7 @@ impl TimerQueue {
 
     /// Schedule `id` at `waketime`. A timer that would be the next to run
     /// and is already in the past is refused, as the reference does.
-    pub fn add(&mut self, id: TimerId, waketime: u32, now: u32) -> Result<(), Shutdown> {
+    pub fn add(&mut self, id: TimerId<C>, waketime: u32, now: u32) -> Result<(), Shutdown> {
         let first = self.entries.last().map(|e| e.0);
         if first.is_none_or(|f| is_before(waketime, f)) && is_before(waketime, now) {
             return Err(TIMER_TOO_CLOSE);
@@ -59,7 +104,7 @@ impl TimerQueue {
     }
 
     /// Insert without the past check (a reschedule from dispatch).
-    pub fn insert(&mut self, id: TimerId, waketime: u32) {
+    pub fn insert(&mut self, id: TimerId<C>, waketime: u32) {
         // Entries before `pos` wake strictly later; equal wake times keep
         // the order they were added in.
         let pos = self
@@ -74,18 +119,18 @@ impl TimerQueue {
         self.entries.insert(pos, (waketime, id));
     }
 
-    pub fn remove(&mut self, id: TimerId) {
+    pub fn remove(&mut self, id: TimerId<C>) {
         if let Some(p) = self.entries.iter().position(|e| e.1 == id) {
             self.entries.remove(p);
         }
     }
 
     /// When `id` is due, if scheduled.
-    pub fn waketime_of(&self, id: TimerId) -> Option<u32> {
+    pub fn waketime_of(&self, id: TimerId<C>) -> Option<u32> {
         self.entries.iter().find(|e| e.1 == id).map(|e| e.0)
     }
 
-    pub fn contains(&self, id: TimerId) -> bool {
+    pub fn contains(&self, id: TimerId<C>) -> bool {
         self.entries.iter().any(|e| e.1 == id)
     }
 
@@ -97,7 +142,7 @@ impl TimerQueue {
 
     /// Remove and return the soonest timer.
     #[inline]
-    pub fn pop(&mut self) -> Option<(u32, TimerId)> {
+    pub fn pop(&mut self) -> Option<(u32, TimerId<C>)> {
         self.entries.pop()
     }
 
@@ -166,6 +211,15 @@ impl Stats {
 mod tests {
     use super::*;
 
+    fn nop(_: &mut (), _: u32, _: u32) -> Result<TimerResult, Shutdown> {
+        Ok(TimerResult::Done)
+    }
+
+    #[allow(non_snake_case)]
+    fn TimerId(arg: u32) -> super::TimerId<()> {
+        super::TimerId::new(nop, arg)
+    }
+
     #[test]
     fn timers_pop_in_order_across_wrap() {
         let mut q = TimerQueue::new();
@@ -174,7 +228,7 @@ mod tests {
         q.add(TimerId(2), now.wrapping_add(100), now).unwrap();
         q.add(TimerId(3), now.wrapping_add(200), now).unwrap();
         q.add(TimerId(4), now.wrapping_add(200), now).unwrap();
-        let order: Vec<u32> = std::iter::from_fn(|| q.pop().map(|e| e.1 .0)).collect();
+        let order: Vec<u32> = std::iter::from_fn(|| q.pop().map(|e| e.1.arg)).collect();
         // Equal wake times run in the order they were added.
         assert_eq!(order, vec![2, 3, 4, 1]);
     }

@@ -6,10 +6,10 @@
 
 use std::ffi::CString;
 
-use klipper_mcu::command::Registry;
 use klipper_mcu::commands::modules;
 use klipper_mcu::hw::Board;
 use klipper_mcu::mcu::Mcu;
+use klipper_mcu::mcu::Registry;
 use klipper_mcu::sched::TimerResult;
 use klipper_protocol::block::{frame_vec, MESSAGE_DEST, MESSAGE_PAYLOAD_MAX};
 use klipper_protocol::dictionary::Dictionary;

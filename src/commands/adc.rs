@@ -6,9 +6,10 @@ use klipper_protocol::format::Arg;
 
 use crate::command::{Args, CmdResult, Command, Constant, Module, Response, Shutdown};
 use crate::hw::sysfs::AdcChannel;
-use crate::mcu::{Mcu, ObjKind, TASK_ANALOG};
+use crate::mcu::Mcu;
+use crate::mcu::TimerId;
 use crate::pins::{ANALOG_BASE, ANALOG_COUNT};
-use crate::sched::{TimerId, TimerResult};
+use crate::sched::TimerResult;
 
 static ANALOG_IN_STATE: Response = Response::new("analog_in_state oid=%c next_clock=%u values=%*s");
 
@@ -16,7 +17,6 @@ const OUT_OF_RANGE: Shutdown = Shutdown("ADC out of range");
 const BAD_BYTES_PER_REPORT: Shutdown = Shutdown("Invalid analog_in bytes_per_report");
 const NOT_ADC_PIN: Shutdown = Shutdown("Not a valid ADC pin");
 
-pub const TIMER_KIND: u32 = 9 << 24;
 pub const ADC_MAX: i64 = 4095;
 
 pub struct AnalogIn {
@@ -43,8 +43,9 @@ pub struct AnalogIn {
     legacy: bool,
 }
 
-pub fn run_timer(mcu: &mut Mcu, i: usize, waketime: u32) -> Result<TimerResult, Shutdown> {
-    let value = mcu.analog_ins[i].chan.read();
+fn run_timer(mcu: &mut Mcu, i: u32, waketime: u32) -> Result<TimerResult, Shutdown> {
+    let i = i as usize;
+    let value = mcu.objs.of::<AnalogIn>()[i].chan.read();
     let value = match value {
         Ok(v) => v,
         Err(e) => {
@@ -52,7 +53,7 @@ pub fn run_timer(mcu: &mut Mcu, i: usize, waketime: u32) -> Result<TimerResult, 
             0
         }
     };
-    let a = &mut mcu.analog_ins[i];
+    let a = &mut mcu.objs.of::<AnalogIn>()[i];
     if a.state >= a.sample_count {
         a.state = 0;
         a.value = value;
@@ -78,7 +79,7 @@ pub fn run_timer(mcu: &mut Mcu, i: usize, waketime: u32) -> Result<TimerResult, 
     }
     a.next_begin_time = a.next_begin_time.wrapping_add(a.rest_time);
     let next = a.next_begin_time;
-    mcu.wake_task(TASK_ANALOG);
+    mcu.wake_task(&MODULE);
     Ok(TimerResult::Reschedule(next))
 }
 
@@ -88,9 +89,9 @@ fn config_analog_in(mcu: &mut Mcu, a: &Args) -> CmdResult {
         return Err(NOT_ADC_PIN);
     }
     let chan = AdcChannel::open(&mcu.sysfs_root, pin - ANALOG_BASE)?;
-    let index = mcu.analog_ins.len() as u16;
-    mcu.oid_alloc(a.get(0), ObjKind::AnalogIn, index)?;
-    mcu.analog_ins.push(AnalogIn {
+    let index = mcu.objs.of::<AnalogIn>().len() as u16;
+    mcu.oid_alloc::<AnalogIn>(a.get(0), index)?;
+    mcu.objs.push(AnalogIn {
         oid: a.get(0) as u8,
         chan,
         rest_time: 0,
@@ -133,11 +134,11 @@ fn query_analog_in_legacy(mcu: &mut Mcu, a: &Args) -> CmdResult {
 
 fn query(mcu: &mut Mcu, args: [u32; 9], legacy: bool) -> CmdResult {
     let a = Slots(args);
-    let i = mcu.oid_lookup(a.get(0), ObjKind::AnalogIn)? as usize;
-    mcu.analog_ins[i].legacy = legacy;
-    let id = TimerId(TIMER_KIND | i as u32);
+    let i = mcu.oid_lookup::<AnalogIn>(a.get(0))? as usize;
+    mcu.objs.of::<AnalogIn>()[i].legacy = legacy;
+    let id = TimerId::new(run_timer, i as u32);
     mcu.timers.remove(id);
-    let x = &mut mcu.analog_ins[i];
+    let x = &mut mcu.objs.of::<AnalogIn>()[i];
     x.next_begin_time = a.get(1);
     x.sample_time = a.get(2);
     x.sample_count = a.get(3) as u8;
@@ -161,8 +162,8 @@ fn query(mcu: &mut Mcu, args: [u32; 9], legacy: bool) -> CmdResult {
 /// Sampling goes on while shut down, as in the reference, so the host
 /// still sees temperatures.
 pub fn shutdown(mcu: &mut Mcu) {
-    for i in 0..mcu.analog_ins.len() {
-        let a = &mut mcu.analog_ins[i];
+    for i in 0..mcu.objs.of::<AnalogIn>().len() {
+        let a = &mut mcu.objs.of::<AnalogIn>()[i];
         a.trigger_analog = None;
         if a.sample_count == 0 {
             continue;
@@ -170,7 +171,7 @@ pub fn shutdown(mcu: &mut Mcu) {
         a.state = a.sample_count.wrapping_add(1);
         a.next_begin_time = a.next_begin_time.wrapping_add(a.rest_time);
         let next = a.next_begin_time;
-        mcu.timers.insert(TimerId(TIMER_KIND | i as u32), next);
+        mcu.timers.insert(TimerId::new(run_timer, i as u32), next);
     }
 }
 
@@ -183,8 +184,8 @@ impl Slots {
 }
 
 pub fn task(mcu: &mut Mcu) {
-    for i in 0..mcu.analog_ins.len() {
-        let a = &mut mcu.analog_ins[i];
+    for i in 0..mcu.objs.of::<AnalogIn>().len() {
+        let a = &mut mcu.objs.of::<AnalogIn>()[i];
         if a.state != a.sample_count {
             continue;
         }
@@ -193,7 +194,7 @@ pub fn task(mcu: &mut Mcu) {
             let value = a.value as i32;
             crate::commands::probe::trigger_analog_update(mcu, ta, value);
         }
-        let a = &mut mcu.analog_ins[i];
+        let a = &mut mcu.objs.of::<AnalogIn>()[i];
         if a.legacy {
             let args = [
                 Arg::Int(a.oid as u32),
@@ -221,22 +222,24 @@ pub fn task(mcu: &mut Mcu) {
 static ANALOG_IN_STATE_LEGACY: Response =
     Response::new("analog_in_state oid=%c next_clock=%u value=%hu");
 
-static KALICO_COMMANDS: [Command; 1] = [Command::new(
+static KALICO_COMMANDS: [Command<Mcu>; 1] = [Command::new(
     "query_analog_in oid=%c clock=%u sample_ticks=%u sample_count=%c rest_ticks=%u min_value=%hu max_value=%hu range_check_count=%c",
     0,
     query_analog_in_legacy,
 )];
 
 /// Kalico 2026.10's forms (see `commands::dialect_overrides`).
-pub static KALICO: Module = Module {
+pub static KALICO: Module<Mcu> = Module {
     commands: &KALICO_COMMANDS,
     responses: &[&ANALOG_IN_STATE_LEGACY],
     constants: &[],
     enumerations: &[],
     static_strings: &[],
+    task: None,
+    shutdown: None,
 };
 
-static COMMANDS: [Command; 2] = [
+static COMMANDS: [Command<Mcu>; 2] = [
     Command::new("config_analog_in oid=%c pin=%u", 0, config_analog_in),
     Command::new(
         "query_analog_in oid=%c clock=%u sample_ticks=%u sample_count=%c rest_ticks=%u bytes_per_report=%c min_value=%hu max_value=%hu range_check_count=%c",
@@ -245,10 +248,12 @@ static COMMANDS: [Command; 2] = [
     ),
 ];
 
-pub static MODULE: Module = Module {
+pub static MODULE: Module<Mcu> = Module {
     commands: &COMMANDS,
     responses: &[&ANALOG_IN_STATE],
     constants: &[("ADC_MAX", Constant::Int(ADC_MAX))],
     enumerations: &[],
     static_strings: &[OUT_OF_RANGE.0, BAD_BYTES_PER_REPORT.0, NOT_ADC_PIN.0],
+    task: Some(task),
+    shutdown: Some(shutdown),
 };

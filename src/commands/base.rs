@@ -44,7 +44,7 @@ fn allocate_oids(mcu: &mut Mcu, a: &Args) -> CmdResult {
     if mcu.oids.is_some() {
         return Err(OIDS_ALLOCATED);
     }
-    mcu.oids = Some(vec![None; a.get(0) as u8 as usize]);
+    mcu.oids = Some(crate::objects::OidTable::new(a.get(0) as u8 as usize));
     Ok(())
 }
 
@@ -98,11 +98,11 @@ fn config_reset(mcu: &mut Mcu, _a: &Args) -> CmdResult {
     if !mcu.is_shutdown() {
         return Err(RESET_NOT_SHUTDOWN);
     }
-    crate::restart::reexec(mcu);
+    crate::restart::reexec(&mcu.argv);
     Err(EXEC_FAILED)
 }
 
-static COMMANDS: [Command; 10] = [
+static COMMANDS: [Command<Mcu>; 10] = [
     Command::new(IDENTIFY, HF_IN_SHUTDOWN, identify),
     Command::new("allocate_oids count=%c", 0, allocate_oids),
     Command::new("get_config", HF_IN_SHUTDOWN, get_config),
@@ -115,7 +115,7 @@ static COMMANDS: [Command; 10] = [
     Command::new("debug_nop", HF_IN_SHUTDOWN, |_, _| Ok(())),
 ];
 
-pub static MODULE: Module = Module {
+pub static MODULE: Module<Mcu> = Module {
     commands: &COMMANDS,
     responses: &[
         &IDENTIFY_RESP,
@@ -141,4 +141,6 @@ pub static MODULE: Module = Module {
         EXEC_FAILED.0,
         "Force shutdown command",
     ],
+    task: None,
+    shutdown: None,
 };

@@ -6,16 +6,15 @@ use klipper_protocol::format::Arg;
 
 use crate::command::{Args, CmdResult, Command, Module, Response, Shutdown};
 use crate::hw::{Bias, GpioIn};
-use crate::mcu::{Mcu, ObjKind, TASK_BUTTONS};
-use crate::sched::{TimerId, TimerResult};
+use crate::mcu::Mcu;
+use crate::mcu::TimerId;
+use crate::sched::TimerResult;
 
 static BUTTONS_STATE: Response = Response::new("buttons_state oid=%c ack_count=%c state=%*s");
 
 const MAX_BUTTONS: Shutdown = Shutdown("Max of 8 buttons");
 const PAST_MAXIMUM: Shutdown = Shutdown("Set button past maximum button count");
 const INVALID_RETRANSMIT: Shutdown = Shutdown("Invalid buttons retransmit count");
-
-pub const TIMER_KIND: u32 = 6 << 24;
 
 const BF_NO_RETRANSMIT: u8 = 0x80;
 const BF_PENDING: u8 = 0xff;
@@ -36,19 +35,23 @@ pub struct Buttons {
 }
 
 fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
-    mcu.oid_lookup(oid, ObjKind::Buttons).map(|i| i as usize)
+    mcu.oid_lookup::<Buttons>(oid).map(|i| i as usize)
 }
 
-pub fn run_timer(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
+fn run_timer(mcu: &mut Mcu, i: u32, waketime: u32) -> Result<TimerResult, Shutdown> {
+    Ok(timer_event(mcu, i as usize, waketime))
+}
+
+fn timer_event(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
     let mut status = 0u8;
-    for (bit, pin) in mcu.buttons[i].pins.iter().enumerate() {
+    for (bit, pin) in mcu.objs.of::<Buttons>()[i].pins.iter().enumerate() {
         if let Some(p) = pin {
             if mcu.gpio.read(*p) {
                 status |= 1 << bit;
             }
         }
     }
-    let b = &mut mcu.buttons[i];
+    let b = &mut mcu.objs.of::<Buttons>()[i];
     let diff = status ^ b.pressed;
     let mut wake = false;
     if diff != 0 {
@@ -77,7 +80,7 @@ pub fn run_timer(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
     }
     let next = waketime.wrapping_add(b.rest_ticks);
     if wake {
-        mcu.wake_task(TASK_BUTTONS);
+        mcu.wake_task(&MODULE);
     }
     TimerResult::Reschedule(next)
 }
@@ -87,9 +90,9 @@ fn config_buttons(mcu: &mut Mcu, a: &Args) -> CmdResult {
     if count > 8 {
         return Err(MAX_BUTTONS);
     }
-    let index = mcu.buttons.len() as u16;
-    mcu.oid_alloc(a.get(0), ObjKind::Buttons, index)?;
-    mcu.buttons.push(Buttons {
+    let index = mcu.objs.of::<Buttons>().len() as u16;
+    mcu.oid_alloc::<Buttons>(a.get(0), index)?;
+    mcu.objs.push(Buttons {
         oid: a.get(0) as u8,
         rest_ticks: 0,
         pressed: 0,
@@ -108,19 +111,19 @@ fn config_buttons(mcu: &mut Mcu, a: &Args) -> CmdResult {
 fn buttons_add(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let i = lookup(mcu, a.get(0))?;
     let pos = a.get(1) as u8;
-    if pos >= mcu.buttons[i].button_count {
+    if pos >= mcu.objs.of::<Buttons>()[i].button_count {
         return Err(PAST_MAXIMUM);
     }
     let pin = mcu.gpio.setup_input(a.get(2), Bias::from_arg(a.get(3)))?;
-    mcu.buttons[i].pins[pos as usize] = Some(pin);
+    mcu.objs.of::<Buttons>()[i].pins[pos as usize] = Some(pin);
     Ok(())
 }
 
 fn buttons_query(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let i = lookup(mcu, a.get(0))?;
-    let id = TimerId(TIMER_KIND | i as u32);
+    let id = TimerId::new(run_timer, i as u32);
     mcu.timers.remove(id);
-    let b = &mut mcu.buttons[i];
+    let b = &mut mcu.objs.of::<Buttons>()[i];
     b.rest_ticks = a.get(2);
     b.pressed = a.get(4) as u8;
     b.last_pressed = b.pressed;
@@ -141,7 +144,7 @@ fn buttons_query(mcu: &mut Mcu, a: &Args) -> CmdResult {
 fn buttons_ack(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let i = lookup(mcu, a.get(0))?;
     let count = a.get(1) as u8;
-    let b = &mut mcu.buttons[i];
+    let b = &mut mcu.objs.of::<Buttons>()[i];
     b.ack_count = b.ack_count.wrapping_add(count);
     if count >= b.report_count {
         b.report_count = 0;
@@ -156,8 +159,8 @@ fn buttons_ack(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 pub fn task(mcu: &mut Mcu) {
-    for i in 0..mcu.buttons.len() {
-        let b = &mut mcu.buttons[i];
+    for i in 0..mcu.objs.of::<Buttons>().len() {
+        let b = &mut mcu.objs.of::<Buttons>()[i];
         if b.retransmit_state != BF_PENDING || b.report_count == 0 {
             continue;
         }
@@ -174,7 +177,7 @@ pub fn task(mcu: &mut Mcu) {
     }
 }
 
-static COMMANDS: [Command; 4] = [
+static COMMANDS: [Command<Mcu>; 4] = [
     Command::new("config_buttons oid=%c button_count=%c", 0, config_buttons),
     Command::new(
         "buttons_add oid=%c pos=%c pin=%u pull_up=%c",
@@ -189,10 +192,12 @@ static COMMANDS: [Command; 4] = [
     Command::new("buttons_ack oid=%c count=%c", 0, buttons_ack),
 ];
 
-pub static MODULE: Module = Module {
+pub static MODULE: Module<Mcu> = Module {
     commands: &COMMANDS,
     responses: &[&BUTTONS_STATE],
     constants: &[],
     enumerations: &[],
     static_strings: &[MAX_BUTTONS.0, PAST_MAXIMUM.0, INVALID_RETRANSMIT.0],
+    task: Some(task),
+    shutdown: None,
 };

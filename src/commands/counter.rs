@@ -6,13 +6,12 @@ use klipper_protocol::format::Arg;
 use crate::clock::is_before;
 use crate::command::{Args, CmdResult, Command, Module, Response, Shutdown};
 use crate::hw::{Bias, GpioIn};
-use crate::mcu::{Mcu, ObjKind, TASK_COUNTER};
-use crate::sched::{TimerId, TimerResult};
+use crate::mcu::Mcu;
+use crate::mcu::TimerId;
+use crate::sched::TimerResult;
 
 static COUNTER_STATE: Response =
     Response::new("counter_state oid=%c next_clock=%u count=%u count_clock=%u");
-
-pub const TIMER_KIND: u32 = 7 << 24;
 
 pub struct Counter {
     oid: u8,
@@ -28,13 +27,17 @@ pub struct Counter {
 }
 
 fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
-    mcu.oid_lookup(oid, ObjKind::Counter).map(|i| i as usize)
+    mcu.oid_lookup::<Counter>(oid).map(|i| i as usize)
 }
 
-pub fn run_timer(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
-    let pin = mcu.counters[i].pin;
+fn run_timer(mcu: &mut Mcu, i: u32, waketime: u32) -> Result<TimerResult, Shutdown> {
+    Ok(timer_event(mcu, i as usize, waketime))
+}
+
+fn timer_event(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
+    let pin = mcu.objs.of::<Counter>()[i].pin;
     let value = mcu.gpio.read(pin);
-    let c = &mut mcu.counters[i];
+    let c = &mut mcu.objs.of::<Counter>()[i];
     // The count's lowest bit always equals the last level read.
     if (c.count & 1 != 0) != value {
         c.count = c.count.wrapping_add(1);
@@ -49,16 +52,16 @@ pub fn run_timer(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
     c.waketime = waketime.wrapping_add(c.poll_ticks);
     let next = c.waketime;
     if wake {
-        mcu.wake_task(TASK_COUNTER);
+        mcu.wake_task(&MODULE);
     }
     TimerResult::Reschedule(next)
 }
 
 fn config_counter(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let pin = mcu.gpio.setup_input(a.get(1), Bias::from_arg(a.get(2)))?;
-    let index = mcu.counters.len() as u16;
-    mcu.oid_alloc(a.get(0), ObjKind::Counter, index)?;
-    mcu.counters.push(Counter {
+    let index = mcu.objs.of::<Counter>().len() as u16;
+    mcu.oid_alloc::<Counter>(a.get(0), index)?;
+    mcu.objs.push(Counter {
         oid: a.get(0) as u8,
         pin,
         poll_ticks: 0,
@@ -74,9 +77,9 @@ fn config_counter(mcu: &mut Mcu, a: &Args) -> CmdResult {
 
 fn query_counter(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let i = lookup(mcu, a.get(0))?;
-    let id = TimerId(TIMER_KIND | i as u32);
+    let id = TimerId::new(run_timer, i as u32);
     mcu.timers.remove(id);
-    let c = &mut mcu.counters[i];
+    let c = &mut mcu.objs.of::<Counter>()[i];
     c.waketime = a.get(1);
     c.poll_ticks = a.get(2);
     c.sample_ticks = a.get(3);
@@ -87,8 +90,8 @@ fn query_counter(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 pub fn task(mcu: &mut Mcu) {
-    for i in 0..mcu.counters.len() {
-        let c = &mut mcu.counters[i];
+    for i in 0..mcu.objs.of::<Counter>().len() {
+        let c = &mut mcu.objs.of::<Counter>()[i];
         if !c.pending {
             continue;
         }
@@ -103,7 +106,7 @@ pub fn task(mcu: &mut Mcu) {
     }
 }
 
-static COMMANDS: [Command; 2] = [
+static COMMANDS: [Command<Mcu>; 2] = [
     Command::new("config_counter oid=%c pin=%u pull_up=%c", 0, config_counter),
     Command::new(
         "query_counter oid=%c clock=%u poll_ticks=%u sample_ticks=%u",
@@ -112,10 +115,12 @@ static COMMANDS: [Command; 2] = [
     ),
 ];
 
-pub static MODULE: Module = Module {
+pub static MODULE: Module<Mcu> = Module {
     commands: &COMMANDS,
     responses: &[&COUNTER_STATE],
     constants: &[],
     enumerations: &[],
     static_strings: &[],
+    task: Some(task),
+    shutdown: None,
 };

@@ -46,7 +46,7 @@ fn debug_ping(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
-static COMMANDS: [Command; 3] = [
+static COMMANDS: [Command<Mcu>; 3] = [
     Command::new("debug_read order=%c addr=%u", HF_IN_SHUTDOWN, debug_read),
     Command::new(
         "debug_write order=%c addr=%u val=%u",
@@ -56,10 +56,12 @@ static COMMANDS: [Command; 3] = [
     Command::new("debug_ping data=%*s", HF_IN_SHUTDOWN, debug_ping),
 ];
 
-pub static MODULE: Module = Module {
+pub static MODULE: Module<Mcu> = Module {
     commands: &COMMANDS,
     responses: &[&PONG, &DEBUG_RESULT],
     constants: &[],
     enumerations: &[],
     static_strings: &[],
+    task: None,
+    shutdown: None,
 };

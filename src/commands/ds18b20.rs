@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use klipper_protocol::format::Arg;
 
 use crate::command::{Args, CmdResult, Command, Module, Response, Shutdown};
-use crate::mcu::{Mcu, ObjKind, TASK_DS18B20};
-use crate::sched::{TimerId, TimerResult};
+use crate::mcu::Mcu;
+use crate::mcu::TimerId;
+use crate::sched::TimerResult;
 
 static DS18B20_RESULT: Response =
     Response::new("ds18b20_result oid=%c next_clock=%u value=%i fault=%u");
@@ -23,8 +24,6 @@ const NO_THREAD: Shutdown = Shutdown("Could not start DS18B20 reader thread");
 const READ_ERROR: Shutdown = Shutdown("Error reading DS18B20 sensor");
 const OUT_OF_RANGE: Shutdown = Shutdown("DS18B20 out of range");
 const TIMED_OUT: Shutdown = Shutdown("DS18B20 sensor didn't respond in time");
-
-pub const TIMER_KIND: u32 = 11 << 24;
 
 /// A read that takes longer than this means the reader is stuck.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -101,12 +100,16 @@ fn reader(file: File, shared: Channel, max_error_count: u8) {
     }
 }
 
-pub fn run_timer(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
-    let d = &mut mcu.ds18b20s[i];
+fn run_timer(mcu: &mut Mcu, i: u32, waketime: u32) -> Result<TimerResult, Shutdown> {
+    Ok(timer_event(mcu, i as usize, waketime))
+}
+
+fn timer_event(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
+    let d = &mut mcu.objs.of::<Ds18b20>()[i];
     d.pending = true;
     d.waketime = waketime.wrapping_add(d.rest_time);
     let next = d.waketime;
-    mcu.wake_task(TASK_DS18B20);
+    mcu.wake_task(&MODULE);
     TimerResult::Reschedule(next)
 }
 
@@ -149,9 +152,9 @@ fn config(mcu: &mut Mcu, a: &Args, ignore_limits: bool) -> CmdResult {
         .name(format!("ds18b20-{serial}"))
         .spawn(move || reader(file, s2, max_error_count))
         .map_err(|_| NO_THREAD)?;
-    let index = mcu.ds18b20s.len() as u16;
-    mcu.oid_alloc(a.get(0), ObjKind::Ds18b20, index)?;
-    mcu.ds18b20s.push(Ds18b20 {
+    let index = mcu.objs.of::<Ds18b20>().len() as u16;
+    mcu.oid_alloc::<Ds18b20>(a.get(0), index)?;
+    mcu.objs.push(Ds18b20 {
         oid: a.get(0) as u8,
         rest_time: 0,
         min_value: 0,
@@ -166,10 +169,10 @@ fn config(mcu: &mut Mcu, a: &Args, ignore_limits: bool) -> CmdResult {
 }
 
 fn query_ds18b20(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = mcu.oid_lookup(a.get(0), ObjKind::Ds18b20)? as usize;
-    let id = TimerId(TIMER_KIND | i as u32);
+    let i = mcu.oid_lookup::<Ds18b20>(a.get(0))? as usize;
+    let id = TimerId::new(run_timer, i as u32);
     mcu.timers.remove(id);
-    let d = &mut mcu.ds18b20s[i];
+    let d = &mut mcu.objs.of::<Ds18b20>()[i];
     d.waketime = a.get(1);
     d.rest_time = a.get(2);
     if d.rest_time == 0 {
@@ -183,12 +186,12 @@ fn query_ds18b20(mcu: &mut Mcu, a: &Args) -> CmdResult {
 
 /// Report the last reading and ask the reader thread for the next one.
 pub fn task(mcu: &mut Mcu) {
-    for i in 0..mcu.ds18b20s.len() {
-        if !mcu.ds18b20s[i].pending {
+    for i in 0..mcu.objs.of::<Ds18b20>().len() {
+        if !mcu.objs.of::<Ds18b20>()[i].pending {
             continue;
         }
-        mcu.ds18b20s[i].pending = false;
-        let d = &mcu.ds18b20s[i];
+        mcu.objs.of::<Ds18b20>()[i].pending = false;
+        let d = &mcu.objs.of::<Ds18b20>()[i];
         let (oid, next, max_err) = (d.oid, d.waketime, d.max_error_count);
         let (min, max) = if d.ignore_limits {
             (i32::MIN, i32::MAX)
@@ -243,22 +246,24 @@ pub fn task(mcu: &mut Mcu) {
     }
 }
 
-static KALICO_COMMANDS: [Command; 1] = [Command::new(
+static KALICO_COMMANDS: [Command<Mcu>; 1] = [Command::new(
     "config_ds18b20 oid=%c serial=%*s max_error_count=%c ignore_limits=%c",
     0,
     config_ds18b20_kalico,
 )];
 
 /// Kalico 2026.10's form (see `commands::dialect_overrides`).
-pub static KALICO: Module = Module {
+pub static KALICO: Module<Mcu> = Module {
     commands: &KALICO_COMMANDS,
     responses: &[],
     constants: &[],
     enumerations: &[],
     static_strings: &[],
+    task: None,
+    shutdown: None,
 };
 
-static COMMANDS: [Command; 2] = [
+static COMMANDS: [Command<Mcu>; 2] = [
     Command::new(
         "config_ds18b20 oid=%c serial=%*s max_error_count=%c",
         0,
@@ -271,7 +276,7 @@ static COMMANDS: [Command; 2] = [
     ),
 ];
 
-pub static MODULE: Module = Module {
+pub static MODULE: Module<Mcu> = Module {
     commands: &COMMANDS,
     responses: &[&DS18B20_RESULT],
     constants: &[],
@@ -284,6 +289,8 @@ pub static MODULE: Module = Module {
         OUT_OF_RANGE.0,
         TIMED_OUT.0,
     ],
+    task: Some(task),
+    shutdown: None,
 };
 
 #[cfg(test)]

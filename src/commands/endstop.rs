@@ -7,13 +7,12 @@ use klipper_protocol::format::Arg;
 use crate::command::{Args, CmdResult, Command, Module, Response, Shutdown};
 use crate::commands::trsync;
 use crate::hw::{Bias, GpioIn};
-use crate::mcu::{Mcu, ObjKind};
-use crate::sched::{TimerId, TimerResult};
+use crate::mcu::Mcu;
+use crate::mcu::TimerId;
+use crate::sched::TimerResult;
 
 static ENDSTOP_STATE: Response =
     Response::new("endstop_state oid=%c homing=%c next_clock=%u pin_value=%c");
-
-pub const TIMER_KIND: u32 = 3 << 24;
 
 const ESF_PIN_HIGH: u8 = 1 << 0;
 const ESF_HOMING: u8 = 1 << 1;
@@ -33,13 +32,17 @@ pub struct Endstop {
 }
 
 fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
-    mcu.oid_lookup(oid, ObjKind::Endstop).map(|i| i as usize)
+    mcu.oid_lookup::<Endstop>(oid).map(|i| i as usize)
 }
 
-pub fn run_timer(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
-    let pin = mcu.endstops[i].pin;
+fn run_timer(mcu: &mut Mcu, i: u32, waketime: u32) -> Result<TimerResult, Shutdown> {
+    Ok(timer_event(mcu, i as usize, waketime))
+}
+
+fn timer_event(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
+    let pin = mcu.objs.of::<Endstop>()[i].pin;
     let val = mcu.gpio.read(pin);
-    let e = &mut mcu.endstops[i];
+    let e = &mut mcu.objs.of::<Endstop>()[i];
     let matches = val == (e.flags & ESF_PIN_HIGH != 0);
     if !e.oversampling {
         let nextwake = waketime.wrapping_add(e.rest_time);
@@ -66,9 +69,9 @@ pub fn run_timer(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
 
 fn config_endstop(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let pin = mcu.gpio.setup_input(a.get(1), Bias::from_arg(a.get(2)))?;
-    let index = mcu.endstops.len() as u16;
-    mcu.oid_alloc(a.get(0), ObjKind::Endstop, index)?;
-    mcu.endstops.push(Endstop {
+    let index = mcu.objs.of::<Endstop>().len() as u16;
+    mcu.oid_alloc::<Endstop>(a.get(0), index)?;
+    mcu.objs.push(Endstop {
         pin,
         rest_time: 0,
         sample_time: 0,
@@ -85,16 +88,16 @@ fn config_endstop(mcu: &mut Mcu, a: &Args) -> CmdResult {
 
 fn endstop_home(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let i = lookup(mcu, a.get(0))?;
-    let id = TimerId(TIMER_KIND | i as u32);
+    let id = TimerId::new(run_timer, i as u32);
     mcu.timers.remove(id);
     let sample_count = a.get(3) as u8;
     if sample_count == 0 {
         // Homing off.
-        mcu.endstops[i].flags = 0;
+        mcu.objs.of::<Endstop>()[i].flags = 0;
         return Ok(());
     }
     let t = trsync::oid_lookup(mcu, a.get(6))?;
-    let e = &mut mcu.endstops[i];
+    let e = &mut mcu.objs.of::<Endstop>()[i];
     e.sample_time = a.get(2);
     e.sample_count = sample_count;
     e.rest_time = a.get(4);
@@ -109,9 +112,9 @@ fn endstop_home(mcu: &mut Mcu, a: &Args) -> CmdResult {
 
 fn endstop_query_state(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let i = lookup(mcu, a.get(0))?;
-    let pin = mcu.endstops[i].pin;
+    let pin = mcu.objs.of::<Endstop>()[i].pin;
     let val = mcu.gpio.read(pin);
-    let e = &mcu.endstops[i];
+    let e = &mcu.objs.of::<Endstop>()[i];
     let args = [
         Arg::Int(a.get(0)),
         Arg::Int((e.flags & ESF_HOMING != 0) as u32),
@@ -122,7 +125,7 @@ fn endstop_query_state(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
-static COMMANDS: [Command; 3] = [
+static COMMANDS: [Command<Mcu>; 3] = [
     Command::new("config_endstop oid=%c pin=%c pull_up=%c", 0, config_endstop),
     Command::new(
         "endstop_home oid=%c clock=%u sample_ticks=%u sample_count=%c rest_ticks=%u pin_value=%c trsync_oid=%c trigger_reason=%c",
@@ -132,10 +135,12 @@ static COMMANDS: [Command; 3] = [
     Command::new("endstop_query_state oid=%c", 0, endstop_query_state),
 ];
 
-pub static MODULE: Module = Module {
+pub static MODULE: Module<Mcu> = Module {
     commands: &COMMANDS,
     responses: &[&ENDSTOP_STATE],
     constants: &[],
     enumerations: &[],
     static_strings: &[],
+    task: None,
+    shutdown: None,
 };

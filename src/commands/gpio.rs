@@ -5,9 +5,10 @@
 use crate::clock::is_before;
 use crate::command::{Args, CmdResult, Command, Module, Shutdown};
 use crate::hw::GpioOut;
-use crate::mcu::{Mcu, ObjKind};
+use crate::mcu::Mcu;
+use crate::mcu::TimerId;
 use crate::moveq::{Move, MoveQueue};
-use crate::sched::{TimerId, TimerResult};
+use crate::sched::TimerResult;
 
 const MISSED_EVENT: Shutdown = Shutdown("Missed scheduling of next digital out event");
 const EXCEEDS_MAX_DURATION: Shutdown =
@@ -20,10 +21,6 @@ const DF_ON: u8 = 1 << 0;
 const DF_TOGGLING: u8 = 1 << 1;
 const DF_CHECK_END: u8 = 1 << 2;
 const DF_DEFAULT_ON: u8 = 1 << 4;
-
-/// Timer ids of digital outputs: this kind in the top byte, the index in
-/// the family's table below.
-pub const TIMER_KIND: u32 = 1 << 24;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Next {
@@ -47,24 +44,24 @@ pub struct DigitalOut {
 }
 
 fn timer_id(index: u16) -> TimerId {
-    TimerId(TIMER_KIND | index as u32)
+    TimerId::new(run_timer, index as u32)
 }
 
 fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
-    mcu.oid_lookup(oid, ObjKind::DigitalOut).map(|i| i as usize)
+    mcu.oid_lookup::<DigitalOut>(oid).map(|i| i as usize)
 }
 
 /// Run digital output `index`'s timer, due at `waketime`.
-pub fn run_timer(mcu: &mut Mcu, index: u16, waketime: u32) -> Result<TimerResult, Shutdown> {
+fn run_timer(mcu: &mut Mcu, index: u32, waketime: u32) -> Result<TimerResult, Shutdown> {
     let i = index as usize;
-    match mcu.digital_outs[i].next {
+    match mcu.objs.of::<DigitalOut>()[i].next {
         Next::Toggle => Ok(toggle_event(mcu, i, waketime)),
         Next::Load => load_event(mcu, i, waketime),
     }
 }
 
 fn toggle_event(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
-    let d = &mut mcu.digital_outs[i];
+    let d = &mut mcu.objs.of::<DigitalOut>()[i];
     d.flags ^= DF_ON;
     let on = d.flags & DF_ON != 0;
     mcu.gpio.write(d.pin, on);
@@ -79,10 +76,10 @@ fn toggle_event(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
 }
 
 fn load_event(mcu: &mut Mcu, i: usize, waketime: u32) -> Result<TimerResult, Shutdown> {
-    let mut q = mcu.digital_outs[i].mq;
+    let mut q = mcu.objs.of::<DigitalOut>()[i].mq;
     let m = mcu.moves.pop(&mut q).ok_or(MISSED_EVENT)?;
     let following = mcu.moves.first(&q);
-    let d = &mut mcu.digital_outs[i];
+    let d = &mut mcu.objs.of::<DigitalOut>()[i];
     d.mq = q;
     let on_duration = m.b;
     let mut flags = if on_duration != 0 { DF_ON } else { 0 };
@@ -135,9 +132,9 @@ fn load_event(mcu: &mut Mcu, i: usize, waketime: u32) -> Result<TimerResult, Shu
 fn config_digital_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let value = a.get(2) != 0;
     let pin = mcu.gpio.setup_output(a.get(1), value)?;
-    let index = mcu.digital_outs.len() as u16;
-    mcu.oid_alloc(a.get(0), ObjKind::DigitalOut, index)?;
-    mcu.digital_outs.push(DigitalOut {
+    let index = mcu.objs.of::<DigitalOut>().len() as u16;
+    mcu.oid_alloc::<DigitalOut>(a.get(0), index)?;
+    mcu.objs.push(DigitalOut {
         pin,
         on_duration: 0,
         off_duration: 0,
@@ -154,7 +151,7 @@ fn config_digital_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
 
 fn set_digital_out_pwm_cycle(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let i = lookup(mcu, a.get(0))?;
-    let d = &mut mcu.digital_outs[i];
+    let d = &mut mcu.objs.of::<DigitalOut>()[i];
     if !d.mq.is_empty() {
         return Err(CYCLE_WHILE_PENDING);
     }
@@ -165,7 +162,7 @@ fn set_digital_out_pwm_cycle(mcu: &mut Mcu, a: &Args) -> CmdResult {
 fn queue_digital_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let i = lookup(mcu, a.get(0))?;
     let time = a.get(1);
-    let mut q = mcu.digital_outs[i].mq;
+    let mut q = mcu.objs.of::<DigitalOut>()[i].mq;
     let first = mcu.moves.push(
         &mut q,
         Move {
@@ -174,12 +171,12 @@ fn queue_digital_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
             c: 0,
         },
     )?;
-    mcu.digital_outs[i].mq = q;
+    mcu.objs.of::<DigitalOut>()[i].mq = q;
     if !first {
         return Ok(());
     }
     let now = mcu.clock.now();
-    let d = &mut mcu.digital_outs[i];
+    let d = &mut mcu.objs.of::<DigitalOut>()[i];
     let flags = d.flags;
     if flags & DF_CHECK_END != 0 && is_before(d.end_time, time) {
         return Err(EXCEEDS_MAX_DURATION);
@@ -200,7 +197,7 @@ fn update_digital_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let i = lookup(mcu, a.get(0))?;
     mcu.timers.remove(timer_id(i as u16));
     let now = mcu.clock.now();
-    let d = &mut mcu.digital_outs[i];
+    let d = &mut mcu.objs.of::<DigitalOut>()[i];
     if !d.mq.is_empty() {
         return Err(UPDATE_WITH_QUEUE);
     }
@@ -227,7 +224,7 @@ fn set_digital_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
 
 /// Every output back to its default; queued changes dropped.
 pub fn shutdown(mcu: &mut Mcu) {
-    for d in mcu.digital_outs.iter_mut() {
+    for d in mcu.objs.of::<DigitalOut>().iter_mut() {
         let default_on = d.flags & DF_DEFAULT_ON != 0;
         mcu.gpio.write(d.pin, default_on);
         d.flags = if default_on { DF_ON | DF_DEFAULT_ON } else { 0 };
@@ -238,7 +235,7 @@ pub fn shutdown(mcu: &mut Mcu) {
     }
 }
 
-static COMMANDS: [Command; 5] = [
+static COMMANDS: [Command<Mcu>; 5] = [
     Command::new(
         "config_digital_out oid=%c pin=%u value=%c default_value=%c max_duration=%u",
         0,
@@ -258,7 +255,7 @@ static COMMANDS: [Command; 5] = [
     Command::new("set_digital_out pin=%u value=%c", 0, set_digital_out),
 ];
 
-pub static MODULE: Module = Module {
+pub static MODULE: Module<Mcu> = Module {
     commands: &COMMANDS,
     responses: &[],
     constants: &[],
@@ -270,4 +267,6 @@ pub static MODULE: Module = Module {
         UPDATE_WITH_QUEUE.0,
         crate::moveq::MOVE_QUEUE_OVERFLOW.0,
     ],
+    task: None,
+    shutdown: Some(shutdown),
 };

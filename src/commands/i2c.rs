@@ -13,7 +13,7 @@ use crate::hw::bus::{
     I2cHandle, I2C_BUS_TIMEOUT, I2C_NACK, I2C_START_NACK, I2C_START_READ_NACK, I2C_SUCCESS,
 };
 use crate::hw::Bias;
-use crate::mcu::{Mcu, ObjKind};
+use crate::mcu::Mcu;
 
 static I2C_RESPONSE: Response = Response::new("i2c_response oid=%c i2c_bus_status=%c response=%*s");
 static I2C_READ_RESPONSE: Response = Response::new("i2c_read_response oid=%c response=%*s");
@@ -49,7 +49,7 @@ pub struct I2cDev {
 
 /// The I2C device an oid names (for the sensor families).
 pub fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
-    mcu.oid_lookup(oid, ObjKind::I2c).map(|i| i as usize)
+    mcu.oid_lookup::<I2cDev>(oid).map(|i| i as usize)
 }
 
 fn status_error(status: u8) -> Option<Shutdown> {
@@ -179,7 +179,7 @@ impl SoftI2c {
 
 /// Write to I2C device `i`; returns an `i2c_bus_status`.
 pub fn write(mcu: &mut Mcu, i: usize, data: &[u8]) -> Result<u8, Shutdown> {
-    match mcu.i2cs[i].bus {
+    match mcu.objs.of::<I2cDev>()[i].bus {
         Bus::Hardware(h) => Ok(mcu.i2c.write(h, data)),
         Bus::Software(s) => s.write(mcu, data),
         Bus::None => Ok(I2C_NACK),
@@ -188,7 +188,7 @@ pub fn write(mcu: &mut Mcu, i: usize, data: &[u8]) -> Result<u8, Shutdown> {
 
 /// Write `reg` then read `out` from I2C device `i`.
 pub fn read(mcu: &mut Mcu, i: usize, reg: &[u8], out: &mut [u8]) -> Result<u8, Shutdown> {
-    match mcu.i2cs[i].bus {
+    match mcu.objs.of::<I2cDev>()[i].bus {
         Bus::Hardware(h) => Ok(mcu.i2c.read(h, reg, out)),
         Bus::Software(s) => s.read(mcu, reg, out),
         Bus::None => Ok(I2C_NACK),
@@ -196,9 +196,9 @@ pub fn read(mcu: &mut Mcu, i: usize, reg: &[u8], out: &mut [u8]) -> Result<u8, S
 }
 
 fn config_i2c(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let index = mcu.i2cs.len() as u16;
-    mcu.oid_alloc(a.get(0), ObjKind::I2c, index)?;
-    mcu.i2cs.push(I2cDev { bus: Bus::None });
+    let index = mcu.objs.of::<I2cDev>().len() as u16;
+    mcu.oid_alloc::<I2cDev>(a.get(0), index)?;
+    mcu.objs.push(I2cDev { bus: Bus::None });
     Ok(())
 }
 
@@ -206,7 +206,7 @@ fn i2c_set_bus(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let i = lookup(mcu, a.get(0))?;
     // The rate is the kernel driver's to set (dtparam=i2c_baudrate).
     let h = mcu.i2c.setup(a.get(1), (a.get(3) & 0x7f) as u8)?;
-    mcu.i2cs[i].bus = Bus::Hardware(h);
+    mcu.objs.of::<I2cDev>()[i].bus = Bus::Hardware(h);
     Ok(())
 }
 
@@ -215,7 +215,7 @@ fn i2c_set_sw_bus(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let (scl, sda) = (a.get(1), a.get(2));
     mcu.gpio.setup_input(scl, Bias::PullUp)?;
     mcu.gpio.setup_input(sda, Bias::PullUp)?;
-    mcu.i2cs[i].bus = Bus::Software(SoftI2c {
+    mcu.objs.of::<I2cDev>()[i].bus = Bus::Software(SoftI2c {
         scl,
         sda,
         addr: ((a.get(4) & 0x7f) << 1) as u8,
@@ -264,7 +264,7 @@ fn i2c_read(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
-static COMMANDS: [Command; 6] = [
+static COMMANDS: [Command<Mcu>; 6] = [
     Command::new("config_i2c oid=%c", 0, config_i2c),
     Command::new(
         "i2c_set_bus oid=%c i2c_bus=%u rate=%u address=%u",
@@ -281,7 +281,7 @@ static COMMANDS: [Command; 6] = [
     Command::new("i2c_write oid=%c data=%*s", 0, i2c_write),
 ];
 
-pub static MODULE: Module = Module {
+pub static MODULE: Module<Mcu> = Module {
     commands: &COMMANDS,
     responses: &[&I2C_RESPONSE, &I2C_READ_RESPONSE],
     constants: &[],
@@ -310,4 +310,6 @@ pub static MODULE: Module = Module {
         ),
     ],
     static_strings: &[NACK.0, START_NACK.0, START_READ_NACK.0, TIMEOUT.0],
+    task: None,
+    shutdown: None,
 };

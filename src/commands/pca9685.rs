@@ -3,9 +3,10 @@
 
 use crate::command::{Args, CmdResult, Command, Constant, Module, Shutdown};
 use crate::hw::bus::{I2cHandle, I2C_SUCCESS};
-use crate::mcu::{Mcu, ObjKind};
+use crate::mcu::Mcu;
+use crate::mcu::TimerId;
 use crate::moveq::{TimedReasons, TimedValues};
-use crate::sched::{TimerId, TimerResult};
+use crate::sched::TimerResult;
 
 const MISSED_EVENT: Shutdown = Shutdown("Missed scheduling of next pca9685 event");
 const EXCEEDS_MAX_DURATION: Shutdown = Shutdown("Scheduled pca9685 event will exceed max_duration");
@@ -14,8 +15,6 @@ const INVALID_VALUE: Shutdown = Shutdown("Invalid pca9685 value");
 const SAME_CYCLE: Shutdown = Shutdown("All PCA9685 channels must have the same cycle_ticks");
 const INIT_FAILED: Shutdown = Shutdown("Unable to open and init PCA9685 device");
 const UPDATE_FAILED: Shutdown = Shutdown("Unable to update PCA9685 value");
-
-pub const TIMER_KIND: u32 = 10 << 24;
 
 const VALUE_MAX: u32 = 4096;
 const CHANNEL_MAX: u32 = 15;
@@ -66,11 +65,12 @@ fn update(mcu: &mut Mcu, h: I2cHandle, channel: u8, value: u32) {
 /// The chip at (bus, addr), initialised on first use.
 fn chip(mcu: &mut Mcu, bus: u32, addr: u8, cycle_ticks: u32) -> Result<usize, Shutdown> {
     if let Some(i) = mcu
-        .pca9685_chips
+        .objs
+        .of::<Pca9685Chip>()
         .iter()
         .position(|c| c.bus == bus && c.addr == addr)
     {
-        if mcu.pca9685_chips[i].cycle_ticks != cycle_ticks {
+        if mcu.objs.of::<Pca9685Chip>()[i].cycle_ticks != cycle_ticks {
             return Err(SAME_CYCLE);
         }
         return Ok(i);
@@ -94,19 +94,21 @@ fn chip(mcu: &mut Mcu, bus: u32, addr: u8, cycle_ticks: u32) -> Result<usize, Sh
     if !write_channel(mcu, h, CHANNEL_ALL, 0) {
         return Err(INIT_FAILED);
     }
-    mcu.pca9685_chips.push(Pca9685Chip {
+    mcu.objs.push(Pca9685Chip {
         bus,
         addr,
         cycle_ticks,
         i2c: h,
     });
-    Ok(mcu.pca9685_chips.len() - 1)
+    Ok(mcu.objs.of::<Pca9685Chip>().len() - 1)
 }
 
-pub fn run_timer(mcu: &mut Mcu, i: usize, waketime: u32) -> Result<TimerResult, Shutdown> {
-    let p = &mut mcu.pca9685_outs[i];
+fn run_timer(mcu: &mut Mcu, i: u32, waketime: u32) -> Result<TimerResult, Shutdown> {
+    let i = i as usize;
+    let p = &mut mcu.objs.of::<Pca9685Out>()[i];
     let (value, next) = p.values.pop(&mut mcu.moves, waketime, &REASONS)?;
-    let (h, channel) = (mcu.pca9685_chips[p.chip].i2c, p.channel);
+    let (chip, channel) = (p.chip, p.channel);
+    let h = mcu.objs.of::<Pca9685Chip>()[chip].i2c;
     update(mcu, h, channel, value);
     Ok(next.map_or(TimerResult::Done, TimerResult::Reschedule))
 }
@@ -118,13 +120,13 @@ fn config_pca9685(mcu: &mut Mcu, a: &Args) -> CmdResult {
         return Err(INVALID);
     }
     let c = chip(mcu, bus, addr, a.get(4))?;
-    let h = mcu.pca9685_chips[c].i2c;
+    let h = mcu.objs.of::<Pca9685Chip>()[c].i2c;
     if value != 0 {
         update(mcu, h, channel as u8, value);
     }
-    let index = mcu.pca9685_outs.len() as u16;
-    mcu.oid_alloc(a.get(0), ObjKind::Pca9685, index)?;
-    mcu.pca9685_outs.push(Pca9685Out {
+    let index = mcu.objs.of::<Pca9685Out>().len() as u16;
+    mcu.oid_alloc::<Pca9685Out>(a.get(0), index)?;
+    mcu.objs.push(Pca9685Out {
         chip: c,
         channel: channel as u8,
         values: TimedValues::new(default_value, a.get(7)),
@@ -133,14 +135,14 @@ fn config_pca9685(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn queue_pca9685_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = mcu.oid_lookup(a.get(0), ObjKind::Pca9685)? as usize;
+    let i = mcu.oid_lookup::<Pca9685Out>(a.get(0))? as usize;
     let (when, value) = (a.get(1), a.get(2) & 0xffff);
     if value > VALUE_MAX {
         return Err(INVALID_VALUE);
     }
-    let id = TimerId(TIMER_KIND | i as u32);
+    let id = TimerId::new(run_timer, i as u32);
     let due = mcu.timers.waketime_of(id);
-    if mcu.pca9685_outs[i]
+    if mcu.objs.of::<Pca9685Out>()[i]
         .values
         .push(&mut mcu.moves, when, value, due, &REASONS)?
     {
@@ -162,31 +164,28 @@ fn set_pca9685_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
         return Err(INVALID);
     }
     let c = chip(mcu, bus, addr, a.get(3))?;
-    let h = mcu.pca9685_chips[c].i2c;
+    let h = mcu.objs.of::<Pca9685Chip>()[c].i2c;
     update(mcu, h, channel as u8, value);
     Ok(())
 }
 
 pub fn shutdown(mcu: &mut Mcu) {
-    for c in 0..mcu.pca9685_chips.len() {
-        let h = mcu.pca9685_chips[c].i2c;
+    for c in 0..mcu.objs.of::<Pca9685Chip>().len() {
+        let h = mcu.objs.of::<Pca9685Chip>()[c].i2c;
         write_channel(mcu, h, CHANNEL_ALL, 0);
     }
-    for i in 0..mcu.pca9685_outs.len() {
-        let p = &mut mcu.pca9685_outs[i];
+    for i in 0..mcu.objs.of::<Pca9685Out>().len() {
+        let p = &mut mcu.objs.of::<Pca9685Out>()[i];
         p.values.clear(&mut mcu.moves);
-        let (h, channel, default) = (
-            mcu.pca9685_chips[p.chip].i2c,
-            p.channel,
-            p.values.default_value,
-        );
+        let (chip, channel, default) = (p.chip, p.channel, p.values.default_value);
+        let h = mcu.objs.of::<Pca9685Chip>()[chip].i2c;
         if default != 0 {
             write_channel(mcu, h, channel, default);
         }
     }
 }
 
-static COMMANDS: [Command; 3] = [
+static COMMANDS: [Command<Mcu>; 3] = [
     Command::new(
         "config_pca9685 oid=%c bus=%c addr=%c channel=%c cycle_ticks=%u value=%hu default_value=%hu max_duration=%u",
         0,
@@ -200,7 +199,7 @@ static COMMANDS: [Command; 3] = [
     ),
 ];
 
-pub static MODULE: Module = Module {
+pub static MODULE: Module<Mcu> = Module {
     commands: &COMMANDS,
     responses: &[],
     constants: &[("PCA9685_MAX", Constant::Int(VALUE_MAX as i64))],
@@ -214,4 +213,6 @@ pub static MODULE: Module = Module {
         INIT_FAILED.0,
         UPDATE_FAILED.0,
     ],
+    task: None,
+    shutdown: Some(shutdown),
 };

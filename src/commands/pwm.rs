@@ -4,16 +4,15 @@
 
 use crate::command::{Args, CmdResult, Command, Constant, Module, Shutdown};
 use crate::hw::sysfs::{PwmChannel, PWM_MAX};
-use crate::mcu::{Mcu, ObjKind};
+use crate::mcu::Mcu;
+use crate::mcu::TimerId;
 use crate::moveq::{TimedReasons, TimedValues};
 use crate::pins::{PWM_BASE, PWM_CHIPS, PWM_PER_CHIP};
-use crate::sched::{TimerId, TimerResult};
+use crate::sched::TimerResult;
 
 const MISSED_EVENT: Shutdown = Shutdown("Missed scheduling of next hard pwm event");
 const EXCEEDS_MAX_DURATION: Shutdown = Shutdown("Scheduled pwm event will exceed max_duration");
 const NOT_PWM_PIN: Shutdown = Shutdown("Not a valid PWM pin");
-
-pub const TIMER_KIND: u32 = 8 << 24;
 
 pub struct PwmOut {
     channel: usize,
@@ -26,15 +25,21 @@ const REASONS: TimedReasons = TimedReasons {
 };
 
 fn timer_id(i: usize) -> TimerId {
-    TimerId(TIMER_KIND | i as u32)
+    TimerId::new(run_timer, i as u32)
 }
 
 /// The channel for `pin`, opened once and kept (set_pwm_out reuses it);
 /// a new period reopens it.
 fn channel(mcu: &mut Mcu, pin: u32, cycle_ticks: u32, value: u32) -> Result<usize, Shutdown> {
-    let known = mcu.pwm_channels.iter().position(|c| c.pin == pin);
-    if let Some(i) = known.filter(|&i| mcu.pwm_channels[i].cycle_ticks() == cycle_ticks) {
-        mcu.pwm_channels[i].write(value);
+    let known = mcu
+        .objs
+        .of::<crate::hw::sysfs::PwmChannel>()
+        .iter()
+        .position(|c| c.pin == pin);
+    if let Some(i) = known
+        .filter(|&i| mcu.objs.of::<crate::hw::sysfs::PwmChannel>()[i].cycle_ticks() == cycle_ticks)
+    {
+        mcu.objs.of::<crate::hw::sysfs::PwmChannel>()[i].write(value);
         return Ok(i);
     }
     let n = pin.wrapping_sub(PWM_BASE);
@@ -51,28 +56,30 @@ fn channel(mcu: &mut Mcu, pin: u32, cycle_ticks: u32, value: u32) -> Result<usiz
     )?;
     match known {
         Some(i) => {
-            mcu.pwm_channels[i] = ch;
+            mcu.objs.of::<crate::hw::sysfs::PwmChannel>()[i] = ch;
             Ok(i)
         }
         None => {
-            mcu.pwm_channels.push(ch);
-            Ok(mcu.pwm_channels.len() - 1)
+            mcu.objs.push(ch);
+            Ok(mcu.objs.of::<crate::hw::sysfs::PwmChannel>().len() - 1)
         }
     }
 }
 
-pub fn run_timer(mcu: &mut Mcu, i: usize, waketime: u32) -> Result<TimerResult, Shutdown> {
-    let p = &mut mcu.pwm_outs[i];
+fn run_timer(mcu: &mut Mcu, i: u32, waketime: u32) -> Result<TimerResult, Shutdown> {
+    let i = i as usize;
+    let p = &mut mcu.objs.of::<PwmOut>()[i];
     let (value, next) = p.values.pop(&mut mcu.moves, waketime, &REASONS)?;
-    mcu.pwm_channels[p.channel].write(value);
+    let channel = p.channel;
+    mcu.objs.of::<crate::hw::sysfs::PwmChannel>()[channel].write(value);
     Ok(next.map_or(TimerResult::Done, TimerResult::Reschedule))
 }
 
 fn config_pwm_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let channel = channel(mcu, a.get(1), a.get(2), a.get(3) & 0xffff)?;
-    let index = mcu.pwm_outs.len() as u16;
-    mcu.oid_alloc(a.get(0), ObjKind::PwmOut, index)?;
-    mcu.pwm_outs.push(PwmOut {
+    let index = mcu.objs.of::<PwmOut>().len() as u16;
+    mcu.oid_alloc::<PwmOut>(a.get(0), index)?;
+    mcu.objs.push(PwmOut {
         channel,
         values: TimedValues::new(a.get(4) & 0xffff, a.get(5)),
     });
@@ -80,13 +87,16 @@ fn config_pwm_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn queue_pwm_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = mcu.oid_lookup(a.get(0), ObjKind::PwmOut)? as usize;
+    let i = mcu.oid_lookup::<PwmOut>(a.get(0))? as usize;
     let (id, when) = (timer_id(i), a.get(1));
     let due = mcu.timers.waketime_of(id);
-    if mcu.pwm_outs[i]
-        .values
-        .push(&mut mcu.moves, when, a.get(2) & 0xffff, due, &REASONS)?
-    {
+    if mcu.objs.of::<PwmOut>()[i].values.push(
+        &mut mcu.moves,
+        when,
+        a.get(2) & 0xffff,
+        due,
+        &REASONS,
+    )? {
         mcu.timers.remove(id);
         let now = mcu.clock.now();
         mcu.timers.add(id, when, now)?;
@@ -99,13 +109,15 @@ fn set_pwm_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 pub fn shutdown(mcu: &mut Mcu) {
-    for p in mcu.pwm_outs.iter_mut() {
-        mcu.pwm_channels[p.channel].write(p.values.default_value);
+    for i in 0..mcu.objs.of::<PwmOut>().len() {
+        let p = &mut mcu.objs.of::<PwmOut>()[i];
+        let (channel, value) = (p.channel, p.values.default_value);
         p.values.clear(&mut mcu.moves);
+        mcu.objs.of::<crate::hw::sysfs::PwmChannel>()[channel].write(value);
     }
 }
 
-static COMMANDS: [Command; 3] = [
+static COMMANDS: [Command<Mcu>; 3] = [
     Command::new(
         "config_pwm_out oid=%c pin=%u cycle_ticks=%u value=%hu default_value=%hu max_duration=%u",
         0,
@@ -119,10 +131,12 @@ static COMMANDS: [Command; 3] = [
     ),
 ];
 
-pub static MODULE: Module = Module {
+pub static MODULE: Module<Mcu> = Module {
     commands: &COMMANDS,
     responses: &[],
     constants: &[("PWM_MAX", Constant::Int(PWM_MAX as i64))],
     enumerations: &[],
     static_strings: &[MISSED_EVENT.0, EXCEEDS_MAX_DURATION.0, NOT_PWM_PIN.0],
+    task: None,
+    shutdown: Some(shutdown),
 };

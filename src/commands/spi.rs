@@ -10,7 +10,7 @@ use crate::clock::is_before;
 use crate::command::{Args, CmdResult, Command, Module, Response, Shutdown};
 use crate::hw::bus::SpiHandle;
 use crate::hw::{Bias, GpioIn, GpioOut};
-use crate::mcu::{Mcu, ObjKind};
+use crate::mcu::Mcu;
 
 static SPI_TRANSFER_RESPONSE: Response = Response::new("spi_transfer_response oid=%c response=%*s");
 
@@ -48,12 +48,12 @@ pub struct SpiShutdown {
 
 /// The SPI device an oid names (for the sensor families).
 pub fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
-    mcu.oid_lookup(oid, ObjKind::Spi).map(|i| i as usize)
+    mcu.oid_lookup::<SpiDev>(oid).map(|i| i as usize)
 }
 
 /// SPI device `i`'s chip-select line and whether it is active high.
 pub fn cs_pin(mcu: &Mcu, i: usize) -> Option<(GpioOut, bool)> {
-    let d = &mcu.spis[i];
+    let d = &mcu.objs.get::<SpiDev>()[i];
     d.cs.map(|cs| (cs, d.cs_active_high))
 }
 
@@ -114,7 +114,7 @@ fn soft_transfer(mcu: &mut Mcu, ss: &mut SoftSpi, receive: bool, data: &mut [u8]
 /// unconfigured bus does nothing, as in the reference.
 pub fn transfer(mcu: &mut Mcu, i: usize, receive: bool, data: &mut [u8]) -> CmdResult {
     let (bus, cs, high) = {
-        let d = &mcu.spis[i];
+        let d = &mcu.objs.of::<SpiDev>()[i];
         (d.bus, d.cs, d.cs_active_high)
     };
     let mut soft = match bus {
@@ -138,7 +138,7 @@ pub fn transfer(mcu: &mut Mcu, i: usize, receive: bool, data: &mut [u8]) -> CmdR
     };
     if let Some(ss) = soft {
         // The clock line's level is part of the bus state.
-        mcu.spis[i].bus = Bus::Software(ss);
+        mcu.objs.of::<SpiDev>()[i].bus = Bus::Software(ss);
     }
     if let Some(cs) = cs {
         mcu.gpio.write(cs, !high);
@@ -147,9 +147,9 @@ pub fn transfer(mcu: &mut Mcu, i: usize, receive: bool, data: &mut [u8]) -> CmdR
 }
 
 fn new_spi(mcu: &mut Mcu, oid: u32, cs: Option<GpioOut>, high: bool) -> CmdResult {
-    let index = mcu.spis.len() as u16;
-    mcu.oid_alloc(oid, ObjKind::Spi, index)?;
-    mcu.spis.push(SpiDev {
+    let index = mcu.objs.of::<SpiDev>().len() as u16;
+    mcu.oid_alloc::<SpiDev>(oid, index)?;
+    mcu.objs.push(SpiDev {
         bus: Bus::None,
         cs,
         cs_active_high: high,
@@ -170,11 +170,11 @@ fn config_spi_without_cs(mcu: &mut Mcu, a: &Args) -> CmdResult {
 fn spi_set_bus(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let i = lookup(mcu, a.get(0))?;
     let mode = a.get(2);
-    if mode > 3 || !matches!(mcu.spis[i].bus, Bus::None) {
+    if mode > 3 || !matches!(mcu.objs.of::<SpiDev>()[i].bus, Bus::None) {
         return Err(INVALID_CONFIG);
     }
     let h = mcu.spi.setup(a.get(1), mode as u8, a.get(3))?;
-    mcu.spis[i].bus = Bus::Hardware(h);
+    mcu.objs.of::<SpiDev>()[i].bus = Bus::Hardware(h);
     Ok(())
 }
 
@@ -187,10 +187,10 @@ fn spi_set_sw_bus(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let miso = mcu.gpio.setup_input(a.get(1), Bias::PullUp)?;
     let mosi = mcu.gpio.setup_output(a.get(2), false)?;
     let sclk = mcu.gpio.setup_output(a.get(3), false)?;
-    if !matches!(mcu.spis[i].bus, Bus::None) {
+    if !matches!(mcu.objs.of::<SpiDev>()[i].bus, Bus::None) {
         return Err(INVALID_CONFIG);
     }
-    mcu.spis[i].bus = Bus::Software(SoftSpi {
+    mcu.objs.of::<SpiDev>()[i].bus = Bus::Software(SoftSpi {
         miso,
         mosi,
         sclk,
@@ -226,29 +226,29 @@ fn spi_send(mcu: &mut Mcu, a: &Args) -> CmdResult {
 
 fn config_spi_shutdown(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let spi = lookup(mcu, a.get(1))?;
-    let index = mcu.spi_shutdowns.len() as u16;
-    mcu.oid_alloc(a.get(0), ObjKind::SpiShutdown, index)?;
+    let index = mcu.objs.of::<SpiShutdown>().len() as u16;
+    mcu.oid_alloc::<SpiShutdown>(a.get(0), index)?;
     let msg = heapless::Vec::from_slice(a.buf(2)).map_err(|_| INVALID_CONFIG)?;
-    mcu.spi_shutdowns.push(SpiShutdown { spi, msg });
+    mcu.objs.push(SpiShutdown { spi, msg });
     Ok(())
 }
 
 /// Release every chip select, then send the shutdown messages.
 pub fn shutdown(mcu: &mut Mcu) {
-    for d in &mcu.spis {
+    for d in mcu.objs.get::<SpiDev>() {
         if let Some(cs) = d.cs {
             mcu.gpio.write(cs, !d.cs_active_high);
         }
     }
-    for k in 0..mcu.spi_shutdowns.len() {
-        let spi = mcu.spi_shutdowns[k].spi;
-        let mut msg = mcu.spi_shutdowns[k].msg.clone();
+    for k in 0..mcu.objs.of::<SpiShutdown>().len() {
+        let spi = mcu.objs.of::<SpiShutdown>()[k].spi;
+        let mut msg = mcu.objs.of::<SpiShutdown>()[k].msg.clone();
         // Shutting down already: a failure here has nowhere to go.
         let _ = transfer(mcu, spi, false, &mut msg);
     }
 }
 
-static COMMANDS: [Command; 7] = [
+static COMMANDS: [Command<Mcu>; 7] = [
     Command::new("config_spi oid=%c pin=%u cs_active_high=%c", 0, config_spi),
     Command::new("config_spi_without_cs oid=%c", 0, config_spi_without_cs),
     Command::new(
@@ -274,7 +274,7 @@ const fn bus(b: i64) -> EnumValue {
     EnumValue::Range(b << 8, 16)
 }
 
-pub static MODULE: Module = Module {
+pub static MODULE: Module<Mcu> = Module {
     commands: &COMMANDS,
     responses: &[&SPI_TRANSFER_RESPONSE],
     constants: &[],
@@ -291,4 +291,6 @@ pub static MODULE: Module = Module {
         ("bus_oid_type", "i2c", EnumValue::Single(1)),
     ],
     static_strings: &[INVALID_CONFIG.0],
+    task: None,
+    shutdown: Some(shutdown),
 };

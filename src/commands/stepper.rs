@@ -13,17 +13,16 @@ use crate::clock::{from_us, is_before};
 use crate::command::{Args, CmdResult, Command, Constant, Module, Response, Shutdown};
 use crate::commands::trsync;
 use crate::hw::GpioOut;
-use crate::mcu::{Mcu, ObjKind};
+use crate::mcu::Mcu;
+use crate::mcu::TimerId;
 use crate::moveq::{Move, MoveQueue};
-use crate::sched::{TimerId, TimerResult};
+use crate::sched::TimerResult;
 
 static STEPPER_POSITION: Response = Response::new("stepper_position oid=%c pos=%i");
 
 const TOO_FAR_IN_PAST: Shutdown = Shutdown("Stepper too far in past");
 const INVALID_COUNT: Shutdown = Shutdown("Invalid count parameter");
 const RESET_WHILE_ACTIVE: Shutdown = Shutdown("Can't reset time when stepper active");
-
-pub const TIMER_KIND: u32 = 2 << 24;
 
 const POSITION_BIAS: u32 = 0x4000_0000;
 
@@ -54,34 +53,29 @@ pub struct Stepper {
 }
 
 fn timer_id(i: usize) -> TimerId {
-    TimerId(TIMER_KIND | i as u32)
+    TimerId::new(step_event, i as u32)
 }
 
 fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
-    mcu.oid_lookup(oid, ObjKind::Stepper).map(|i| i as usize)
+    mcu.oid_lookup::<Stepper>(oid).map(|i| i as usize)
 }
 
 #[inline]
-fn toggle_step(mcu: &mut Mcu, i: usize) {
-    let s = &mut mcu.steppers[i];
-    s.step_level = !s.step_level;
-    mcu.gpio.write(s.step_pin, s.step_level);
-}
 
 fn toggle_dir(mcu: &mut Mcu, i: usize) {
-    let s = &mut mcu.steppers[i];
+    let s = &mut mcu.objs.of::<Stepper>()[i];
     s.dir_level = !s.dir_level;
     mcu.gpio.write(s.dir_pin, s.dir_level);
 }
 
 /// Load the next queued move. Its wake time is left in `waketime`.
 fn load_next(mcu: &mut Mcu, i: usize) -> Result<TimerResult, Shutdown> {
-    let mut q = mcu.steppers[i].mq;
+    let mut q = mcu.objs.of::<Stepper>()[i].mq;
     let Some(m) = mcu.moves.pop(&mut q) else {
-        mcu.steppers[i].count = 0;
+        mcu.objs.of::<Stepper>()[i].count = 0;
         return Ok(TimerResult::Done);
     };
-    let s = &mut mcu.steppers[i];
+    let s = &mut mcu.objs.of::<Stepper>()[i];
     s.mq = q;
     let (interval, count, add) = (m.a, m.b & 0xffff, (m.b >> 16) as u16 as i16 as i32 as u32);
     let need_dir_change = m.c & MF_DIR != 0;
@@ -121,8 +115,8 @@ fn load_next(mcu: &mut Mcu, i: usize) -> Result<TimerResult, Shutdown> {
         let min_next = mcu
             .clock
             .now()
-            .wrapping_add(mcu.steppers[i].step_pulse_ticks);
-        let s = &mut mcu.steppers[i];
+            .wrapping_add(mcu.objs.of::<Stepper>()[i].step_pulse_ticks);
+        let s = &mut mcu.objs.of::<Stepper>()[i];
         if is_before(s.waketime, min_next) {
             s.waketime = min_next;
         }
@@ -131,15 +125,22 @@ fn load_next(mcu: &mut Mcu, i: usize) -> Result<TimerResult, Shutdown> {
     if need_dir_change {
         toggle_dir(mcu, i);
     }
-    Ok(TimerResult::Reschedule(mcu.steppers[i].waketime))
+    Ok(TimerResult::Reschedule(
+        mcu.objs.of::<Stepper>()[i].waketime,
+    ))
 }
 
-/// A step (or unstep) event.
-#[inline]
-pub fn run_timer(mcu: &mut Mcu, i: usize) -> Result<TimerResult, Shutdown> {
-    toggle_step(mcu, i);
-    let now = mcu.clock.now();
-    let s = &mut mcu.steppers[i];
+/// A step (or unstep) event: stepper `i`'s timer.
+pub fn step_event(mcu: &mut Mcu, i: u32, _waketime: u32) -> Result<TimerResult, Shutdown> {
+    let i = i as usize;
+    // The hottest path of the loop: one table lookup for the whole event.
+    let Mcu {
+        objs, gpio, clock, ..
+    } = mcu;
+    let s = &mut objs.of::<Stepper>()[i];
+    s.step_level = !s.step_level;
+    gpio.write(s.step_pin, s.step_level);
+    let now = clock.now();
     let min_next_time = now.wrapping_add(s.step_pulse_ticks);
     let count = s.count.wrapping_sub(1);
     if count & 1 != 0 && s.flags & SF_SINGLE_SCHED == 0 {
@@ -173,9 +174,9 @@ fn config_stepper(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let step_level = flags & SF_INVERT_STEP != 0;
     let step_pin = mcu.gpio.setup_output(a.get(1), step_level)?;
     let dir_pin = mcu.gpio.setup_output(a.get(2), false)?;
-    let index = mcu.steppers.len() as u16;
-    mcu.oid_alloc(a.get(0), ObjKind::Stepper, index)?;
-    mcu.steppers.push(Stepper {
+    let index = mcu.objs.of::<Stepper>().len() as u16;
+    mcu.oid_alloc::<Stepper>(a.get(0), index)?;
+    mcu.objs.push(Stepper {
         interval: 0,
         add: 0,
         count: 0,
@@ -204,7 +205,7 @@ fn queue_step(mcu: &mut Mcu, a: &Args) -> CmdResult {
         b: count | ((a.get(3) & 0xffff) << 16),
         c: 0,
     };
-    let s = &mcu.steppers[i];
+    let s = &mcu.objs.of::<Stepper>()[i];
     let mut flags = s.flags;
     if (flags & SF_LAST_DIR != 0) != (flags & SF_NEXT_DIR != 0) {
         flags ^= SF_LAST_DIR;
@@ -217,13 +218,13 @@ fn queue_step(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let active = s.count != 0;
     let mut q = s.mq;
     mcu.moves.push(&mut q, m)?;
-    let s = &mut mcu.steppers[i];
+    let s = &mut mcu.objs.of::<Stepper>()[i];
     s.mq = q;
     s.flags = flags;
     if !active {
         load_next(mcu, i)?;
         let now = mcu.clock.now();
-        let when = mcu.steppers[i].waketime;
+        let when = mcu.objs.of::<Stepper>()[i].waketime;
         mcu.timers.add(timer_id(i), when, now)?;
     }
     Ok(())
@@ -231,14 +232,14 @@ fn queue_step(mcu: &mut Mcu, a: &Args) -> CmdResult {
 
 fn set_next_step_dir(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let i = lookup(mcu, a.get(0))?;
-    let s = &mut mcu.steppers[i];
+    let s = &mut mcu.objs.of::<Stepper>()[i];
     s.flags = (s.flags & !SF_NEXT_DIR) | if a.get(1) != 0 { SF_NEXT_DIR } else { 0 };
     Ok(())
 }
 
 fn reset_step_clock(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let i = lookup(mcu, a.get(0))?;
-    let s = &mut mcu.steppers[i];
+    let s = &mut mcu.objs.of::<Stepper>()[i];
     if s.count != 0 {
         return Err(RESET_WHILE_ACTIVE);
     }
@@ -265,7 +266,7 @@ fn position(s: &Stepper) -> u32 {
 
 fn stepper_get_position(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let i = lookup(mcu, a.get(0))?;
-    let pos = position(&mcu.steppers[i]).wrapping_sub(POSITION_BIAS);
+    let pos = position(&mcu.objs.of::<Stepper>()[i]).wrapping_sub(POSITION_BIAS);
     mcu.send(&STEPPER_POSITION, &[Arg::Int(a.get(0)), Arg::Int(pos)]);
     Ok(())
 }
@@ -274,9 +275,9 @@ fn stepper_get_position(mcu: &mut Mcu, a: &Args) -> CmdResult {
 /// wait for a `reset_step_clock`.
 pub fn stop(mcu: &mut Mcu, i: usize) {
     mcu.timers.remove(timer_id(i));
-    let mut q = mcu.steppers[i].mq;
+    let mut q = mcu.objs.of::<Stepper>()[i].mq;
     mcu.moves.clear(&mut q);
-    let s = &mut mcu.steppers[i];
+    let s = &mut mcu.objs.of::<Stepper>()[i];
     s.mq = q;
     s.next_step_time = 0;
     s.waketime = 0;
@@ -299,12 +300,12 @@ fn stepper_stop_on_trigger(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 pub fn shutdown(mcu: &mut Mcu) {
-    for i in 0..mcu.steppers.len() {
+    for i in 0..mcu.objs.of::<Stepper>().len() {
         stop(mcu, i);
     }
 }
 
-static COMMANDS: [Command; 6] = [
+static COMMANDS: [Command<Mcu>; 6] = [
     Command::new(
         "config_stepper oid=%c step_pin=%c dir_pin=%c invert_step=%c step_pulse_ticks=%u",
         0,
@@ -325,10 +326,12 @@ static COMMANDS: [Command; 6] = [
     ),
 ];
 
-pub static MODULE: Module = Module {
+pub static MODULE: Module<Mcu> = Module {
     commands: &COMMANDS,
     responses: &[&STEPPER_POSITION],
     constants: &[("STEPPER_STEP_BOTH_EDGE", Constant::Int(1))],
     enumerations: &[],
     static_strings: &[TOO_FAR_IN_PAST.0, INVALID_COUNT.0, RESET_WHILE_ACTIVE.0],
+    task: None,
+    shutdown: Some(shutdown),
 };

@@ -6,16 +6,14 @@ use klipper_protocol::format::Arg;
 
 use crate::command::{Args, CmdResult, Command, Module, Response, Shutdown};
 use crate::commands::stepper;
-use crate::mcu::{Mcu, ObjKind, TASK_TRSYNC};
-use crate::sched::{TimerId, TimerResult};
+use crate::mcu::Mcu;
+use crate::mcu::TimerId;
+use crate::sched::TimerResult;
 
 static TRSYNC_STATE: Response =
     Response::new("trsync_state oid=%c can_trigger=%c trigger_reason=%c clock=%u");
 
 pub const SIGNAL_ACTIVE: Shutdown = Shutdown("Can't add signal that is already active");
-
-pub const REPORT_TIMER: u32 = 4 << 24;
-pub const EXPIRE_TIMER: u32 = 5 << 24;
 
 const TSF_CAN_TRIGGER: u8 = 1 << 0;
 const TSF_REPORT: u8 = 1 << 2;
@@ -35,7 +33,7 @@ pub struct Trsync {
 }
 
 fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
-    mcu.oid_lookup(oid, ObjKind::Trsync).map(|i| i as usize)
+    mcu.oid_lookup::<Trsync>(oid).map(|i| i as usize)
 }
 
 /// The trsync an oid names (for other families' commands).
@@ -45,7 +43,7 @@ pub fn oid_lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
 
 /// Trigger trsync `i`: stop its steppers and schedule a report.
 pub fn do_trigger(mcu: &mut Mcu, i: usize, reason: u8) {
-    let t = &mut mcu.trsyncs[i];
+    let t = &mut mcu.objs.of::<Trsync>()[i];
     if t.flags & TSF_CAN_TRIGGER == 0 {
         return;
     }
@@ -55,36 +53,47 @@ pub fn do_trigger(mcu: &mut Mcu, i: usize, reason: u8) {
     for s in signals {
         stepper::stop(mcu, s as usize);
     }
-    mcu.wake_task(TASK_TRSYNC);
+    mcu.wake_task(&MODULE);
 }
 
 /// Register stepper `s` to stop when trsync `i` triggers.
 pub fn add_signal(mcu: &mut Mcu, i: usize, s: u16) -> CmdResult {
-    if mcu.trsyncs.iter().any(|t| t.signals.contains(&s)) {
+    if mcu
+        .objs
+        .of::<Trsync>()
+        .iter()
+        .any(|t| t.signals.contains(&s))
+    {
         return Err(SIGNAL_ACTIVE);
     }
-    mcu.trsyncs[i].signals.push(s).map_err(|_| SIGNAL_ACTIVE)
+    mcu.objs.of::<Trsync>()[i]
+        .signals
+        .push(s)
+        .map_err(|_| SIGNAL_ACTIVE)
 }
 
-pub fn run_timer(mcu: &mut Mcu, kind: u32, i: usize, waketime: u32) -> TimerResult {
-    if kind == EXPIRE_TIMER {
-        let reason = mcu.trsyncs[i].expire_reason;
-        do_trigger(mcu, i, reason);
-        TimerResult::Done
-    } else {
-        let t = &mut mcu.trsyncs[i];
-        t.flags |= TSF_REPORT;
-        t.report_time = waketime.wrapping_add(t.report_ticks);
-        let next = t.report_time;
-        mcu.wake_task(TASK_TRSYNC);
-        TimerResult::Reschedule(next)
-    }
+/// The timeout: trigger with the expire reason.
+fn expire_event(mcu: &mut Mcu, i: u32, _waketime: u32) -> Result<TimerResult, Shutdown> {
+    let i = i as usize;
+    let reason = mcu.objs.of::<Trsync>()[i].expire_reason;
+    do_trigger(mcu, i, reason);
+    Ok(TimerResult::Done)
+}
+
+/// The periodic report.
+fn report_event(mcu: &mut Mcu, i: u32, waketime: u32) -> Result<TimerResult, Shutdown> {
+    let t = &mut mcu.objs.of::<Trsync>()[i as usize];
+    t.flags |= TSF_REPORT;
+    t.report_time = waketime.wrapping_add(t.report_ticks);
+    let next = t.report_time;
+    mcu.wake_task(&MODULE);
+    Ok(TimerResult::Reschedule(next))
 }
 
 fn clear(mcu: &mut Mcu, i: usize) {
-    mcu.timers.remove(TimerId(REPORT_TIMER | i as u32));
-    mcu.timers.remove(TimerId(EXPIRE_TIMER | i as u32));
-    let t = &mut mcu.trsyncs[i];
+    mcu.timers.remove(TimerId::new(report_event, i as u32));
+    mcu.timers.remove(TimerId::new(expire_event, i as u32));
+    let t = &mut mcu.objs.of::<Trsync>()[i];
     t.signals.clear();
     t.flags = 0;
     t.trigger_reason = 0;
@@ -92,9 +101,9 @@ fn clear(mcu: &mut Mcu, i: usize) {
 }
 
 fn config_trsync(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let index = mcu.trsyncs.len() as u16;
-    mcu.oid_alloc(a.get(0), ObjKind::Trsync, index)?;
-    mcu.trsyncs.push(Trsync {
+    let index = mcu.objs.of::<Trsync>().len() as u16;
+    mcu.oid_alloc::<Trsync>(a.get(0), index)?;
+    mcu.objs.push(Trsync {
         oid: a.get(0) as u8,
         report_ticks: 0,
         report_time: 0,
@@ -110,7 +119,7 @@ fn trsync_start(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let i = lookup(mcu, a.get(0))?;
     clear(mcu, i);
     let now = mcu.clock.now();
-    let t = &mut mcu.trsyncs[i];
+    let t = &mut mcu.objs.of::<Trsync>()[i];
     t.flags = TSF_CAN_TRIGGER;
     t.report_time = a.get(1);
     t.report_ticks = a.get(2);
@@ -118,15 +127,15 @@ fn trsync_start(mcu: &mut Mcu, a: &Args) -> CmdResult {
     if t.report_ticks != 0 {
         let when = t.report_time;
         mcu.timers
-            .add(TimerId(REPORT_TIMER | i as u32), when, now)?;
+            .add(TimerId::new(report_event, i as u32), when, now)?;
     }
     Ok(())
 }
 
 fn trsync_set_timeout(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let i = lookup(mcu, a.get(0))?;
-    if mcu.trsyncs[i].flags & TSF_CAN_TRIGGER != 0 {
-        let id = TimerId(EXPIRE_TIMER | i as u32);
+    if mcu.objs.of::<Trsync>()[i].flags & TSF_CAN_TRIGGER != 0 {
+        let id = TimerId::new(expire_event, i as u32);
         mcu.timers.remove(id);
         let now = mcu.clock.now();
         mcu.timers.add(id, a.get(1), now)?;
@@ -137,9 +146,9 @@ fn trsync_set_timeout(mcu: &mut Mcu, a: &Args) -> CmdResult {
 fn trsync_trigger(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let i = lookup(mcu, a.get(0))?;
     do_trigger(mcu, i, a.get(1) as u8);
-    mcu.timers.remove(TimerId(REPORT_TIMER | i as u32));
-    mcu.timers.remove(TimerId(EXPIRE_TIMER | i as u32));
-    let t = &mut mcu.trsyncs[i];
+    mcu.timers.remove(TimerId::new(report_event, i as u32));
+    mcu.timers.remove(TimerId::new(expire_event, i as u32));
+    let t = &mut mcu.objs.of::<Trsync>()[i];
     t.flags = 0;
     let args = [
         Arg::Int(t.oid as u32),
@@ -153,8 +162,8 @@ fn trsync_trigger(mcu: &mut Mcu, a: &Args) -> CmdResult {
 
 /// Send the reports the timers and triggers asked for.
 pub fn task(mcu: &mut Mcu) {
-    for i in 0..mcu.trsyncs.len() {
-        let t = &mut mcu.trsyncs[i];
+    for i in 0..mcu.objs.of::<Trsync>().len() {
+        let t = &mut mcu.objs.of::<Trsync>()[i];
         if t.flags & TSF_REPORT == 0 {
             continue;
         }
@@ -171,12 +180,12 @@ pub fn task(mcu: &mut Mcu) {
 }
 
 pub fn shutdown(mcu: &mut Mcu) {
-    for i in 0..mcu.trsyncs.len() {
+    for i in 0..mcu.objs.of::<Trsync>().len() {
         clear(mcu, i);
     }
 }
 
-static COMMANDS: [Command; 4] = [
+static COMMANDS: [Command<Mcu>; 4] = [
     Command::new("config_trsync oid=%c", 0, config_trsync),
     Command::new(
         "trsync_start oid=%c report_clock=%u report_ticks=%u expire_reason=%c",
@@ -187,10 +196,12 @@ static COMMANDS: [Command; 4] = [
     Command::new("trsync_trigger oid=%c reason=%c", 0, trsync_trigger),
 ];
 
-pub static MODULE: Module = Module {
+pub static MODULE: Module<Mcu> = Module {
     commands: &COMMANDS,
     responses: &[&TRSYNC_STATE],
     constants: &[],
     enumerations: &[],
     static_strings: &[SIGNAL_ACTIVE.0],
+    task: Some(task),
+    shutdown: Some(shutdown),
 };

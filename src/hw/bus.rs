@@ -9,7 +9,7 @@ use i2cdev::core::{I2CMessage, I2CTransfer};
 use i2cdev::linux::{LinuxI2CDevice, LinuxI2CMessage};
 use spidev::{SpiModeFlags, Spidev, SpidevOptions, SpidevTransfer};
 
-use crate::command::Shutdown;
+use crate::shutdown::Shutdown;
 
 /// An opened SPI device (index into the backend's table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,8 +17,8 @@ use super::{
     GPIO_IN_LINE_FAILED, GPIO_NOT_FOUND, GPIO_OPEN_FAILED, GPIO_OUT_LINE_FAILED, NOT_INPUT_PIN,
     NOT_OUTPUT_PIN,
 };
-use crate::command::Shutdown;
 use crate::pins::{GPIO_CHIPS, GPIO_LINES_PER_CHIP};
+use crate::shutdown::Shutdown;
 
 const NUM_ATTRS_MAX: usize = 10;
 const LINES_MAX: usize = 64;

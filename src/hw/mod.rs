@@ -9,7 +9,7 @@ pub mod sysfs;
 
 use std::path::PathBuf;
 
-use crate::command::Shutdown;
+use crate::shutdown::Shutdown;
 
 /// The hardware an MCU drives, and where its device and sysfs files live.
 pub struct Board {
@@ -106,33 +106,8 @@ pub const GPIO_IN_LINE_FAILED: Shutdown = Shutdown("Unable to open in GPIO chip 
 pub const NOT_OUTPUT_PIN: Shutdown = Shutdown("Not an output pin");
 pub const NOT_INPUT_PIN: Shutdown = Shutdown("Not an input pin");
 
-pub static MODULE: crate::command::Module = crate::command::Module {
-    commands: &[],
-    responses: &[],
-    constants: &[],
-    enumerations: &[],
-    static_strings: STATIC_STRINGS,
-};
-
-/// sysfs shutdown reasons.
-pub static SYSFS_MODULE: crate::command::Module = crate::command::Module {
-    commands: &[],
-    responses: &[],
-    constants: &[],
-    enumerations: &[],
-    static_strings: sysfs::STATIC_STRINGS,
-};
-
-/// Bus shutdown reasons.
-pub static BUS_MODULE: crate::command::Module = crate::command::Module {
-    commands: &[],
-    responses: &[],
-    constants: &[],
-    enumerations: &[],
-    static_strings: bus::STATIC_STRINGS,
-};
-
-const STATIC_STRINGS: &[&str] = &[
+/// Shutdown reasons of the GPIO backends, for the dictionary.
+pub const STATIC_STRINGS: &[&str] = &[
     GPIO_NOT_FOUND.0,
     GPIO_OPEN_FAILED.0,
     GPIO_OUT_LINE_FAILED.0,

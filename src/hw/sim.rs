@@ -12,8 +12,8 @@ use std::rc::Rc;
 use super::bus::{I2c, I2cHandle, Spi, SpiHandle, I2C_NACK, I2C_START_READ_NACK, I2C_SUCCESS};
 use super::{Bias, Gpio, GpioIn, GpioOut, NOT_INPUT_PIN, NOT_OUTPUT_PIN};
 use crate::clock::Clock;
-use crate::command::Shutdown;
 use crate::pins::{GPIO_CHIPS, GPIO_LINES_PER_CHIP};
+use crate::shutdown::Shutdown;
 
 const LINES: usize = (GPIO_CHIPS * GPIO_LINES_PER_CHIP) as usize;
 /// Output changes kept, for timing checks (a ring: the oldest go first).

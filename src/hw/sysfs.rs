@@ -6,7 +6,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::command::Shutdown;
+use crate::shutdown::Shutdown;
 
 pub const PWM_CONFIG_FAILED: Shutdown = Shutdown("Unable to config pwm device");
 pub const ADC_OPEN_FAILED: Shutdown = Shutdown("Unable to open adc device");

@@ -2,13 +2,15 @@
 //! 9-byte burst read (DATAX0..DATAZ1, FIFO_CTL, FIFO_STATUS), packed into
 //! 5 bytes per sample.
 
+use crate::command::Shutdown;
 use crate::command::{Args, CmdResult, Command, Module};
 use crate::commands::sensor_bulk::SensorBulk;
 use crate::commands::spi;
-use crate::mcu::{Mcu, ObjKind};
-use crate::sched::TimerId;
+use crate::mcu::Mcu;
+use crate::mcu::TimerId;
+use crate::sched::TimerResult;
 
-use super::{drain, OBJ_ADXL345, TIMER_ADXL345};
+use super::drain;
 
 const AR_DATAX0: u8 = 0x32;
 const AR_FIFO_STATUS: u8 = 0x39;
@@ -28,19 +30,28 @@ pub struct Adxl345 {
 }
 
 fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, crate::command::Shutdown> {
-    mcu.oid_lookup(oid, ObjKind::Ext(OBJ_ADXL345))
-        .map(|i| i as usize)
+    mcu.oid_lookup::<Adxl345>(oid).map(|i| i as usize)
 }
 
 fn timer_id(i: usize) -> TimerId {
-    TimerId(TIMER_ADXL345 | i as u32)
+    TimerId::new(event, i as u32)
+}
+
+/// The chip's timer only marks it pending and wakes the group's task (the
+/// reference's `*_event`).
+fn event(mcu: &mut Mcu, i: u32, _waketime: u32) -> Result<TimerResult, Shutdown> {
+    if let Some(c) = mcu.objs.of::<Adxl345>().get_mut(i as usize) {
+        c.pending = true;
+        mcu.wake_task(&super::MODULE);
+    }
+    Ok(TimerResult::Done)
 }
 
 fn config_adxl345(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let index = mcu.accel.adxl345.len() as u16;
-    mcu.oid_alloc(a.get(0), ObjKind::Ext(OBJ_ADXL345), index)?;
+    let index = mcu.objs.of::<Adxl345>().len() as u16;
+    mcu.oid_alloc::<Adxl345>(a.get(0), index)?;
     let spi = spi::lookup(mcu, a.get(1))?;
-    mcu.accel.adxl345.push(Adxl345 {
+    mcu.objs.push(Adxl345 {
         oid: a.get(0) as u8,
         spi,
         rest_ticks: 0,
@@ -76,18 +87,18 @@ pub fn pack_sample(msg: &[u8; 9], d: &mut [u8; BYTES_PER_SAMPLE]) -> u8 {
 /// One FIFO read; whether more entries wait.
 fn query(mcu: &mut Mcu, i: usize) -> Result<bool, crate::command::Shutdown> {
     let mut msg = [AR_DATAX0 | AM_READ | AM_MULTI, 0, 0, 0, 0, 0, 0, 0, 0];
-    let spi = mcu.accel.adxl345[i].spi;
+    let spi = mcu.objs.of::<Adxl345>()[i].spi;
     spi::transfer(mcu, spi, true, &mut msg)?;
     let mut d = [0u8; BYTES_PER_SAMPLE];
     let fifo_status = pack_sample(&msg, &mut d);
-    let ax = &mut mcu.accel.adxl345[i];
+    let ax = &mut mcu.objs.of::<Adxl345>()[i];
     ax.sb.push(&d);
     if ax.sb.space() < BYTES_PER_SAMPLE {
         let (mut sb, oid) = (ax.sb, ax.oid);
         sb.report(mcu, oid);
-        mcu.accel.adxl345[i].sb = sb;
+        mcu.objs.of::<Adxl345>()[i].sb = sb;
     }
-    let ax = &mut mcu.accel.adxl345[i];
+    let ax = &mut mcu.objs.of::<Adxl345>()[i];
     if fifo_status >= 31 {
         ax.sb.possible_overflows = ax.sb.possible_overflows.wrapping_add(1);
     }
@@ -97,7 +108,7 @@ fn query(mcu: &mut Mcu, i: usize) -> Result<bool, crate::command::Shutdown> {
 fn query_adxl345(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let i = lookup(mcu, a.get(0))?;
     mcu.timers.remove(timer_id(i));
-    let ax = &mut mcu.accel.adxl345[i];
+    let ax = &mut mcu.objs.of::<Adxl345>()[i];
     ax.pending = false;
     let rest_ticks = a.get(1);
     if rest_ticks == 0 {
@@ -114,7 +125,7 @@ fn query_adxl345(mcu: &mut Mcu, a: &Args) -> CmdResult {
 fn query_adxl345_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let i = lookup(mcu, a.get(0))?;
     let mut msg = [AR_FIFO_STATUS | AM_READ, 0];
-    let spi = mcu.accel.adxl345[i].spi;
+    let spi = mcu.objs.of::<Adxl345>()[i].spi;
     let time1 = mcu.clock.now();
     spi::transfer(mcu, spi, true, &mut msg)?;
     let time2 = mcu.clock.now();
@@ -123,7 +134,7 @@ fn query_adxl345_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
         // A query error: no answer, the host retries.
         return Ok(());
     }
-    let sb = mcu.accel.adxl345[i].sb;
+    let sb = mcu.objs.of::<Adxl345>()[i].sb;
     sb.status(
         mcu,
         a.get(0) as u8,
@@ -135,29 +146,31 @@ fn query_adxl345_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 pub(super) fn task(mcu: &mut Mcu) -> CmdResult {
-    for i in 0..mcu.accel.adxl345.len() {
-        if !mcu.accel.adxl345[i].pending {
+    for i in 0..mcu.objs.of::<Adxl345>().len() {
+        if !mcu.objs.of::<Adxl345>()[i].pending {
             continue;
         }
-        let rest = mcu.accel.adxl345[i].rest_ticks;
+        let rest = mcu.objs.of::<Adxl345>()[i].rest_ticks;
         let more = drain(mcu, timer_id(i), rest, |m| query(m, i))?;
-        mcu.accel.adxl345[i].pending = more;
+        mcu.objs.of::<Adxl345>()[i].pending = more;
     }
     Ok(())
 }
 
-static COMMANDS: [Command; 3] = [
+static COMMANDS: [Command<Mcu>; 3] = [
     Command::new("config_adxl345 oid=%c spi_oid=%c", 0, config_adxl345),
     Command::new("query_adxl345 oid=%c rest_ticks=%u", 0, query_adxl345),
     Command::new("query_adxl345_status oid=%c", 0, query_adxl345_status),
 ];
 
-pub static MODULE: Module = Module {
+pub static MODULE: Module<Mcu> = Module {
     commands: &COMMANDS,
     responses: &[],
     constants: &[],
     enumerations: &[],
     static_strings: &[],
+    task: None,
+    shutdown: None,
 };
 
 #[cfg(test)]

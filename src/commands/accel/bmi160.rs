@@ -5,10 +5,11 @@
 use crate::command::{Args, CmdResult, Command, Module, Shutdown};
 use crate::commands::sensor_bulk::SensorBulk;
 use crate::commands::spi;
-use crate::mcu::{Mcu, ObjKind};
-use crate::sched::TimerId;
+use crate::mcu::Mcu;
+use crate::mcu::TimerId;
+use crate::sched::TimerResult;
 
-use super::{drain, i2c_read, BusDev, OBJ_BMI160, TIMER_BMI160};
+use super::{drain, i2c_read, BusDev};
 
 const AM_READ: u8 = 0x80;
 const FIFO_STATUS: u8 = 0x22;
@@ -27,19 +28,28 @@ pub struct Bmi160 {
 }
 
 fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
-    mcu.oid_lookup(oid, ObjKind::Ext(OBJ_BMI160))
-        .map(|i| i as usize)
+    mcu.oid_lookup::<Bmi160>(oid).map(|i| i as usize)
 }
 
 fn timer_id(i: usize) -> TimerId {
-    TimerId(TIMER_BMI160 | i as u32)
+    TimerId::new(event, i as u32)
+}
+
+/// The chip's timer only marks it pending and wakes the group's task (the
+/// reference's `*_event`).
+fn event(mcu: &mut Mcu, i: u32, _waketime: u32) -> Result<TimerResult, Shutdown> {
+    if let Some(c) = mcu.objs.of::<Bmi160>().get_mut(i as usize) {
+        c.pending = true;
+        mcu.wake_task(&super::MODULE);
+    }
+    Ok(TimerResult::Done)
 }
 
 fn config_bmi160(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let index = mcu.accel.bmi160.len() as u16;
-    mcu.oid_alloc(a.get(0), ObjKind::Ext(OBJ_BMI160), index)?;
+    let index = mcu.objs.of::<Bmi160>().len() as u16;
+    mcu.oid_alloc::<Bmi160>(a.get(0), index)?;
     let bus = BusDev::lookup(mcu, a.get(1), a.get(2))?;
-    mcu.accel.bmi160.push(Bmi160 {
+    mcu.objs.push(Bmi160 {
         oid: a.get(0) as u8,
         bus,
         rest_ticks: 0,
@@ -75,7 +85,7 @@ fn read_fifo_length(mcu: &mut Mcu, bus: BusDev) -> Result<u16, Shutdown> {
 
 fn read_fifo_block(mcu: &mut Mcu, i: usize) -> CmdResult {
     let mut block = [0u8; BYTES_PER_BLOCK];
-    match mcu.accel.bmi160[i].bus {
+    match mcu.objs.of::<Bmi160>()[i].bus {
         BusDev::Spi(s) => {
             let mut msg = [0u8; BYTES_PER_BLOCK + 1];
             msg[0] = FIFO_DATA | AM_READ;
@@ -84,32 +94,32 @@ fn read_fifo_block(mcu: &mut Mcu, i: usize) -> CmdResult {
         }
         BusDev::I2c(d) => i2c_read(mcu, d, FIFO_DATA, &mut block)?,
     }
-    let ax = &mut mcu.accel.bmi160[i];
+    let ax = &mut mcu.objs.of::<Bmi160>()[i];
     ax.sb.data_count = 0;
     ax.sb.push(&block);
     let (mut sb, oid) = (ax.sb, ax.oid);
     sb.report(mcu, oid);
-    let ax = &mut mcu.accel.bmi160[i];
+    let ax = &mut mcu.objs.of::<Bmi160>()[i];
     ax.sb = sb;
     ax.fifo_bytes_pending = ax.fifo_bytes_pending.wrapping_sub(BYTES_PER_BLOCK as u16);
     Ok(())
 }
 
 fn query(mcu: &mut Mcu, i: usize) -> Result<bool, Shutdown> {
-    if (mcu.accel.bmi160[i].fifo_bytes_pending as usize) < BYTES_PER_BLOCK {
-        let n = read_fifo_length(mcu, mcu.accel.bmi160[i].bus)?;
-        update_fifo_status(&mut mcu.accel.bmi160[i], n);
+    if (mcu.objs.of::<Bmi160>()[i].fifo_bytes_pending as usize) < BYTES_PER_BLOCK {
+        let n = read_fifo_length(mcu, mcu.objs.get::<Bmi160>()[i].bus)?;
+        update_fifo_status(&mut mcu.objs.of::<Bmi160>()[i], n);
     }
-    if mcu.accel.bmi160[i].fifo_bytes_pending as usize >= BYTES_PER_BLOCK {
+    if mcu.objs.of::<Bmi160>()[i].fifo_bytes_pending as usize >= BYTES_PER_BLOCK {
         read_fifo_block(mcu, i)?;
     }
-    Ok(mcu.accel.bmi160[i].fifo_bytes_pending as usize >= BYTES_PER_BLOCK)
+    Ok(mcu.objs.of::<Bmi160>()[i].fifo_bytes_pending as usize >= BYTES_PER_BLOCK)
 }
 
 fn query_bmi160(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let i = lookup(mcu, a.get(0))?;
     mcu.timers.remove(timer_id(i));
-    let ax = &mut mcu.accel.bmi160[i];
+    let ax = &mut mcu.objs.of::<Bmi160>()[i];
     ax.pending = false;
     let rest_ticks = a.get(1);
     if rest_ticks == 0 {
@@ -125,11 +135,11 @@ fn query_bmi160(mcu: &mut Mcu, a: &Args) -> CmdResult {
 
 fn query_bmi160_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let i = lookup(mcu, a.get(0))?;
-    let bus = mcu.accel.bmi160[i].bus;
+    let bus = mcu.objs.of::<Bmi160>()[i].bus;
     let time1 = mcu.clock.now();
     let n = read_fifo_length(mcu, bus)?;
     let time2 = mcu.clock.now();
-    let ax = &mut mcu.accel.bmi160[i];
+    let ax = &mut mcu.objs.of::<Bmi160>()[i];
     update_fifo_status(ax, n);
     let (sb, pending) = (ax.sb, ax.fifo_bytes_pending);
     sb.status(
@@ -143,18 +153,18 @@ fn query_bmi160_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 pub(super) fn task(mcu: &mut Mcu) -> CmdResult {
-    for i in 0..mcu.accel.bmi160.len() {
-        if !mcu.accel.bmi160[i].pending {
+    for i in 0..mcu.objs.of::<Bmi160>().len() {
+        if !mcu.objs.of::<Bmi160>()[i].pending {
             continue;
         }
-        let rest = mcu.accel.bmi160[i].rest_ticks;
+        let rest = mcu.objs.of::<Bmi160>()[i].rest_ticks;
         let more = drain(mcu, timer_id(i), rest, |m| query(m, i))?;
-        mcu.accel.bmi160[i].pending = more;
+        mcu.objs.of::<Bmi160>()[i].pending = more;
     }
     Ok(())
 }
 
-static COMMANDS: [Command; 3] = [
+static COMMANDS: [Command<Mcu>; 3] = [
     Command::new(
         "config_bmi160 oid=%c bus_oid=%c bus_oid_type=%c",
         0,
@@ -164,10 +174,12 @@ static COMMANDS: [Command; 3] = [
     Command::new("query_bmi160_status oid=%c", 0, query_bmi160_status),
 ];
 
-pub static MODULE: Module = Module {
+pub static MODULE: Module<Mcu> = Module {
     commands: &COMMANDS,
     responses: &[],
     constants: &[],
     enumerations: &[],
     static_strings: &[],
+    task: None,
+    shutdown: None,
 };

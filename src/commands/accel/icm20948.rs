@@ -5,10 +5,8 @@ use crate::command::{Args, CmdResult, Command, Module};
 use crate::mcu::Mcu;
 
 use super::mpu9250::{config, query_cmd, status_cmd, MpuRegs};
-use super::OBJ_ICM20948;
 
 pub static ICM20948_REGS: MpuRegs = MpuRegs {
-    obj: OBJ_ICM20948,
     fifo_count_h: 0x70,
     fifo: 0x72,
     // INT_STATUS_2: one FIFO_OVERFLOW bit per FIFO.
@@ -28,16 +26,18 @@ fn query_icm20948_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
     status_cmd(mcu, a, &ICM20948_REGS)
 }
 
-static COMMANDS: [Command; 3] = [
+static COMMANDS: [Command<Mcu>; 3] = [
     Command::new("config_icm20948 oid=%c i2c_oid=%c", 0, config_icm20948),
     Command::new("query_icm20948 oid=%c rest_ticks=%u", 0, query_icm20948),
     Command::new("query_icm20948_status oid=%c", 0, query_icm20948_status),
 ];
 
-pub static MODULE: Module = Module {
+pub static MODULE: Module<Mcu> = Module {
     commands: &COMMANDS,
     responses: &[],
     constants: &[],
     enumerations: &[],
     static_strings: &[],
+    task: None,
+    shutdown: None,
 };

@@ -5,10 +5,11 @@
 use crate::command::{Args, CmdResult, Command, Module, Shutdown};
 use crate::commands::sensor_bulk::SensorBulk;
 use crate::commands::spi;
-use crate::mcu::{Mcu, ObjKind};
-use crate::sched::TimerId;
+use crate::mcu::Mcu;
+use crate::mcu::TimerId;
+use crate::sched::TimerResult;
 
-use super::{drain, i2c_read, BusDev, OBJ_LIS2DW, TIMER_LIS2DW};
+use super::{drain, i2c_read, BusDev};
 
 /// `lis_chip_type` values.
 pub const LIS2DW: u32 = 0;
@@ -38,23 +39,32 @@ pub struct Lis2dw {
 }
 
 fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
-    mcu.oid_lookup(oid, ObjKind::Ext(OBJ_LIS2DW))
-        .map(|i| i as usize)
+    mcu.oid_lookup::<Lis2dw>(oid).map(|i| i as usize)
 }
 
 fn timer_id(i: usize) -> TimerId {
-    TimerId(TIMER_LIS2DW | i as u32)
+    TimerId::new(event, i as u32)
+}
+
+/// The chip's timer only marks it pending and wakes the group's task (the
+/// reference's `*_event`).
+fn event(mcu: &mut Mcu, i: u32, _waketime: u32) -> Result<TimerResult, Shutdown> {
+    if let Some(c) = mcu.objs.of::<Lis2dw>().get_mut(i as usize) {
+        c.pending = true;
+        mcu.wake_task(&super::MODULE);
+    }
+    Ok(TimerResult::Done)
 }
 
 fn config_lis2dw(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let index = mcu.accel.lis2dw.len() as u16;
-    mcu.oid_alloc(a.get(0), ObjKind::Ext(OBJ_LIS2DW), index)?;
+    let index = mcu.objs.of::<Lis2dw>().len() as u16;
+    mcu.oid_alloc::<Lis2dw>(a.get(0), index)?;
     let bus = BusDev::lookup(mcu, a.get(1), a.get(2))?;
     let model = a.get(3);
     if model != LIS2DW && model != LIS3DH {
         return Err(MODEL_INVALID);
     }
-    mcu.accel.lis2dw.push(Lis2dw {
+    mcu.objs.push(Lis2dw {
         oid: a.get(0) as u8,
         bus,
         model,
@@ -100,7 +110,10 @@ fn read_fifo_status(mcu: &mut Mcu, bus: BusDev) -> Result<u8, Shutdown> {
 }
 
 fn read_fifo_block(mcu: &mut Mcu, i: usize) -> CmdResult {
-    let (bus, model) = (mcu.accel.lis2dw[i].bus, mcu.accel.lis2dw[i].model);
+    let (bus, model) = (
+        mcu.objs.of::<Lis2dw>()[i].bus,
+        mcu.objs.of::<Lis2dw>()[i].model,
+    );
     let mut block = [0u8; BYTES_PER_BLOCK];
     match bus {
         BusDev::Spi(s) => {
@@ -120,12 +133,12 @@ fn read_fifo_block(mcu: &mut Mcu, i: usize) -> CmdResult {
             i2c_read(mcu, d, reg, &mut block)?;
         }
     }
-    let ax = &mut mcu.accel.lis2dw[i];
+    let ax = &mut mcu.objs.of::<Lis2dw>()[i];
     ax.sb.data_count = 0;
     ax.sb.push(&block);
     let (mut sb, oid) = (ax.sb, ax.oid);
     sb.report(mcu, oid);
-    let ax = &mut mcu.accel.lis2dw[i];
+    let ax = &mut mcu.objs.of::<Lis2dw>()[i];
     ax.sb = sb;
     ax.fifo_bytes_pending = ax.fifo_bytes_pending.wrapping_sub(BYTES_PER_BLOCK as u8);
     Ok(())
@@ -133,20 +146,20 @@ fn read_fifo_block(mcu: &mut Mcu, i: usize) -> CmdResult {
 
 /// One pass of the reference's `lis2dw_query`; whether a full block waits.
 fn query(mcu: &mut Mcu, i: usize) -> Result<bool, Shutdown> {
-    if (mcu.accel.lis2dw[i].fifo_bytes_pending as usize) < BYTES_PER_BLOCK {
-        let st = read_fifo_status(mcu, mcu.accel.lis2dw[i].bus)?;
-        update_fifo_status(&mut mcu.accel.lis2dw[i], st);
+    if (mcu.objs.of::<Lis2dw>()[i].fifo_bytes_pending as usize) < BYTES_PER_BLOCK {
+        let st = read_fifo_status(mcu, mcu.objs.get::<Lis2dw>()[i].bus)?;
+        update_fifo_status(&mut mcu.objs.of::<Lis2dw>()[i], st);
     }
-    if mcu.accel.lis2dw[i].fifo_bytes_pending as usize >= BYTES_PER_BLOCK {
+    if mcu.objs.of::<Lis2dw>()[i].fifo_bytes_pending as usize >= BYTES_PER_BLOCK {
         read_fifo_block(mcu, i)?;
     }
-    Ok(mcu.accel.lis2dw[i].fifo_bytes_pending as usize >= BYTES_PER_BLOCK)
+    Ok(mcu.objs.of::<Lis2dw>()[i].fifo_bytes_pending as usize >= BYTES_PER_BLOCK)
 }
 
 fn query_lis2dw(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let i = lookup(mcu, a.get(0))?;
     mcu.timers.remove(timer_id(i));
-    let ax = &mut mcu.accel.lis2dw[i];
+    let ax = &mut mcu.objs.of::<Lis2dw>()[i];
     ax.pending = false;
     let rest_ticks = a.get(1);
     if rest_ticks == 0 {
@@ -162,11 +175,11 @@ fn query_lis2dw(mcu: &mut Mcu, a: &Args) -> CmdResult {
 
 fn query_lis2dw_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let i = lookup(mcu, a.get(0))?;
-    let bus = mcu.accel.lis2dw[i].bus;
+    let bus = mcu.objs.of::<Lis2dw>()[i].bus;
     let time1 = mcu.clock.now();
     let st = read_fifo_status(mcu, bus)?;
     let time2 = mcu.clock.now();
-    let ax = &mut mcu.accel.lis2dw[i];
+    let ax = &mut mcu.objs.of::<Lis2dw>()[i];
     update_fifo_status(ax, st);
     let (sb, pending) = (ax.sb, ax.fifo_bytes_pending);
     sb.status(
@@ -180,18 +193,18 @@ fn query_lis2dw_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 pub(super) fn task(mcu: &mut Mcu) -> CmdResult {
-    for i in 0..mcu.accel.lis2dw.len() {
-        if !mcu.accel.lis2dw[i].pending {
+    for i in 0..mcu.objs.of::<Lis2dw>().len() {
+        if !mcu.objs.of::<Lis2dw>()[i].pending {
             continue;
         }
-        let rest = mcu.accel.lis2dw[i].rest_ticks;
+        let rest = mcu.objs.of::<Lis2dw>()[i].rest_ticks;
         let more = drain(mcu, timer_id(i), rest, |m| query(m, i))?;
-        mcu.accel.lis2dw[i].pending = more;
+        mcu.objs.of::<Lis2dw>()[i].pending = more;
     }
     Ok(())
 }
 
-static COMMANDS: [Command; 3] = [
+static COMMANDS: [Command<Mcu>; 3] = [
     Command::new(
         "config_lis2dw oid=%c bus_oid=%c bus_oid_type=%c lis_chip_type=%c",
         0,
@@ -201,10 +214,12 @@ static COMMANDS: [Command; 3] = [
     Command::new("query_lis2dw_status oid=%c", 0, query_lis2dw_status),
 ];
 
-pub static MODULE: Module = Module {
+pub static MODULE: Module<Mcu> = Module {
     commands: &COMMANDS,
     responses: &[],
     constants: &[],
     enumerations: &[],
     static_strings: &[],
+    task: None,
+    shutdown: None,
 };

@@ -5,12 +5,12 @@
 //! Group conventions (shared by accel, thermo, probe, display):
 //! - commands live in this folder, one file per chip, format strings beside
 //!   their handlers; [`modules`] lists their `Module`s;
-//! - objects: `mcu.oid_alloc(oid, ObjKind::Ext(K), index)` with K in this
-//!   group's range (accel 0-31, thermo 32-63, probe 64-95, display 96-127)
-//!   and the object stored in this group's [`State`] (`mcu.accel`);
-//! - timers: `TimerId(kind << 24 | index)` with kind in this group's range
-//!   (accel 16-31, thermo 32-47, probe 48-63, display 64-79), dispatched
-//!   by [`run_timer`]; tasks: `mcu.wake_task(TASK_ACCEL)` runs [`task`];
+//! - objects: each chip's own type, in its own table
+//!   (`mcu.objs.push(obj)`, `mcu.oid_alloc::<T>(oid, index)`, looked up
+//!   with `mcu.oid_lookup::<T>(oid)`, type-checked by the oid table);
+//! - timers: `TimerId::new(callback, index)`, the callback in the chip's
+//!   file; the group's task and shutdown hooks are declared in its
+//!   `MODULE` (`mcu.wake_task(&super::MODULE)` runs [`task`]);
 //! - [`shutdown`] puts this group's hardware in a safe state.
 //!
 //! Every chip works the same way, as in the reference: `query_<chip>
@@ -38,20 +38,7 @@ use crate::command::{Module, Shutdown};
 use crate::commands::{i2c, spi};
 use crate::hw::bus::{I2C_BUS_TIMEOUT, I2C_NACK, I2C_START_NACK, I2C_START_READ_NACK};
 use crate::mcu::Mcu;
-use crate::sched::{TimerId, TimerResult};
-
-/// Object kinds (`ObjKind::Ext`) of this group.
-pub const OBJ_ADXL345: u8 = 0;
-pub const OBJ_LIS2DW: u8 = 1;
-pub const OBJ_MPU9250: u8 = 2;
-pub const OBJ_ICM20948: u8 = 3;
-pub const OBJ_BMI160: u8 = 4;
-
-/// Timer kinds of this group (the MPU-9250 and ICM-20948 share a table).
-pub const TIMER_ADXL345: u32 = 16 << 24;
-pub const TIMER_LIS2DW: u32 = 17 << 24;
-pub const TIMER_MPU: u32 = 18 << 24;
-pub const TIMER_BMI160: u32 = 19 << 24;
+use crate::mcu::TimerId;
 
 /// Most FIFO reads one task pass makes for one chip before it lets the
 /// main loop run again (the ADXL345's FIFO holds 32 entries).
@@ -103,17 +90,7 @@ impl BusDev {
     }
 }
 
-/// This group's objects.
-#[derive(Default)]
-pub struct State {
-    pub adxl345: Vec<adxl345::Adxl345>,
-    pub lis2dw: Vec<lis2dw::Lis2dw>,
-    /// MPU-9250/6050 and ICM-20948 objects (same logic, other registers).
-    pub mpu: Vec<mpu9250::Mpu>,
-    pub bmi160: Vec<bmi160::Bmi160>,
-}
-
-pub fn modules() -> Vec<&'static Module> {
+pub fn modules() -> Vec<&'static Module<Mcu>> {
     vec![
         &adxl345::MODULE,
         &lis2dw::MODULE,
@@ -125,7 +102,7 @@ pub fn modules() -> Vec<&'static Module> {
 }
 
 /// The group's enumerations and shared shutdown reasons.
-static MODULE: Module = Module {
+static MODULE: Module<Mcu> = Module {
     commands: &[],
     responses: &[],
     constants: &[],
@@ -149,25 +126,9 @@ static MODULE: Module = Module {
         I2C_TIMEOUT_ERR.0,
         lis2dw::MODEL_INVALID.0,
     ],
+    task: Some(task),
+    shutdown: Some(shutdown),
 };
-
-/// Run this group's timer `id` (kind 16-31): every chip's timer only marks
-/// the chip pending and wakes the task (the reference's `*_event`).
-pub fn run_timer(mcu: &mut Mcu, id: TimerId, _waketime: u32) -> Result<TimerResult, Shutdown> {
-    let i = (id.0 & 0xffff) as usize;
-    let flag = match id.0 & 0xff00_0000 {
-        TIMER_ADXL345 => mcu.accel.adxl345.get_mut(i).map(|c| &mut c.pending),
-        TIMER_LIS2DW => mcu.accel.lis2dw.get_mut(i).map(|c| &mut c.pending),
-        TIMER_MPU => mcu.accel.mpu.get_mut(i).map(|c| &mut c.pending),
-        TIMER_BMI160 => mcu.accel.bmi160.get_mut(i).map(|c| &mut c.pending),
-        _ => None,
-    };
-    if let Some(p) = flag {
-        *p = true;
-        mcu.wake_task(crate::mcu::TASK_ACCEL);
-    }
-    Ok(TimerResult::Done)
-}
 
 /// Is a timer due (so that the task should yield to the main loop)?
 fn timer_due(mcu: &Mcu) -> bool {
@@ -214,9 +175,17 @@ pub fn task(mcu: &mut Mcu) {
 /// Nothing to drive to a safe state: the timers are gone; forget pending
 /// reads so that no bus traffic follows the shutdown.
 pub fn shutdown(mcu: &mut Mcu) {
-    let s = &mut mcu.accel;
-    s.adxl345.iter_mut().for_each(|c| c.pending = false);
-    s.lis2dw.iter_mut().for_each(|c| c.pending = false);
-    s.mpu.iter_mut().for_each(|c| c.pending = false);
-    s.bmi160.iter_mut().for_each(|c| c.pending = false);
+    let s = &mut mcu.objs;
+    s.of::<adxl345::Adxl345>()
+        .iter_mut()
+        .for_each(|c| c.pending = false);
+    s.of::<lis2dw::Lis2dw>()
+        .iter_mut()
+        .for_each(|c| c.pending = false);
+    s.of::<mpu9250::Mpu>()
+        .iter_mut()
+        .for_each(|c| c.pending = false);
+    s.of::<bmi160::Bmi160>()
+        .iter_mut()
+        .for_each(|c| c.pending = false);
 }

@@ -3,19 +3,20 @@
 //! registers): the FIFO byte count is read, then whole 48-byte blocks of
 //! the FIFO straight into `sensor_bulk_data` messages.
 
-use crate::command::{Args, CmdResult, Command, Module, Shutdown};
+use crate::command::Shutdown;
+use crate::command::{Args, CmdResult, Command, Module};
 use crate::commands::i2c;
 use crate::commands::sensor_bulk::SensorBulk;
-use crate::mcu::{Mcu, ObjKind};
-use crate::sched::TimerId;
+use crate::mcu::Mcu;
+use crate::mcu::TimerId;
+use crate::sched::TimerResult;
 
-use super::{drain, i2c_read, OBJ_MPU9250, TIMER_MPU};
+use super::{drain, i2c_read};
 
 const BYTES_PER_BLOCK: usize = 48;
 
 /// The registers a chip of this family is read through.
 pub struct MpuRegs {
-    pub obj: u8,
     pub fifo_count_h: u8,
     pub fifo: u8,
     pub int_status: u8,
@@ -23,7 +24,6 @@ pub struct MpuRegs {
 }
 
 pub static MPU9250_REGS: MpuRegs = MpuRegs {
-    obj: OBJ_MPU9250,
     fifo_count_h: 0x72,
     fifo: 0x74,
     int_status: 0x3A,
@@ -43,19 +43,33 @@ pub struct Mpu {
 }
 
 pub(super) fn lookup(mcu: &Mcu, oid: u32, regs: &MpuRegs) -> Result<usize, Shutdown> {
-    mcu.oid_lookup(oid, ObjKind::Ext(regs.obj))
-        .map(|i| i as usize)
+    let i = mcu.oid_lookup::<Mpu>(oid)? as usize;
+    // The MPU-9250 and the ICM-20948 share the type: an oid names one model.
+    match mcu.objs.get::<Mpu>().get(i) {
+        Some(c) if std::ptr::eq(c.regs, regs) => Ok(i),
+        _ => Err(crate::mcu::INVALID_OID_TYPE),
+    }
 }
 
 fn timer_id(i: usize) -> TimerId {
-    TimerId(TIMER_MPU | i as u32)
+    TimerId::new(event, i as u32)
+}
+
+/// The chip's timer only marks it pending and wakes the group's task (the
+/// reference's `*_event`).
+fn event(mcu: &mut Mcu, i: u32, _waketime: u32) -> Result<TimerResult, Shutdown> {
+    if let Some(c) = mcu.objs.of::<Mpu>().get_mut(i as usize) {
+        c.pending = true;
+        mcu.wake_task(&super::MODULE);
+    }
+    Ok(TimerResult::Done)
 }
 
 pub(super) fn config(mcu: &mut Mcu, a: &Args, regs: &'static MpuRegs) -> CmdResult {
-    let index = mcu.accel.mpu.len() as u16;
-    mcu.oid_alloc(a.get(0), ObjKind::Ext(regs.obj), index)?;
+    let index = mcu.objs.of::<Mpu>().len() as u16;
+    mcu.oid_alloc::<Mpu>(a.get(0), index)?;
     let i2c = i2c::lookup(mcu, a.get(1))?;
-    mcu.accel.mpu.push(Mpu {
+    mcu.objs.push(Mpu {
         oid: a.get(0) as u8,
         i2c,
         regs,
@@ -73,38 +87,44 @@ fn fifo_count(msg: [u8; 2]) -> u16 {
 }
 
 fn get_fifo_status(mcu: &mut Mcu, i: usize) -> Result<u16, Shutdown> {
-    let (dev, reg) = (mcu.accel.mpu[i].i2c, mcu.accel.mpu[i].regs.fifo_count_h);
+    let (dev, reg) = (
+        mcu.objs.of::<Mpu>()[i].i2c,
+        mcu.objs.of::<Mpu>()[i].regs.fifo_count_h,
+    );
     let mut msg = [0u8; 2];
     i2c_read(mcu, dev, reg, &mut msg)?;
     let n = fifo_count(msg);
-    let mp = &mut mcu.accel.mpu[i];
+    let mp = &mut mcu.objs.of::<Mpu>()[i];
     mp.fifo_max = mp.fifo_max.max(n);
     Ok(n)
 }
 
 fn query(mcu: &mut Mcu, i: usize) -> Result<bool, Shutdown> {
-    if (mcu.accel.mpu[i].fifo_pkts_bytes as usize) < BYTES_PER_BLOCK {
-        mcu.accel.mpu[i].fifo_pkts_bytes = get_fifo_status(mcu, i)?;
+    if (mcu.objs.of::<Mpu>()[i].fifo_pkts_bytes as usize) < BYTES_PER_BLOCK {
+        mcu.objs.of::<Mpu>()[i].fifo_pkts_bytes = get_fifo_status(mcu, i)?;
     }
-    if mcu.accel.mpu[i].fifo_pkts_bytes as usize >= BYTES_PER_BLOCK {
-        let (dev, reg) = (mcu.accel.mpu[i].i2c, mcu.accel.mpu[i].regs.fifo);
+    if mcu.objs.of::<Mpu>()[i].fifo_pkts_bytes as usize >= BYTES_PER_BLOCK {
+        let (dev, reg) = (
+            mcu.objs.of::<Mpu>()[i].i2c,
+            mcu.objs.of::<Mpu>()[i].regs.fifo,
+        );
         let mut block = [0u8; BYTES_PER_BLOCK];
         i2c_read(mcu, dev, reg, &mut block)?;
-        let mp = &mut mcu.accel.mpu[i];
+        let mp = &mut mcu.objs.of::<Mpu>()[i];
         mp.sb.data_count = 0;
         mp.sb.push(&block);
         mp.fifo_pkts_bytes -= BYTES_PER_BLOCK as u16;
         let (mut sb, oid) = (mp.sb, mp.oid);
         sb.report(mcu, oid);
-        mcu.accel.mpu[i].sb = sb;
+        mcu.objs.of::<Mpu>()[i].sb = sb;
     }
-    Ok(mcu.accel.mpu[i].fifo_pkts_bytes as usize >= BYTES_PER_BLOCK)
+    Ok(mcu.objs.of::<Mpu>()[i].fifo_pkts_bytes as usize >= BYTES_PER_BLOCK)
 }
 
 pub(super) fn query_cmd(mcu: &mut Mcu, a: &Args, regs: &MpuRegs) -> CmdResult {
     let i = lookup(mcu, a.get(0), regs)?;
     mcu.timers.remove(timer_id(i));
-    let mp = &mut mcu.accel.mpu[i];
+    let mp = &mut mcu.objs.of::<Mpu>()[i];
     mp.pending = false;
     let rest_ticks = a.get(1);
     if rest_ticks == 0 {
@@ -121,12 +141,12 @@ pub(super) fn query_cmd(mcu: &mut Mcu, a: &Args, regs: &MpuRegs) -> CmdResult {
 
 pub(super) fn status_cmd(mcu: &mut Mcu, a: &Args, regs: &MpuRegs) -> CmdResult {
     let i = lookup(mcu, a.get(0), regs)?;
-    let dev = mcu.accel.mpu[i].i2c;
+    let dev = mcu.objs.of::<Mpu>()[i].i2c;
     // Was there a FIFO overrun?
     let mut int_msg = [0u8];
     i2c_read(mcu, dev, regs.int_status, &mut int_msg)?;
     if int_msg[0] & regs.fifo_overflow_int != 0 {
-        let sb = &mut mcu.accel.mpu[i].sb;
+        let sb = &mut mcu.objs.of::<Mpu>()[i].sb;
         sb.possible_overflows = sb.possible_overflows.wrapping_add(1);
     }
     // The FIFO count, with precise timing.
@@ -134,7 +154,7 @@ pub(super) fn status_cmd(mcu: &mut Mcu, a: &Args, regs: &MpuRegs) -> CmdResult {
     let time1 = mcu.clock.now();
     i2c_read(mcu, dev, regs.fifo_count_h, &mut msg)?;
     let time2 = mcu.clock.now();
-    let sb = mcu.accel.mpu[i].sb;
+    let sb = mcu.objs.of::<Mpu>()[i].sb;
     sb.status(
         mcu,
         a.get(0) as u8,
@@ -146,13 +166,13 @@ pub(super) fn status_cmd(mcu: &mut Mcu, a: &Args, regs: &MpuRegs) -> CmdResult {
 }
 
 pub(super) fn task(mcu: &mut Mcu) -> CmdResult {
-    for i in 0..mcu.accel.mpu.len() {
-        if !mcu.accel.mpu[i].pending {
+    for i in 0..mcu.objs.of::<Mpu>().len() {
+        if !mcu.objs.of::<Mpu>()[i].pending {
             continue;
         }
-        let rest = mcu.accel.mpu[i].rest_ticks;
+        let rest = mcu.objs.of::<Mpu>()[i].rest_ticks;
         let more = drain(mcu, timer_id(i), rest, |m| query(m, i))?;
-        mcu.accel.mpu[i].pending = more;
+        mcu.objs.of::<Mpu>()[i].pending = more;
     }
     Ok(())
 }
@@ -169,16 +189,18 @@ fn query_mpu9250_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
     status_cmd(mcu, a, &MPU9250_REGS)
 }
 
-static COMMANDS: [Command; 3] = [
+static COMMANDS: [Command<Mcu>; 3] = [
     Command::new("config_mpu9250 oid=%c i2c_oid=%c", 0, config_mpu9250),
     Command::new("query_mpu9250 oid=%c rest_ticks=%u", 0, query_mpu9250),
     Command::new("query_mpu9250_status oid=%c", 0, query_mpu9250_status),
 ];
 
-pub static MODULE: Module = Module {
+pub static MODULE: Module<Mcu> = Module {
     commands: &COMMANDS,
     responses: &[],
     constants: &[],
     enumerations: &[],
     static_strings: &[],
+    task: None,
+    shutdown: None,
 };

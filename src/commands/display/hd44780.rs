@@ -7,11 +7,11 @@
 //! chip latches). Consecutive bytes are at least `delay_ticks` apart,
 //! counted from the end of one byte to the start of the next.
 
-use super::{ndelay, ns_to_ticks, wait_since, KIND_HD44780};
+use super::{ndelay, ns_to_ticks, wait_since};
 use crate::clock::Clock;
 use crate::command::{Args, CmdResult, Command, Module};
 use crate::hw::{Gpio, GpioOut};
-use crate::mcu::{Mcu, ObjKind};
+use crate::mcu::Mcu;
 
 pub struct Hd44780 {
     last_cmd_time: u32,
@@ -60,8 +60,7 @@ impl Hd44780 {
 }
 
 fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, crate::command::Shutdown> {
-    mcu.oid_lookup(oid, ObjKind::Ext(KIND_HD44780))
-        .map(|i| i as usize)
+    mcu.oid_lookup::<Hd44780>(oid).map(|i| i as usize)
 }
 
 fn config_hd44780(mcu: &mut Mcu, a: &Args) -> CmdResult {
@@ -71,9 +70,9 @@ fn config_hd44780(mcu: &mut Mcu, a: &Args) -> CmdResult {
     for (k, slot) in d.iter_mut().enumerate() {
         *slot = mcu.gpio.setup_output(a.get(3 + k), false)?;
     }
-    let index = mcu.display.hd44780.len() as u16;
-    mcu.oid_alloc(a.get(0), ObjKind::Ext(KIND_HD44780), index)?;
-    mcu.display.hd44780.push(Hd44780 {
+    let index = mcu.objs.of::<Hd44780>().len() as u16;
+    mcu.oid_alloc::<Hd44780>(a.get(0), index)?;
+    mcu.objs.push(Hd44780 {
         last_cmd_time: 0,
         // Linux has no strict timing: the host's delay, uncalibrated.
         cmd_wait_ticks: a.get(7),
@@ -89,12 +88,9 @@ fn send(mcu: &mut Mcu, a: &Args, rs: bool) -> CmdResult {
     let i = lookup(mcu, a.get(0))?;
     let data = a.buf(1);
     let Mcu {
-        gpio,
-        display,
-        clock,
-        ..
+        gpio, objs, clock, ..
     } = mcu;
-    let h = &mut display.hd44780[i];
+    let h = &mut objs.of::<Hd44780>()[i];
     gpio.write(h.rs, rs);
     h.xmit(gpio.as_mut(), clock, data);
     Ok(())
@@ -110,7 +106,7 @@ fn hd44780_send_data(mcu: &mut Mcu, a: &Args) -> CmdResult {
 
 /// Every line low.
 pub fn shutdown(mcu: &mut Mcu) {
-    for h in mcu.display.hd44780.iter_mut() {
+    for h in mcu.objs.of::<Hd44780>().iter_mut() {
         mcu.gpio.write(h.rs, false);
         mcu.gpio.write(h.e, false);
         for &d in &h.d {
@@ -120,7 +116,7 @@ pub fn shutdown(mcu: &mut Mcu) {
     }
 }
 
-static COMMANDS: [Command; 3] = [
+static COMMANDS: [Command<Mcu>; 3] = [
     Command::new(
         "config_hd44780 oid=%c rs_pin=%u e_pin=%u d4_pin=%u d5_pin=%u d6_pin=%u d7_pin=%u \
          delay_ticks=%u",
@@ -131,10 +127,12 @@ static COMMANDS: [Command; 3] = [
     Command::new("hd44780_send_data oid=%c data=%*s", 0, hd44780_send_data),
 ];
 
-pub static MODULE: Module = Module {
+pub static MODULE: Module<Mcu> = Module {
     commands: &COMMANDS,
     responses: &[],
     constants: &[],
     enumerations: &[],
     static_strings: &[],
+    task: None,
+    shutdown: Some(shutdown),
 };

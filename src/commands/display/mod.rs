@@ -10,65 +10,26 @@
 //! Group conventions: see `crate::commands::accel`.
 
 use crate::clock::{from_us, is_before, Clock};
-use crate::command::{Module, Shutdown};
+use crate::command::Module;
 use crate::mcu::Mcu;
-use crate::sched::{TimerId, TimerResult};
 
 pub mod hd44780;
 pub mod neopixel;
 pub mod st7920;
 pub mod tmcuart;
 
-/// Object kinds of this group (`ObjKind::Ext`).
-pub const KIND_HD44780: u8 = 96;
-pub const KIND_ST7920: u8 = 97;
-pub const KIND_TMCUART: u8 = 98;
-pub const KIND_NEOPIXEL: u8 = 99;
-
-/// Timer kinds of this group (`TimerId(kind << 24 | index)`).
-pub const TIMER_TMCUART: u32 = 64;
-
 /// The longest a single host-requested busy-wait (a command delay, the
 /// neopixel reset time) may last; longer requests are cut to this, so a
 /// bad argument cannot stall the loop for seconds.
 pub const MAX_WAIT_TICKS: u32 = from_us(10_000);
 
-/// This group's objects.
-#[derive(Default)]
-pub struct State {
-    pub hd44780: Vec<hd44780::Hd44780>,
-    pub st7920: Vec<st7920::St7920>,
-    pub tmcuart: Vec<tmcuart::TmcUart>,
-    pub neopixel: Vec<neopixel::Neopixel>,
-}
-
-pub fn modules() -> Vec<&'static Module> {
+pub fn modules() -> Vec<&'static Module<Mcu>> {
     vec![
         &hd44780::MODULE,
         &st7920::MODULE,
         &tmcuart::MODULE,
         &neopixel::MODULE,
     ]
-}
-
-/// Run this group's timer `id` (kind 64-79), due at `waketime`.
-pub fn run_timer(mcu: &mut Mcu, id: TimerId, waketime: u32) -> Result<TimerResult, Shutdown> {
-    let index = (id.0 & 0xffff) as usize;
-    match id.0 >> 24 {
-        TIMER_TMCUART => tmcuart::run_timer(mcu, index, waketime),
-        _ => Ok(TimerResult::Done),
-    }
-}
-
-pub fn task(mcu: &mut Mcu) {
-    tmcuart::task(mcu);
-}
-
-pub fn shutdown(mcu: &mut Mcu) {
-    hd44780::shutdown(mcu);
-    st7920::shutdown(mcu);
-    tmcuart::shutdown(mcu);
-    neopixel::shutdown(mcu);
 }
 
 /// Nanoseconds to clock ticks, rounded down (the LCDs' `nsecs_to_ticks`).

@@ -14,11 +14,11 @@
 
 use klipper_protocol::format::Arg;
 
-use super::{wait_since, KIND_NEOPIXEL};
+use super::wait_since;
 use crate::clock::Clock;
 use crate::command::{Args, CmdResult, Command, Module, Response, Shutdown};
 use crate::hw::{Gpio, GpioOut};
-use crate::mcu::{Mcu, ObjKind};
+use crate::mcu::Mcu;
 
 static NEOPIXEL_RESULT: Response = Response::new("neopixel_result oid=%c success=%c");
 
@@ -103,8 +103,7 @@ impl Neopixel {
 }
 
 fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
-    mcu.oid_lookup(oid, ObjKind::Ext(KIND_NEOPIXEL))
-        .map(|i| i as usize)
+    mcu.oid_lookup::<Neopixel>(oid).map(|i| i as usize)
 }
 
 fn config_neopixel(mcu: &mut Mcu, a: &Args) -> CmdResult {
@@ -113,9 +112,9 @@ fn config_neopixel(mcu: &mut Mcu, a: &Args) -> CmdResult {
     if data_size & 0x8000 != 0 {
         return Err(INVALID_DATA_SIZE);
     }
-    let index = mcu.display.neopixel.len() as u16;
-    mcu.oid_alloc(a.get(0), ObjKind::Ext(KIND_NEOPIXEL), index)?;
-    mcu.display.neopixel.push(Neopixel {
+    let index = mcu.objs.of::<Neopixel>().len() as u16;
+    mcu.oid_alloc::<Neopixel>(a.get(0), index)?;
+    mcu.objs.push(Neopixel {
         pin,
         bit_max_ticks: a.get(3),
         last_req_time: 0,
@@ -129,7 +128,7 @@ fn neopixel_update(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let i = lookup(mcu, a.get(0))?;
     let pos = a.get(1) as usize;
     let data = a.buf(2);
-    let n = &mut mcu.display.neopixel[i];
+    let n = &mut mcu.objs.of::<Neopixel>()[i];
     if pos & 0x8000 != 0 || pos + data.len() > n.data.len() {
         return Err(INVALID_UPDATE);
     }
@@ -141,24 +140,21 @@ fn neopixel_send(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let oid = a.get(0);
     let i = lookup(mcu, oid)?;
     let Mcu {
-        gpio,
-        display,
-        clock,
-        ..
+        gpio, objs, clock, ..
     } = mcu;
-    let ok = display.neopixel[i].send_data(gpio.as_mut(), clock);
+    let ok = objs.of::<Neopixel>()[i].send_data(gpio.as_mut(), clock);
     mcu.send(&NEOPIXEL_RESULT, &[Arg::Int(oid), Arg::Int(ok as u32)]);
     Ok(())
 }
 
 /// The data line low.
 pub fn shutdown(mcu: &mut Mcu) {
-    for n in mcu.display.neopixel.iter() {
+    for n in mcu.objs.of::<Neopixel>().iter() {
         mcu.gpio.write(n.pin, false);
     }
 }
 
-static COMMANDS: [Command; 3] = [
+static COMMANDS: [Command<Mcu>; 3] = [
     Command::new(
         "config_neopixel oid=%c pin=%u data_size=%hu bit_max_ticks=%u reset_min_ticks=%u",
         0,
@@ -172,10 +168,12 @@ static COMMANDS: [Command; 3] = [
     Command::new("neopixel_send oid=%c", 0, neopixel_send),
 ];
 
-pub static MODULE: Module = Module {
+pub static MODULE: Module<Mcu> = Module {
     commands: &COMMANDS,
     responses: &[&NEOPIXEL_RESULT],
     constants: &[],
     enumerations: &[],
     static_strings: &[INVALID_DATA_SIZE.0, INVALID_UPDATE.0],
+    task: None,
+    shutdown: Some(shutdown),
 };

@@ -8,11 +8,11 @@
 //! until the delay since the previous byte has passed (`sync_delay_ticks`
 //! for a transfer's first byte, `cmd_delay_ticks` for the others).
 
-use super::{ndelay, ns_to_ticks, wait_since, KIND_ST7920};
+use super::{ndelay, ns_to_ticks, wait_since};
 use crate::clock::Clock;
 use crate::command::{Args, CmdResult, Command, Module};
 use crate::hw::{Gpio, GpioOut};
-use crate::mcu::{Mcu, ObjKind};
+use crate::mcu::Mcu;
 
 const SYNC_CMD: u8 = 0xf8;
 const SYNC_DATA: u8 = 0xfa;
@@ -62,9 +62,9 @@ fn config_st7920(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let sclk = mcu.gpio.setup_output(a.get(2), false)?;
     let sid = mcu.gpio.setup_output(a.get(3), false)?;
     mcu.gpio.setup_output(a.get(1), true)?;
-    let index = mcu.display.st7920.len() as u16;
-    mcu.oid_alloc(a.get(0), ObjKind::Ext(KIND_ST7920), index)?;
-    mcu.display.st7920.push(St7920 {
+    let index = mcu.objs.of::<St7920>().len() as u16;
+    mcu.oid_alloc::<St7920>(a.get(0), index)?;
+    mcu.objs.push(St7920 {
         last_cmd_time: 0,
         // Linux has no strict timing: the host's delays, uncalibrated.
         sync_wait_ticks: a.get(4),
@@ -77,15 +77,12 @@ fn config_st7920(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn send(mcu: &mut Mcu, a: &Args, sync: u8) -> CmdResult {
-    let i = mcu.oid_lookup(a.get(0), ObjKind::Ext(KIND_ST7920))? as usize;
+    let i = mcu.oid_lookup::<St7920>(a.get(0))? as usize;
     let data = a.buf(1);
     let Mcu {
-        gpio,
-        display,
-        clock,
-        ..
+        gpio, objs, clock, ..
     } = mcu;
-    let s = &mut display.st7920[i];
+    let s = &mut objs.of::<St7920>()[i];
     s.xmit_byte(gpio.as_mut(), clock, sync);
     s.xmit(gpio.as_mut(), clock, data);
     Ok(())
@@ -101,14 +98,14 @@ fn st7920_send_data(mcu: &mut Mcu, a: &Args) -> CmdResult {
 
 /// SCLK and SID low.
 pub fn shutdown(mcu: &mut Mcu) {
-    for s in mcu.display.st7920.iter_mut() {
+    for s in mcu.objs.of::<St7920>().iter_mut() {
         mcu.gpio.write(s.sclk, false);
         mcu.gpio.write(s.sid, false);
         s.sid_state = false;
     }
 }
 
-static COMMANDS: [Command; 3] = [
+static COMMANDS: [Command<Mcu>; 3] = [
     Command::new(
         "config_st7920 oid=%c cs_pin=%u sclk_pin=%u sid_pin=%u sync_delay_ticks=%u \
          cmd_delay_ticks=%u",
@@ -119,10 +116,12 @@ static COMMANDS: [Command; 3] = [
     Command::new("st7920_send_data oid=%c data=%*s", 0, st7920_send_data),
 ];
 
-pub static MODULE: Module = Module {
+pub static MODULE: Module<Mcu> = Module {
     commands: &COMMANDS,
     responses: &[],
     constants: &[],
     enumerations: &[],
     static_strings: &[],
+    task: None,
+    shutdown: Some(shutdown),
 };

@@ -22,12 +22,12 @@
 
 use klipper_protocol::format::Arg;
 
-use super::{KIND_TMCUART, TIMER_TMCUART};
 use crate::clock::{from_us, is_before};
 use crate::command::{Args, CmdResult, Command, Module, Response, Shutdown};
 use crate::hw::{Bias, GpioIn, GpioOut};
-use crate::mcu::{Mcu, ObjKind, TASK_DISPLAY};
-use crate::sched::{TimerId, TimerResult};
+use crate::mcu::Mcu;
+use crate::mcu::TimerId;
+use crate::sched::TimerResult;
 
 static TMCUART_RESPONSE: Response = Response::new("tmcuart_response oid=%c read=%*s");
 
@@ -73,7 +73,7 @@ pub struct TmcUart {
 }
 
 fn timer_id(index: usize) -> TimerId {
-    TimerId(TIMER_TMCUART << 24 | index as u32)
+    TimerId::new(run_timer, index as u32)
 }
 
 impl TmcUart {
@@ -84,7 +84,7 @@ impl TmcUart {
 
 /// Return the line to idle (high; an output again in single-wire mode).
 fn reset_line(mcu: &mut Mcu, i: usize) -> Result<(), Shutdown> {
-    let t = &mut mcu.display.tmcuart[i];
+    let t = &mut mcu.objs.of::<TmcUart>()[i];
     t.flags = (t.flags & (TU_PULLUP | TU_SINGLE_WIRE)) | TU_LINE_HIGH;
     if t.flags & TU_SINGLE_WIRE != 0 {
         t.tx = mcu.gpio.setup_output(t.tx_pin, true)?;
@@ -96,14 +96,14 @@ fn reset_line(mcu: &mut Mcu, i: usize) -> Result<(), Shutdown> {
 
 fn finalize(mcu: &mut Mcu, i: usize) -> Result<TimerResult, Shutdown> {
     reset_line(mcu, i)?;
-    mcu.display.tmcuart[i].flags |= TU_REPORT;
-    mcu.wake_task(TASK_DISPLAY);
+    mcu.objs.of::<TmcUart>()[i].flags |= TU_REPORT;
+    mcu.wake_task(&MODULE);
     Ok(TimerResult::Done)
 }
 
 /// Toggle the tx line.
 fn toggle(mcu: &mut Mcu, i: usize) -> u8 {
-    let t = &mut mcu.display.tmcuart[i];
+    let t = &mut mcu.objs.of::<TmcUart>()[i];
     t.flags ^= TU_LINE_HIGH;
     let high = t.flags & TU_LINE_HIGH;
     mcu.gpio.write(t.tx, high != 0);
@@ -111,8 +111,9 @@ fn toggle(mcu: &mut Mcu, i: usize) -> u8 {
 }
 
 /// Run tmcuart `index`'s timer (set [`LEAD_TICKS`] before the event).
-pub fn run_timer(mcu: &mut Mcu, index: usize, _waketime: u32) -> Result<TimerResult, Shutdown> {
-    let Some(t) = mcu.display.tmcuart.get(index) else {
+fn run_timer(mcu: &mut Mcu, index: u32, _waketime: u32) -> Result<TimerResult, Shutdown> {
+    let index = index as usize;
+    let Some(t) = mcu.objs.of::<TmcUart>().get(index) else {
         return Ok(TimerResult::Done);
     };
     let (event, due) = (t.event, t.waketime);
@@ -138,7 +139,7 @@ pub fn run_timer(mcu: &mut Mcu, index: usize, _waketime: u32) -> Result<TimerRes
 fn send_sync_event(mcu: &mut Mcu, i: usize) -> TimerResult {
     toggle(mcu, i);
     let cur = mcu.clock.now();
-    let t = &mut mcu.display.tmcuart[i];
+    let t = &mut mcu.objs.of::<TmcUart>()[i];
     t.pos += 1;
     if t.pos == 1 {
         // First edge: keep its lateness for later.
@@ -166,7 +167,7 @@ fn send_sync_event(mcu: &mut Mcu, i: usize) -> TimerResult {
 
 fn send_event(mcu: &mut Mcu, i: usize) -> TimerResult {
     let line = toggle(mcu, i);
-    let t = &mut mcu.display.tmcuart[i];
+    let t = &mut mcu.objs.of::<TmcUart>()[i];
     let mut next = t.bit_time;
     let mut pos = t.pos;
     loop {
@@ -187,11 +188,11 @@ fn send_event(mcu: &mut Mcu, i: usize) -> TimerResult {
 }
 
 fn send_finish_event(mcu: &mut Mcu, i: usize) -> Result<TimerResult, Shutdown> {
-    if mcu.display.tmcuart[i].read_count == 0 {
+    if mcu.objs.of::<TmcUart>()[i].read_count == 0 {
         // Transmit only: done.
         return finalize(mcu, i);
     }
-    let t = &mut mcu.display.tmcuart[i];
+    let t = &mut mcu.objs.of::<TmcUart>()[i];
     if t.flags & TU_SINGLE_WIRE != 0 {
         t.rx = mcu.gpio.setup_input(t.rx_pin, t.bias)?;
     }
@@ -202,8 +203,8 @@ fn send_finish_event(mcu: &mut Mcu, i: usize) -> Result<TimerResult, Shutdown> {
 }
 
 fn read_sync_event(mcu: &mut Mcu, i: usize) -> Result<TimerResult, Shutdown> {
-    let v = mcu.gpio.read(mcu.display.tmcuart[i].rx);
-    let t = &mut mcu.display.tmcuart[i];
+    let v = mcu.gpio.read(mcu.objs.of::<TmcUart>()[i].rx);
+    let t = &mut mcu.objs.of::<TmcUart>()[i];
     if v {
         t.flags |= TU_READ_SYNC;
     } else if t.flags & TU_READ_SYNC != 0 {
@@ -224,12 +225,12 @@ fn read_sync_event(mcu: &mut Mcu, i: usize) -> Result<TimerResult, Shutdown> {
 }
 
 fn read_event(mcu: &mut Mcu, i: usize) -> Result<TimerResult, Shutdown> {
-    let v = mcu.gpio.read(mcu.display.tmcuart[i].rx);
+    let v = mcu.gpio.read(mcu.objs.of::<TmcUart>()[i].rx);
     store_bit(mcu, i, v)
 }
 
 fn store_bit(mcu: &mut Mcu, i: usize, v: bool) -> Result<TimerResult, Shutdown> {
-    let t = &mut mcu.display.tmcuart[i];
+    let t = &mut mcu.objs.of::<TmcUart>()[i];
     let pos = t.pos;
     let mask = 1u8 << (pos & 7);
     let byte = &mut t.data[(pos >> 3) as usize];
@@ -257,8 +258,8 @@ fn config_tmcuart(mcu: &mut Mcu, a: &Args) -> CmdResult {
     };
     let rx = mcu.gpio.setup_input(rx_pin, bias)?;
     let tx = mcu.gpio.setup_output(tx_pin, true)?;
-    let index = mcu.display.tmcuart.len() as u16;
-    mcu.oid_alloc(a.get(0), ObjKind::Ext(KIND_TMCUART), index)?;
+    let index = mcu.objs.of::<TmcUart>().len() as u16;
+    mcu.oid_alloc::<TmcUart>(a.get(0), index)?;
     let mut flags = TU_LINE_HIGH;
     if pull_up != 0 {
         flags |= TU_PULLUP;
@@ -266,7 +267,7 @@ fn config_tmcuart(mcu: &mut Mcu, a: &Args) -> CmdResult {
     if rx_pin == tx_pin {
         flags |= TU_SINGLE_WIRE;
     }
-    mcu.display.tmcuart.push(TmcUart {
+    mcu.objs.push(TmcUart {
         oid: a.get(0) as u8,
         tx,
         rx,
@@ -287,8 +288,8 @@ fn config_tmcuart(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn tmcuart_send(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = mcu.oid_lookup(a.get(0), ObjKind::Ext(KIND_TMCUART))? as usize;
-    let t = &mut mcu.display.tmcuart[i];
+    let i = mcu.oid_lookup::<TmcUart>(a.get(0))? as usize;
+    let t = &mut mcu.objs.of::<TmcUart>()[i];
     if t.flags & TU_ACTIVE != 0 {
         // Busy: drop the request silently (the host retransmits).
         return Ok(());
@@ -317,8 +318,8 @@ fn tmcuart_send(mcu: &mut Mcu, a: &Args) -> CmdResult {
 
 /// Send the replies of finished transfers.
 pub fn task(mcu: &mut Mcu) {
-    for i in 0..mcu.display.tmcuart.len() {
-        let t = &mut mcu.display.tmcuart[i];
+    for i in 0..mcu.objs.of::<TmcUart>().len() {
+        let t = &mut mcu.objs.of::<TmcUart>()[i];
         if t.flags & TU_REPORT == 0 {
             continue;
         }
@@ -334,13 +335,13 @@ pub fn task(mcu: &mut Mcu) {
 /// Lines back to idle; transfers in progress are abandoned (their timers
 /// are already gone).
 pub fn shutdown(mcu: &mut Mcu) {
-    for i in 0..mcu.display.tmcuart.len() {
+    for i in 0..mcu.objs.of::<TmcUart>().len() {
         // Nothing more can be done about a line that cannot be requested.
         let _ = reset_line(mcu, i);
     }
 }
 
-static COMMANDS: [Command; 2] = [
+static COMMANDS: [Command<Mcu>; 2] = [
     Command::new(
         "config_tmcuart oid=%c rx_pin=%u pull_up=%c tx_pin=%u bit_time=%u",
         0,
@@ -349,10 +350,12 @@ static COMMANDS: [Command; 2] = [
     Command::new("tmcuart_send oid=%c write=%*s read=%c", 0, tmcuart_send),
 ];
 
-pub static MODULE: Module = Module {
+pub static MODULE: Module<Mcu> = Module {
     commands: &COMMANDS,
     responses: &[&TMCUART_RESPONSE],
     constants: &[],
     enumerations: &[],
     static_strings: &[DATA_TOO_LARGE.0],
+    task: Some(task),
+    shutdown: Some(shutdown),
 };

@@ -9,17 +9,13 @@
 use klipper_protocol::dictionary::EnumValue;
 
 use super::trigger_analog;
-use crate::command::{Args, CmdResult, Command, Shutdown};
+use crate::command::{Args, CmdResult, Command, Module, Shutdown};
 use crate::commands::sensor_bulk::{SensorBulk, BULK_DATA_SIZE};
 use crate::commands::spi;
 use crate::hw::{Bias, GpioIn};
-use crate::mcu::{Mcu, ObjKind, TASK_PROBE};
-use crate::sched::{TimerId, TimerResult};
-
-pub const ADS1220_KIND: ObjKind = ObjKind::Ext(67);
-pub const ADS131_KIND: ObjKind = ObjKind::Ext(68);
-pub const ADS1220_TIMER: u32 = 50 << 24;
-pub const ADS131_TIMER: u32 = 51 << 24;
+use crate::mcu::Mcu;
+use crate::mcu::TimerId;
+use crate::sched::TimerResult;
 
 const BAD_CHANNELS: Shutdown = Shutdown("Invalid ads131m0x channels configuration");
 pub const STATIC_STRINGS: &[&str] = &[BAD_CHANNELS.0];
@@ -49,6 +45,8 @@ const STATUS_RESET_BIT: u8 = 1 << 2;
 /// One SPI ADC of either kind.
 pub struct SpiAdc {
     oid: u8,
+    /// An ADS131M0x (else an ADS1220).
+    ads131: bool,
     rest_ticks: u32,
     data_ready: GpioIn,
     spi: usize,
@@ -73,38 +71,39 @@ pub fn crc16_ccitt(data: &[u8]) -> u16 {
     crc
 }
 
-fn table(mcu: &mut Mcu, ads131: bool) -> &mut Vec<SpiAdc> {
-    if ads131 {
-        &mut mcu.probe.ads131m0xs
-    } else {
-        &mut mcu.probe.ads1220s
-    }
+/// Both kinds share a table; an oid names one kind (`SpiAdc::ads131`).
+fn adcs(mcu: &mut Mcu) -> &mut [SpiAdc] {
+    mcu.objs.of::<SpiAdc>()
 }
 
-pub fn run_timer(mcu: &mut Mcu, ads131: bool, i: usize, waketime: u32) -> TimerResult {
+fn run_timer(mcu: &mut Mcu, i: u32, waketime: u32) -> Result<TimerResult, Shutdown> {
+    Ok(timer_event(mcu, i as usize, waketime))
+}
+
+fn timer_event(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
     let (pending, drdy, mut rest) = {
-        let d = &table(mcu, ads131)[i];
+        let d = &adcs(mcu)[i];
         (d.pending, d.data_ready, d.rest_ticks)
     };
     if pending {
-        let d = &mut table(mcu, ads131)[i];
+        let d = &mut adcs(mcu)[i];
         d.sb.possible_overflows = d.sb.possible_overflows.wrapping_add(1);
         rest = rest.wrapping_mul(4);
     } else if !mcu.gpio.read(drdy) {
-        table(mcu, ads131)[i].pending = true;
-        mcu.wake_task(TASK_PROBE);
+        adcs(mcu)[i].pending = true;
+        mcu.wake_task(&MODULE);
         rest = rest.wrapping_mul(8);
     }
     TimerResult::Reschedule(waketime.wrapping_add(rest))
 }
 
-fn append(mcu: &mut Mcu, ads131: bool, i: usize, value: u32) {
-    let d = &mut table(mcu, ads131)[i];
+fn append(mcu: &mut Mcu, i: usize, value: u32) {
+    let d = &mut adcs(mcu)[i];
     d.sb.push(&value.to_le_bytes());
     if d.sb.data_count as usize + BYTES_PER_SAMPLE > BULK_DATA_SIZE {
         let (mut sb, oid) = (d.sb, d.oid);
         sb.report(mcu, oid);
-        table(mcu, ads131)[i].sb = sb;
+        adcs(mcu)[i].sb = sb;
     }
 }
 
@@ -118,24 +117,24 @@ fn sign_extend24(b: &[u8]) -> u32 {
 
 fn read_adc(mcu: &mut Mcu, ads131: bool, i: usize) {
     let (dev, ch, nch) = {
-        let d = &table(mcu, ads131)[i];
+        let d = &adcs(mcu)[i];
         (d.spi, d.channel, d.num_channels)
     };
     let mut msg = [0u8; (2 + MAX_CHANNELS as usize) * WORD];
     let size = if ads131 { (2 + nch as usize) * WORD } else { 3 };
     let r = spi::transfer(mcu, dev, true, &mut msg[..size]);
-    table(mcu, ads131)[i].pending = false;
+    adcs(mcu)[i].pending = false;
     if let Err(e) = r {
         mcu.try_shutdown(e);
         return;
     }
-    let ta = table(mcu, ads131)[i].ta;
+    let ta = adcs(mcu)[i].ta;
     if !ads131 {
         let counts = sign_extend24(&msg[..3]);
         if let Some(ta) = ta {
             trigger_analog::update(mcu, ta, counts as i32);
         }
-        append(mcu, false, i, counts);
+        append(mcu, i, counts);
         return;
     }
     let crc_at = size - WORD;
@@ -143,7 +142,7 @@ fn read_adc(mcu: &mut Mcu, ads131: bool, i: usize) {
     {
         Some(SE_ERROR_CRC)
     } else {
-        let d = &mut table(mcu, true)[i];
+        let d = &mut adcs(mcu)[i];
         if msg[0] & STATUS_RESET_BIT != 0 {
             d.was_reset = true;
         }
@@ -151,7 +150,7 @@ fn read_adc(mcu: &mut Mcu, ads131: bool, i: usize) {
     };
     if let Some(code) = error {
         trigger_analog::note_error(mcu, ta, code);
-        append(mcu, true, i, (code as u32) << 24);
+        append(mcu, i, (code as u32) << 24);
         return;
     }
     let off = WORD + ch as usize * WORD;
@@ -159,13 +158,20 @@ fn read_adc(mcu: &mut Mcu, ads131: bool, i: usize) {
     if let Some(ta) = ta {
         trigger_analog::update(mcu, ta, raw as i32);
     }
-    append(mcu, true, i, raw);
+    append(mcu, i, raw);
+}
+
+/// Forget pending reads, so that no bus traffic follows the shutdown.
+pub fn shutdown(mcu: &mut Mcu) {
+    for d in adcs(mcu).iter_mut() {
+        d.pending = false;
+    }
 }
 
 pub fn task(mcu: &mut Mcu) {
     for ads131 in [false, true] {
-        for i in 0..table(mcu, ads131).len() {
-            if table(mcu, ads131)[i].pending {
+        for i in 0..adcs(mcu).len() {
+            if adcs(mcu)[i].pending && adcs(mcu)[i].ads131 == ads131 {
                 read_adc(mcu, ads131, i);
             }
         }
@@ -178,11 +184,11 @@ fn new_adc(mcu: &mut Mcu, ads131: bool, a: &Args, ch: u8, nch: u8, pin: u32) -> 
         return Err(BAD_CHANNELS);
     }
     let data_ready = mcu.gpio.setup_input(pin, Bias::AsIs)?;
-    let index = table(mcu, ads131).len() as u16;
-    let kind = if ads131 { ADS131_KIND } else { ADS1220_KIND };
-    mcu.oid_alloc(a.get(0), kind, index)?;
-    table(mcu, ads131).push(SpiAdc {
+    let index = adcs(mcu).len() as u16;
+    mcu.oid_alloc::<SpiAdc>(a.get(0), index)?;
+    mcu.objs.push(SpiAdc {
         oid: a.get(0) as u8,
+        ads131,
         rest_ticks: 0,
         data_ready,
         spi: dev,
@@ -205,23 +211,25 @@ fn config_ads131m0x(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn lookup(mcu: &Mcu, ads131: bool, oid: u32) -> Result<usize, Shutdown> {
-    let kind = if ads131 { ADS131_KIND } else { ADS1220_KIND };
-    mcu.oid_lookup(oid, kind).map(|i| i as usize)
+    let i = mcu.oid_lookup::<SpiAdc>(oid)? as usize;
+    match mcu.objs.get::<SpiAdc>().get(i) {
+        Some(d) if d.ads131 == ads131 => Ok(i),
+        _ => Err(crate::mcu::INVALID_OID_TYPE),
+    }
 }
 
 fn attach(mcu: &mut Mcu, ads131: bool, a: &Args) -> CmdResult {
     let i = lookup(mcu, ads131, a.get(0))?;
     let ta = trigger_analog::lookup(mcu, a.get(1))?;
-    table(mcu, ads131)[i].ta = Some(ta);
+    adcs(mcu)[i].ta = Some(ta);
     Ok(())
 }
 
 fn query(mcu: &mut Mcu, ads131: bool, a: &Args) -> CmdResult {
     let i = lookup(mcu, ads131, a.get(0))?;
-    let kind = if ads131 { ADS131_TIMER } else { ADS1220_TIMER };
-    let id = TimerId(kind | i as u32);
+    let id = TimerId::new(run_timer, i as u32);
     mcu.timers.remove(id);
-    let d = &mut table(mcu, ads131)[i];
+    let d = &mut adcs(mcu)[i];
     d.pending = false;
     d.rest_ticks = a.get(1);
     if d.rest_ticks == 0 {
@@ -237,9 +245,9 @@ fn query(mcu: &mut Mcu, ads131: bool, a: &Args) -> CmdResult {
 fn status(mcu: &mut Mcu, ads131: bool, a: &Args) -> CmdResult {
     let i = lookup(mcu, ads131, a.get(0))?;
     let start = mcu.clock.now();
-    let drdy = table(mcu, ads131)[i].data_ready;
+    let drdy = adcs(mcu)[i].data_ready;
     let ready = !mcu.gpio.read(drdy);
-    let sb = table(mcu, ads131)[i].sb;
+    let sb = adcs(mcu)[i].sb;
     let pending = if ready { BYTES_PER_SAMPLE as u32 } else { 0 };
     sb.status(mcu, a.get(0) as u8, start, 0, pending);
     Ok(())
@@ -264,7 +272,7 @@ fn query_ads131m0x_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
     status(mcu, true, a)
 }
 
-pub static COMMANDS: [Command; 8] = [
+pub static COMMANDS: [Command<Mcu>; 8] = [
     Command::new(
         "config_ads1220 oid=%c spi_oid=%c data_ready_pin=%u",
         0,
@@ -290,3 +298,13 @@ pub static COMMANDS: [Command; 8] = [
     Command::new("query_ads131m0x oid=%c rest_ticks=%u", 0, query_ads131m0x),
     Command::new("query_ads131m0x_status oid=%c", 0, query_ads131m0x_status),
 ];
+
+pub static MODULE: Module<Mcu> = Module {
+    commands: &COMMANDS,
+    responses: &[],
+    constants: &[],
+    enumerations: ENUMERATIONS,
+    static_strings: STATIC_STRINGS,
+    task: Some(task),
+    shutdown: Some(shutdown),
+};

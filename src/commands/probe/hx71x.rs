@@ -5,14 +5,12 @@
 
 use super::trigger_analog;
 use crate::clock::is_before;
-use crate::command::{Args, CmdResult, Command, Shutdown};
+use crate::command::{Args, CmdResult, Command, Module, Shutdown};
 use crate::commands::sensor_bulk::{SensorBulk, BULK_DATA_SIZE};
 use crate::hw::{Bias, GpioIn, GpioOut};
-use crate::mcu::{Mcu, ObjKind, TASK_PROBE};
-use crate::sched::{TimerId, TimerResult};
-
-pub const KIND: ObjKind = ObjKind::Ext(66);
-pub const TIMER_KIND: u32 = 49 << 24;
+use crate::mcu::Mcu;
+use crate::mcu::TimerId;
+use crate::sched::TimerResult;
 
 const BAD_GAIN: Shutdown = Shutdown("HX71x gain/channel out of range 1-4");
 pub const STATIC_STRINGS: &[&str] = &[BAD_GAIN.0];
@@ -39,7 +37,7 @@ pub struct Hx71x {
 }
 
 fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
-    mcu.oid_lookup(oid, KIND).map(|i| i as usize)
+    mcu.oid_lookup::<Hx71x>(oid).map(|i| i as usize)
 }
 
 fn delay(mcu: &Mcu) {
@@ -60,18 +58,22 @@ fn raw_read(mcu: &mut Mcu, dout: GpioIn, sclk: GpioOut, bits: u32) -> u32 {
     v
 }
 
-pub fn run_timer(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
-    let dout = mcu.probe.hx71xs[i].dout;
-    let h = &mcu.probe.hx71xs[i];
+fn run_timer(mcu: &mut Mcu, i: u32, waketime: u32) -> Result<TimerResult, Shutdown> {
+    Ok(timer_event(mcu, i as usize, waketime))
+}
+
+fn timer_event(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
+    let dout = mcu.objs.of::<Hx71x>()[i].dout;
+    let h = &mcu.objs.of::<Hx71x>()[i];
     let mut rest = h.rest_ticks;
     if h.flags & HX_PENDING != 0 {
-        let h = &mut mcu.probe.hx71xs[i];
+        let h = &mut mcu.objs.of::<Hx71x>()[i];
         h.sb.possible_overflows = h.sb.possible_overflows.wrapping_add(1);
         h.flags = HX_PENDING | HX_OVERFLOW;
         rest = rest.wrapping_mul(4);
     } else if !mcu.gpio.read(dout) {
-        mcu.probe.hx71xs[i].flags = HX_PENDING;
-        mcu.wake_task(TASK_PROBE);
+        mcu.objs.of::<Hx71x>()[i].flags = HX_PENDING;
+        mcu.wake_task(&MODULE);
         rest = rest.wrapping_mul(8);
     }
     TimerResult::Reschedule(waketime.wrapping_add(rest))
@@ -79,11 +81,11 @@ pub fn run_timer(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
 
 fn read_adc(mcu: &mut Mcu, i: usize) {
     let (dout, sclk, gc) = {
-        let h = &mcu.probe.hx71xs[i];
+        let h = &mcu.objs.of::<Hx71x>()[i];
         (h.dout, h.sclk, h.gain_channel)
     };
     let adc = raw_read(mcu, dout, sclk, 24 + gc as u32);
-    let h = &mut mcu.probe.hx71xs[i];
+    let h = &mut mcu.objs.of::<Hx71x>()[i];
     let flags = std::mem::take(&mut h.flags);
     let mut counts = adc >> gc;
     if counts & 0x80_0000 != 0 {
@@ -100,18 +102,18 @@ fn read_adc(mcu: &mut Mcu, i: usize) {
     } else if let Some(ta) = h.ta {
         trigger_analog::update(mcu, ta, counts as i32);
     }
-    let h = &mut mcu.probe.hx71xs[i];
+    let h = &mut mcu.objs.of::<Hx71x>()[i];
     h.sb.push(&counts.to_le_bytes());
     if h.sb.data_count as usize + BYTES_PER_SAMPLE > BULK_DATA_SIZE {
         let (mut sb, oid) = (h.sb, h.oid);
         sb.report(mcu, oid);
-        mcu.probe.hx71xs[i].sb = sb;
+        mcu.objs.of::<Hx71x>()[i].sb = sb;
     }
 }
 
 pub fn task(mcu: &mut Mcu) {
-    for i in 0..mcu.probe.hx71xs.len() {
-        if mcu.probe.hx71xs[i].flags != 0 {
+    for i in 0..mcu.objs.of::<Hx71x>().len() {
+        if mcu.objs.of::<Hx71x>()[i].flags != 0 {
             read_adc(mcu, i);
         }
     }
@@ -126,9 +128,9 @@ fn config_hx71x(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let sclk = mcu.gpio.setup_output(a.get(3), false)?;
     // Power the chip down until sampling starts.
     mcu.gpio.write(sclk, true);
-    let index = mcu.probe.hx71xs.len() as u16;
-    mcu.oid_alloc(a.get(0), KIND, index)?;
-    mcu.probe.hx71xs.push(Hx71x {
+    let index = mcu.objs.of::<Hx71x>().len() as u16;
+    mcu.oid_alloc::<Hx71x>(a.get(0), index)?;
+    mcu.objs.push(Hx71x {
         oid: a.get(0) as u8,
         gain_channel: gc,
         flags: 0,
@@ -145,15 +147,15 @@ fn config_hx71x(mcu: &mut Mcu, a: &Args) -> CmdResult {
 fn hx71x_attach_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let i = lookup(mcu, a.get(0))?;
     let ta = trigger_analog::lookup(mcu, a.get(1))?;
-    mcu.probe.hx71xs[i].ta = Some(ta);
+    mcu.objs.of::<Hx71x>()[i].ta = Some(ta);
     Ok(())
 }
 
 fn query_hx71x(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let i = lookup(mcu, a.get(0))?;
-    let id = TimerId(TIMER_KIND | i as u32);
+    let id = TimerId::new(run_timer, i as u32);
     mcu.timers.remove(id);
-    let h = &mut mcu.probe.hx71xs[i];
+    let h = &mut mcu.objs.of::<Hx71x>()[i];
     h.flags = 0;
     h.last_error = 0;
     h.rest_ticks = a.get(1);
@@ -163,7 +165,7 @@ fn query_hx71x(mcu: &mut Mcu, a: &Args) -> CmdResult {
         return Ok(());
     }
     mcu.gpio.write(sclk, false);
-    let h = &mut mcu.probe.hx71xs[i];
+    let h = &mut mcu.objs.of::<Hx71x>()[i];
     h.sb.reset();
     let now = mcu.clock.now();
     let when = now.wrapping_add(h.rest_ticks);
@@ -173,9 +175,9 @@ fn query_hx71x(mcu: &mut Mcu, a: &Args) -> CmdResult {
 fn query_hx71x_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let i = lookup(mcu, a.get(0))?;
     let start = mcu.clock.now();
-    let dout = mcu.probe.hx71xs[i].dout;
+    let dout = mcu.objs.of::<Hx71x>()[i].dout;
     let ready = !mcu.gpio.read(dout);
-    let sb = mcu.probe.hx71xs[i].sb;
+    let sb = mcu.objs.of::<Hx71x>()[i].sb;
     let pending = if ready { BYTES_PER_SAMPLE as u32 } else { 0 };
     sb.status(mcu, a.get(0) as u8, start, 0, pending);
     Ok(())
@@ -183,14 +185,14 @@ fn query_hx71x_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
 
 /// Power the chips down.
 pub fn shutdown(mcu: &mut Mcu) {
-    for k in 0..mcu.probe.hx71xs.len() {
-        let sclk = mcu.probe.hx71xs[k].sclk;
-        mcu.probe.hx71xs[k].flags = 0;
+    for k in 0..mcu.objs.of::<Hx71x>().len() {
+        let sclk = mcu.objs.of::<Hx71x>()[k].sclk;
+        mcu.objs.of::<Hx71x>()[k].flags = 0;
         mcu.gpio.write(sclk, true);
     }
 }
 
-pub static COMMANDS: [Command; 4] = [
+pub static COMMANDS: [Command<Mcu>; 4] = [
     Command::new(
         "config_hx71x oid=%c gain_channel=%c dout_pin=%u sclk_pin=%u",
         0,
@@ -204,3 +206,13 @@ pub static COMMANDS: [Command; 4] = [
     Command::new("query_hx71x oid=%c rest_ticks=%u", 0, query_hx71x),
     Command::new("query_hx71x_status oid=%c", 0, query_hx71x_status),
 ];
+
+pub static MODULE: Module<Mcu> = Module {
+    commands: &COMMANDS,
+    responses: &[],
+    constants: &[],
+    enumerations: &[],
+    static_strings: STATIC_STRINGS,
+    task: Some(task),
+    shutdown: Some(shutdown),
+};

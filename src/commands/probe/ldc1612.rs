@@ -7,16 +7,14 @@
 use klipper_protocol::dictionary::EnumValue;
 
 use super::trigger_analog;
-use crate::command::{Args, CmdResult, Command, Shutdown};
+use crate::command::{Args, CmdResult, Command, Module, Shutdown};
 use crate::commands::i2c;
 use crate::commands::sensor_bulk::{SensorBulk, BULK_DATA_SIZE};
 use crate::hw::bus::I2C_SUCCESS;
 use crate::hw::{Bias, GpioIn};
-use crate::mcu::{Mcu, ObjKind, TASK_PROBE};
-use crate::sched::{TimerId, TimerResult};
-
-pub const KIND: ObjKind = ObjKind::Ext(69);
-pub const TIMER_KIND: u32 = 52 << 24;
+use crate::mcu::Mcu;
+use crate::mcu::TimerId;
+use crate::sched::TimerResult;
 
 const LDC_PENDING: u8 = 1 << 0;
 const LDC_HAVE_INTB: u8 = 1 << 1;
@@ -72,24 +70,31 @@ impl Ldc1612 {
 }
 
 fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
-    mcu.oid_lookup(oid, KIND).map(|i| i as usize)
+    mcu.oid_lookup::<Ldc1612>(oid).map(|i| i as usize)
 }
 
 fn intb_asserted(mcu: &mut Mcu, intb: Option<GpioIn>) -> bool {
     intb.is_some_and(|p| !mcu.gpio.read(p))
 }
 
-pub fn run_timer(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
-    let (flags, intb) = (mcu.probe.ldc1612s[i].flags, mcu.probe.ldc1612s[i].intb);
+fn run_timer(mcu: &mut Mcu, i: u32, waketime: u32) -> Result<TimerResult, Shutdown> {
+    Ok(timer_event(mcu, i as usize, waketime))
+}
+
+fn timer_event(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
+    let (flags, intb) = (
+        mcu.objs.of::<Ldc1612>()[i].flags,
+        mcu.objs.of::<Ldc1612>()[i].intb,
+    );
     if flags & LDC_PENDING != 0 {
-        let sb = &mut mcu.probe.ldc1612s[i].sb;
+        let sb = &mut mcu.objs.of::<Ldc1612>()[i].sb;
         sb.possible_overflows = sb.possible_overflows.wrapping_add(1);
     }
     if flags & LDC_HAVE_INTB == 0 || intb_asserted(mcu, intb) {
-        mcu.probe.ldc1612s[i].flags |= LDC_PENDING;
-        mcu.wake_task(TASK_PROBE);
+        mcu.objs.of::<Ldc1612>()[i].flags |= LDC_PENDING;
+        mcu.wake_task(&MODULE);
     }
-    TimerResult::Reschedule(waketime.wrapping_add(mcu.probe.ldc1612s[i].rest_ticks))
+    TimerResult::Reschedule(waketime.wrapping_add(mcu.objs.of::<Ldc1612>()[i].rest_ticks))
 }
 
 /// Read a 16-bit register; `None` on a bus error (a shutdown for the
@@ -105,10 +110,10 @@ fn read_reg(mcu: &mut Mcu, dev: usize, reg: u8, out: &mut [u8]) -> bool {
 }
 
 fn query(mcu: &mut Mcu, i: usize) {
-    let dev = mcu.probe.ldc1612s[i].i2c;
+    let dev = mcu.objs.of::<Ldc1612>()[i].i2c;
     let mut st = [0u8; 2];
     let ok = read_reg(mcu, dev, REG_STATUS, &mut st);
-    mcu.probe.ldc1612s[i].flags &= !LDC_PENDING;
+    mcu.objs.of::<Ldc1612>()[i].flags &= !LDC_PENDING;
     let mut d = [0u8; 4];
     let mut error = None;
     if !ok {
@@ -127,7 +132,7 @@ fn query(mcu: &mut Mcu, i: usize) {
             error = Some(SE_INVALID_DATA);
         }
     }
-    let ta = mcu.probe.ldc1612s[i].ta;
+    let ta = mcu.objs.of::<Ldc1612>()[i].ta;
     match error {
         Some(code) => {
             trigger_analog::note_error(mcu, ta, code);
@@ -142,18 +147,25 @@ fn query(mcu: &mut Mcu, i: usize) {
             }
         }
     }
-    let l = &mut mcu.probe.ldc1612s[i];
+    let l = &mut mcu.objs.of::<Ldc1612>()[i];
     l.sb.push(&d);
     if l.sb.data_count as usize + BYTES_PER_SAMPLE > BULK_DATA_SIZE {
         let (mut sb, oid) = (l.sb, l.oid);
         sb.report(mcu, oid);
-        mcu.probe.ldc1612s[i].sb = sb;
+        mcu.objs.of::<Ldc1612>()[i].sb = sb;
+    }
+}
+
+/// Forget pending reads, so that no bus traffic follows the shutdown.
+pub fn shutdown(mcu: &mut Mcu) {
+    for l in mcu.objs.of::<Ldc1612>().iter_mut() {
+        l.clear_pending();
     }
 }
 
 pub fn task(mcu: &mut Mcu) {
-    for i in 0..mcu.probe.ldc1612s.len() {
-        if mcu.probe.ldc1612s[i].flags & LDC_PENDING != 0 {
+    for i in 0..mcu.objs.of::<Ldc1612>().len() {
+        if mcu.objs.of::<Ldc1612>()[i].flags & LDC_PENDING != 0 {
             query(mcu, i);
         }
     }
@@ -161,9 +173,9 @@ pub fn task(mcu: &mut Mcu) {
 
 fn new_ldc(mcu: &mut Mcu, a: &Args, intb: Option<GpioIn>) -> CmdResult {
     let dev = i2c::lookup(mcu, a.get(1))?;
-    let index = mcu.probe.ldc1612s.len() as u16;
-    mcu.oid_alloc(a.get(0), KIND, index)?;
-    mcu.probe.ldc1612s.push(Ldc1612 {
+    let index = mcu.objs.of::<Ldc1612>().len() as u16;
+    mcu.oid_alloc::<Ldc1612>(a.get(0), index)?;
+    mcu.objs.push(Ldc1612 {
         oid: a.get(0) as u8,
         rest_ticks: 0,
         i2c: dev,
@@ -188,15 +200,15 @@ fn config_ldc1612_with_intb(mcu: &mut Mcu, a: &Args) -> CmdResult {
 fn ldc1612_attach_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let i = lookup(mcu, a.get(0))?;
     let ta = trigger_analog::lookup(mcu, a.get(1))?;
-    mcu.probe.ldc1612s[i].ta = Some(ta);
+    mcu.objs.of::<Ldc1612>()[i].ta = Some(ta);
     Ok(())
 }
 
 fn query_ldc1612(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let i = lookup(mcu, a.get(0))?;
-    let id = TimerId(TIMER_KIND | i as u32);
+    let id = TimerId::new(run_timer, i as u32);
     mcu.timers.remove(id);
-    let l = &mut mcu.probe.ldc1612s[i];
+    let l = &mut mcu.objs.of::<Ldc1612>()[i];
     l.flags &= !LDC_PENDING;
     if a.get(1) == 0 {
         return Ok(());
@@ -211,11 +223,14 @@ fn query_ldc1612(mcu: &mut Mcu, a: &Args) -> CmdResult {
 fn query_status_ldc1612(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let i = lookup(mcu, a.get(0))?;
     let oid = a.get(0) as u8;
-    let (dev, intb) = (mcu.probe.ldc1612s[i].i2c, mcu.probe.ldc1612s[i].intb);
+    let (dev, intb) = (
+        mcu.objs.of::<Ldc1612>()[i].i2c,
+        mcu.objs.of::<Ldc1612>()[i].intb,
+    );
     if intb.is_some() {
         let time = mcu.clock.now();
         let p = intb_asserted(mcu, intb);
-        let sb = mcu.probe.ldc1612s[i].sb;
+        let sb = mcu.objs.of::<Ldc1612>()[i].sb;
         let fifo = if p { BYTES_PER_SAMPLE as u32 } else { 0 };
         sb.status(mcu, oid, time, 0, fifo);
         return Ok(());
@@ -237,12 +252,12 @@ fn query_status_ldc1612(mcu: &mut Mcu, a: &Args) -> CmdResult {
     } else {
         0
     };
-    let sb = mcu.probe.ldc1612s[i].sb;
+    let sb = mcu.objs.of::<Ldc1612>()[i].sb;
     sb.status(mcu, oid, time1, time2.wrapping_sub(time1), fifo);
     Ok(())
 }
 
-pub static COMMANDS: [Command; 5] = [
+pub static COMMANDS: [Command<Mcu>; 5] = [
     Command::new("config_ldc1612 oid=%c i2c_oid=%c", 0, config_ldc1612),
     Command::new(
         "config_ldc1612_with_intb oid=%c i2c_oid=%c intb_pin=%c",
@@ -257,3 +272,13 @@ pub static COMMANDS: [Command; 5] = [
     Command::new("query_ldc1612 oid=%c rest_ticks=%u", 0, query_ldc1612),
     Command::new("query_status_ldc1612 oid=%c", 0, query_status_ldc1612),
 ];
+
+pub static MODULE: Module<Mcu> = Module {
+    commands: &COMMANDS,
+    responses: &[],
+    constants: &[],
+    enumerations: ENUMERATIONS,
+    static_strings: &[],
+    task: Some(task),
+    shutdown: Some(shutdown),
+};

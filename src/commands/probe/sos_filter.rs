@@ -7,10 +7,8 @@
 //! fractional bits and checked against the 32-bit range; sums of state
 //! wrap as 32-bit integers do.
 
-use crate::command::{Args, CmdResult, Command, Shutdown};
-use crate::mcu::{Mcu, ObjKind};
-
-pub const KIND: ObjKind = ObjKind::Ext(64);
+use crate::command::{Args, CmdResult, Command, Module, Shutdown};
+use crate::mcu::Mcu;
 
 const BAD_SECTION: Shutdown = Shutdown("Filter section index larger than max_sections");
 
@@ -96,19 +94,19 @@ impl SosFilter {
 
 /// The sos_filter an oid names (an index in the probe group's state).
 pub fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
-    mcu.oid_lookup(oid, KIND).map(|i| i as usize)
+    mcu.oid_lookup::<SosFilter>(oid).map(|i| i as usize)
 }
 
 fn config_sos_filter(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let index = mcu.probe.sos_filters.len() as u16;
-    mcu.oid_alloc(a.get(0), KIND, index)?;
-    mcu.probe.sos_filters.push(SosFilter::new(a.get(1) as u8));
+    let index = mcu.objs.of::<SosFilter>().len() as u16;
+    mcu.oid_alloc::<SosFilter>(a.get(0), index)?;
+    mcu.objs.push(SosFilter::new(a.get(1) as u8));
     Ok(())
 }
 
 fn section_of(mcu: &mut Mcu, a: &Args) -> Result<(usize, usize), Shutdown> {
     let i = lookup(mcu, a.get(0))?;
-    let f = &mut mcu.probe.sos_filters[i];
+    let f = &mut mcu.objs.of::<SosFilter>()[i];
     // Changing a section or its state deactivates the filter.
     f.n_sections = 0;
     let idx = a.get(1) as u8;
@@ -120,7 +118,7 @@ fn section_of(mcu: &mut Mcu, a: &Args) -> Result<(usize, usize), Shutdown> {
 
 fn sos_filter_set_section(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let (i, s) = section_of(mcu, a)?;
-    let sec = &mut mcu.probe.sos_filters[i].sections[s];
+    let sec = &mut mcu.objs.of::<SosFilter>()[i].sections[s];
     for (k, c) in sec.coeff.iter_mut().enumerate() {
         *c = a.get(2 + k) as i32;
     }
@@ -129,14 +127,14 @@ fn sos_filter_set_section(mcu: &mut Mcu, a: &Args) -> CmdResult {
 
 fn sos_filter_set_state(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let (i, s) = section_of(mcu, a)?;
-    let sec = &mut mcu.probe.sos_filters[i].sections[s];
+    let sec = &mut mcu.objs.of::<SosFilter>()[i].sections[s];
     sec.state = [a.get(2) as i32, a.get(3) as i32];
     Ok(())
 }
 
 fn sos_filter_set_offset_scale(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let i = lookup(mcu, a.get(0))?;
-    let f = &mut mcu.probe.sos_filters[i];
+    let f = &mut mcu.objs.of::<SosFilter>()[i];
     f.offset = a.get(1) as i32;
     f.scale = a.get(2) as i32;
     f.scale_frac_bits = (a.get(3) & 0x3f) as u8;
@@ -146,7 +144,7 @@ fn sos_filter_set_offset_scale(mcu: &mut Mcu, a: &Args) -> CmdResult {
 
 fn sos_filter_set_active(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let i = lookup(mcu, a.get(0))?;
-    let f = &mut mcu.probe.sos_filters[i];
+    let f = &mut mcu.objs.of::<SosFilter>()[i];
     let n = a.get(1) as u8;
     if n > f.max_sections {
         return Err(BAD_SECTION);
@@ -156,7 +154,7 @@ fn sos_filter_set_active(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
-pub static COMMANDS: [Command; 5] = [
+pub static COMMANDS: [Command<Mcu>; 5] = [
     Command::new(
         "config_sos_filter oid=%c max_sections=%c",
         0,
@@ -183,6 +181,16 @@ pub static COMMANDS: [Command; 5] = [
         sos_filter_set_active,
     ),
 ];
+
+pub static MODULE: Module<Mcu> = Module {
+    commands: &COMMANDS,
+    responses: &[],
+    constants: &[],
+    enumerations: &[],
+    static_strings: &[],
+    task: None,
+    shutdown: None,
+};
 
 #[cfg(test)]
 mod tests {

@@ -7,14 +7,11 @@ use klipper_protocol::dictionary::EnumValue;
 use klipper_protocol::format::Arg;
 
 use super::sos_filter;
-use crate::command::{Args, CmdResult, Command, Response, Shutdown};
+use crate::command::{Args, CmdResult, Command, Module, Response, Shutdown};
 use crate::commands::trsync;
-use crate::mcu::{Mcu, ObjKind};
-use crate::sched::{TimerId, TimerResult};
-
-pub const KIND: ObjKind = ObjKind::Ext(65);
-/// The monitor timer.
-pub const TIMER_KIND: u32 = 48 << 24;
+use crate::mcu::Mcu;
+use crate::mcu::TimerId;
+use crate::sched::TimerResult;
 
 pub static TRIGGER_ANALOG_STATE: Response =
     Response::new("trigger_analog_state oid=%c homing=%c homing_clock=%u");
@@ -88,7 +85,7 @@ pub struct TriggerAnalog {
 
 /// The trigger_analog an oid names.
 pub fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
-    mcu.oid_lookup(oid, KIND).map(|i| i as usize)
+    mcu.oid_lookup::<TriggerAnalog>(oid).map(|i| i as usize)
 }
 
 fn trigger_ts(mcu: &mut Mcu, ts: Option<usize>, reason: u8) {
@@ -99,8 +96,12 @@ fn trigger_ts(mcu: &mut Mcu, ts: Option<usize>, reason: u8) {
 
 /// The monitor timer: end homing when no sample arrived for
 /// `monitor_max` periods.
-pub fn run_timer(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
-    let ta = &mut mcu.probe.trigger_analogs[i];
+fn run_timer(mcu: &mut Mcu, i: u32, waketime: u32) -> Result<TimerResult, Shutdown> {
+    Ok(timer_event(mcu, i as usize, waketime))
+}
+
+fn timer_event(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
+    let ta = &mut mcu.objs.of::<TriggerAnalog>()[i];
     if ta.flags & TA_CAN_TRIGGER == 0 {
         return TimerResult::Done;
     }
@@ -130,7 +131,7 @@ fn check_trigger(ta: &mut TriggerAnalog, value: i32) -> bool {
 }
 
 fn cancel_homing(mcu: &mut Mcu, i: usize, code: u8) {
-    let ta = &mut mcu.probe.trigger_analogs[i];
+    let ta = &mut mcu.objs.of::<TriggerAnalog>()[i];
     if ta.flags & TA_CAN_TRIGGER == 0 {
         return;
     }
@@ -148,7 +149,7 @@ pub fn note_error(mcu: &mut Mcu, ta: Option<usize>, sensor_code: u8) {
 
 /// A new raw sample for trigger_analog `i`.
 pub fn update(mcu: &mut Mcu, i: usize, sample: i32) {
-    let Some(ta) = mcu.probe.trigger_analogs.get(i) else {
+    let Some(ta) = mcu.objs.of::<TriggerAnalog>().get(i) else {
         return;
     };
     let mut flags = ta.flags;
@@ -162,16 +163,20 @@ pub fn update(mcu: &mut Mcu, i: usize, sample: i32) {
     flags &= !TA_AWAIT_HOMING;
     let sf = ta.sf;
     let (raw_min, raw_max) = (ta.raw_min, ta.raw_max);
-    mcu.probe.trigger_analogs[i].monitor_count = 0;
+    mcu.objs.of::<TriggerAnalog>()[i].monitor_count = 0;
     if sample < raw_min || sample > raw_max {
         cancel_homing(mcu, i, TE_RAW_RANGE);
         return;
     }
-    let Ok(filtered) = mcu.probe.sos_filters[sf].apply(sample) else {
+    let Ok(filtered) = mcu
+        .objs
+        .of::<crate::commands::probe::sos_filter::SosFilter>()[sf]
+        .apply(sample)
+    else {
         cancel_homing(mcu, i, TE_OVERFLOW);
         return;
     };
-    let ta = &mut mcu.probe.trigger_analogs[i];
+    let ta = &mut mcu.objs.of::<TriggerAnalog>()[i];
     if check_trigger(ta, filtered) {
         flags = 0;
         ta.homing_clock = time;
@@ -185,9 +190,9 @@ pub fn update(mcu: &mut Mcu, i: usize, sample: i32) {
 
 fn config_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let sf = sos_filter::lookup(mcu, a.get(1))?;
-    let index = mcu.probe.trigger_analogs.len() as u16;
-    mcu.oid_alloc(a.get(0), KIND, index)?;
-    mcu.probe.trigger_analogs.push(TriggerAnalog {
+    let index = mcu.objs.of::<TriggerAnalog>().len() as u16;
+    mcu.oid_alloc::<TriggerAnalog>(a.get(0), index)?;
+    mcu.objs.push(TriggerAnalog {
         sf,
         ..Default::default()
     });
@@ -196,7 +201,7 @@ fn config_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
 
 fn trigger_analog_set_raw_range(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let i = lookup(mcu, a.get(0))?;
-    let ta = &mut mcu.probe.trigger_analogs[i];
+    let ta = &mut mcu.objs.of::<TriggerAnalog>()[i];
     ta.raw_min = a.get(1) as i32;
     ta.raw_max = a.get(2) as i32;
     Ok(())
@@ -204,7 +209,7 @@ fn trigger_analog_set_raw_range(mcu: &mut Mcu, a: &Args) -> CmdResult {
 
 fn trigger_analog_set_trigger(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let i = lookup(mcu, a.get(0))?;
-    let ta = &mut mcu.probe.trigger_analogs[i];
+    let ta = &mut mcu.objs.of::<TriggerAnalog>()[i];
     ta.trigger_type = a.get(1) as u8;
     ta.trigger_value = a.get(2) as i32;
     Ok(())
@@ -212,19 +217,19 @@ fn trigger_analog_set_trigger(mcu: &mut Mcu, a: &Args) -> CmdResult {
 
 fn trigger_analog_home(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let i = lookup(mcu, a.get(0))?;
-    let id = TimerId(TIMER_KIND | i as u32);
+    let id = TimerId::new(run_timer, i as u32);
     mcu.timers.remove(id);
     let monitor_ticks = a.get(5);
-    mcu.probe.trigger_analogs[i].monitor_ticks = monitor_ticks;
+    mcu.objs.of::<TriggerAnalog>()[i].monitor_ticks = monitor_ticks;
     if monitor_ticks == 0 {
-        let ta = &mut mcu.probe.trigger_analogs[i];
+        let ta = &mut mcu.objs.of::<TriggerAnalog>()[i];
         ta.flags = 0;
         ta.ts = None;
         return Ok(());
     }
     let ts = trsync::oid_lookup(mcu, a.get(1))?;
     let clock = a.get(4);
-    let ta = &mut mcu.probe.trigger_analogs[i];
+    let ta = &mut mcu.objs.of::<TriggerAnalog>()[i];
     ta.ts = Some(ts);
     ta.trigger_reason = a.get(2) as u8;
     ta.error_reason = a.get(3) as u8;
@@ -239,7 +244,7 @@ fn trigger_analog_home(mcu: &mut Mcu, a: &Args) -> CmdResult {
 
 fn trigger_analog_query_state(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let i = lookup(mcu, a.get(0))?;
-    let ta = &mcu.probe.trigger_analogs[i];
+    let ta = &mcu.objs.of::<TriggerAnalog>()[i];
     let args = [
         Arg::Int(a.get(0)),
         Arg::Int((ta.flags & TA_CAN_TRIGGER != 0) as u32),
@@ -252,13 +257,13 @@ fn trigger_analog_query_state(mcu: &mut Mcu, a: &Args) -> CmdResult {
 /// `analog_in_attach_trigger_analog`: feed an analog input's sums to a
 /// trigger_analog (the input lives in `adc.rs`).
 fn analog_in_attach_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let ai = mcu.oid_lookup(a.get(0), ObjKind::AnalogIn)? as usize;
+    let ai = mcu.oid_lookup::<crate::commands::adc::AnalogIn>(a.get(0))? as usize;
     let ta = lookup(mcu, a.get(1))?;
-    mcu.analog_ins[ai].trigger_analog = Some(ta);
+    mcu.objs.of::<crate::commands::adc::AnalogIn>()[ai].trigger_analog = Some(ta);
     Ok(())
 }
 
-pub static COMMANDS: [Command; 6] = [
+pub static COMMANDS: [Command<Mcu>; 6] = [
     Command::new(
         "config_trigger_analog oid=%c sos_filter_oid=%c",
         0,
@@ -290,3 +295,13 @@ pub static COMMANDS: [Command; 6] = [
         analog_in_attach_trigger_analog,
     ),
 ];
+
+pub static MODULE: Module<Mcu> = Module {
+    commands: &COMMANDS,
+    responses: &[&TRIGGER_ANALOG_STATE],
+    constants: &[],
+    enumerations: ENUMERATIONS,
+    static_strings: sos_filter::STATIC_STRINGS,
+    task: None,
+    shutdown: None,
+};

@@ -12,19 +12,15 @@ use crate::clock::from_us;
 use crate::command::{Args, CmdResult, Command, Module, Response, Shutdown};
 use crate::commands::sensor_bulk::{SensorBulk, BULK_DATA_SIZE};
 use crate::commands::spi;
-use crate::mcu::{Mcu, ObjKind, TASK_THERMO};
-use crate::sched::{TimerId, TimerResult};
+use crate::mcu::Mcu;
+use crate::mcu::TimerId;
+use crate::sched::TimerResult;
 
 static SPI_ANGLE_TRANSFER_RESPONSE: Response =
     Response::new("spi_angle_transfer_response oid=%c clock=%u response=%*s");
 
 const INVALID_TYPE: Shutdown = Shutdown("Invalid spi_angle chip type");
 const NEEDS_CS: Shutdown = Shutdown("angle sensor requires cs pin");
-
-/// The object kind of an angle sensor.
-pub const OBJ_KIND: ObjKind = ObjKind::Ext(33);
-/// Timer kind 33 (see `commands::accel` for the group ranges).
-pub const TIMER_KIND: u32 = 33 << 24;
 
 const CHIP_A1333: u8 = 0;
 const CHIP_AS5047D: u8 = 1;
@@ -67,11 +63,15 @@ pub struct SpiAngle {
 }
 
 fn timer_id(i: usize) -> TimerId {
-    TimerId(TIMER_KIND | i as u32)
+    TimerId::new(run_timer, i as u32)
 }
 
-pub fn run_timer(mcu: &mut Mcu, i: usize) -> TimerResult {
-    let Some(sa) = mcu.thermo.angles.get_mut(i) else {
+fn run_timer(mcu: &mut Mcu, i: u32, _waketime: u32) -> Result<TimerResult, Shutdown> {
+    Ok(timer_event(mcu, i as usize))
+}
+
+fn timer_event(mcu: &mut Mcu, i: usize) -> TimerResult {
+    let Some(sa) = mcu.objs.of::<SpiAngle>().get_mut(i) else {
         return TimerResult::Done;
     };
     if sa.pending {
@@ -81,7 +81,7 @@ pub fn run_timer(mcu: &mut Mcu, i: usize) -> TimerResult {
     }
     sa.waketime = sa.waketime.wrapping_add(sa.rest_ticks);
     let next = sa.waketime;
-    mcu.wake_task(TASK_THERMO);
+    mcu.wake_task(&MODULE);
     TimerResult::Reschedule(next)
 }
 
@@ -90,13 +90,13 @@ fn config_spi_angle(mcu: &mut Mcu, a: &Args) -> CmdResult {
     if chip_type > CHIP_MAX as u32 {
         return Err(INVALID_TYPE);
     }
-    let index = mcu.thermo.angles.len() as u16;
-    mcu.oid_alloc(a.get(0), OBJ_KIND, index)?;
+    let index = mcu.objs.of::<SpiAngle>().len() as u16;
+    mcu.oid_alloc::<SpiAngle>(a.get(0), index)?;
     let spi = spi::lookup(mcu, a.get(1))?;
     if spi::cs_pin(mcu, spi).is_none() {
         return Err(NEEDS_CS);
     }
-    mcu.thermo.angles.push(SpiAngle {
+    mcu.objs.push(SpiAngle {
         oid: a.get(0) as u8,
         spi,
         chip_type: chip_type as u8,
@@ -111,9 +111,9 @@ fn config_spi_angle(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn query_spi_angle(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = mcu.oid_lookup(a.get(0), OBJ_KIND)? as usize;
+    let i = mcu.oid_lookup::<SpiAngle>(a.get(0))? as usize;
     mcu.timers.remove(timer_id(i));
-    let sa = &mut mcu.thermo.angles[i];
+    let sa = &mut mcu.objs.of::<SpiAngle>()[i];
     sa.pending = false;
     if a.get(2) == 0 {
         // End measurements.
@@ -138,9 +138,9 @@ fn tle_latch(mcu: &mut Mcu, spi_i: usize) -> Result<u32, Shutdown> {
 
 fn spi_angle_transfer(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let oid = a.get(0);
-    let i = mcu.oid_lookup(oid, OBJ_KIND)? as usize;
+    let i = mcu.oid_lookup::<SpiAngle>(oid)? as usize;
     let (spi_i, chip) = {
-        let sa = &mcu.thermo.angles[i];
+        let sa = &mcu.objs.of::<SpiAngle>()[i];
         (sa.spi, sa.chip_type)
     };
     let src = a.buf(1);
@@ -324,8 +324,8 @@ fn query(mcu: &mut Mcu, spi_i: usize, chip: u8, s: &mut Sampler, stime: u32) -> 
 
 /// Query every sensor that is due.
 pub fn task(mcu: &mut Mcu) {
-    for i in 0..mcu.thermo.angles.len() {
-        let sa = &mut mcu.thermo.angles[i];
+    for i in 0..mcu.objs.of::<SpiAngle>().len() {
+        let sa = &mut mcu.objs.of::<SpiAngle>()[i];
         if !sa.pending {
             continue;
         }
@@ -348,7 +348,7 @@ pub fn task(mcu: &mut Mcu) {
         if r.is_ok() {
             s.check_report(mcu);
         }
-        mcu.thermo.angles[i].sb = s.sb;
+        mcu.objs.of::<SpiAngle>()[i].sb = s.sb;
         if let Err(e) = r {
             mcu.try_shutdown(e);
             return;
@@ -356,7 +356,7 @@ pub fn task(mcu: &mut Mcu) {
     }
 }
 
-static COMMANDS: [Command; 3] = [
+static COMMANDS: [Command<Mcu>; 3] = [
     Command::new(
         "config_spi_angle oid=%c spi_oid=%c spi_angle_type=%c",
         0,
@@ -370,7 +370,7 @@ static COMMANDS: [Command; 3] = [
     Command::new("spi_angle_transfer oid=%c data=%*s", 0, spi_angle_transfer),
 ];
 
-pub static MODULE: Module = Module {
+pub static MODULE: Module<Mcu> = Module {
     commands: &COMMANDS,
     responses: &[&SPI_ANGLE_TRANSFER_RESPONSE],
     constants: &[],
@@ -402,4 +402,6 @@ pub static MODULE: Module = Module {
         ),
     ],
     static_strings: &[INVALID_TYPE.0, NEEDS_CS.0],
+    task: Some(task),
+    shutdown: None,
 };

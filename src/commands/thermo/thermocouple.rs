@@ -9,19 +9,15 @@ use klipper_protocol::format::Arg;
 
 use crate::command::{Args, CmdResult, Command, Module, Response, Shutdown};
 use crate::commands::spi;
-use crate::mcu::{Mcu, ObjKind, TASK_THERMO};
-use crate::sched::{TimerId, TimerResult};
+use crate::mcu::Mcu;
+use crate::mcu::TimerId;
+use crate::sched::TimerResult;
 
 static THERMOCOUPLE_RESULT: Response =
     Response::new("thermocouple_result oid=%c next_clock=%u value=%u fault=%c");
 
 const INVALID_TYPE: Shutdown = Shutdown("Invalid thermocouple chip type");
 const READER_FAULT: Shutdown = Shutdown("Thermocouple reader fault");
-
-/// The object kind of a thermocouple reader.
-pub const OBJ_KIND: ObjKind = ObjKind::Ext(32);
-/// Timer kind 32 (see `commands::accel` for the group ranges).
-pub const TIMER_KIND: u32 = 32 << 24;
 
 const CHIP_MAX31855: u8 = 0;
 const CHIP_MAX31856: u8 = 1;
@@ -48,18 +44,22 @@ pub struct Thermocouple {
 }
 
 fn timer_id(i: usize) -> TimerId {
-    TimerId(TIMER_KIND | i as u32)
+    TimerId::new(run_timer, i as u32)
 }
 
 /// The sampling timer: mark the sensor due and wake the task.
-pub fn run_timer(mcu: &mut Mcu, i: usize) -> TimerResult {
-    let Some(t) = mcu.thermo.thermocouples.get_mut(i) else {
+fn run_timer(mcu: &mut Mcu, i: u32, _waketime: u32) -> Result<TimerResult, Shutdown> {
+    Ok(timer_event(mcu, i as usize))
+}
+
+fn timer_event(mcu: &mut Mcu, i: usize) -> TimerResult {
+    let Some(t) = mcu.objs.of::<Thermocouple>().get_mut(i) else {
         return TimerResult::Done;
     };
     t.pending = true;
     t.waketime = t.waketime.wrapping_add(t.rest_time);
     let next = t.waketime;
-    mcu.wake_task(TASK_THERMO);
+    mcu.wake_task(&MODULE);
     TimerResult::Reschedule(next)
 }
 
@@ -68,10 +68,10 @@ fn config_thermocouple(mcu: &mut Mcu, a: &Args) -> CmdResult {
     if chip_type > CHIP_MAX6675 as u32 {
         return Err(INVALID_TYPE);
     }
-    let index = mcu.thermo.thermocouples.len() as u16;
-    mcu.oid_alloc(a.get(0), OBJ_KIND, index)?;
+    let index = mcu.objs.of::<Thermocouple>().len() as u16;
+    mcu.oid_alloc::<Thermocouple>(a.get(0), index)?;
     let spi = spi::lookup(mcu, a.get(1))?;
-    mcu.thermo.thermocouples.push(Thermocouple {
+    mcu.objs.push(Thermocouple {
         oid: a.get(0) as u8,
         spi,
         chip_type: chip_type as u8,
@@ -87,9 +87,9 @@ fn config_thermocouple(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn query_thermocouple(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = mcu.oid_lookup(a.get(0), OBJ_KIND)? as usize;
+    let i = mcu.oid_lookup::<Thermocouple>(a.get(0))? as usize;
     mcu.timers.remove(timer_id(i));
-    let t = &mut mcu.thermo.thermocouples[i];
+    let t = &mut mcu.objs.of::<Thermocouple>()[i];
     t.waketime = a.get(1);
     t.rest_time = a.get(2);
     if t.rest_time == 0 {
@@ -105,7 +105,7 @@ fn query_thermocouple(mcu: &mut Mcu, a: &Args) -> CmdResult {
 
 /// Report one reading and check it; `Err` when the MCU shut down.
 fn respond(mcu: &mut Mcu, i: usize, next: u32, value: u32, fault: u8) -> Result<(), ()> {
-    let oid = mcu.thermo.thermocouples[i].oid;
+    let oid = mcu.objs.of::<Thermocouple>()[i].oid;
     mcu.send(
         &THERMOCOUPLE_RESULT,
         &[
@@ -115,7 +115,7 @@ fn respond(mcu: &mut Mcu, i: usize, next: u32, value: u32, fault: u8) -> Result<
             Arg::Int(fault as u32),
         ],
     );
-    let t = &mut mcu.thermo.thermocouples[i];
+    let t = &mut mcu.objs.of::<Thermocouple>()[i];
     if fault != 0 || value < t.min_value || value > t.max_value {
         t.invalid_count = t.invalid_count.wrapping_add(1);
         if t.invalid_count < t.max_invalid {
@@ -127,18 +127,18 @@ fn respond(mcu: &mut Mcu, i: usize, next: u32, value: u32, fault: u8) -> Result<
             return Err(());
         }
     }
-    mcu.thermo.thermocouples[i].invalid_count = 0;
+    mcu.objs.of::<Thermocouple>()[i].invalid_count = 0;
     Ok(())
 }
 
 /// Exchange `data` with sensor `i`'s SPI device; a bus failure shuts down.
 fn xfer(mcu: &mut Mcu, i: usize, data: &mut [u8]) -> Result<(), ()> {
-    let spi = mcu.thermo.thermocouples[i].spi;
+    let spi = mcu.objs.of::<Thermocouple>()[i].spi;
     spi::transfer(mcu, spi, true, data).map_err(|e| mcu.try_shutdown(e))
 }
 
 fn read(mcu: &mut Mcu, i: usize, next: u32) -> Result<(), ()> {
-    match mcu.thermo.thermocouples[i].chip_type {
+    match mcu.objs.of::<Thermocouple>()[i].chip_type {
         CHIP_MAX31855 => {
             let mut msg = [0u8; 4];
             xfer(mcu, i, &mut msg)?;
@@ -174,8 +174,8 @@ fn read(mcu: &mut Mcu, i: usize, next: u32) -> Result<(), ()> {
 
 /// Read every sensor that is due and report it.
 pub fn task(mcu: &mut Mcu) {
-    for i in 0..mcu.thermo.thermocouples.len() {
-        let t = &mut mcu.thermo.thermocouples[i];
+    for i in 0..mcu.objs.of::<Thermocouple>().len() {
+        let t = &mut mcu.objs.of::<Thermocouple>()[i];
         if !t.pending {
             continue;
         }
@@ -187,7 +187,7 @@ pub fn task(mcu: &mut Mcu) {
     }
 }
 
-static COMMANDS: [Command; 2] = [
+static COMMANDS: [Command<Mcu>; 2] = [
     Command::new(
         "config_thermocouple oid=%c spi_oid=%c thermocouple_type=%c",
         0,
@@ -200,7 +200,7 @@ static COMMANDS: [Command; 2] = [
     ),
 ];
 
-pub static MODULE: Module = Module {
+pub static MODULE: Module<Mcu> = Module {
     commands: &COMMANDS,
     responses: &[&THERMOCOUPLE_RESULT],
     constants: &[],
@@ -227,4 +227,6 @@ pub static MODULE: Module = Module {
         ),
     ],
     static_strings: &[INVALID_TYPE.0, READER_FAULT.0],
+    task: Some(task),
+    shutdown: None,
 };
