@@ -27,3 +27,6 @@ pub mod restart;
 pub mod runtime;
 pub mod sched;
 pub mod shutdown;
+
+#[cfg(test)]
+mod layering;

@@ -9,6 +9,8 @@
 use klipper_protocol::dictionary::EnumValue;
 
 use super::trigger_analog;
+use klipper_protocol::crc::crc16_ccitt;
+
 use crate::command::{Args, CmdResult, Command, Module, Shutdown};
 use crate::commands::sensor_bulk::{SensorBulk, BULK_DATA_SIZE};
 use crate::commands::spi;
@@ -58,17 +60,6 @@ pub struct SpiAdc {
     num_channels: u8,
     sb: SensorBulk,
     pub ta: Option<usize>,
-}
-
-/// CRC-16/CCITT (polynomial 0x1021, initial value 0xffff).
-pub fn crc16_ccitt(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0xffff;
-    for &b in data {
-        let mut x = ((crc >> 8) as u8) ^ b;
-        x ^= x >> 4;
-        crc = (crc << 8) ^ ((x as u16) << 12) ^ ((x as u16) << 5) ^ (x as u16);
-    }
-    crc
 }
 
 /// Both kinds share a table; an oid names one kind (`SpiAdc::ads131`).

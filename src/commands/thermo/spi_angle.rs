@@ -8,6 +8,8 @@
 use klipper_protocol::dictionary::EnumValue;
 use klipper_protocol::format::Arg;
 
+use klipper_protocol::crc::{crc8_07, crc8_1d};
+
 use crate::clock::from_us;
 use crate::command::{Args, CmdResult, Command, Module, Response, Shutdown};
 use crate::commands::sensor_bulk::{SensorBulk, BULK_DATA_SIZE};
@@ -171,19 +173,6 @@ fn bit_parity(a: u8, b: u8) -> u8 {
     ((a ^ b).count_ones() & 1) as u8
 }
 
-/// CRC-8 with polynomial `poly` (no reflection), one byte.
-pub fn crc8(poly: u8, mut crc: u8, data: u8) -> u8 {
-    crc ^= data;
-    for _ in 0..8 {
-        crc = if crc & 0x80 != 0 {
-            (crc << 1) ^ poly
-        } else {
-            crc << 1
-        };
-    }
-    crc
-}
-
 /// Sample storage of one sensor, moved out while it is filled (so the
 /// SPI calls can borrow the MCU).
 struct Sampler {
@@ -283,7 +272,7 @@ fn query(mcu: &mut Mcu, spi_i: usize, chip: u8, s: &mut Sampler, stime: u32) -> 
                 s.add_error(SE_SPI_TIME);
                 return Ok(());
             }
-            let crc = msg[2..5].iter().fold(0, |c, &b| crc8(0x07, c, b));
+            let crc = crc8_07(0, &msg[2..5]);
             if crc != msg[5] {
                 s.add_error(SE_CRC);
             } else if msg[4] & 0x02 != 0 {
@@ -299,11 +288,8 @@ fn query(mcu: &mut Mcu, spi_i: usize, chip: u8, s: &mut Sampler, stime: u32) -> 
             msg[0] = TLE_READ_LATCH;
             msg[1] = (TLE_REG_AVAL << 4) | 0x03;
             // 0x05 == crc8(crc8(0xff, msg[0]), msg[1])
-            let mut crc = 0x05;
             spi::transfer(mcu, spi_i, true, &mut msg)?;
-            for &b in &msg[2..8] {
-                crc = crc8(0x1d, crc, b);
-            }
+            let crc = crc8_1d(0x05, &msg[2..8]);
             if !crc != msg[9] {
                 s.add_error(SE_CRC);
             } else if msg[8] & (1 << 4) == 0 {

@@ -25,6 +25,8 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use klipper_protocol::crc::crc16_ccitt;
+
 use crate::hw::bus::{I2C_NACK, I2C_SUCCESS};
 use crate::hw::sim::{SimGpioDevice, SimI2cDevice, SimSpiDevice, SimState};
 
@@ -571,23 +573,6 @@ const A131_RESET_BIT: u16 = 1 << 10;
 /// STATUS bit 15: the register map is locked.
 const A131_LOCK_BIT: u16 = 1 << 15;
 
-/// The chip's output CRC (CCITT: polynomial 0x1021, seed 0xffff), bit by
-/// bit, independent of the MCU's table-free version it checks.
-fn crc16_ccitt_bitwise(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0xffff;
-    for &b in data {
-        crc ^= (b as u16) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
-}
-
 /// The word to send in the next frame's first slot.
 #[derive(Clone, Copy)]
 enum A131Response {
@@ -840,7 +825,7 @@ impl SimSpiDevice for Ads131m0x {
                 self.put16(&mut out, v);
             }
         }
-        let mut crc = crc16_ccitt_bitwise(&out);
+        let mut crc = crc16_ccitt(&out);
         if self.bad_crc > 0 {
             self.bad_crc -= 1;
             crc ^= 0x5a5a;
@@ -1007,7 +992,7 @@ mod tests {
 
     #[test]
     fn ads131m0x_crc_is_ccitt_false() {
-        assert_eq!(crc16_ccitt_bitwise(b"123456789"), 0x29b1);
+        assert_eq!(crc16_ccitt(b"123456789"), 0x29b1);
     }
 
     /// One frame of 16-bit words, 24-bit slots, at least four words.
@@ -1029,7 +1014,7 @@ mod tests {
         a.transfer(t, &mut f);
         // Power-up: the first response is the reset acknowledgement.
         assert_eq!(&f[..2], &[0xff, 0x22]);
-        assert_eq!(crc16_ccitt_bitwise(&f[..9]).to_be_bytes(), [f[9], f[10]]);
+        assert_eq!(crc16_ccitt(&f[..9]).to_be_bytes(), [f[9], f[10]]);
         let mut f = frame(&[0]);
         a.transfer(t, &mut f);
         assert_eq!(&f[..2], &[0x22, 0x00], "ID: an ADS131M02");

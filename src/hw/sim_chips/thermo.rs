@@ -23,6 +23,8 @@
 //!   `error 0|1` (the chip flags its reading as invalid), `crc 0|1`
 //!   (replies with a bad parity/CRC), `state`.
 
+use klipper_protocol::crc::{crc8_07, crc8_1d};
+
 use crate::hw::sim::{SimSpiDevice, SimState};
 
 const CLOCK_FREQ: f64 = 50_000_000.0;
@@ -342,12 +344,6 @@ fn parity16(w: u16) -> u16 {
     (w.count_ones() & 1) as u16
 }
 
-fn crc8(poly: u8, init: u8, data: &[u8]) -> u8 {
-    data.iter().fold(init, |c, &b| {
-        crate::commands::thermo::spi_angle::crc8(poly, c, b)
-    })
-}
-
 impl Angle {
     fn new(chip: AngleChip) -> Angle {
         Angle {
@@ -455,7 +451,7 @@ impl Angle {
             resp[2 + 2 * k..4 + 2 * k].copy_from_slice(&words[k].to_be_bytes());
         }
         let stat: u8 = if self.error { 0x60 } else { 0x70 };
-        let crc = !crc8(0x1d, 0xff, &resp[..2 + 2 * n]) ^ (self.bad_crc as u8);
+        let crc = !crc8_1d(0xff, &resp[..2 + 2 * n]) ^ (self.bad_crc as u8);
         resp[2 + 2 * n] = stat;
         resp[3 + 2 * n] = crc;
         let m = data.len().min(4 + 2 * n);
@@ -494,7 +490,7 @@ impl SimSpiDevice for Angle {
                     data[2] = (a >> 8) as u8;
                     data[3] = a as u8 & 0xfe;
                     data[4] = (self.error as u8) << 1;
-                    data[5] = crc8(0x07, 0, &data[2..5]) ^ (self.bad_crc as u8);
+                    data[5] = crc8_07(0, &data[2..5]) ^ (self.bad_crc as u8);
                 }
             }
         }
