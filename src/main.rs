@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use klipper_mcu::commands::{self, Dialect};
 use klipper_mcu::console::Console;
-use klipper_mcu::hw::sim::SimControl;
 use klipper_mcu::hw::Board;
 use klipper_mcu::mcu::{Mcu, STARTING};
 use klipper_mcu::restart::{self, Watchdog};
@@ -22,9 +21,6 @@ PWM and ADC lines as one more micro-controller.
   -r          real-time: SCHED_FIFO scheduling and locked memory
               (needs CAP_SYS_NICE and a memlock limit)
   -w          feed the hardware watchdog /dev/watchdog
-  --sim       use a simulated board instead of this computer's hardware; its
-              control socket (a Unix datagram socket) is PATH.sim: send
-              'set gpio17 1', 'get gpio17', 'history gpio17 20', 'clock'
   --dev-root DIR  look for device nodes (gpiochipN, spidevB.D, i2c-N) in DIR
               instead of /dev
   --dialect klipper|kalico  message forms to serve where the hosts differ
@@ -36,6 +32,45 @@ PWM and ADC lines as one more micro-controller.
   --help      show this help
   --version   show the version
 ";
+
+/// The simulated board's option, in builds that have it (`--features sim`).
+#[cfg(feature = "sim")]
+const USAGE_SIM: &str = "\
+  --sim       use a simulated board instead of this computer's hardware; its
+              control socket (a Unix datagram socket) is PATH.sim: send
+              'set gpio17 1', 'get gpio17', 'history gpio17 20', 'clock'
+";
+#[cfg(not(feature = "sim"))]
+const USAGE_SIM: &str = "";
+
+#[cfg(feature = "sim")]
+use klipper_mcu::hw::sim::SimControl;
+
+/// Builds without the simulator have no control socket.
+#[cfg(not(feature = "sim"))]
+struct SimControl;
+
+#[cfg(not(feature = "sim"))]
+impl SimControl {
+    fn raw_fd(&self) -> i32 {
+        -1
+    }
+    fn poll(&mut self) {}
+}
+
+/// The simulated board and its control socket beside the pty link.
+#[cfg(feature = "sim")]
+fn sim_board(o: &Options) -> Result<(Board, SimControl), String> {
+    let (board, state) = Board::sim(o.dev_root.clone(), o.sysfs_root.clone());
+    let mut path = o.path.as_os_str().to_owned();
+    path.push(".sim");
+    Ok((board, SimControl::bind(&PathBuf::from(path), state)?))
+}
+
+#[cfg(not(feature = "sim"))]
+fn sim_board(_: &Options) -> Result<(Board, SimControl), String> {
+    Err("--sim: this build has no simulated board (cargo build --features sim)".into())
+}
 
 struct Options {
     path: PathBuf,
@@ -62,7 +97,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         let a = &args[i];
         match a.as_str() {
             "--help" | "-h" => {
-                print!("{USAGE}");
+                print!("{USAGE}{USAGE_SIM}");
                 std::process::exit(0);
             }
             "--check" => {
@@ -78,7 +113,8 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                     }
                 }
             }
-            "--sim" => o.sim = true,
+            "--sim" if cfg!(feature = "sim") => o.sim = true,
+            "--sim" => return Err(sim_board(&o).err().unwrap_or_default()),
             "--dialect" => {
                 i += 1;
                 o.dialect = match args.get(i).map(String::as_str) {
@@ -173,7 +209,7 @@ fn main() {
     let opts = match parse_args(&args) {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("klipper_mcu: {e}\n\n{USAGE}");
+            eprintln!("klipper_mcu: {e}\n\n{USAGE}{USAGE_SIM}");
             std::process::exit(2);
         }
     };
@@ -215,16 +251,16 @@ fn main() {
     let registry = commands::registry(opts.dialect);
     let mut sim_control = None;
     let board = if opts.sim {
-        let (board, state) = Board::sim(opts.dev_root.clone(), opts.sysfs_root.clone());
-        let path = sim_control_path(&opts.path);
-        match SimControl::bind(&path, state) {
-            Ok(c) => sim_control = Some(c),
+        match sim_board(&opts) {
+            Ok((board, c)) => {
+                sim_control = Some(c);
+                board
+            }
             Err(e) => {
                 eprintln!("klipper_mcu: {e}");
                 std::process::exit(1);
             }
         }
-        board
     } else {
         Board::linux(opts.dev_root.clone(), opts.sysfs_root.clone())
     };
@@ -258,9 +294,3 @@ fn main() {
     }
 }
 
-/// Where the simulated board's control socket goes: beside the pty link.
-fn sim_control_path(link: &std::path::Path) -> PathBuf {
-    let mut p = link.as_os_str().to_owned();
-    p.push(".sim");
-    PathBuf::from(p)
-}

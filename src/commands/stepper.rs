@@ -60,8 +60,6 @@ fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
     mcu.oid_lookup::<Stepper>(oid).map(|i| i as usize)
 }
 
-#[inline]
-
 fn toggle_dir(mcu: &mut Mcu, i: usize) {
     let s = &mut mcu.objs.of::<Stepper>()[i];
     s.dir_level = !s.dir_level;

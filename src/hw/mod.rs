@@ -1,9 +1,11 @@
 //! Hardware behind small traits, each with a Linux implementation and a
-//! simulated one (`--sim`).
+//! simulated one (`--sim`, only in builds with the `sim` feature).
 
 pub mod bus;
 pub mod linux_gpio;
+#[cfg(feature = "sim")]
 pub mod sim;
+#[cfg(feature = "sim")]
 pub mod sim_chips;
 pub mod sysfs;
 
@@ -36,6 +38,7 @@ impl Board {
 
     /// The simulated board (sysfs parts still read `sysfs_root`); returns
     /// its shared state for the control socket.
+    #[cfg(feature = "sim")]
     pub fn sim(
         dev_root: PathBuf,
         sysfs_root: PathBuf,
