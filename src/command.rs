@@ -90,9 +90,51 @@ pub const MAX_ARG_SLOTS: usize = 24;
 pub struct Args<'a> {
     pub slots: [u32; MAX_ARG_SLOTS],
     pub data: &'a [u8],
+    /// The command's format, so that debug builds check the names
+    /// handlers give the arguments ([`args!`](crate::args)).
+    pub format: &'static str,
+}
+
+/// Bind a handler's arguments to names, in the order of its format string:
+/// `args!(a => oid, clock, data: buf)` makes `oid` and `clock` `u32`s and
+/// `data` a `&[u8]`. Debug builds check each name (and buffer-ness)
+/// against the format, so a slot can never be read under a wrong name.
+#[macro_export]
+macro_rules! args {
+    ($a:ident => $($rest:tt)*) => {
+        $crate::args!(@arg $a, 0usize, 0usize; $($rest)*);
+    };
+    (@arg $a:ident, $k:expr, $i:expr; ) => {};
+    (@arg $a:ident, $k:expr, $i:expr; $name:ident: buf $(, $($rest:tt)*)?) => {
+        debug_assert!($a.names($k, stringify!($name), true), "{}: {}", stringify!($name), $a.format);
+        #[allow(unused_variables)]
+        let $name: &[u8] = $a.buf($i);
+        $crate::args!(@arg $a, $k + 1, $i + 2; $($($rest)*)?);
+    };
+    (@arg $a:ident, $k:expr, $i:expr; $name:ident $(, $($rest:tt)*)?) => {
+        debug_assert!($a.names($k, stringify!($name), false), "{}: {}", stringify!($name), $a.format);
+        #[allow(unused_variables)]
+        let $name: u32 = $a.get($i);
+        $crate::args!(@arg $a, $k + 1, $i + 1; $($($rest)*)?);
+    };
 }
 
 impl Args<'_> {
+    /// Whether parameter `k` of the format is `name` (a buffer if `buf`).
+    #[doc(hidden)]
+    pub fn names(&self, k: usize, name: &str, buf: bool) -> bool {
+        let Some((n, t)) = self
+            .format
+            .split(' ')
+            .skip(1)
+            .nth(k)
+            .and_then(|p| p.split_once('='))
+        else {
+            return false;
+        };
+        n == name && t.ends_with('s') == buf
+    }
+
     #[inline]
     pub fn get(&self, i: usize) -> u32 {
         self.slots[i]

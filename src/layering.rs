@@ -39,7 +39,11 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
         }
     }
     let mut g = BTreeMap::new();
-    walk(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), None, &mut g);
+    walk(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        None,
+        &mut g,
+    );
     g
 }
 
@@ -89,7 +93,9 @@ fn layers_point_down() {
     assert!(g["shutdown"].is_empty(), "the leaf imports nothing");
     // Below the MCU: declarations, registry, clock, scheduler, move queue,
     // oid table, hardware.
-    for low in ["command", "clock", "sched", "moveq", "objects", "hw", "pins", "restart"] {
+    for low in [
+        "command", "clock", "sched", "moveq", "objects", "hw", "pins", "restart",
+    ] {
         for high in ["mcu", "commands", "runtime", "console"] {
             assert!(!uses(low, high), "{low} must not import {high}");
         }

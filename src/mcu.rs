@@ -222,6 +222,7 @@ impl Mcu {
             let mut args = Args {
                 slots: [0; MAX_ARG_SLOTS],
                 data: block,
+                format: cmd.format,
             };
             if parse_args(cmd.params.as_slice(), block, end, &mut pos, &mut args.slots).is_err() {
                 self.shutdown(PARSER_ERROR);

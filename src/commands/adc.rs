@@ -84,15 +84,15 @@ fn run_timer(mcu: &mut Mcu, i: u32, waketime: u32) -> Result<TimerResult, Shutdo
 }
 
 fn config_analog_in(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let pin = a.get(1);
+    crate::args!(a => oid, pin);
     if !(ANALOG_BASE..ANALOG_BASE + ANALOG_COUNT).contains(&pin) {
         return Err(NOT_ADC_PIN);
     }
     let chan = AdcChannel::open(&mcu.sysfs_root, pin - ANALOG_BASE)?;
     let index = mcu.objs.of::<AnalogIn>().len() as u16;
-    mcu.oid_alloc::<AnalogIn>(a.get(0), index)?;
+    mcu.oid_alloc::<AnalogIn>(oid, index)?;
     mcu.objs.push(AnalogIn {
-        oid: a.get(0) as u8,
+        oid: oid as u8,
         chan,
         rest_time: 0,
         sample_time: 0,

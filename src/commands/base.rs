@@ -41,10 +41,11 @@ fn identify(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn allocate_oids(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    crate::args!(a => count);
     if mcu.oids.is_some() {
         return Err(OIDS_ALLOCATED);
     }
-    mcu.oids = Some(crate::objects::OidTable::new(a.get(0) as u8 as usize));
+    mcu.oids = Some(crate::objects::OidTable::new(count as u8 as usize));
     Ok(())
 }
 
@@ -60,12 +61,13 @@ fn get_config(mcu: &mut Mcu, _a: &Args) -> CmdResult {
 }
 
 fn finalize_config(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    crate::args!(a => crc);
     if mcu.is_finalized() {
         return Err(ALREADY_FINALIZED);
     }
     mcu.move_count = MOVE_COUNT;
     mcu.moves = crate::moveq::MovePool::new(MOVE_COUNT as usize);
-    mcu.config_crc = a.get(0);
+    mcu.config_crc = crc;
     Ok(())
 }
 

@@ -86,14 +86,15 @@ fn timer_event(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
 }
 
 fn config_buttons(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let count = a.get(1) as u8;
+    crate::args!(a => oid, button_count);
+    let count = button_count as u8;
     if count > 8 {
         return Err(MAX_BUTTONS);
     }
     let index = mcu.objs.of::<Buttons>().len() as u16;
-    mcu.oid_alloc::<Buttons>(a.get(0), index)?;
+    mcu.oid_alloc::<Buttons>(oid, index)?;
     mcu.objs.push(Buttons {
-        oid: a.get(0) as u8,
+        oid: oid as u8,
         rest_ticks: 0,
         pressed: 0,
         last_pressed: 0,
@@ -109,28 +110,30 @@ fn config_buttons(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn buttons_add(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
-    let pos = a.get(1) as u8;
+    crate::args!(a => oid, pos, pin, pull_up);
+    let i = lookup(mcu, oid)?;
+    let pos = pos as u8;
     if pos >= mcu.objs.of::<Buttons>()[i].button_count {
         return Err(PAST_MAXIMUM);
     }
-    let pin = mcu.gpio.setup_input(a.get(2), Bias::from_arg(a.get(3)))?;
+    let pin = mcu.gpio.setup_input(pin, Bias::from_arg(pull_up))?;
     mcu.objs.of::<Buttons>()[i].pins[pos as usize] = Some(pin);
     Ok(())
 }
 
 fn buttons_query(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
+    crate::args!(a => oid, clock, rest_ticks, retransmit_count, invert);
+    let i = lookup(mcu, oid)?;
     let id = TimerId::new(run_timer, i as u32);
     mcu.timers.remove(id);
     let b = &mut mcu.objs.of::<Buttons>()[i];
-    b.rest_ticks = a.get(2);
-    b.pressed = a.get(4) as u8;
+    b.rest_ticks = rest_ticks;
+    b.pressed = invert as u8;
     b.last_pressed = b.pressed;
     b.ack_count = 0;
     b.report_count = 0;
     b.retransmit_state = BF_ACKED;
-    b.retransmit_count = a.get(3) as u8;
+    b.retransmit_count = retransmit_count as u8;
     if b.retransmit_count >= BF_NO_RETRANSMIT {
         return Err(INVALID_RETRANSMIT);
     }
@@ -138,12 +141,13 @@ fn buttons_query(mcu: &mut Mcu, a: &Args) -> CmdResult {
         return Ok(());
     }
     let now = mcu.clock.now();
-    mcu.timers.add(id, a.get(1), now)
+    mcu.timers.add(id, clock, now)
 }
 
 fn buttons_ack(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
-    let count = a.get(1) as u8;
+    crate::args!(a => oid, count);
+    let i = lookup(mcu, oid)?;
+    let count = count as u8;
     let b = &mut mcu.objs.of::<Buttons>()[i];
     b.ack_count = b.ack_count.wrapping_add(count);
     if count >= b.report_count {

@@ -58,11 +58,12 @@ fn timer_event(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
 }
 
 fn config_counter(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let pin = mcu.gpio.setup_input(a.get(1), Bias::from_arg(a.get(2)))?;
+    crate::args!(a => oid, pin, pull_up);
+    let pin = mcu.gpio.setup_input(pin, Bias::from_arg(pull_up))?;
     let index = mcu.objs.of::<Counter>().len() as u16;
-    mcu.oid_alloc::<Counter>(a.get(0), index)?;
+    mcu.oid_alloc::<Counter>(oid, index)?;
     mcu.objs.push(Counter {
-        oid: a.get(0) as u8,
+        oid: oid as u8,
         pin,
         poll_ticks: 0,
         sample_ticks: 0,
@@ -76,17 +77,18 @@ fn config_counter(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn query_counter(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
+    crate::args!(a => oid, clock, poll_ticks, sample_ticks);
+    let i = lookup(mcu, oid)?;
     let id = TimerId::new(run_timer, i as u32);
     mcu.timers.remove(id);
     let c = &mut mcu.objs.of::<Counter>()[i];
-    c.waketime = a.get(1);
-    c.poll_ticks = a.get(2);
-    c.sample_ticks = a.get(3);
+    c.waketime = clock;
+    c.poll_ticks = poll_ticks;
+    c.sample_ticks = sample_ticks;
     // Sample at once.
     c.next_sample_time = c.waketime;
     let now = mcu.clock.now();
-    mcu.timers.add(id, a.get(1), now)
+    mcu.timers.add(id, clock, now)
 }
 
 pub fn task(mcu: &mut Mcu) {

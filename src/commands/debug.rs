@@ -24,7 +24,8 @@ fn width(order: u32) -> usize {
 }
 
 fn debug_read(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let (w, addr) = (width(a.get(0)), a.get(1) as usize);
+    crate::args!(a => order, addr);
+    let (w, addr) = (width(order), addr as usize);
     let val = match mcu.debug_mem.get(addr..addr.saturating_add(w)) {
         Some(b) => b.iter().rev().fold(0u32, |v, &x| (v << 8) | x as u32),
         None => 0,
@@ -34,7 +35,8 @@ fn debug_read(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn debug_write(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let (w, addr, val) = (width(a.get(0)), a.get(1) as usize, a.get(2));
+    crate::args!(a => order, addr, val);
+    let (w, addr, val) = (width(order), addr as usize, val);
     if let Some(b) = mcu.debug_mem.get_mut(addr..addr.saturating_add(w)) {
         b.copy_from_slice(&val.to_le_bytes()[..w]);
     }
@@ -42,7 +44,8 @@ fn debug_write(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn debug_ping(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    mcu.out.send(&PONG, &[Arg::Bytes(a.buf(0))]);
+    crate::args!(a => data: buf);
+    mcu.out.send(&PONG, &[Arg::Bytes(data)]);
     Ok(())
 }
 

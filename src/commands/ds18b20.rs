@@ -119,7 +119,8 @@ fn config_ds18b20(mcu: &mut Mcu, a: &Args) -> CmdResult {
 
 /// Kalico's form, with `ignore_limits`.
 fn config_ds18b20_kalico(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    config(mcu, a, a.get(4) != 0)
+    crate::args!(a => oid, serial: buf, max_error_count, ignore_limits);
+    config(mcu, a, ignore_limits != 0)
 }
 
 fn config(mcu: &mut Mcu, a: &Args, ignore_limits: bool) -> CmdResult {
@@ -169,17 +170,18 @@ fn config(mcu: &mut Mcu, a: &Args, ignore_limits: bool) -> CmdResult {
 }
 
 fn query_ds18b20(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = mcu.oid_lookup::<Ds18b20>(a.get(0))? as usize;
+    crate::args!(a => oid, clock, rest_ticks, min_value, max_value);
+    let i = mcu.oid_lookup::<Ds18b20>(oid)? as usize;
     let id = TimerId::new(run_timer, i as u32);
     mcu.timers.remove(id);
     let d = &mut mcu.objs.of::<Ds18b20>()[i];
-    d.waketime = a.get(1);
-    d.rest_time = a.get(2);
+    d.waketime = clock;
+    d.rest_time = rest_ticks;
     if d.rest_time == 0 {
         return Ok(());
     }
-    d.min_value = a.get(3) as i32;
-    d.max_value = a.get(4) as i32;
+    d.min_value = min_value as i32;
+    d.max_value = max_value as i32;
     let (when, now) = (d.waketime, mcu.clock.now());
     mcu.timers.add(id, when, now)
 }

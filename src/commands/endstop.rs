@@ -68,9 +68,10 @@ fn timer_event(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
 }
 
 fn config_endstop(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let pin = mcu.gpio.setup_input(a.get(1), Bias::from_arg(a.get(2)))?;
+    crate::args!(a => oid, pin, pull_up);
+    let pin = mcu.gpio.setup_input(pin, Bias::from_arg(pull_up))?;
     let index = mcu.objs.of::<Endstop>().len() as u16;
-    mcu.oid_alloc::<Endstop>(a.get(0), index)?;
+    mcu.oid_alloc::<Endstop>(oid, index)?;
     mcu.objs.push(Endstop {
         pin,
         rest_time: 0,
@@ -87,36 +88,38 @@ fn config_endstop(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn endstop_home(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
+    crate::args!(a => oid, clock, sample_ticks, sample_count, rest_ticks, pin_value, trsync_oid, trigger_reason);
+    let i = lookup(mcu, oid)?;
     let id = TimerId::new(run_timer, i as u32);
     mcu.timers.remove(id);
-    let sample_count = a.get(3) as u8;
+    let sample_count = sample_count as u8;
     if sample_count == 0 {
         // Homing off.
         mcu.objs.of::<Endstop>()[i].flags = 0;
         return Ok(());
     }
-    let t = trsync::oid_lookup(mcu, a.get(6))?;
+    let t = trsync::oid_lookup(mcu, trsync_oid)?;
     let e = &mut mcu.objs.of::<Endstop>()[i];
-    e.sample_time = a.get(2);
+    e.sample_time = sample_ticks;
     e.sample_count = sample_count;
-    e.rest_time = a.get(4);
+    e.rest_time = rest_ticks;
     e.oversampling = false;
     e.trigger_count = sample_count;
-    e.flags = ESF_HOMING | if a.get(5) != 0 { ESF_PIN_HIGH } else { 0 };
+    e.flags = ESF_HOMING | if pin_value != 0 { ESF_PIN_HIGH } else { 0 };
     e.trsync = t;
-    e.trigger_reason = a.get(7) as u8;
+    e.trigger_reason = trigger_reason as u8;
     let now = mcu.clock.now();
-    mcu.timers.add(id, a.get(1), now)
+    mcu.timers.add(id, clock, now)
 }
 
 fn endstop_query_state(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
+    crate::args!(a => oid);
+    let i = lookup(mcu, oid)?;
     let pin = mcu.objs.of::<Endstop>()[i].pin;
     let val = mcu.gpio.read(pin);
     let e = &mcu.objs.of::<Endstop>()[i];
     let args = [
-        Arg::Int(a.get(0)),
+        Arg::Int(oid),
         Arg::Int((e.flags & ESF_HOMING != 0) as u32),
         Arg::Int(e.nextwake),
         Arg::Int(val as u32),

@@ -130,19 +130,21 @@ fn load_event(mcu: &mut Mcu, i: usize, waketime: u32) -> Result<TimerResult, Shu
 }
 
 fn config_digital_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let value = a.get(2) != 0;
-    let pin = mcu.gpio.setup_output(a.get(1), value)?;
+    crate::args!(a => oid, pin, value, default_value, max_duration);
+    let value = value != 0;
+    let pin = mcu.gpio.setup_output(pin, value)?;
     let index = mcu.objs.of::<DigitalOut>().len() as u16;
-    mcu.oid_alloc::<DigitalOut>(a.get(0), index)?;
+    mcu.oid_alloc::<DigitalOut>(oid, index)?;
     mcu.objs.push(DigitalOut {
         pin,
         on_duration: 0,
         off_duration: 0,
         end_time: 0,
-        max_duration: a.get(4),
+        max_duration,
         cycle_time: 0,
         mq: MoveQueue::default(),
-        flags: (if value { DF_ON } else { 0 }) | (if a.get(3) != 0 { DF_DEFAULT_ON } else { 0 }),
+        flags: (if value { DF_ON } else { 0 })
+            | (if default_value != 0 { DF_DEFAULT_ON } else { 0 }),
         next: Next::Load,
         waketime: 0,
     });
@@ -150,24 +152,26 @@ fn config_digital_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn set_digital_out_pwm_cycle(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
+    crate::args!(a => oid, cycle_ticks);
+    let i = lookup(mcu, oid)?;
     let d = &mut mcu.objs.of::<DigitalOut>()[i];
     if !d.mq.is_empty() {
         return Err(CYCLE_WHILE_PENDING);
     }
-    d.cycle_time = a.get(1);
+    d.cycle_time = cycle_ticks;
     Ok(())
 }
 
 fn queue_digital_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
-    let time = a.get(1);
+    crate::args!(a => oid, clock, on_ticks);
+    let i = lookup(mcu, oid)?;
+    let time = clock;
     let mut q = mcu.objs.of::<DigitalOut>()[i].mq;
     let first = mcu.moves.push(
         &mut q,
         Move {
             a: time,
-            b: a.get(2),
+            b: on_ticks,
             c: 0,
         },
     )?;
@@ -194,14 +198,15 @@ fn queue_digital_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn update_digital_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
+    crate::args!(a => oid, value);
+    let i = lookup(mcu, oid)?;
     mcu.timers.remove(timer_id(i as u16));
     let now = mcu.clock.now();
     let d = &mut mcu.objs.of::<DigitalOut>()[i];
     if !d.mq.is_empty() {
         return Err(UPDATE_WITH_QUEUE);
     }
-    let on = a.get(1) != 0;
+    let on = value != 0;
     let on_flag = if on { DF_ON } else { 0 };
     let default_flag = d.flags & DF_DEFAULT_ON;
     mcu.gpio.write(d.pin, on);
@@ -219,7 +224,8 @@ fn update_digital_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn set_digital_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    mcu.gpio.setup_output(a.get(0), a.get(1) != 0).map(|_| ())
+    crate::args!(a => pin, value);
+    mcu.gpio.setup_output(pin, value != 0).map(|_| ())
 }
 
 /// Every output back to its default; queued changes dropped.

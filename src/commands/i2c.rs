@@ -196,30 +196,33 @@ pub fn read(mcu: &mut Mcu, i: usize, reg: &[u8], out: &mut [u8]) -> Result<u8, S
 }
 
 fn config_i2c(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    crate::args!(a => oid);
     let index = mcu.objs.of::<I2cDev>().len() as u16;
-    mcu.oid_alloc::<I2cDev>(a.get(0), index)?;
+    mcu.oid_alloc::<I2cDev>(oid, index)?;
     mcu.objs.push(I2cDev { bus: Bus::None });
     Ok(())
 }
 
 fn i2c_set_bus(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
+    crate::args!(a => oid, i2c_bus, rate, address);
+    let i = lookup(mcu, oid)?;
     // The rate is the kernel driver's to set (dtparam=i2c_baudrate).
-    let h = mcu.i2c.setup(a.get(1), (a.get(3) & 0x7f) as u8)?;
+    let h = mcu.i2c.setup(i2c_bus, (address & 0x7f) as u8)?;
     mcu.objs.of::<I2cDev>()[i].bus = Bus::Hardware(h);
     Ok(())
 }
 
 fn i2c_set_sw_bus(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
-    let (scl, sda) = (a.get(1), a.get(2));
+    crate::args!(a => oid, scl_pin, sda_pin, pulse_ticks, address);
+    let i = lookup(mcu, oid)?;
+    let (scl, sda) = (scl_pin, sda_pin);
     mcu.gpio.setup_input(scl, Bias::PullUp)?;
     mcu.gpio.setup_input(sda, Bias::PullUp)?;
     mcu.objs.of::<I2cDev>()[i].bus = Bus::Software(SoftI2c {
         scl,
         sda,
-        addr: ((a.get(4) & 0x7f) << 1) as u8,
-        ticks: a.get(3),
+        addr: ((address & 0x7f) << 1) as u8,
+        ticks: pulse_ticks,
     });
     Ok(())
 }
@@ -244,22 +247,24 @@ fn i2c_transfer(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn i2c_write(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
-    let status = write(mcu, i, a.buf(1))?;
+    crate::args!(a => oid, data: buf);
+    let i = lookup(mcu, oid)?;
+    let status = write(mcu, i, data)?;
     status_error(status).map_or(Ok(()), Err)
 }
 
 fn i2c_read(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
-    let rlen = (a.get(3) as usize).min(MAX_RESPONSE);
+    crate::args!(a => oid, reg: buf, read_len);
+    let i = lookup(mcu, oid)?;
+    let rlen = (read_len as usize).min(MAX_RESPONSE);
     let mut rbuf = [0u8; MAX_RESPONSE];
-    let status = read(mcu, i, a.buf(1), &mut rbuf[..rlen])?;
+    let status = read(mcu, i, reg, &mut rbuf[..rlen])?;
     if let Some(e) = status_error(status) {
         return Err(e);
     }
     mcu.send(
         &I2C_READ_RESPONSE,
-        &[Arg::Int(a.get(0)), Arg::Bytes(&rbuf[..rlen])],
+        &[Arg::Int(oid), Arg::Bytes(&rbuf[..rlen])],
     );
     Ok(())
 }

@@ -114,29 +114,31 @@ fn run_timer(mcu: &mut Mcu, i: u32, waketime: u32) -> Result<TimerResult, Shutdo
 }
 
 fn config_pca9685(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let (bus, addr, channel) = (a.get(1) & 0xff, a.get(2) as u8, a.get(3) & 0xff);
-    let (value, default_value) = (a.get(5) & 0xffff, a.get(6) & 0xffff);
+    crate::args!(a => oid, bus, addr, channel, cycle_ticks, value, default_value, max_duration);
+    let (bus, addr, channel) = (bus & 0xff, addr as u8, channel & 0xff);
+    let (value, default_value) = (value & 0xffff, default_value & 0xffff);
     if channel > CHANNEL_MAX || value > VALUE_MAX || default_value > VALUE_MAX {
         return Err(INVALID);
     }
-    let c = chip(mcu, bus, addr, a.get(4))?;
+    let c = chip(mcu, bus, addr, cycle_ticks)?;
     let h = mcu.objs.of::<Pca9685Chip>()[c].i2c;
     if value != 0 {
         update(mcu, h, channel as u8, value);
     }
     let index = mcu.objs.of::<Pca9685Out>().len() as u16;
-    mcu.oid_alloc::<Pca9685Out>(a.get(0), index)?;
+    mcu.oid_alloc::<Pca9685Out>(oid, index)?;
     mcu.objs.push(Pca9685Out {
         chip: c,
         channel: channel as u8,
-        values: TimedValues::new(default_value, a.get(7)),
+        values: TimedValues::new(default_value, max_duration),
     });
     Ok(())
 }
 
 fn queue_pca9685_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = mcu.oid_lookup::<Pca9685Out>(a.get(0))? as usize;
-    let (when, value) = (a.get(1), a.get(2) & 0xffff);
+    crate::args!(a => oid, clock, value);
+    let i = mcu.oid_lookup::<Pca9685Out>(oid)? as usize;
+    let (when, value) = (clock, value & 0xffff);
     if value > VALUE_MAX {
         return Err(INVALID_VALUE);
     }
@@ -154,16 +156,12 @@ fn queue_pca9685_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn set_pca9685_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let (bus, addr, channel, value) = (
-        a.get(0) & 0xff,
-        a.get(1) as u8,
-        a.get(2) & 0xff,
-        a.get(4) & 0xffff,
-    );
+    crate::args!(a => bus, addr, channel, cycle_ticks, value);
+    let (bus, addr, channel, value) = (bus & 0xff, addr as u8, channel & 0xff, value & 0xffff);
     if channel > CHANNEL_MAX || value > VALUE_MAX {
         return Err(INVALID);
     }
-    let c = chip(mcu, bus, addr, a.get(3))?;
+    let c = chip(mcu, bus, addr, cycle_ticks)?;
     let h = mcu.objs.of::<Pca9685Chip>()[c].i2c;
     update(mcu, h, channel as u8, value);
     Ok(())

@@ -76,24 +76,26 @@ fn run_timer(mcu: &mut Mcu, i: u32, waketime: u32) -> Result<TimerResult, Shutdo
 }
 
 fn config_pwm_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let channel = channel(mcu, a.get(1), a.get(2), a.get(3) & 0xffff)?;
+    crate::args!(a => oid, pin, cycle_ticks, value, default_value, max_duration);
+    let channel = channel(mcu, pin, cycle_ticks, value & 0xffff)?;
     let index = mcu.objs.of::<PwmOut>().len() as u16;
-    mcu.oid_alloc::<PwmOut>(a.get(0), index)?;
+    mcu.oid_alloc::<PwmOut>(oid, index)?;
     mcu.objs.push(PwmOut {
         channel,
-        values: TimedValues::new(a.get(4) & 0xffff, a.get(5)),
+        values: TimedValues::new(default_value & 0xffff, max_duration),
     });
     Ok(())
 }
 
 fn queue_pwm_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = mcu.oid_lookup::<PwmOut>(a.get(0))? as usize;
-    let (id, when) = (timer_id(i), a.get(1));
+    crate::args!(a => oid, clock, value);
+    let i = mcu.oid_lookup::<PwmOut>(oid)? as usize;
+    let (id, when) = (timer_id(i), clock);
     let due = mcu.timers.waketime_of(id);
     if mcu.objs.of::<PwmOut>()[i].values.push(
         &mut mcu.moves,
         when,
-        a.get(2) & 0xffff,
+        value & 0xffff,
         due,
         &REASONS,
     )? {
@@ -105,7 +107,8 @@ fn queue_pwm_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn set_pwm_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    channel(mcu, a.get(0), a.get(1), a.get(2) & 0xffff).map(|_| ())
+    crate::args!(a => pin, cycle_ticks, value);
+    channel(mcu, pin, cycle_ticks, value & 0xffff).map(|_| ())
 }
 
 pub fn shutdown(mcu: &mut Mcu) {

@@ -158,35 +158,37 @@ fn new_spi(mcu: &mut Mcu, oid: u32, cs: Option<GpioOut>, high: bool) -> CmdResul
 }
 
 fn config_spi(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let high = a.get(2) != 0;
-    let cs = mcu.gpio.setup_output(a.get(1), !high)?;
-    new_spi(mcu, a.get(0), Some(cs), high)
+    crate::args!(a => oid, pin, cs_active_high);
+    let high = cs_active_high != 0;
+    let cs = mcu.gpio.setup_output(pin, !high)?;
+    new_spi(mcu, oid, Some(cs), high)
 }
 
 fn config_spi_without_cs(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    new_spi(mcu, a.get(0), None, false)
+    crate::args!(a => oid);
+    new_spi(mcu, oid, None, false)
 }
 
 fn spi_set_bus(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
-    let mode = a.get(2);
+    crate::args!(a => oid, spi_bus, mode, rate);
+    let i = lookup(mcu, oid)?;
     if mode > 3 || !matches!(mcu.objs.of::<SpiDev>()[i].bus, Bus::None) {
         return Err(INVALID_CONFIG);
     }
-    let h = mcu.spi.setup(a.get(1), mode as u8, a.get(3))?;
+    let h = mcu.spi.setup(spi_bus, mode as u8, rate)?;
     mcu.objs.of::<SpiDev>()[i].bus = Bus::Hardware(h);
     Ok(())
 }
 
 fn spi_set_sw_bus(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let mode = a.get(4);
+    crate::args!(a => oid, miso_pin, mosi_pin, sclk_pin, mode, pulse_ticks);
     if mode > 3 {
         return Err(INVALID_CONFIG);
     }
-    let i = lookup(mcu, a.get(0))?;
-    let miso = mcu.gpio.setup_input(a.get(1), Bias::PullUp)?;
-    let mosi = mcu.gpio.setup_output(a.get(2), false)?;
-    let sclk = mcu.gpio.setup_output(a.get(3), false)?;
+    let i = lookup(mcu, oid)?;
+    let miso = mcu.gpio.setup_input(miso_pin, Bias::PullUp)?;
+    let mosi = mcu.gpio.setup_output(mosi_pin, false)?;
+    let sclk = mcu.gpio.setup_output(sclk_pin, false)?;
     if !matches!(mcu.objs.of::<SpiDev>()[i].bus, Bus::None) {
         return Err(INVALID_CONFIG);
     }
@@ -195,29 +197,28 @@ fn spi_set_sw_bus(mcu: &mut Mcu, a: &Args) -> CmdResult {
         mosi,
         sclk,
         sclk_level: false,
-        sck_ticks: a.get(5),
+        sck_ticks: pulse_ticks,
         mode: mode as u8,
     });
     Ok(())
 }
 
 fn spi_transfer(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
-    let src = a.buf(1);
+    crate::args!(a => oid, data: buf);
+    let i = lookup(mcu, oid)?;
+    let src = data;
     let mut buf = [0u8; 256];
     let data = &mut buf[..src.len()];
     data.copy_from_slice(src);
     transfer(mcu, i, true, data)?;
-    mcu.send(
-        &SPI_TRANSFER_RESPONSE,
-        &[Arg::Int(a.get(0)), Arg::Bytes(data)],
-    );
+    mcu.send(&SPI_TRANSFER_RESPONSE, &[Arg::Int(oid), Arg::Bytes(data)]);
     Ok(())
 }
 
 fn spi_send(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
-    let src = a.buf(1);
+    crate::args!(a => oid, data: buf);
+    let i = lookup(mcu, oid)?;
+    let src = data;
     let mut buf = [0u8; 256];
     let data = &mut buf[..src.len()];
     data.copy_from_slice(src);
@@ -225,10 +226,11 @@ fn spi_send(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn config_spi_shutdown(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let spi = lookup(mcu, a.get(1))?;
+    crate::args!(a => oid, spi_oid, shutdown_msg: buf);
+    let spi = lookup(mcu, spi_oid)?;
     let index = mcu.objs.of::<SpiShutdown>().len() as u16;
-    mcu.oid_alloc::<SpiShutdown>(a.get(0), index)?;
-    let msg = heapless::Vec::from_slice(a.buf(2)).map_err(|_| INVALID_CONFIG)?;
+    mcu.oid_alloc::<SpiShutdown>(oid, index)?;
+    let msg = heapless::Vec::from_slice(shutdown_msg).map_err(|_| INVALID_CONFIG)?;
     mcu.objs.push(SpiShutdown { spi, msg });
     Ok(())
 }

@@ -163,23 +163,24 @@ pub fn step_event(mcu: &mut Mcu, i: u32, _waketime: u32) -> Result<TimerResult, 
 }
 
 fn config_stepper(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let invert_step = a.get(3) as u8 as i8;
+    crate::args!(a => oid, step_pin, dir_pin, invert_step, step_pulse_ticks);
+    let invert_step = invert_step as u8 as i8;
     let flags = match invert_step {
         v if v > 0 => SF_INVERT_STEP,
         v if v < 0 => SF_SINGLE_SCHED,
         _ => 0,
     };
     let step_level = flags & SF_INVERT_STEP != 0;
-    let step_pin = mcu.gpio.setup_output(a.get(1), step_level)?;
-    let dir_pin = mcu.gpio.setup_output(a.get(2), false)?;
+    let step_pin = mcu.gpio.setup_output(step_pin, step_level)?;
+    let dir_pin = mcu.gpio.setup_output(dir_pin, false)?;
     let index = mcu.objs.of::<Stepper>().len() as u16;
-    mcu.oid_alloc::<Stepper>(a.get(0), index)?;
+    mcu.oid_alloc::<Stepper>(oid, index)?;
     mcu.objs.push(Stepper {
         interval: 0,
         add: 0,
         count: 0,
         next_step_time: 0,
-        step_pulse_ticks: a.get(4),
+        step_pulse_ticks,
         step_pin,
         dir_pin,
         step_level,
@@ -193,14 +194,15 @@ fn config_stepper(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn queue_step(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
-    let count = a.get(2) & 0xffff;
+    crate::args!(a => oid, interval, count, add);
+    let i = lookup(mcu, oid)?;
+    let count = count & 0xffff;
     if count == 0 {
         return Err(INVALID_COUNT);
     }
     let mut m = Move {
-        a: a.get(1),
-        b: count | ((a.get(3) & 0xffff) << 16),
+        a: interval,
+        b: count | ((add & 0xffff) << 16),
         c: 0,
     };
     let s = &mcu.objs.of::<Stepper>()[i];
@@ -229,20 +231,22 @@ fn queue_step(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn set_next_step_dir(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
+    crate::args!(a => oid, dir);
+    let i = lookup(mcu, oid)?;
     let s = &mut mcu.objs.of::<Stepper>()[i];
-    s.flags = (s.flags & !SF_NEXT_DIR) | if a.get(1) != 0 { SF_NEXT_DIR } else { 0 };
+    s.flags = (s.flags & !SF_NEXT_DIR) | if dir != 0 { SF_NEXT_DIR } else { 0 };
     Ok(())
 }
 
 fn reset_step_clock(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
+    crate::args!(a => oid, clock);
+    let i = lookup(mcu, oid)?;
     let s = &mut mcu.objs.of::<Stepper>()[i];
     if s.count != 0 {
         return Err(RESET_WHILE_ACTIVE);
     }
-    s.next_step_time = a.get(1);
-    s.waketime = a.get(1);
+    s.next_step_time = clock;
+    s.waketime = clock;
     s.flags &= !SF_NEED_RESET;
     Ok(())
 }
@@ -263,9 +267,10 @@ fn position(s: &Stepper) -> u32 {
 }
 
 fn stepper_get_position(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
+    crate::args!(a => oid);
+    let i = lookup(mcu, oid)?;
     let pos = position(&mcu.objs.of::<Stepper>()[i]).wrapping_sub(POSITION_BIAS);
-    mcu.send(&STEPPER_POSITION, &[Arg::Int(a.get(0)), Arg::Int(pos)]);
+    mcu.send(&STEPPER_POSITION, &[Arg::Int(oid), Arg::Int(pos)]);
     Ok(())
 }
 
@@ -292,8 +297,9 @@ pub fn stop(mcu: &mut Mcu, i: usize) {
 }
 
 fn stepper_stop_on_trigger(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
-    let t = trsync::oid_lookup(mcu, a.get(1))?;
+    crate::args!(a => oid, trsync_oid);
+    let i = lookup(mcu, oid)?;
+    let t = trsync::oid_lookup(mcu, trsync_oid)?;
     trsync::add_signal(mcu, t, i as u16)
 }
 

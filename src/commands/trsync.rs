@@ -101,10 +101,11 @@ fn clear(mcu: &mut Mcu, i: usize) {
 }
 
 fn config_trsync(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    crate::args!(a => oid);
     let index = mcu.objs.of::<Trsync>().len() as u16;
-    mcu.oid_alloc::<Trsync>(a.get(0), index)?;
+    mcu.oid_alloc::<Trsync>(oid, index)?;
     mcu.objs.push(Trsync {
-        oid: a.get(0) as u8,
+        oid: oid as u8,
         report_ticks: 0,
         report_time: 0,
         signals: heapless::Vec::new(),
@@ -116,14 +117,15 @@ fn config_trsync(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn trsync_start(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
+    crate::args!(a => oid, report_clock, report_ticks, expire_reason);
+    let i = lookup(mcu, oid)?;
     clear(mcu, i);
     let now = mcu.clock.now();
     let t = &mut mcu.objs.of::<Trsync>()[i];
     t.flags = TSF_CAN_TRIGGER;
-    t.report_time = a.get(1);
-    t.report_ticks = a.get(2);
-    t.expire_reason = a.get(3) as u8;
+    t.report_time = report_clock;
+    t.report_ticks = report_ticks;
+    t.expire_reason = expire_reason as u8;
     if t.report_ticks != 0 {
         let when = t.report_time;
         mcu.timers
@@ -133,19 +135,21 @@ fn trsync_start(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn trsync_set_timeout(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
+    crate::args!(a => oid, clock);
+    let i = lookup(mcu, oid)?;
     if mcu.objs.of::<Trsync>()[i].flags & TSF_CAN_TRIGGER != 0 {
         let id = TimerId::new(expire_event, i as u32);
         mcu.timers.remove(id);
         let now = mcu.clock.now();
-        mcu.timers.add(id, a.get(1), now)?;
+        mcu.timers.add(id, clock, now)?;
     }
     Ok(())
 }
 
 fn trsync_trigger(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
-    do_trigger(mcu, i, a.get(1) as u8);
+    crate::args!(a => oid, reason);
+    let i = lookup(mcu, oid)?;
+    do_trigger(mcu, i, reason as u8);
     mcu.timers.remove(TimerId::new(report_event, i as u32));
     mcu.timers.remove(TimerId::new(expire_event, i as u32));
     let t = &mut mcu.objs.of::<Trsync>()[i];

@@ -48,11 +48,12 @@ fn event(mcu: &mut Mcu, i: u32, _waketime: u32) -> Result<TimerResult, Shutdown>
 }
 
 fn config_adxl345(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    crate::args!(a => oid, spi_oid);
     let index = mcu.objs.of::<Adxl345>().len() as u16;
-    mcu.oid_alloc::<Adxl345>(a.get(0), index)?;
-    let spi = spi::lookup(mcu, a.get(1))?;
+    mcu.oid_alloc::<Adxl345>(oid, index)?;
+    let spi = spi::lookup(mcu, spi_oid)?;
     mcu.objs.push(Adxl345 {
-        oid: a.get(0) as u8,
+        oid: oid as u8,
         spi,
         rest_ticks: 0,
         pending: false,
@@ -106,11 +107,11 @@ fn query(mcu: &mut Mcu, i: usize) -> Result<bool, crate::command::Shutdown> {
 }
 
 fn query_adxl345(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
+    crate::args!(a => oid, rest_ticks);
+    let i = lookup(mcu, oid)?;
     mcu.timers.remove(timer_id(i));
     let ax = &mut mcu.objs.of::<Adxl345>()[i];
     ax.pending = false;
-    let rest_ticks = a.get(1);
     if rest_ticks == 0 {
         // End measurements.
         return Ok(());
@@ -123,7 +124,8 @@ fn query_adxl345(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn query_adxl345_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
+    crate::args!(a => oid);
+    let i = lookup(mcu, oid)?;
     let mut msg = [AR_FIFO_STATUS | AM_READ, 0];
     let spi = mcu.objs.of::<Adxl345>()[i].spi;
     let time1 = mcu.clock.now();
@@ -137,7 +139,7 @@ fn query_adxl345_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let sb = mcu.objs.of::<Adxl345>()[i].sb;
     sb.status(
         mcu,
-        a.get(0) as u8,
+        oid as u8,
         time1,
         time2.wrapping_sub(time1),
         fifo_status as u32 * BYTES_PER_SAMPLE as u32,

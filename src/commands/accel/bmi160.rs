@@ -46,11 +46,12 @@ fn event(mcu: &mut Mcu, i: u32, _waketime: u32) -> Result<TimerResult, Shutdown>
 }
 
 fn config_bmi160(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    crate::args!(a => oid, bus_oid, bus_oid_type);
     let index = mcu.objs.of::<Bmi160>().len() as u16;
-    mcu.oid_alloc::<Bmi160>(a.get(0), index)?;
-    let bus = BusDev::lookup(mcu, a.get(1), a.get(2))?;
+    mcu.oid_alloc::<Bmi160>(oid, index)?;
+    let bus = BusDev::lookup(mcu, bus_oid, bus_oid_type)?;
     mcu.objs.push(Bmi160 {
-        oid: a.get(0) as u8,
+        oid: oid as u8,
         bus,
         rest_ticks: 0,
         pending: false,
@@ -117,11 +118,11 @@ fn query(mcu: &mut Mcu, i: usize) -> Result<bool, Shutdown> {
 }
 
 fn query_bmi160(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
+    crate::args!(a => oid, rest_ticks);
+    let i = lookup(mcu, oid)?;
     mcu.timers.remove(timer_id(i));
     let ax = &mut mcu.objs.of::<Bmi160>()[i];
     ax.pending = false;
-    let rest_ticks = a.get(1);
     if rest_ticks == 0 {
         return Ok(());
     }
@@ -134,7 +135,8 @@ fn query_bmi160(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn query_bmi160_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
+    crate::args!(a => oid);
+    let i = lookup(mcu, oid)?;
     let bus = mcu.objs.of::<Bmi160>()[i].bus;
     let time1 = mcu.clock.now();
     let n = read_fifo_length(mcu, bus)?;
@@ -144,7 +146,7 @@ fn query_bmi160_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let (sb, pending) = (ax.sb, ax.fifo_bytes_pending);
     sb.status(
         mcu,
-        a.get(0) as u8,
+        oid as u8,
         time1,
         time2.wrapping_sub(time1),
         pending as u32,

@@ -57,15 +57,16 @@ fn event(mcu: &mut Mcu, i: u32, _waketime: u32) -> Result<TimerResult, Shutdown>
 }
 
 fn config_lis2dw(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    crate::args!(a => oid, bus_oid, bus_oid_type, lis_chip_type);
     let index = mcu.objs.of::<Lis2dw>().len() as u16;
-    mcu.oid_alloc::<Lis2dw>(a.get(0), index)?;
-    let bus = BusDev::lookup(mcu, a.get(1), a.get(2))?;
-    let model = a.get(3);
+    mcu.oid_alloc::<Lis2dw>(oid, index)?;
+    let bus = BusDev::lookup(mcu, bus_oid, bus_oid_type)?;
+    let model = lis_chip_type;
     if model != LIS2DW && model != LIS3DH {
         return Err(MODEL_INVALID);
     }
     mcu.objs.push(Lis2dw {
-        oid: a.get(0) as u8,
+        oid: oid as u8,
         bus,
         model,
         rest_ticks: 0,
@@ -157,11 +158,11 @@ fn query(mcu: &mut Mcu, i: usize) -> Result<bool, Shutdown> {
 }
 
 fn query_lis2dw(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
+    crate::args!(a => oid, rest_ticks);
+    let i = lookup(mcu, oid)?;
     mcu.timers.remove(timer_id(i));
     let ax = &mut mcu.objs.of::<Lis2dw>()[i];
     ax.pending = false;
-    let rest_ticks = a.get(1);
     if rest_ticks == 0 {
         return Ok(());
     }
@@ -174,7 +175,8 @@ fn query_lis2dw(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn query_lis2dw_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
+    crate::args!(a => oid);
+    let i = lookup(mcu, oid)?;
     let bus = mcu.objs.of::<Lis2dw>()[i].bus;
     let time1 = mcu.clock.now();
     let st = read_fifo_status(mcu, bus)?;
@@ -184,7 +186,7 @@ fn query_lis2dw_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let (sb, pending) = (ax.sb, ax.fifo_bytes_pending);
     sb.status(
         mcu,
-        a.get(0) as u8,
+        oid as u8,
         time1,
         time2.wrapping_sub(time1),
         pending as u32,

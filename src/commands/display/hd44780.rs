@@ -64,18 +64,19 @@ fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, crate::command::Shutdown> {
 }
 
 fn config_hd44780(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let rs = mcu.gpio.setup_output(a.get(1), false)?;
-    let e = mcu.gpio.setup_output(a.get(2), false)?;
+    crate::args!(a => oid, rs_pin, e_pin, d4_pin, d5_pin, d6_pin, d7_pin, delay_ticks);
+    let rs = mcu.gpio.setup_output(rs_pin, false)?;
+    let e = mcu.gpio.setup_output(e_pin, false)?;
     let mut d = [GpioOut { pin: 0 }; 4];
     for (k, slot) in d.iter_mut().enumerate() {
         *slot = mcu.gpio.setup_output(a.get(3 + k), false)?;
     }
     let index = mcu.objs.of::<Hd44780>().len() as u16;
-    mcu.oid_alloc::<Hd44780>(a.get(0), index)?;
+    mcu.oid_alloc::<Hd44780>(oid, index)?;
     mcu.objs.push(Hd44780 {
         last_cmd_time: 0,
         // Linux has no strict timing: the host's delay, uncalibrated.
-        cmd_wait_ticks: a.get(7),
+        cmd_wait_ticks: delay_ticks,
         last: 0,
         rs,
         e,

@@ -107,27 +107,27 @@ fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
 }
 
 fn config_neopixel(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let pin = mcu.gpio.setup_output(a.get(1), false)?;
-    let data_size = a.get(2);
+    crate::args!(a => oid, pin, data_size, bit_max_ticks, reset_min_ticks);
+    let pin = mcu.gpio.setup_output(pin, false)?;
     if data_size & 0x8000 != 0 {
         return Err(INVALID_DATA_SIZE);
     }
     let index = mcu.objs.of::<Neopixel>().len() as u16;
-    mcu.oid_alloc::<Neopixel>(a.get(0), index)?;
+    mcu.oid_alloc::<Neopixel>(oid, index)?;
     mcu.objs.push(Neopixel {
         pin,
-        bit_max_ticks: a.get(3),
+        bit_max_ticks,
         last_req_time: 0,
-        reset_min_ticks: a.get(4),
+        reset_min_ticks,
         data: vec![0; data_size as usize].into_boxed_slice(),
     });
     Ok(())
 }
 
 fn neopixel_update(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
-    let pos = a.get(1) as usize;
-    let data = a.buf(2);
+    crate::args!(a => oid, pos, data: buf);
+    let i = lookup(mcu, oid)?;
+    let pos = pos as usize;
     let n = &mut mcu.objs.of::<Neopixel>()[i];
     if pos & 0x8000 != 0 || pos + data.len() > n.data.len() {
         return Err(INVALID_UPDATE);
@@ -137,7 +137,7 @@ fn neopixel_update(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn neopixel_send(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let oid = a.get(0);
+    crate::args!(a => oid);
     let i = lookup(mcu, oid)?;
     let Mcu {
         gpio, objs, clock, ..

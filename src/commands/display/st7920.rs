@@ -59,16 +59,17 @@ impl St7920 {
 }
 
 fn config_st7920(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let sclk = mcu.gpio.setup_output(a.get(2), false)?;
-    let sid = mcu.gpio.setup_output(a.get(3), false)?;
-    mcu.gpio.setup_output(a.get(1), true)?;
+    crate::args!(a => oid, cs_pin, sclk_pin, sid_pin, sync_delay_ticks, cmd_delay_ticks);
+    let sclk = mcu.gpio.setup_output(sclk_pin, false)?;
+    let sid = mcu.gpio.setup_output(sid_pin, false)?;
+    mcu.gpio.setup_output(cs_pin, true)?;
     let index = mcu.objs.of::<St7920>().len() as u16;
-    mcu.oid_alloc::<St7920>(a.get(0), index)?;
+    mcu.oid_alloc::<St7920>(oid, index)?;
     mcu.objs.push(St7920 {
         last_cmd_time: 0,
         // Linux has no strict timing: the host's delays, uncalibrated.
-        sync_wait_ticks: a.get(4),
-        cmd_wait_ticks: a.get(5),
+        sync_wait_ticks: sync_delay_ticks,
+        cmd_wait_ticks: cmd_delay_ticks,
         sclk,
         sid,
         sid_state: false,

@@ -249,7 +249,8 @@ fn store_bit(mcu: &mut Mcu, i: usize, v: bool) -> Result<TimerResult, Shutdown> 
 }
 
 fn config_tmcuart(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let (rx_pin, pull_up, tx_pin) = (a.get(1), a.get(2), a.get(3));
+    crate::args!(a => oid, rx_pin, pull_up, tx_pin, bit_time);
+    let (rx_pin, pull_up, tx_pin) = (rx_pin, pull_up, tx_pin);
     // The reference asks for a pull-up on any non-zero value.
     let bias = if pull_up != 0 {
         Bias::PullUp
@@ -259,7 +260,7 @@ fn config_tmcuart(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let rx = mcu.gpio.setup_input(rx_pin, bias)?;
     let tx = mcu.gpio.setup_output(tx_pin, true)?;
     let index = mcu.objs.of::<TmcUart>().len() as u16;
-    mcu.oid_alloc::<TmcUart>(a.get(0), index)?;
+    mcu.oid_alloc::<TmcUart>(oid, index)?;
     let mut flags = TU_LINE_HIGH;
     if pull_up != 0 {
         flags |= TU_PULLUP;
@@ -268,7 +269,7 @@ fn config_tmcuart(mcu: &mut Mcu, a: &Args) -> CmdResult {
         flags |= TU_SINGLE_WIRE;
     }
     mcu.objs.push(TmcUart {
-        oid: a.get(0) as u8,
+        oid: oid as u8,
         tx,
         rx,
         rx_pin,
@@ -278,8 +279,8 @@ fn config_tmcuart(mcu: &mut Mcu, a: &Args) -> CmdResult {
         pos: 0,
         read_count: 0,
         write_count: 0,
-        cfg_bit_time: a.get(4),
-        bit_time: a.get(4),
+        cfg_bit_time: bit_time,
+        bit_time,
         data: [0; DATA_SIZE],
         event: Event::Send,
         waketime: 0,
@@ -288,14 +289,14 @@ fn config_tmcuart(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn tmcuart_send(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = mcu.oid_lookup::<TmcUart>(a.get(0))? as usize;
+    crate::args!(a => oid, write: buf, read);
+    let i = mcu.oid_lookup::<TmcUart>(oid)? as usize;
     let t = &mut mcu.objs.of::<TmcUart>()[i];
     if t.flags & TU_ACTIVE != 0 {
         // Busy: drop the request silently (the host retransmits).
         return Ok(());
     }
-    let write = a.buf(1);
-    let read_len = a.get(3);
+    let read_len = read;
     if write.len() > DATA_SIZE || read_len as usize > DATA_SIZE {
         return Err(DATA_TOO_LARGE);
     }

@@ -194,11 +194,20 @@ fn new_adc(mcu: &mut Mcu, ads131: bool, a: &Args, ch: u8, nch: u8, pin: u32) -> 
 }
 
 fn config_ads1220(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    new_adc(mcu, false, a, 0, 0, a.get(2))
+    crate::args!(a => oid, spi_oid, data_ready_pin);
+    new_adc(mcu, false, a, 0, 0, data_ready_pin)
 }
 
 fn config_ads131m0x(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    new_adc(mcu, true, a, a.get(2) as u8, a.get(3) as u8, a.get(4))
+    crate::args!(a => oid, spi_oid, channel, num_channels, data_ready_pin);
+    new_adc(
+        mcu,
+        true,
+        a,
+        channel as u8,
+        num_channels as u8,
+        data_ready_pin,
+    )
 }
 
 fn lookup(mcu: &Mcu, ads131: bool, oid: u32) -> Result<usize, Shutdown> {

@@ -120,18 +120,19 @@ pub fn task(mcu: &mut Mcu) {
 }
 
 fn config_hx71x(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let gc = a.get(1) as u8;
+    crate::args!(a => oid, gain_channel, dout_pin, sclk_pin);
+    let gc = gain_channel as u8;
     if !(1..=4).contains(&gc) {
         return Err(BAD_GAIN);
     }
-    let dout = mcu.gpio.setup_input(a.get(2), Bias::PullUp)?;
-    let sclk = mcu.gpio.setup_output(a.get(3), false)?;
+    let dout = mcu.gpio.setup_input(dout_pin, Bias::PullUp)?;
+    let sclk = mcu.gpio.setup_output(sclk_pin, false)?;
     // Power the chip down until sampling starts.
     mcu.gpio.write(sclk, true);
     let index = mcu.objs.of::<Hx71x>().len() as u16;
-    mcu.oid_alloc::<Hx71x>(a.get(0), index)?;
+    mcu.oid_alloc::<Hx71x>(oid, index)?;
     mcu.objs.push(Hx71x {
-        oid: a.get(0) as u8,
+        oid: oid as u8,
         gain_channel: gc,
         flags: 0,
         rest_ticks: 0,
@@ -145,20 +146,22 @@ fn config_hx71x(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn hx71x_attach_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
-    let ta = trigger_analog::lookup(mcu, a.get(1))?;
+    crate::args!(a => oid, trigger_analog_oid);
+    let i = lookup(mcu, oid)?;
+    let ta = trigger_analog::lookup(mcu, trigger_analog_oid)?;
     mcu.objs.of::<Hx71x>()[i].ta = Some(ta);
     Ok(())
 }
 
 fn query_hx71x(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
+    crate::args!(a => oid, rest_ticks);
+    let i = lookup(mcu, oid)?;
     let id = TimerId::new(run_timer, i as u32);
     mcu.timers.remove(id);
     let h = &mut mcu.objs.of::<Hx71x>()[i];
     h.flags = 0;
     h.last_error = 0;
-    h.rest_ticks = a.get(1);
+    h.rest_ticks = rest_ticks;
     let sclk = h.sclk;
     if h.rest_ticks == 0 {
         mcu.gpio.write(sclk, true);
@@ -173,13 +176,14 @@ fn query_hx71x(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn query_hx71x_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
+    crate::args!(a => oid);
+    let i = lookup(mcu, oid)?;
     let start = mcu.clock.now();
     let dout = mcu.objs.of::<Hx71x>()[i].dout;
     let ready = !mcu.gpio.read(dout);
     let sb = mcu.objs.of::<Hx71x>()[i].sb;
     let pending = if ready { BYTES_PER_SAMPLE as u32 } else { 0 };
-    sb.status(mcu, a.get(0) as u8, start, 0, pending);
+    sb.status(mcu, oid as u8, start, 0, pending);
     Ok(())
 }
 

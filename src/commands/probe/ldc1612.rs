@@ -192,28 +192,31 @@ fn config_ldc1612(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn config_ldc1612_with_intb(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    i2c::lookup(mcu, a.get(1))?;
-    let pin = mcu.gpio.setup_input(a.get(2), Bias::PullUp)?;
+    crate::args!(a => oid, i2c_oid, intb_pin);
+    i2c::lookup(mcu, i2c_oid)?;
+    let pin = mcu.gpio.setup_input(intb_pin, Bias::PullUp)?;
     new_ldc(mcu, a, Some(pin))
 }
 
 fn ldc1612_attach_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
-    let ta = trigger_analog::lookup(mcu, a.get(1))?;
+    crate::args!(a => oid, trigger_analog_oid);
+    let i = lookup(mcu, oid)?;
+    let ta = trigger_analog::lookup(mcu, trigger_analog_oid)?;
     mcu.objs.of::<Ldc1612>()[i].ta = Some(ta);
     Ok(())
 }
 
 fn query_ldc1612(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
+    crate::args!(a => oid, rest_ticks);
+    let i = lookup(mcu, oid)?;
     let id = TimerId::new(run_timer, i as u32);
     mcu.timers.remove(id);
     let l = &mut mcu.objs.of::<Ldc1612>()[i];
     l.flags &= !LDC_PENDING;
-    if a.get(1) == 0 {
+    if rest_ticks == 0 {
         return Ok(());
     }
-    l.rest_ticks = a.get(1);
+    l.rest_ticks = rest_ticks;
     l.sb.reset();
     let now = mcu.clock.now();
     let when = now.wrapping_add(l.rest_ticks);
@@ -221,8 +224,9 @@ fn query_ldc1612(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn query_status_ldc1612(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
-    let oid = a.get(0) as u8;
+    crate::args!(a => oid);
+    let i = lookup(mcu, oid)?;
+    let oid = oid as u8;
     let (dev, intb) = (
         mcu.objs.of::<Ldc1612>()[i].i2c,
         mcu.objs.of::<Ldc1612>()[i].intb,

@@ -98,9 +98,10 @@ pub fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
 }
 
 fn config_sos_filter(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    crate::args!(a => oid, max_sections);
     let index = mcu.objs.of::<SosFilter>().len() as u16;
-    mcu.oid_alloc::<SosFilter>(a.get(0), index)?;
-    mcu.objs.push(SosFilter::new(a.get(1) as u8));
+    mcu.oid_alloc::<SosFilter>(oid, index)?;
+    mcu.objs.push(SosFilter::new(max_sections as u8));
     Ok(())
 }
 
@@ -126,31 +127,34 @@ fn sos_filter_set_section(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn sos_filter_set_state(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    crate::args!(a => oid, section_idx, state0, state1);
     let (i, s) = section_of(mcu, a)?;
     let sec = &mut mcu.objs.of::<SosFilter>()[i].sections[s];
-    sec.state = [a.get(2) as i32, a.get(3) as i32];
+    sec.state = [state0 as i32, state1 as i32];
     Ok(())
 }
 
 fn sos_filter_set_offset_scale(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
+    crate::args!(a => oid, offset, scale, scale_frac_bits, auto_offset);
+    let i = lookup(mcu, oid)?;
     let f = &mut mcu.objs.of::<SosFilter>()[i];
-    f.offset = a.get(1) as i32;
-    f.scale = a.get(2) as i32;
-    f.scale_frac_bits = (a.get(3) & 0x3f) as u8;
-    f.auto_offset = a.get(4) as u8 != 0;
+    f.offset = offset as i32;
+    f.scale = scale as i32;
+    f.scale_frac_bits = (scale_frac_bits & 0x3f) as u8;
+    f.auto_offset = auto_offset as u8 != 0;
     Ok(())
 }
 
 fn sos_filter_set_active(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
+    crate::args!(a => oid, n_sections, coeff_frac_bits);
+    let i = lookup(mcu, oid)?;
     let f = &mut mcu.objs.of::<SosFilter>()[i];
-    let n = a.get(1) as u8;
+    let n = n_sections as u8;
     if n > f.max_sections {
         return Err(BAD_SECTION);
     }
     f.n_sections = n;
-    f.coeff_frac_bits = (a.get(2) & 0x3f) as u8;
+    f.coeff_frac_bits = (coeff_frac_bits & 0x3f) as u8;
     Ok(())
 }
 

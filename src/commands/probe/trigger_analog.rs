@@ -189,9 +189,10 @@ pub fn update(mcu: &mut Mcu, i: usize, sample: i32) {
 }
 
 fn config_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let sf = sos_filter::lookup(mcu, a.get(1))?;
+    crate::args!(a => oid, sos_filter_oid);
+    let sf = sos_filter::lookup(mcu, sos_filter_oid)?;
     let index = mcu.objs.of::<TriggerAnalog>().len() as u16;
-    mcu.oid_alloc::<TriggerAnalog>(a.get(0), index)?;
+    mcu.oid_alloc::<TriggerAnalog>(oid, index)?;
     mcu.objs.push(TriggerAnalog {
         sf,
         ..Default::default()
@@ -200,26 +201,28 @@ fn config_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn trigger_analog_set_raw_range(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
+    crate::args!(a => oid, raw_min, raw_max);
+    let i = lookup(mcu, oid)?;
     let ta = &mut mcu.objs.of::<TriggerAnalog>()[i];
-    ta.raw_min = a.get(1) as i32;
-    ta.raw_max = a.get(2) as i32;
+    ta.raw_min = raw_min as i32;
+    ta.raw_max = raw_max as i32;
     Ok(())
 }
 
 fn trigger_analog_set_trigger(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
+    crate::args!(a => oid, trigger_analog_type, trigger_value);
+    let i = lookup(mcu, oid)?;
     let ta = &mut mcu.objs.of::<TriggerAnalog>()[i];
-    ta.trigger_type = a.get(1) as u8;
-    ta.trigger_value = a.get(2) as i32;
+    ta.trigger_type = trigger_analog_type as u8;
+    ta.trigger_value = trigger_value as i32;
     Ok(())
 }
 
 fn trigger_analog_home(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
+    crate::args!(a => oid, trsync_oid, trigger_reason, error_reason, clock, monitor_ticks, monitor_max);
+    let i = lookup(mcu, oid)?;
     let id = TimerId::new(run_timer, i as u32);
     mcu.timers.remove(id);
-    let monitor_ticks = a.get(5);
     mcu.objs.of::<TriggerAnalog>()[i].monitor_ticks = monitor_ticks;
     if monitor_ticks == 0 {
         let ta = &mut mcu.objs.of::<TriggerAnalog>()[i];
@@ -227,14 +230,13 @@ fn trigger_analog_home(mcu: &mut Mcu, a: &Args) -> CmdResult {
         ta.ts = None;
         return Ok(());
     }
-    let ts = trsync::oid_lookup(mcu, a.get(1))?;
-    let clock = a.get(4);
+    let ts = trsync::oid_lookup(mcu, trsync_oid)?;
     let ta = &mut mcu.objs.of::<TriggerAnalog>()[i];
     ta.ts = Some(ts);
-    ta.trigger_reason = a.get(2) as u8;
-    ta.error_reason = a.get(3) as u8;
+    ta.trigger_reason = trigger_reason as u8;
+    ta.error_reason = error_reason as u8;
     ta.homing_clock = clock;
-    ta.monitor_max = a.get(6) as u8;
+    ta.monitor_max = monitor_max as u8;
     ta.monitor_count = 0;
     ta.flags = TA_AWAIT_HOMING | TA_CAN_TRIGGER;
     ta.trigger_peak = i32::MIN;
@@ -243,10 +245,11 @@ fn trigger_analog_home(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn trigger_analog_query_state(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
+    crate::args!(a => oid);
+    let i = lookup(mcu, oid)?;
     let ta = &mcu.objs.of::<TriggerAnalog>()[i];
     let args = [
-        Arg::Int(a.get(0)),
+        Arg::Int(oid),
         Arg::Int((ta.flags & TA_CAN_TRIGGER != 0) as u32),
         Arg::Int(ta.homing_clock),
     ];
@@ -257,8 +260,9 @@ fn trigger_analog_query_state(mcu: &mut Mcu, a: &Args) -> CmdResult {
 /// `analog_in_attach_trigger_analog`: feed an analog input's sums to a
 /// trigger_analog (the input lives in `adc.rs`).
 fn analog_in_attach_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let ai = mcu.oid_lookup::<crate::commands::adc::AnalogIn>(a.get(0))? as usize;
-    let ta = lookup(mcu, a.get(1))?;
+    crate::args!(a => oid, trigger_analog_oid);
+    let ai = mcu.oid_lookup::<crate::commands::adc::AnalogIn>(oid)? as usize;
+    let ta = lookup(mcu, trigger_analog_oid)?;
     mcu.objs.of::<crate::commands::adc::AnalogIn>()[ai].trigger_analog = Some(ta);
     Ok(())
 }

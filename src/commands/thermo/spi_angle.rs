@@ -88,18 +88,19 @@ fn timer_event(mcu: &mut Mcu, i: usize) -> TimerResult {
 }
 
 fn config_spi_angle(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let chip_type = a.get(2);
+    crate::args!(a => oid, spi_oid, spi_angle_type);
+    let chip_type = spi_angle_type;
     if chip_type > CHIP_MAX as u32 {
         return Err(INVALID_TYPE);
     }
     let index = mcu.objs.of::<SpiAngle>().len() as u16;
-    mcu.oid_alloc::<SpiAngle>(a.get(0), index)?;
-    let spi = spi::lookup(mcu, a.get(1))?;
+    mcu.oid_alloc::<SpiAngle>(oid, index)?;
+    let spi = spi::lookup(mcu, spi_oid)?;
     if spi::cs_pin(mcu, spi).is_none() {
         return Err(NEEDS_CS);
     }
     mcu.objs.push(SpiAngle {
-        oid: a.get(0) as u8,
+        oid: oid as u8,
         spi,
         chip_type: chip_type as u8,
         time_shift: 0,
@@ -113,18 +114,19 @@ fn config_spi_angle(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn query_spi_angle(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = mcu.oid_lookup::<SpiAngle>(a.get(0))? as usize;
+    crate::args!(a => oid, clock, rest_ticks, time_shift);
+    let i = mcu.oid_lookup::<SpiAngle>(oid)? as usize;
     mcu.timers.remove(timer_id(i));
     let sa = &mut mcu.objs.of::<SpiAngle>()[i];
     sa.pending = false;
-    if a.get(2) == 0 {
+    if rest_ticks == 0 {
         // End measurements.
         return Ok(());
     }
-    sa.waketime = a.get(1);
-    sa.rest_ticks = a.get(2);
+    sa.waketime = clock;
+    sa.rest_ticks = rest_ticks;
     sa.sb.reset();
-    sa.time_shift = a.get(3) as u8;
+    sa.time_shift = time_shift as u8;
     let (when, now) = (sa.waketime, mcu.clock.now());
     mcu.timers.add(timer_id(i), when, now)
 }
@@ -139,13 +141,13 @@ fn tle_latch(mcu: &mut Mcu, spi_i: usize) -> Result<u32, Shutdown> {
 }
 
 fn spi_angle_transfer(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let oid = a.get(0);
+    crate::args!(a => oid, data: buf);
     let i = mcu.oid_lookup::<SpiAngle>(oid)? as usize;
     let (spi_i, chip) = {
         let sa = &mcu.objs.of::<SpiAngle>()[i];
         (sa.spi, sa.chip_type)
     };
-    let src = a.buf(1);
+    let src = data;
     let mut buf = [0u8; 256];
     let mut len = src.len();
     buf[..len].copy_from_slice(src);

@@ -64,15 +64,16 @@ fn timer_event(mcu: &mut Mcu, i: usize) -> TimerResult {
 }
 
 fn config_thermocouple(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let chip_type = a.get(2);
+    crate::args!(a => oid, spi_oid, thermocouple_type);
+    let chip_type = thermocouple_type;
     if chip_type > CHIP_MAX6675 as u32 {
         return Err(INVALID_TYPE);
     }
     let index = mcu.objs.of::<Thermocouple>().len() as u16;
-    mcu.oid_alloc::<Thermocouple>(a.get(0), index)?;
-    let spi = spi::lookup(mcu, a.get(1))?;
+    mcu.oid_alloc::<Thermocouple>(oid, index)?;
+    let spi = spi::lookup(mcu, spi_oid)?;
     mcu.objs.push(Thermocouple {
-        oid: a.get(0) as u8,
+        oid: oid as u8,
         spi,
         chip_type: chip_type as u8,
         waketime: 0,
@@ -87,17 +88,18 @@ fn config_thermocouple(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn query_thermocouple(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = mcu.oid_lookup::<Thermocouple>(a.get(0))? as usize;
+    crate::args!(a => oid, clock, rest_ticks, min_value, max_value, max_invalid_count);
+    let i = mcu.oid_lookup::<Thermocouple>(oid)? as usize;
     mcu.timers.remove(timer_id(i));
     let t = &mut mcu.objs.of::<Thermocouple>()[i];
-    t.waketime = a.get(1);
-    t.rest_time = a.get(2);
+    t.waketime = clock;
+    t.rest_time = rest_ticks;
     if t.rest_time == 0 {
         return Ok(());
     }
-    t.min_value = a.get(3);
-    t.max_value = a.get(4);
-    t.max_invalid = a.get(5) as u8;
+    t.min_value = min_value;
+    t.max_value = max_value;
+    t.max_invalid = max_invalid_count as u8;
     t.invalid_count = 0;
     let (when, now) = (t.waketime, mcu.clock.now());
     mcu.timers.add(timer_id(i), when, now)
