@@ -2,6 +2,12 @@
 //! the low 32 bits, which wrap about every 86 s; `get_uptime` adds the high
 //! word. Comparisons between 32-bit times go through [`is_before`].
 
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{
+    ClockId as TimerClock, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags,
+};
+use nix::time::{clock_gettime, ClockId};
+
 pub const CLOCK_FREQ: u32 = 50_000_000;
 const NSECS_PER_TICK: u64 = 1_000_000_000 / CLOCK_FREQ as u64;
 
@@ -19,13 +25,9 @@ pub fn is_before(a: u32, b: u32) -> bool {
 
 #[inline]
 fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // CLOCK_MONOTONIC cannot fail with a valid pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    // CLOCK_MONOTONIC cannot fail.
+    let ts = clock_gettime(ClockId::CLOCK_MONOTONIC).unwrap_or(TimeSpec::new(0, 0));
+    ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
 }
 
 /// The clock, counting from the moment the process started.
@@ -77,55 +79,38 @@ impl Default for Clock {
 /// loop's poll set. Unlike a poll timeout, which the kernel stretches by
 /// 0.1 % of its length, a timerfd expires on time.
 pub struct WakeTimer {
-    fd: std::os::fd::OwnedFd,
+    fd: TimerFd,
     armed: bool,
 }
 
 impl WakeTimer {
     pub fn new() -> std::io::Result<WakeTimer> {
-        let fd = unsafe {
-            libc::timerfd_create(
-                libc::CLOCK_MONOTONIC,
-                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // timerfd_create just returned this fd; we own it.
-        let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        let fd = TimerFd::new(
+            TimerClock::CLOCK_MONOTONIC,
+            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+        )?;
         Ok(WakeTimer { fd, armed: false })
     }
 
     pub fn raw_fd(&self) -> i32 {
-        use std::os::fd::AsRawFd;
-        self.fd.as_raw_fd()
+        use std::os::fd::{AsFd, AsRawFd};
+        self.fd.as_fd().as_raw_fd()
     }
 
-    fn set(&mut self, ns: u64, flags: i32) {
-        let spec = libc::itimerspec {
-            it_interval: libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
-            it_value: libc::timespec {
-                tv_sec: (ns / 1_000_000_000) as libc::time_t,
-                tv_nsec: (ns % 1_000_000_000) as libc::c_long,
-            },
-        };
-        // Arming (or re-arming) also clears an expiry not yet read.
-        unsafe { libc::timerfd_settime(self.raw_fd(), flags, &spec, std::ptr::null_mut()) };
-    }
-
-    /// Expire at monotonic time `ns`.
+    /// Expire at monotonic time `ns`. Arming (or re-arming) also clears
+    /// an expiry not yet read.
     pub fn arm(&mut self, ns: u64) {
-        self.set(ns.max(1), libc::TFD_TIMER_ABSTIME);
+        let ns = ns.max(1);
+        let t = TimeSpec::new((ns / 1_000_000_000) as _, (ns % 1_000_000_000) as _);
+        let _ = self
+            .fd
+            .set(Expiration::OneShot(t), TimerSetTimeFlags::TFD_TIMER_ABSTIME);
         self.armed = true;
     }
 
     pub fn disarm(&mut self) {
         if self.armed {
-            self.set(0, 0);
+            let _ = self.fd.unset();
             self.armed = false;
         }
     }

@@ -176,7 +176,7 @@ extern "C" fn on_terminate(_: libc::c_int) {
 /// loop waits in ppoll (which gets the returned mask): a signal that
 /// arrives while the loop is busy then interrupts the next wait instead of
 /// being missed by it.
-fn install_signal_handlers() -> libc::sigset_t {
+fn install_signal_handlers() -> nix::sys::signal::SigSet {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
     // No SA_RESTART: the signal must interrupt ppoll so the loop sees it.
     let act = SigAction::new(
@@ -201,7 +201,7 @@ fn install_signal_handlers() -> libc::sigset_t {
             &SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty()),
         )
     };
-    *old.as_ref()
+    old
 }
 
 fn main() {
@@ -220,7 +220,7 @@ fn main() {
 
     // Sleep precisely: the default 50 us of timer slack would delay every
     // wake-up for a timer.
-    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
+    let _ = nix::sys::prctl::set_timerslack(1);
 
     if opts.realtime {
         if let Err(e) = restart::realtime_setup() {

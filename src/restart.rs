@@ -30,8 +30,8 @@ pub fn realtime_setup() -> Result<(), String> {
              systemd: AmbientCapabilities=CAP_SYS_NICE) or an rtprio limit (ulimit -r {prio})."
         ));
     }
-    if unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) } != 0 {
-        let e = std::io::Error::last_os_error();
+    use nix::sys::mman::{mlockall, MlockAllFlags};
+    if let Err(e) = mlockall(MlockAllFlags::MCL_CURRENT | MlockAllFlags::MCL_FUTURE) {
         return Err(format!(
             "-r: mlockall refused: {e}. Locking memory needs CAP_IPC_LOCK or a memlock \
              limit above this process's size (docker/podman: --ulimit memlock=-1:-1; \

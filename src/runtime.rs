@@ -2,7 +2,11 @@
 //! run due timers, read and dispatch the input, run woken tasks, write the
 //! output, then sleep in `ppoll` until input or the next timer.
 
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use nix::poll::{ppoll, PollFd, PollFlags};
+use nix::sys::signal::SigSet;
 
 use crate::clock::{self, from_us};
 use crate::console::Console;
@@ -96,7 +100,7 @@ pub fn run(
     console: &mut Console,
     mut watchdog: Option<&mut Watchdog>,
     mut sim: Option<Aux<'_>>,
-    wait_mask: &libc::sigset_t,
+    wait_mask: &SigSet,
     stop: &AtomicBool,
 ) {
     let fd = console.raw_fd();
@@ -170,33 +174,30 @@ pub fn run(
             None => wake_timer.disarm(),
         }
         let events = if mcu.out.is_empty() {
-            libc::POLLIN
+            PollFlags::POLLIN
         } else {
-            libc::POLLIN | libc::POLLOUT
+            PollFlags::POLLIN | PollFlags::POLLOUT
         };
+        // SAFETY: the console, the timer and the control socket stay open
+        // for the whole call.
+        let borrow = |fd: i32| unsafe { BorrowedFd::borrow_raw(fd) };
+        let timer_fd = borrow(wake_timer.raw_fd());
         let mut pfd = [
-            libc::pollfd {
-                fd,
-                events,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: wake_timer.raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            // Ignored (fd -1) unless the simulated board is in use.
-            libc::pollfd {
-                fd: sim.as_ref().map_or(-1, |c| c.fd),
-                events: libc::POLLIN,
-                revents: 0,
-            },
+            PollFd::new(borrow(fd), events),
+            PollFd::new(timer_fd, PollFlags::POLLIN),
+            // Watched only when the simulated board is in use.
+            PollFd::new(
+                sim.as_ref().map_or(timer_fd, |c| borrow(c.fd)),
+                PollFlags::POLLIN,
+            ),
         ];
-        let n = unsafe { libc::ppoll(pfd.as_mut_ptr(), 3, std::ptr::null(), wait_mask) };
+        let nfds = if sim.is_some() { 3 } else { 2 };
+        let r = ppoll(&mut pfd[..nfds], None, Some(*wait_mask));
+        let ready = |p: &PollFd| p.revents().is_some_and(|e| !e.is_empty());
         // On an error (EINTR) look at everything once.
-        input_ready = n < 0 || pfd[0].revents != 0;
-        sim_ready = n < 0 || pfd[2].revents != 0;
-        if pfd[1].revents != 0 {
+        input_ready = r.is_err() || ready(&pfd[0]);
+        sim_ready = r.is_err() || (nfds == 3 && ready(&pfd[2]));
+        if ready(&pfd[1]) {
             if let Some(a) = asked {
                 margin.observe(a, mcu.clock.now());
             }

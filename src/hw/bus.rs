@@ -5,8 +5,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use i2cdev::core::{I2CMessage, I2CTransfer};
-use i2cdev::linux::{LinuxI2CDevice, LinuxI2CMessage};
+use i2c_rdwr::{LinuxI2CDevice, LinuxI2CMessage};
 use spidev::{SpiModeFlags, Spidev, SpidevOptions, SpidevTransfer};
 
 use crate::shutdown::Shutdown;
@@ -166,8 +165,7 @@ impl I2c for LinuxI2c {
             return Err(TOO_MANY_I2C);
         }
         let path = self.dev_root.join(format!("i2c-{bus}"));
-        let dev = LinuxI2CDevice::new(&path, addr as u16).map_err(|e| {
-            let io: std::io::Error = e.into();
+        let dev = LinuxI2CDevice::new(&path, addr as u16).map_err(|io| {
             eprintln!(
                 "klipper_mcu: cannot open {} for address {addr:#04x}: {io}; {}",
                 path.display(),
@@ -211,3 +209,93 @@ pub const STATIC_STRINGS: &[&str] = &[
     I2C_OPEN_FAILED.0,
     TOO_MANY_I2C.0,
 ];
+
+/// I2C transfers through the kernel's I2C_RDWR ioctl, with nix's ioctl
+/// wrapper. (The `i2cdev` crate does the same, but pulls in a second,
+/// older `nix`.) Each message carries the target address, so no
+/// I2C_SLAVE call is needed.
+mod i2c_rdwr {
+    use std::fs::{File, OpenOptions};
+    use std::os::fd::AsRawFd;
+    use std::path::Path;
+
+    /// `struct i2c_msg` of linux/i2c.h.
+    #[repr(C)]
+    struct Msg {
+        addr: u16,
+        flags: u16,
+        len: u16,
+        buf: *mut u8,
+    }
+
+    /// `struct i2c_rdwr_ioctl_data` of linux/i2c-dev.h.
+    #[repr(C)]
+    struct RdwrData {
+        msgs: *mut Msg,
+        nmsgs: u32,
+    }
+
+    const I2C_RDWR: u16 = 0x0707;
+    const I2C_M_RD: u16 = 0x0001;
+    nix::ioctl_write_ptr_bad!(i2c_rdwr, I2C_RDWR, RdwrData);
+
+    /// One message of a transfer: bytes to write, or a buffer to read.
+    pub enum LinuxI2CMessage<'a> {
+        Write(&'a [u8]),
+        Read(&'a mut [u8]),
+    }
+
+    impl<'a> LinuxI2CMessage<'a> {
+        pub fn write(data: &'a [u8]) -> Self {
+            LinuxI2CMessage::Write(data)
+        }
+        pub fn read(data: &'a mut [u8]) -> Self {
+            LinuxI2CMessage::Read(data)
+        }
+    }
+
+    /// An I2C target on an opened `/dev/i2c-N`.
+    pub struct LinuxI2CDevice {
+        file: File,
+        addr: u16,
+    }
+
+    impl LinuxI2CDevice {
+        pub fn new(path: &Path, addr: u16) -> std::io::Result<LinuxI2CDevice> {
+            let file = OpenOptions::new().read(true).write(true).open(path)?;
+            Ok(LinuxI2CDevice { file, addr })
+        }
+
+        /// Up to two messages in one transfer (repeated start between).
+        pub fn transfer(&mut self, msgs: &mut [LinuxI2CMessage]) -> nix::Result<()> {
+            let mut raw: [Msg; 2] = std::array::from_fn(|_| Msg {
+                addr: self.addr,
+                flags: 0,
+                len: 0,
+                buf: std::ptr::null_mut(),
+            });
+            let n = msgs.len().min(2);
+            for (m, r) in msgs.iter_mut().zip(raw.iter_mut()) {
+                match m {
+                    LinuxI2CMessage::Write(d) => {
+                        r.len = d.len() as u16;
+                        // The kernel only reads a write message's buffer.
+                        r.buf = d.as_ptr() as *mut u8;
+                    }
+                    LinuxI2CMessage::Read(d) => {
+                        r.flags = I2C_M_RD;
+                        r.len = d.len() as u16;
+                        r.buf = d.as_mut_ptr();
+                    }
+                }
+            }
+            let data = RdwrData {
+                msgs: raw.as_mut_ptr(),
+                nmsgs: n as u32,
+            };
+            // SAFETY: `data` points at `n` valid messages whose buffers
+            // outlive the call and have the lengths given.
+            unsafe { i2c_rdwr(self.file.as_raw_fd(), &data) }.map(|_| ())
+        }
+    }
+}
