@@ -222,38 +222,28 @@ pub fn task(mcu: &mut Mcu) {
 static ANALOG_IN_STATE_LEGACY: Response =
     Response::new("analog_in_state oid=%c next_clock=%u value=%hu");
 
-static KALICO_COMMANDS: [Command<Mcu>; 1] = [Command::new(
-    "query_analog_in oid=%c clock=%u sample_ticks=%u sample_count=%c rest_ticks=%u min_value=%hu max_value=%hu range_check_count=%c",
-    0,
-    query_analog_in_legacy,
-)];
+static KALICO_COMMANDS: &[Command<Mcu>] = crate::commands![
+    "query_analog_in oid=%c clock=%u sample_ticks=%u sample_count=%c rest_ticks=%u min_value=%hu max_value=%hu range_check_count=%c" => query_analog_in_legacy,
+];
 
 /// Kalico 2026.10's forms (see `commands::dialect_overrides`).
 pub static KALICO: Module<Mcu> = Module {
-    commands: &KALICO_COMMANDS,
+    commands: KALICO_COMMANDS,
     responses: &[&ANALOG_IN_STATE_LEGACY],
-    constants: &[],
-    enumerations: &[],
-    static_strings: &[],
-    task: None,
-    shutdown: None,
+    ..Module::EMPTY
 };
 
-static COMMANDS: [Command<Mcu>; 2] = [
-    Command::new("config_analog_in oid=%c pin=%u", 0, config_analog_in),
-    Command::new(
-        "query_analog_in oid=%c clock=%u sample_ticks=%u sample_count=%c rest_ticks=%u bytes_per_report=%c min_value=%hu max_value=%hu range_check_count=%c",
-        0,
-        query_analog_in,
-    ),
+static COMMANDS: &[Command<Mcu>] = crate::commands![
+    "config_analog_in oid=%c pin=%u" => config_analog_in,
+    "query_analog_in oid=%c clock=%u sample_ticks=%u sample_count=%c rest_ticks=%u bytes_per_report=%c min_value=%hu max_value=%hu range_check_count=%c" => query_analog_in,
 ];
 
 pub static MODULE: Module<Mcu> = Module {
-    commands: &COMMANDS,
+    commands: COMMANDS,
     responses: &[&ANALOG_IN_STATE],
     constants: &[("ADC_MAX", Constant::Int(ADC_MAX))],
-    enumerations: &[],
     static_strings: &[OUT_OF_RANGE.0, BAD_BYTES_PER_REPORT.0, NOT_ADC_PIN.0],
     task: Some(task),
     shutdown: Some(shutdown),
+    ..Module::EMPTY
 };

@@ -104,21 +104,21 @@ fn config_reset(mcu: &mut Mcu, _a: &Args) -> CmdResult {
     Err(EXEC_FAILED)
 }
 
-static COMMANDS: [Command<Mcu>; 10] = [
-    Command::new(IDENTIFY, HF_IN_SHUTDOWN, identify),
-    Command::new("allocate_oids count=%c", 0, allocate_oids),
-    Command::new("get_config", HF_IN_SHUTDOWN, get_config),
-    Command::new("finalize_config crc=%u", 0, finalize_config),
-    Command::new("get_clock", HF_IN_SHUTDOWN, get_clock),
-    Command::new("get_uptime", HF_IN_SHUTDOWN, get_uptime),
-    Command::new("emergency_stop", HF_IN_SHUTDOWN, emergency_stop),
-    Command::new("clear_shutdown", HF_IN_SHUTDOWN, clear_shutdown),
-    Command::new("config_reset", HF_IN_SHUTDOWN, config_reset),
-    Command::new("debug_nop", HF_IN_SHUTDOWN, |_, _| Ok(())),
+static COMMANDS: &[Command<Mcu>] = crate::commands![
+    IDENTIFY => identify; HF_IN_SHUTDOWN,
+    "allocate_oids count=%c" => allocate_oids,
+    "get_config" => get_config; HF_IN_SHUTDOWN,
+    "finalize_config crc=%u" => finalize_config,
+    "get_clock" => get_clock; HF_IN_SHUTDOWN,
+    "get_uptime" => get_uptime; HF_IN_SHUTDOWN,
+    "emergency_stop" => emergency_stop; HF_IN_SHUTDOWN,
+    "clear_shutdown" => clear_shutdown; HF_IN_SHUTDOWN,
+    "config_reset" => config_reset; HF_IN_SHUTDOWN,
+    "debug_nop" => |_, _| Ok(()); HF_IN_SHUTDOWN,
 ];
 
 pub static MODULE: Module<Mcu> = Module {
-    commands: &COMMANDS,
+    commands: COMMANDS,
     responses: &[
         &IDENTIFY_RESP,
         &CONFIG,
@@ -134,7 +134,6 @@ pub static MODULE: Module<Mcu> = Module {
         ("CLOCK_FREQ", Constant::Int(CLOCK_FREQ as i64)),
         ("STATS_SUMSQ_BASE", Constant::Int(STATS_SUMSQ_BASE as i64)),
     ],
-    enumerations: &[],
     static_strings: &[
         COMMAND_REQUEST.0,
         ALREADY_FINALIZED.0,
@@ -143,6 +142,5 @@ pub static MODULE: Module<Mcu> = Module {
         EXEC_FAILED.0,
         "Force shutdown command",
     ],
-    task: None,
-    shutdown: None,
+    ..Module::EMPTY
 };

@@ -181,27 +181,17 @@ pub fn task(mcu: &mut Mcu) {
     }
 }
 
-static COMMANDS: [Command<Mcu>; 4] = [
-    Command::new("config_buttons oid=%c button_count=%c", 0, config_buttons),
-    Command::new(
-        "buttons_add oid=%c pos=%c pin=%u pull_up=%c",
-        0,
-        buttons_add,
-    ),
-    Command::new(
-        "buttons_query oid=%c clock=%u rest_ticks=%u retransmit_count=%c invert=%c",
-        0,
-        buttons_query,
-    ),
-    Command::new("buttons_ack oid=%c count=%c", 0, buttons_ack),
+static COMMANDS: &[Command<Mcu>] = crate::commands![
+    "config_buttons oid=%c button_count=%c" => config_buttons,
+    "buttons_add oid=%c pos=%c pin=%u pull_up=%c" => buttons_add,
+    "buttons_query oid=%c clock=%u rest_ticks=%u retransmit_count=%c invert=%c" => buttons_query,
+    "buttons_ack oid=%c count=%c" => buttons_ack,
 ];
 
 pub static MODULE: Module<Mcu> = Module {
-    commands: &COMMANDS,
+    commands: COMMANDS,
     responses: &[&BUTTONS_STATE],
-    constants: &[],
-    enumerations: &[],
     static_strings: &[MAX_BUTTONS.0, PAST_MAXIMUM.0, INVALID_RETRANSMIT.0],
     task: Some(task),
-    shutdown: None,
+    ..Module::EMPTY
 };

@@ -108,21 +108,14 @@ pub fn task(mcu: &mut Mcu) {
     }
 }
 
-static COMMANDS: [Command<Mcu>; 2] = [
-    Command::new("config_counter oid=%c pin=%u pull_up=%c", 0, config_counter),
-    Command::new(
-        "query_counter oid=%c clock=%u poll_ticks=%u sample_ticks=%u",
-        0,
-        query_counter,
-    ),
+static COMMANDS: &[Command<Mcu>] = crate::commands![
+    "config_counter oid=%c pin=%u pull_up=%c" => config_counter,
+    "query_counter oid=%c clock=%u poll_ticks=%u sample_ticks=%u" => query_counter,
 ];
 
 pub static MODULE: Module<Mcu> = Module {
-    commands: &COMMANDS,
+    commands: COMMANDS,
     responses: &[&COUNTER_STATE],
-    constants: &[],
-    enumerations: &[],
-    static_strings: &[],
     task: Some(task),
-    shutdown: None,
+    ..Module::EMPTY
 };

@@ -49,22 +49,14 @@ fn debug_ping(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
-static COMMANDS: [Command<Mcu>; 3] = [
-    Command::new("debug_read order=%c addr=%u", HF_IN_SHUTDOWN, debug_read),
-    Command::new(
-        "debug_write order=%c addr=%u val=%u",
-        HF_IN_SHUTDOWN,
-        debug_write,
-    ),
-    Command::new("debug_ping data=%*s", HF_IN_SHUTDOWN, debug_ping),
+static COMMANDS: &[Command<Mcu>] = crate::commands![
+    "debug_read order=%c addr=%u" => debug_read; HF_IN_SHUTDOWN,
+    "debug_write order=%c addr=%u val=%u" => debug_write; HF_IN_SHUTDOWN,
+    "debug_ping data=%*s" => debug_ping; HF_IN_SHUTDOWN,
 ];
 
 pub static MODULE: Module<Mcu> = Module {
-    commands: &COMMANDS,
+    commands: COMMANDS,
     responses: &[&PONG, &DEBUG_RESULT],
-    constants: &[],
-    enumerations: &[],
-    static_strings: &[],
-    task: None,
-    shutdown: None,
+    ..Module::EMPTY
 };

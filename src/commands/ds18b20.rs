@@ -248,41 +248,24 @@ pub fn task(mcu: &mut Mcu) {
     }
 }
 
-static KALICO_COMMANDS: [Command<Mcu>; 1] = [Command::new(
-    "config_ds18b20 oid=%c serial=%*s max_error_count=%c ignore_limits=%c",
-    0,
-    config_ds18b20_kalico,
-)];
+static KALICO_COMMANDS: &[Command<Mcu>] = crate::commands![
+    "config_ds18b20 oid=%c serial=%*s max_error_count=%c ignore_limits=%c" => config_ds18b20_kalico,
+];
 
 /// Kalico 2026.10's form (see `commands::dialect_overrides`).
 pub static KALICO: Module<Mcu> = Module {
-    commands: &KALICO_COMMANDS,
-    responses: &[],
-    constants: &[],
-    enumerations: &[],
-    static_strings: &[],
-    task: None,
-    shutdown: None,
+    commands: KALICO_COMMANDS,
+    ..Module::EMPTY
 };
 
-static COMMANDS: [Command<Mcu>; 2] = [
-    Command::new(
-        "config_ds18b20 oid=%c serial=%*s max_error_count=%c",
-        0,
-        config_ds18b20,
-    ),
-    Command::new(
-        "query_ds18b20 oid=%c clock=%u rest_ticks=%u min_value=%i max_value=%i",
-        0,
-        query_ds18b20,
-    ),
+static COMMANDS: &[Command<Mcu>] = crate::commands![
+    "config_ds18b20 oid=%c serial=%*s max_error_count=%c" => config_ds18b20,
+    "query_ds18b20 oid=%c clock=%u rest_ticks=%u min_value=%i max_value=%i" => query_ds18b20,
 ];
 
 pub static MODULE: Module<Mcu> = Module {
-    commands: &COMMANDS,
+    commands: COMMANDS,
     responses: &[&DS18B20_RESULT],
-    constants: &[],
-    enumerations: &[],
     static_strings: &[
         BAD_SERIAL.0,
         CANT_OPEN.0,
@@ -292,7 +275,7 @@ pub static MODULE: Module<Mcu> = Module {
         TIMED_OUT.0,
     ],
     task: Some(task),
-    shutdown: None,
+    ..Module::EMPTY
 };
 
 #[cfg(test)]

@@ -128,22 +128,14 @@ fn endstop_query_state(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
-static COMMANDS: [Command<Mcu>; 3] = [
-    Command::new("config_endstop oid=%c pin=%c pull_up=%c", 0, config_endstop),
-    Command::new(
-        "endstop_home oid=%c clock=%u sample_ticks=%u sample_count=%c rest_ticks=%u pin_value=%c trsync_oid=%c trigger_reason=%c",
-        0,
-        endstop_home,
-    ),
-    Command::new("endstop_query_state oid=%c", 0, endstop_query_state),
+static COMMANDS: &[Command<Mcu>] = crate::commands![
+    "config_endstop oid=%c pin=%c pull_up=%c" => config_endstop,
+    "endstop_home oid=%c clock=%u sample_ticks=%u sample_count=%c rest_ticks=%u pin_value=%c trsync_oid=%c trigger_reason=%c" => endstop_home,
+    "endstop_query_state oid=%c" => endstop_query_state,
 ];
 
 pub static MODULE: Module<Mcu> = Module {
-    commands: &COMMANDS,
+    commands: COMMANDS,
     responses: &[&ENDSTOP_STATE],
-    constants: &[],
-    enumerations: &[],
-    static_strings: &[],
-    task: None,
-    shutdown: None,
+    ..Module::EMPTY
 };

@@ -241,31 +241,16 @@ pub fn shutdown(mcu: &mut Mcu) {
     }
 }
 
-static COMMANDS: [Command<Mcu>; 5] = [
-    Command::new(
-        "config_digital_out oid=%c pin=%u value=%c default_value=%c max_duration=%u",
-        0,
-        config_digital_out,
-    ),
-    Command::new(
-        "set_digital_out_pwm_cycle oid=%c cycle_ticks=%u",
-        0,
-        set_digital_out_pwm_cycle,
-    ),
-    Command::new(
-        "queue_digital_out oid=%c clock=%u on_ticks=%u",
-        0,
-        queue_digital_out,
-    ),
-    Command::new("update_digital_out oid=%c value=%c", 0, update_digital_out),
-    Command::new("set_digital_out pin=%u value=%c", 0, set_digital_out),
+static COMMANDS: &[Command<Mcu>] = crate::commands![
+    "config_digital_out oid=%c pin=%u value=%c default_value=%c max_duration=%u" => config_digital_out,
+    "set_digital_out_pwm_cycle oid=%c cycle_ticks=%u" => set_digital_out_pwm_cycle,
+    "queue_digital_out oid=%c clock=%u on_ticks=%u" => queue_digital_out,
+    "update_digital_out oid=%c value=%c" => update_digital_out,
+    "set_digital_out pin=%u value=%c" => set_digital_out,
 ];
 
 pub static MODULE: Module<Mcu> = Module {
-    commands: &COMMANDS,
-    responses: &[],
-    constants: &[],
-    enumerations: &[],
+    commands: COMMANDS,
     static_strings: &[
         MISSED_EVENT.0,
         EXCEEDS_MAX_DURATION.0,
@@ -273,6 +258,6 @@ pub static MODULE: Module<Mcu> = Module {
         UPDATE_WITH_QUEUE.0,
         crate::moveq::MOVE_QUEUE_OVERFLOW.0,
     ],
-    task: None,
     shutdown: Some(shutdown),
+    ..Module::EMPTY
 };

@@ -269,27 +269,18 @@ fn i2c_read(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
-static COMMANDS: [Command<Mcu>; 6] = [
-    Command::new("config_i2c oid=%c", 0, config_i2c),
-    Command::new(
-        "i2c_set_bus oid=%c i2c_bus=%u rate=%u address=%u",
-        0,
-        i2c_set_bus,
-    ),
-    Command::new(
-        "i2c_set_sw_bus oid=%c scl_pin=%u sda_pin=%u pulse_ticks=%u address=%u",
-        0,
-        i2c_set_sw_bus,
-    ),
-    Command::new("i2c_transfer oid=%c write=%*s read_len=%u", 0, i2c_transfer),
-    Command::new("i2c_read oid=%c reg=%*s read_len=%u", 0, i2c_read),
-    Command::new("i2c_write oid=%c data=%*s", 0, i2c_write),
+static COMMANDS: &[Command<Mcu>] = crate::commands![
+    "config_i2c oid=%c" => config_i2c,
+    "i2c_set_bus oid=%c i2c_bus=%u rate=%u address=%u" => i2c_set_bus,
+    "i2c_set_sw_bus oid=%c scl_pin=%u sda_pin=%u pulse_ticks=%u address=%u" => i2c_set_sw_bus,
+    "i2c_transfer oid=%c write=%*s read_len=%u" => i2c_transfer,
+    "i2c_read oid=%c reg=%*s read_len=%u" => i2c_read,
+    "i2c_write oid=%c data=%*s" => i2c_write,
 ];
 
 pub static MODULE: Module<Mcu> = Module {
-    commands: &COMMANDS,
+    commands: COMMANDS,
     responses: &[&I2C_RESPONSE, &I2C_READ_RESPONSE],
-    constants: &[],
     enumerations: &[
         ("i2c_bus", "i2c.0", EnumValue::Range(0, 15)),
         (
@@ -315,6 +306,5 @@ pub static MODULE: Module<Mcu> = Module {
         ),
     ],
     static_strings: &[NACK.0, START_NACK.0, START_READ_NACK.0, TIMEOUT.0],
-    task: None,
-    shutdown: None,
+    ..Module::EMPTY
 };

@@ -183,25 +183,15 @@ pub fn shutdown(mcu: &mut Mcu) {
     }
 }
 
-static COMMANDS: [Command<Mcu>; 3] = [
-    Command::new(
-        "config_pca9685 oid=%c bus=%c addr=%c channel=%c cycle_ticks=%u value=%hu default_value=%hu max_duration=%u",
-        0,
-        config_pca9685,
-    ),
-    Command::new("queue_pca9685_out oid=%c clock=%u value=%hu", 0, queue_pca9685_out),
-    Command::new(
-        "set_pca9685_out bus=%c addr=%c channel=%c cycle_ticks=%u value=%hu",
-        0,
-        set_pca9685_out,
-    ),
+static COMMANDS: &[Command<Mcu>] = crate::commands![
+    "config_pca9685 oid=%c bus=%c addr=%c channel=%c cycle_ticks=%u value=%hu default_value=%hu max_duration=%u" => config_pca9685,
+    "queue_pca9685_out oid=%c clock=%u value=%hu" => queue_pca9685_out,
+    "set_pca9685_out bus=%c addr=%c channel=%c cycle_ticks=%u value=%hu" => set_pca9685_out,
 ];
 
 pub static MODULE: Module<Mcu> = Module {
-    commands: &COMMANDS,
-    responses: &[],
+    commands: COMMANDS,
     constants: &[("PCA9685_MAX", Constant::Int(VALUE_MAX as i64))],
-    enumerations: &[],
     static_strings: &[
         MISSED_EVENT.0,
         EXCEEDS_MAX_DURATION.0,
@@ -211,6 +201,6 @@ pub static MODULE: Module<Mcu> = Module {
         INIT_FAILED.0,
         UPDATE_FAILED.0,
     ],
-    task: None,
     shutdown: Some(shutdown),
+    ..Module::EMPTY
 };

@@ -120,26 +120,16 @@ pub fn shutdown(mcu: &mut Mcu) {
     }
 }
 
-static COMMANDS: [Command<Mcu>; 3] = [
-    Command::new(
-        "config_pwm_out oid=%c pin=%u cycle_ticks=%u value=%hu default_value=%hu max_duration=%u",
-        0,
-        config_pwm_out,
-    ),
-    Command::new("queue_pwm_out oid=%c clock=%u value=%hu", 0, queue_pwm_out),
-    Command::new(
-        "set_pwm_out pin=%u cycle_ticks=%u value=%hu",
-        0,
-        set_pwm_out,
-    ),
+static COMMANDS: &[Command<Mcu>] = crate::commands![
+    "config_pwm_out oid=%c pin=%u cycle_ticks=%u value=%hu default_value=%hu max_duration=%u" => config_pwm_out,
+    "queue_pwm_out oid=%c clock=%u value=%hu" => queue_pwm_out,
+    "set_pwm_out pin=%u cycle_ticks=%u value=%hu" => set_pwm_out,
 ];
 
 pub static MODULE: Module<Mcu> = Module {
-    commands: &COMMANDS,
-    responses: &[],
+    commands: COMMANDS,
     constants: &[("PWM_MAX", Constant::Int(PWM_MAX as i64))],
-    enumerations: &[],
     static_strings: &[MISSED_EVENT.0, EXCEEDS_MAX_DURATION.0, NOT_PWM_PIN.0],
-    task: None,
     shutdown: Some(shutdown),
+    ..Module::EMPTY
 };

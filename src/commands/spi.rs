@@ -250,26 +250,14 @@ pub fn shutdown(mcu: &mut Mcu) {
     }
 }
 
-static COMMANDS: [Command<Mcu>; 7] = [
-    Command::new("config_spi oid=%c pin=%u cs_active_high=%c", 0, config_spi),
-    Command::new("config_spi_without_cs oid=%c", 0, config_spi_without_cs),
-    Command::new(
-        "spi_set_bus oid=%c spi_bus=%u mode=%u rate=%u",
-        0,
-        spi_set_bus,
-    ),
-    Command::new(
-        "spi_set_sw_bus oid=%c miso_pin=%u mosi_pin=%u sclk_pin=%u mode=%u pulse_ticks=%u",
-        0,
-        spi_set_sw_bus,
-    ),
-    Command::new("spi_transfer oid=%c data=%*s", 0, spi_transfer),
-    Command::new("spi_send oid=%c data=%*s", 0, spi_send),
-    Command::new(
-        "config_spi_shutdown oid=%c spi_oid=%c shutdown_msg=%*s",
-        0,
-        config_spi_shutdown,
-    ),
+static COMMANDS: &[Command<Mcu>] = crate::commands![
+    "config_spi oid=%c pin=%u cs_active_high=%c" => config_spi,
+    "config_spi_without_cs oid=%c" => config_spi_without_cs,
+    "spi_set_bus oid=%c spi_bus=%u mode=%u rate=%u" => spi_set_bus,
+    "spi_set_sw_bus oid=%c miso_pin=%u mosi_pin=%u sclk_pin=%u mode=%u pulse_ticks=%u" => spi_set_sw_bus,
+    "spi_transfer oid=%c data=%*s" => spi_transfer,
+    "spi_send oid=%c data=%*s" => spi_send,
+    "config_spi_shutdown oid=%c spi_oid=%c shutdown_msg=%*s" => config_spi_shutdown,
 ];
 
 const fn bus(b: i64) -> EnumValue {
@@ -277,9 +265,8 @@ const fn bus(b: i64) -> EnumValue {
 }
 
 pub static MODULE: Module<Mcu> = Module {
-    commands: &COMMANDS,
+    commands: COMMANDS,
     responses: &[&SPI_TRANSFER_RESPONSE],
-    constants: &[],
     enumerations: &[
         ("spi_bus", "spidev0.0", bus(0)),
         ("spi_bus", "spidev1.0", bus(1)),
@@ -293,6 +280,6 @@ pub static MODULE: Module<Mcu> = Module {
         ("bus_oid_type", "i2c", EnumValue::Single(1)),
     ],
     static_strings: &[INVALID_CONFIG.0],
-    task: None,
     shutdown: Some(shutdown),
+    ..Module::EMPTY
 };

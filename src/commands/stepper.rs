@@ -309,33 +309,20 @@ pub fn shutdown(mcu: &mut Mcu) {
     }
 }
 
-static COMMANDS: [Command<Mcu>; 6] = [
-    Command::new(
-        "config_stepper oid=%c step_pin=%c dir_pin=%c invert_step=%c step_pulse_ticks=%u",
-        0,
-        config_stepper,
-    ),
-    Command::new(
-        "queue_step oid=%c interval=%u count=%hu add=%hi",
-        0,
-        queue_step,
-    ),
-    Command::new("set_next_step_dir oid=%c dir=%c", 0, set_next_step_dir),
-    Command::new("reset_step_clock oid=%c clock=%u", 0, reset_step_clock),
-    Command::new("stepper_get_position oid=%c", 0, stepper_get_position),
-    Command::new(
-        "stepper_stop_on_trigger oid=%c trsync_oid=%c",
-        0,
-        stepper_stop_on_trigger,
-    ),
+static COMMANDS: &[Command<Mcu>] = crate::commands![
+    "config_stepper oid=%c step_pin=%c dir_pin=%c invert_step=%c step_pulse_ticks=%u" => config_stepper,
+    "queue_step oid=%c interval=%u count=%hu add=%hi" => queue_step,
+    "set_next_step_dir oid=%c dir=%c" => set_next_step_dir,
+    "reset_step_clock oid=%c clock=%u" => reset_step_clock,
+    "stepper_get_position oid=%c" => stepper_get_position,
+    "stepper_stop_on_trigger oid=%c trsync_oid=%c" => stepper_stop_on_trigger,
 ];
 
 pub static MODULE: Module<Mcu> = Module {
-    commands: &COMMANDS,
+    commands: COMMANDS,
     responses: &[&STEPPER_POSITION],
     constants: &[("STEPPER_STEP_BOTH_EDGE", Constant::Int(1))],
-    enumerations: &[],
     static_strings: &[TOO_FAR_IN_PAST.0, INVALID_COUNT.0, RESET_WHILE_ACTIVE.0],
-    task: None,
     shutdown: Some(shutdown),
+    ..Module::EMPTY
 };

@@ -189,23 +189,18 @@ pub fn shutdown(mcu: &mut Mcu) {
     }
 }
 
-static COMMANDS: [Command<Mcu>; 4] = [
-    Command::new("config_trsync oid=%c", 0, config_trsync),
-    Command::new(
-        "trsync_start oid=%c report_clock=%u report_ticks=%u expire_reason=%c",
-        0,
-        trsync_start,
-    ),
-    Command::new("trsync_set_timeout oid=%c clock=%u", 0, trsync_set_timeout),
-    Command::new("trsync_trigger oid=%c reason=%c", 0, trsync_trigger),
+static COMMANDS: &[Command<Mcu>] = crate::commands![
+    "config_trsync oid=%c" => config_trsync,
+    "trsync_start oid=%c report_clock=%u report_ticks=%u expire_reason=%c" => trsync_start,
+    "trsync_set_timeout oid=%c clock=%u" => trsync_set_timeout,
+    "trsync_trigger oid=%c reason=%c" => trsync_trigger,
 ];
 
 pub static MODULE: Module<Mcu> = Module {
-    commands: &COMMANDS,
+    commands: COMMANDS,
     responses: &[&TRSYNC_STATE],
-    constants: &[],
-    enumerations: &[],
     static_strings: &[SIGNAL_ACTIVE.0],
     task: Some(task),
     shutdown: Some(shutdown),
+    ..Module::EMPTY
 };

@@ -159,20 +159,15 @@ pub(super) fn task(mcu: &mut Mcu) -> CmdResult {
     Ok(())
 }
 
-static COMMANDS: [Command<Mcu>; 3] = [
-    Command::new("config_adxl345 oid=%c spi_oid=%c", 0, config_adxl345),
-    Command::new("query_adxl345 oid=%c rest_ticks=%u", 0, query_adxl345),
-    Command::new("query_adxl345_status oid=%c", 0, query_adxl345_status),
+static COMMANDS: &[Command<Mcu>] = crate::commands![
+    "config_adxl345 oid=%c spi_oid=%c" => config_adxl345,
+    "query_adxl345 oid=%c rest_ticks=%u" => query_adxl345,
+    "query_adxl345_status oid=%c" => query_adxl345_status,
 ];
 
 pub static MODULE: Module<Mcu> = Module {
-    commands: &COMMANDS,
-    responses: &[],
-    constants: &[],
-    enumerations: &[],
-    static_strings: &[],
-    task: None,
-    shutdown: None,
+    commands: COMMANDS,
+    ..Module::EMPTY
 };
 
 #[cfg(test)]

@@ -166,22 +166,13 @@ pub(super) fn task(mcu: &mut Mcu) -> CmdResult {
     Ok(())
 }
 
-static COMMANDS: [Command<Mcu>; 3] = [
-    Command::new(
-        "config_bmi160 oid=%c bus_oid=%c bus_oid_type=%c",
-        0,
-        config_bmi160,
-    ),
-    Command::new("query_bmi160 oid=%c rest_ticks=%u", 0, query_bmi160),
-    Command::new("query_bmi160_status oid=%c", 0, query_bmi160_status),
+static COMMANDS: &[Command<Mcu>] = crate::commands![
+    "config_bmi160 oid=%c bus_oid=%c bus_oid_type=%c" => config_bmi160,
+    "query_bmi160 oid=%c rest_ticks=%u" => query_bmi160,
+    "query_bmi160_status oid=%c" => query_bmi160_status,
 ];
 
 pub static MODULE: Module<Mcu> = Module {
-    commands: &COMMANDS,
-    responses: &[],
-    constants: &[],
-    enumerations: &[],
-    static_strings: &[],
-    task: None,
-    shutdown: None,
+    commands: COMMANDS,
+    ..Module::EMPTY
 };

@@ -26,18 +26,13 @@ fn query_icm20948_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
     status_cmd(mcu, a, &ICM20948_REGS)
 }
 
-static COMMANDS: [Command<Mcu>; 3] = [
-    Command::new("config_icm20948 oid=%c i2c_oid=%c", 0, config_icm20948),
-    Command::new("query_icm20948 oid=%c rest_ticks=%u", 0, query_icm20948),
-    Command::new("query_icm20948_status oid=%c", 0, query_icm20948_status),
+static COMMANDS: &[Command<Mcu>] = crate::commands![
+    "config_icm20948 oid=%c i2c_oid=%c" => config_icm20948,
+    "query_icm20948 oid=%c rest_ticks=%u" => query_icm20948,
+    "query_icm20948_status oid=%c" => query_icm20948_status,
 ];
 
 pub static MODULE: Module<Mcu> = Module {
-    commands: &COMMANDS,
-    responses: &[],
-    constants: &[],
-    enumerations: &[],
-    static_strings: &[],
-    task: None,
-    shutdown: None,
+    commands: COMMANDS,
+    ..Module::EMPTY
 };

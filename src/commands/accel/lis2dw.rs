@@ -206,22 +206,13 @@ pub(super) fn task(mcu: &mut Mcu) -> CmdResult {
     Ok(())
 }
 
-static COMMANDS: [Command<Mcu>; 3] = [
-    Command::new(
-        "config_lis2dw oid=%c bus_oid=%c bus_oid_type=%c lis_chip_type=%c",
-        0,
-        config_lis2dw,
-    ),
-    Command::new("query_lis2dw oid=%c rest_ticks=%u", 0, query_lis2dw),
-    Command::new("query_lis2dw_status oid=%c", 0, query_lis2dw_status),
+static COMMANDS: &[Command<Mcu>] = crate::commands![
+    "config_lis2dw oid=%c bus_oid=%c bus_oid_type=%c lis_chip_type=%c" => config_lis2dw,
+    "query_lis2dw oid=%c rest_ticks=%u" => query_lis2dw,
+    "query_lis2dw_status oid=%c" => query_lis2dw_status,
 ];
 
 pub static MODULE: Module<Mcu> = Module {
-    commands: &COMMANDS,
-    responses: &[],
-    constants: &[],
-    enumerations: &[],
-    static_strings: &[],
-    task: None,
-    shutdown: None,
+    commands: COMMANDS,
+    ..Module::EMPTY
 };

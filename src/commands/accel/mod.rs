@@ -103,9 +103,6 @@ pub fn modules() -> Vec<&'static Module<Mcu>> {
 
 /// The group's enumerations and shared shutdown reasons.
 static MODULE: Module<Mcu> = Module {
-    commands: &[],
-    responses: &[],
-    constants: &[],
     enumerations: &[
         (
             "lis_chip_type",
@@ -128,6 +125,7 @@ static MODULE: Module<Mcu> = Module {
     ],
     task: Some(task),
     shutdown: Some(shutdown),
+    ..Module::EMPTY
 };
 
 /// Is a timer due (so that the task should yield to the main loop)?

@@ -189,18 +189,13 @@ fn query_mpu9250_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
     status_cmd(mcu, a, &MPU9250_REGS)
 }
 
-static COMMANDS: [Command<Mcu>; 3] = [
-    Command::new("config_mpu9250 oid=%c i2c_oid=%c", 0, config_mpu9250),
-    Command::new("query_mpu9250 oid=%c rest_ticks=%u", 0, query_mpu9250),
-    Command::new("query_mpu9250_status oid=%c", 0, query_mpu9250_status),
+static COMMANDS: &[Command<Mcu>] = crate::commands![
+    "config_mpu9250 oid=%c i2c_oid=%c" => config_mpu9250,
+    "query_mpu9250 oid=%c rest_ticks=%u" => query_mpu9250,
+    "query_mpu9250_status oid=%c" => query_mpu9250_status,
 ];
 
 pub static MODULE: Module<Mcu> = Module {
-    commands: &COMMANDS,
-    responses: &[],
-    constants: &[],
-    enumerations: &[],
-    static_strings: &[],
-    task: None,
-    shutdown: None,
+    commands: COMMANDS,
+    ..Module::EMPTY
 };

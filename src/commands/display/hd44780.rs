@@ -117,23 +117,14 @@ pub fn shutdown(mcu: &mut Mcu) {
     }
 }
 
-static COMMANDS: [Command<Mcu>; 3] = [
-    Command::new(
-        "config_hd44780 oid=%c rs_pin=%u e_pin=%u d4_pin=%u d5_pin=%u d6_pin=%u d7_pin=%u \
-         delay_ticks=%u",
-        0,
-        config_hd44780,
-    ),
-    Command::new("hd44780_send_cmds oid=%c cmds=%*s", 0, hd44780_send_cmds),
-    Command::new("hd44780_send_data oid=%c data=%*s", 0, hd44780_send_data),
+static COMMANDS: &[Command<Mcu>] = crate::commands![
+    "config_hd44780 oid=%c rs_pin=%u e_pin=%u d4_pin=%u d5_pin=%u d6_pin=%u d7_pin=%u delay_ticks=%u" => config_hd44780,
+    "hd44780_send_cmds oid=%c cmds=%*s" => hd44780_send_cmds,
+    "hd44780_send_data oid=%c data=%*s" => hd44780_send_data,
 ];
 
 pub static MODULE: Module<Mcu> = Module {
-    commands: &COMMANDS,
-    responses: &[],
-    constants: &[],
-    enumerations: &[],
-    static_strings: &[],
-    task: None,
+    commands: COMMANDS,
     shutdown: Some(shutdown),
+    ..Module::EMPTY
 };

@@ -154,26 +154,16 @@ pub fn shutdown(mcu: &mut Mcu) {
     }
 }
 
-static COMMANDS: [Command<Mcu>; 3] = [
-    Command::new(
-        "config_neopixel oid=%c pin=%u data_size=%hu bit_max_ticks=%u reset_min_ticks=%u",
-        0,
-        config_neopixel,
-    ),
-    Command::new(
-        "neopixel_update oid=%c pos=%hu data=%*s",
-        0,
-        neopixel_update,
-    ),
-    Command::new("neopixel_send oid=%c", 0, neopixel_send),
+static COMMANDS: &[Command<Mcu>] = crate::commands![
+    "config_neopixel oid=%c pin=%u data_size=%hu bit_max_ticks=%u reset_min_ticks=%u" => config_neopixel,
+    "neopixel_update oid=%c pos=%hu data=%*s" => neopixel_update,
+    "neopixel_send oid=%c" => neopixel_send,
 ];
 
 pub static MODULE: Module<Mcu> = Module {
-    commands: &COMMANDS,
+    commands: COMMANDS,
     responses: &[&NEOPIXEL_RESULT],
-    constants: &[],
-    enumerations: &[],
     static_strings: &[INVALID_DATA_SIZE.0, INVALID_UPDATE.0],
-    task: None,
     shutdown: Some(shutdown),
+    ..Module::EMPTY
 };

@@ -106,23 +106,14 @@ pub fn shutdown(mcu: &mut Mcu) {
     }
 }
 
-static COMMANDS: [Command<Mcu>; 3] = [
-    Command::new(
-        "config_st7920 oid=%c cs_pin=%u sclk_pin=%u sid_pin=%u sync_delay_ticks=%u \
-         cmd_delay_ticks=%u",
-        0,
-        config_st7920,
-    ),
-    Command::new("st7920_send_cmds oid=%c cmds=%*s", 0, st7920_send_cmds),
-    Command::new("st7920_send_data oid=%c data=%*s", 0, st7920_send_data),
+static COMMANDS: &[Command<Mcu>] = crate::commands![
+    "config_st7920 oid=%c cs_pin=%u sclk_pin=%u sid_pin=%u sync_delay_ticks=%u cmd_delay_ticks=%u" => config_st7920,
+    "st7920_send_cmds oid=%c cmds=%*s" => st7920_send_cmds,
+    "st7920_send_data oid=%c data=%*s" => st7920_send_data,
 ];
 
 pub static MODULE: Module<Mcu> = Module {
-    commands: &COMMANDS,
-    responses: &[],
-    constants: &[],
-    enumerations: &[],
-    static_strings: &[],
-    task: None,
+    commands: COMMANDS,
     shutdown: Some(shutdown),
+    ..Module::EMPTY
 };

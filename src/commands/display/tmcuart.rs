@@ -342,21 +342,16 @@ pub fn shutdown(mcu: &mut Mcu) {
     }
 }
 
-static COMMANDS: [Command<Mcu>; 2] = [
-    Command::new(
-        "config_tmcuart oid=%c rx_pin=%u pull_up=%c tx_pin=%u bit_time=%u",
-        0,
-        config_tmcuart,
-    ),
-    Command::new("tmcuart_send oid=%c write=%*s read=%c", 0, tmcuart_send),
+static COMMANDS: &[Command<Mcu>] = crate::commands![
+    "config_tmcuart oid=%c rx_pin=%u pull_up=%c tx_pin=%u bit_time=%u" => config_tmcuart,
+    "tmcuart_send oid=%c write=%*s read=%c" => tmcuart_send,
 ];
 
 pub static MODULE: Module<Mcu> = Module {
-    commands: &COMMANDS,
+    commands: COMMANDS,
     responses: &[&TMCUART_RESPONSE],
-    constants: &[],
-    enumerations: &[],
     static_strings: &[DATA_TOO_LARGE.0],
     task: Some(task),
     shutdown: Some(shutdown),
+    ..Module::EMPTY
 };

@@ -272,39 +272,22 @@ fn query_ads131m0x_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
     status(mcu, true, a)
 }
 
-pub static COMMANDS: [Command<Mcu>; 8] = [
-    Command::new(
-        "config_ads1220 oid=%c spi_oid=%c data_ready_pin=%u",
-        0,
-        config_ads1220,
-    ),
-    Command::new(
-        "ads1220_attach_trigger_analog oid=%c trigger_analog_oid=%c",
-        0,
-        ads1220_attach_trigger_analog,
-    ),
-    Command::new("query_ads1220 oid=%c rest_ticks=%u", 0, query_ads1220),
-    Command::new("query_ads1220_status oid=%c", 0, query_ads1220_status),
-    Command::new(
-        "config_ads131m0x oid=%c spi_oid=%c channel=%c num_channels=%c data_ready_pin=%u",
-        0,
-        config_ads131m0x,
-    ),
-    Command::new(
-        "ads131m0x_attach_trigger_analog oid=%c trigger_analog_oid=%c",
-        0,
-        ads131m0x_attach_trigger_analog,
-    ),
-    Command::new("query_ads131m0x oid=%c rest_ticks=%u", 0, query_ads131m0x),
-    Command::new("query_ads131m0x_status oid=%c", 0, query_ads131m0x_status),
+pub static COMMANDS: &[Command<Mcu>] = crate::commands![
+    "config_ads1220 oid=%c spi_oid=%c data_ready_pin=%u" => config_ads1220,
+    "ads1220_attach_trigger_analog oid=%c trigger_analog_oid=%c" => ads1220_attach_trigger_analog,
+    "query_ads1220 oid=%c rest_ticks=%u" => query_ads1220,
+    "query_ads1220_status oid=%c" => query_ads1220_status,
+    "config_ads131m0x oid=%c spi_oid=%c channel=%c num_channels=%c data_ready_pin=%u" => config_ads131m0x,
+    "ads131m0x_attach_trigger_analog oid=%c trigger_analog_oid=%c" => ads131m0x_attach_trigger_analog,
+    "query_ads131m0x oid=%c rest_ticks=%u" => query_ads131m0x,
+    "query_ads131m0x_status oid=%c" => query_ads131m0x_status,
 ];
 
 pub static MODULE: Module<Mcu> = Module {
-    commands: &COMMANDS,
-    responses: &[],
-    constants: &[],
+    commands: COMMANDS,
     enumerations: ENUMERATIONS,
     static_strings: STATIC_STRINGS,
     task: Some(task),
     shutdown: Some(shutdown),
+    ..Module::EMPTY
 };

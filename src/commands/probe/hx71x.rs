@@ -196,27 +196,17 @@ pub fn shutdown(mcu: &mut Mcu) {
     }
 }
 
-pub static COMMANDS: [Command<Mcu>; 4] = [
-    Command::new(
-        "config_hx71x oid=%c gain_channel=%c dout_pin=%u sclk_pin=%u",
-        0,
-        config_hx71x,
-    ),
-    Command::new(
-        "hx71x_attach_trigger_analog oid=%c trigger_analog_oid=%c",
-        0,
-        hx71x_attach_trigger_analog,
-    ),
-    Command::new("query_hx71x oid=%c rest_ticks=%u", 0, query_hx71x),
-    Command::new("query_hx71x_status oid=%c", 0, query_hx71x_status),
+pub static COMMANDS: &[Command<Mcu>] = crate::commands![
+    "config_hx71x oid=%c gain_channel=%c dout_pin=%u sclk_pin=%u" => config_hx71x,
+    "hx71x_attach_trigger_analog oid=%c trigger_analog_oid=%c" => hx71x_attach_trigger_analog,
+    "query_hx71x oid=%c rest_ticks=%u" => query_hx71x,
+    "query_hx71x_status oid=%c" => query_hx71x_status,
 ];
 
 pub static MODULE: Module<Mcu> = Module {
-    commands: &COMMANDS,
-    responses: &[],
-    constants: &[],
-    enumerations: &[],
+    commands: COMMANDS,
     static_strings: STATIC_STRINGS,
     task: Some(task),
     shutdown: Some(shutdown),
+    ..Module::EMPTY
 };

@@ -261,28 +261,18 @@ fn query_status_ldc1612(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
-pub static COMMANDS: [Command<Mcu>; 5] = [
-    Command::new("config_ldc1612 oid=%c i2c_oid=%c", 0, config_ldc1612),
-    Command::new(
-        "config_ldc1612_with_intb oid=%c i2c_oid=%c intb_pin=%c",
-        0,
-        config_ldc1612_with_intb,
-    ),
-    Command::new(
-        "ldc1612_attach_trigger_analog oid=%c trigger_analog_oid=%c",
-        0,
-        ldc1612_attach_trigger_analog,
-    ),
-    Command::new("query_ldc1612 oid=%c rest_ticks=%u", 0, query_ldc1612),
-    Command::new("query_status_ldc1612 oid=%c", 0, query_status_ldc1612),
+pub static COMMANDS: &[Command<Mcu>] = crate::commands![
+    "config_ldc1612 oid=%c i2c_oid=%c" => config_ldc1612,
+    "config_ldc1612_with_intb oid=%c i2c_oid=%c intb_pin=%c" => config_ldc1612_with_intb,
+    "ldc1612_attach_trigger_analog oid=%c trigger_analog_oid=%c" => ldc1612_attach_trigger_analog,
+    "query_ldc1612 oid=%c rest_ticks=%u" => query_ldc1612,
+    "query_status_ldc1612 oid=%c" => query_status_ldc1612,
 ];
 
 pub static MODULE: Module<Mcu> = Module {
-    commands: &COMMANDS,
-    responses: &[],
-    constants: &[],
+    commands: COMMANDS,
     enumerations: ENUMERATIONS,
-    static_strings: &[],
     task: Some(task),
     shutdown: Some(shutdown),
+    ..Module::EMPTY
 };

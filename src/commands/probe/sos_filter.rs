@@ -158,42 +158,17 @@ fn sos_filter_set_active(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
-pub static COMMANDS: [Command<Mcu>; 5] = [
-    Command::new(
-        "config_sos_filter oid=%c max_sections=%c",
-        0,
-        config_sos_filter,
-    ),
-    Command::new(
-        "sos_filter_set_section oid=%c section_idx=%c sos0=%i sos1=%i sos2=%i sos3=%i sos4=%i",
-        0,
-        sos_filter_set_section,
-    ),
-    Command::new(
-        "sos_filter_set_state oid=%c section_idx=%c state0=%i state1=%i",
-        0,
-        sos_filter_set_state,
-    ),
-    Command::new(
-        "sos_filter_set_offset_scale oid=%c offset=%i scale=%i scale_frac_bits=%c auto_offset=%c",
-        0,
-        sos_filter_set_offset_scale,
-    ),
-    Command::new(
-        "sos_filter_set_active oid=%c n_sections=%c coeff_frac_bits=%c",
-        0,
-        sos_filter_set_active,
-    ),
+pub static COMMANDS: &[Command<Mcu>] = crate::commands![
+    "config_sos_filter oid=%c max_sections=%c" => config_sos_filter,
+    "sos_filter_set_section oid=%c section_idx=%c sos0=%i sos1=%i sos2=%i sos3=%i sos4=%i" => sos_filter_set_section,
+    "sos_filter_set_state oid=%c section_idx=%c state0=%i state1=%i" => sos_filter_set_state,
+    "sos_filter_set_offset_scale oid=%c offset=%i scale=%i scale_frac_bits=%c auto_offset=%c" => sos_filter_set_offset_scale,
+    "sos_filter_set_active oid=%c n_sections=%c coeff_frac_bits=%c" => sos_filter_set_active,
 ];
 
 pub static MODULE: Module<Mcu> = Module {
-    commands: &COMMANDS,
-    responses: &[],
-    constants: &[],
-    enumerations: &[],
-    static_strings: &[],
-    task: None,
-    shutdown: None,
+    commands: COMMANDS,
+    ..Module::EMPTY
 };
 
 #[cfg(test)]

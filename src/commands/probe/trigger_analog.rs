@@ -267,45 +267,19 @@ fn analog_in_attach_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
-pub static COMMANDS: [Command<Mcu>; 6] = [
-    Command::new(
-        "config_trigger_analog oid=%c sos_filter_oid=%c",
-        0,
-        config_trigger_analog,
-    ),
-    Command::new(
-        "trigger_analog_set_raw_range oid=%c raw_min=%i raw_max=%i",
-        0,
-        trigger_analog_set_raw_range,
-    ),
-    Command::new(
-        "trigger_analog_set_trigger oid=%c trigger_analog_type=%c trigger_value=%i",
-        0,
-        trigger_analog_set_trigger,
-    ),
-    Command::new(
-        "trigger_analog_home oid=%c trsync_oid=%c trigger_reason=%c error_reason=%c clock=%u monitor_ticks=%u monitor_max=%u",
-        0,
-        trigger_analog_home,
-    ),
-    Command::new(
-        "trigger_analog_query_state oid=%c",
-        0,
-        trigger_analog_query_state,
-    ),
-    Command::new(
-        "analog_in_attach_trigger_analog oid=%c trigger_analog_oid=%c",
-        0,
-        analog_in_attach_trigger_analog,
-    ),
+pub static COMMANDS: &[Command<Mcu>] = crate::commands![
+    "config_trigger_analog oid=%c sos_filter_oid=%c" => config_trigger_analog,
+    "trigger_analog_set_raw_range oid=%c raw_min=%i raw_max=%i" => trigger_analog_set_raw_range,
+    "trigger_analog_set_trigger oid=%c trigger_analog_type=%c trigger_value=%i" => trigger_analog_set_trigger,
+    "trigger_analog_home oid=%c trsync_oid=%c trigger_reason=%c error_reason=%c clock=%u monitor_ticks=%u monitor_max=%u" => trigger_analog_home,
+    "trigger_analog_query_state oid=%c" => trigger_analog_query_state,
+    "analog_in_attach_trigger_analog oid=%c trigger_analog_oid=%c" => analog_in_attach_trigger_analog,
 ];
 
 pub static MODULE: Module<Mcu> = Module {
-    commands: &COMMANDS,
+    commands: COMMANDS,
     responses: &[&TRIGGER_ANALOG_STATE],
-    constants: &[],
     enumerations: ENUMERATIONS,
     static_strings: sos_filter::STATIC_STRINGS,
-    task: None,
-    shutdown: None,
+    ..Module::EMPTY
 };

@@ -344,24 +344,15 @@ pub fn task(mcu: &mut Mcu) {
     }
 }
 
-static COMMANDS: [Command<Mcu>; 3] = [
-    Command::new(
-        "config_spi_angle oid=%c spi_oid=%c spi_angle_type=%c",
-        0,
-        config_spi_angle,
-    ),
-    Command::new(
-        "query_spi_angle oid=%c clock=%u rest_ticks=%u time_shift=%c",
-        0,
-        query_spi_angle,
-    ),
-    Command::new("spi_angle_transfer oid=%c data=%*s", 0, spi_angle_transfer),
+static COMMANDS: &[Command<Mcu>] = crate::commands![
+    "config_spi_angle oid=%c spi_oid=%c spi_angle_type=%c" => config_spi_angle,
+    "query_spi_angle oid=%c clock=%u rest_ticks=%u time_shift=%c" => query_spi_angle,
+    "spi_angle_transfer oid=%c data=%*s" => spi_angle_transfer,
 ];
 
 pub static MODULE: Module<Mcu> = Module {
-    commands: &COMMANDS,
+    commands: COMMANDS,
     responses: &[&SPI_ANGLE_TRANSFER_RESPONSE],
-    constants: &[],
     enumerations: &[
         (
             "spi_angle_type",
@@ -391,5 +382,5 @@ pub static MODULE: Module<Mcu> = Module {
     ],
     static_strings: &[INVALID_TYPE.0, NEEDS_CS.0],
     task: Some(task),
-    shutdown: None,
+    ..Module::EMPTY
 };

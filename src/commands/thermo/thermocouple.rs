@@ -189,23 +189,14 @@ pub fn task(mcu: &mut Mcu) {
     }
 }
 
-static COMMANDS: [Command<Mcu>; 2] = [
-    Command::new(
-        "config_thermocouple oid=%c spi_oid=%c thermocouple_type=%c",
-        0,
-        config_thermocouple,
-    ),
-    Command::new(
-        "query_thermocouple oid=%c clock=%u rest_ticks=%u min_value=%u max_value=%u max_invalid_count=%c",
-        0,
-        query_thermocouple,
-    ),
+static COMMANDS: &[Command<Mcu>] = crate::commands![
+    "config_thermocouple oid=%c spi_oid=%c thermocouple_type=%c" => config_thermocouple,
+    "query_thermocouple oid=%c clock=%u rest_ticks=%u min_value=%u max_value=%u max_invalid_count=%c" => query_thermocouple,
 ];
 
 pub static MODULE: Module<Mcu> = Module {
-    commands: &COMMANDS,
+    commands: COMMANDS,
     responses: &[&THERMOCOUPLE_RESULT],
-    constants: &[],
     enumerations: &[
         (
             "thermocouple_type",
@@ -230,5 +221,5 @@ pub static MODULE: Module<Mcu> = Module {
     ],
     static_strings: &[INVALID_TYPE.0, READER_FAULT.0],
     task: Some(task),
-    shutdown: None,
+    ..Module::EMPTY
 };
