@@ -2,15 +2,12 @@
 //! 9-byte burst read (DATAX0..DATAZ1, FIFO_CTL, FIFO_STATUS), packed into
 //! 5 bytes per sample.
 
-use crate::command::Shutdown;
-use crate::command::{Args, CmdResult, Command, Module};
-use crate::commands::sensor_bulk::SensorBulk;
+use crate::command::{Args, CmdResult, Command, Module, Shutdown};
 use crate::commands::spi;
 use crate::mcu::Mcu;
-use crate::mcu::TimerId;
-use crate::sched::TimerResult;
+use crate::sched::{TimerFn, TimerResult};
 
-use super::drain;
+use super::{mark_pending, query_cmd, status_cmd, Chip, Stream};
 
 const AR_DATAX0: u8 = 0x32;
 const AR_FIFO_STATUS: u8 = 0x39;
@@ -22,29 +19,34 @@ const SET_FIFO_CTL: u8 = 0x90;
 const BYTES_PER_SAMPLE: usize = 5;
 
 pub struct Adxl345 {
-    oid: u8,
+    st: Stream,
     spi: usize,
-    rest_ticks: u32,
-    pub(super) pending: bool,
-    sb: SensorBulk,
 }
 
-fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, crate::command::Shutdown> {
-    mcu.oid_lookup::<Adxl345>(oid).map(|i| i as usize)
-}
-
-fn timer_id(i: usize) -> TimerId {
-    TimerId::new(event, i as u32)
-}
-
-/// The chip's timer only marks it pending and wakes the group's task (the
-/// reference's `*_event`).
-fn event(mcu: &mut Mcu, i: u32, _waketime: u32) -> Result<TimerResult, Shutdown> {
-    if let Some(c) = mcu.objs.of::<Adxl345>().get_mut(i as usize) {
-        c.pending = true;
-        mcu.wake_task(&super::MODULE);
+impl Chip for Adxl345 {
+    const EVENT: TimerFn<Mcu> = event;
+    fn stream(&mut self) -> &mut Stream {
+        &mut self.st
     }
-    Ok(TimerResult::Done)
+    fn query(mcu: &mut Mcu, i: usize) -> Result<bool, Shutdown> {
+        query(mcu, i)
+    }
+    fn level(mcu: &mut Mcu, i: usize) -> Result<Option<u32>, Shutdown> {
+        let mut msg = [AR_FIFO_STATUS | AM_READ, 0];
+        let spi = mcu.objs.of::<Adxl345>()[i].spi;
+        spi::transfer(mcu, spi, true, &mut msg)?;
+        let fifo_status = msg[1] & !0x80;
+        // Above 32: a query error, left unanswered.
+        Ok((fifo_status <= 32).then_some(fifo_status as u32 * BYTES_PER_SAMPLE as u32))
+    }
+}
+
+fn event(mcu: &mut Mcu, i: u32, _waketime: u32) -> Result<TimerResult, Shutdown> {
+    mark_pending::<Adxl345>(mcu, i)
+}
+
+fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
+    mcu.oid_lookup::<Adxl345>(oid).map(|i| i as usize)
 }
 
 fn config_adxl345(mcu: &mut Mcu, a: &Args) -> CmdResult {
@@ -53,11 +55,8 @@ fn config_adxl345(mcu: &mut Mcu, a: &Args) -> CmdResult {
     mcu.oid_alloc::<Adxl345>(oid, index)?;
     let spi = spi::lookup(mcu, spi_oid)?;
     mcu.objs.push(Adxl345 {
-        oid: oid as u8,
+        st: Stream::new(oid),
         spi,
-        rest_ticks: 0,
-        pending: false,
-        sb: SensorBulk::default(),
     });
     Ok(())
 }
@@ -86,22 +85,22 @@ pub fn pack_sample(msg: &[u8; 9], d: &mut [u8; BYTES_PER_SAMPLE]) -> u8 {
 }
 
 /// One FIFO read; whether more entries wait.
-fn query(mcu: &mut Mcu, i: usize) -> Result<bool, crate::command::Shutdown> {
+fn query(mcu: &mut Mcu, i: usize) -> Result<bool, Shutdown> {
     let mut msg = [AR_DATAX0 | AM_READ | AM_MULTI, 0, 0, 0, 0, 0, 0, 0, 0];
     let spi = mcu.objs.of::<Adxl345>()[i].spi;
     spi::transfer(mcu, spi, true, &mut msg)?;
     let mut d = [0u8; BYTES_PER_SAMPLE];
     let fifo_status = pack_sample(&msg, &mut d);
-    let ax = &mut mcu.objs.of::<Adxl345>()[i];
-    ax.sb.push(&d);
-    if ax.sb.space() < BYTES_PER_SAMPLE {
-        let (mut sb, oid) = (ax.sb, ax.oid);
+    let st = &mut mcu.objs.of::<Adxl345>()[i].st;
+    st.sb.push(&d);
+    if st.sb.space() < BYTES_PER_SAMPLE {
+        let (mut sb, oid) = (st.sb, st.oid);
         sb.report(mcu, oid);
-        mcu.objs.of::<Adxl345>()[i].sb = sb;
+        mcu.objs.of::<Adxl345>()[i].st.sb = sb;
     }
-    let ax = &mut mcu.objs.of::<Adxl345>()[i];
+    let st = &mut mcu.objs.of::<Adxl345>()[i].st;
     if fifo_status >= 31 {
-        ax.sb.possible_overflows = ax.sb.possible_overflows.wrapping_add(1);
+        st.sb.possible_overflows = st.sb.possible_overflows.wrapping_add(1);
     }
     Ok(fifo_status > 1)
 }
@@ -109,54 +108,13 @@ fn query(mcu: &mut Mcu, i: usize) -> Result<bool, crate::command::Shutdown> {
 fn query_adxl345(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, rest_ticks);
     let i = lookup(mcu, oid)?;
-    mcu.timers.remove(timer_id(i));
-    let ax = &mut mcu.objs.of::<Adxl345>()[i];
-    ax.pending = false;
-    if rest_ticks == 0 {
-        // End measurements.
-        return Ok(());
-    }
-    ax.rest_ticks = rest_ticks;
-    ax.sb.reset();
-    let now = mcu.clock.now();
-    mcu.timers.insert(timer_id(i), now.wrapping_add(rest_ticks));
-    Ok(())
+    query_cmd::<Adxl345>(mcu, i, rest_ticks)
 }
 
 fn query_adxl345_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid);
     let i = lookup(mcu, oid)?;
-    let mut msg = [AR_FIFO_STATUS | AM_READ, 0];
-    let spi = mcu.objs.of::<Adxl345>()[i].spi;
-    let time1 = mcu.clock.now();
-    spi::transfer(mcu, spi, true, &mut msg)?;
-    let time2 = mcu.clock.now();
-    let fifo_status = msg[1] & !0x80;
-    if fifo_status > 32 {
-        // A query error: no answer, the host retries.
-        return Ok(());
-    }
-    let sb = mcu.objs.of::<Adxl345>()[i].sb;
-    sb.status(
-        mcu,
-        oid as u8,
-        time1,
-        time2.wrapping_sub(time1),
-        fifo_status as u32 * BYTES_PER_SAMPLE as u32,
-    );
-    Ok(())
-}
-
-pub(super) fn task(mcu: &mut Mcu) -> CmdResult {
-    for i in 0..mcu.objs.of::<Adxl345>().len() {
-        if !mcu.objs.of::<Adxl345>()[i].pending {
-            continue;
-        }
-        let rest = mcu.objs.of::<Adxl345>()[i].rest_ticks;
-        let more = drain(mcu, timer_id(i), rest, |m| query(m, i))?;
-        mcu.objs.of::<Adxl345>()[i].pending = more;
-    }
-    Ok(())
+    status_cmd::<Adxl345>(mcu, i)
 }
 
 static COMMANDS: &[Command<Mcu>] = crate::commands![

@@ -34,11 +34,13 @@ pub mod mpu9250;
 use klipper_protocol::dictionary::EnumValue;
 
 use crate::clock::is_before;
-use crate::command::{Module, Shutdown};
+use crate::command::{CmdResult, Module, Shutdown};
+use crate::commands::sensor_bulk::SensorBulk;
 use crate::commands::{i2c, spi};
 use crate::hw::bus::{I2C_BUS_TIMEOUT, I2C_NACK, I2C_START_NACK, I2C_START_READ_NACK};
 use crate::mcu::Mcu;
 use crate::mcu::TimerId;
+use crate::sched::{TimerFn, TimerResult};
 
 /// Most FIFO reads one task pass makes for one chip before it lets the
 /// main loop run again (the ADXL345's FIFO holds 32 entries).
@@ -128,6 +130,146 @@ static MODULE: Module<Mcu> = Module {
     ..Module::EMPTY
 };
 
+/// The streaming state every chip keeps.
+#[derive(Default)]
+pub struct Stream {
+    pub oid: u8,
+    pub rest_ticks: u32,
+    /// Its timer fired: the task reads the FIFO.
+    pub pending: bool,
+    /// FIFO bytes known to wait in the chip.
+    pub fifo_bytes: u16,
+    pub sb: SensorBulk,
+}
+
+impl Stream {
+    pub fn new(oid: u32) -> Stream {
+        Stream {
+            oid: oid as u8,
+            ..Stream::default()
+        }
+    }
+}
+
+/// What differs between the chips; the timer, `query_*`,
+/// `query_*_status` and the task are shared (below).
+pub trait Chip: Sized + 'static {
+    /// The chip's timer callback, a plain function of its file calling
+    /// [`mark_pending`] (one address per chip, so the timer can be found
+    /// again).
+    const EVENT: TimerFn<Mcu>;
+    fn stream(&mut self) -> &mut Stream;
+    /// One FIFO read (the reference's `*_query`); whether more data waits.
+    fn query(mcu: &mut Mcu, i: usize) -> Result<bool, Shutdown>;
+    /// Read the FIFO level for `query_*_status` (timed by the caller);
+    /// the bytes it holds, or `None` when the reading is not to be
+    /// answered (the host asks again).
+    fn level(mcu: &mut Mcu, i: usize) -> Result<Option<u32>, Shutdown>;
+    /// Before the timed level read of `query_*_status`.
+    fn before_status(_mcu: &mut Mcu, _i: usize) -> CmdResult {
+        Ok(())
+    }
+}
+
+fn stream<T: Chip>(mcu: &mut Mcu, i: usize) -> &mut Stream {
+    mcu.objs.of::<T>()[i].stream()
+}
+
+fn timer_of<T: Chip>(i: usize) -> TimerId {
+    TimerId::new(T::EVENT, i as u32)
+}
+
+/// A chip's timer only marks it pending and wakes the group's task (the
+/// reference's `*_event`).
+pub fn mark_pending<T: Chip>(mcu: &mut Mcu, i: u32) -> Result<TimerResult, Shutdown> {
+    if let Some(c) = mcu.objs.of::<T>().get_mut(i as usize) {
+        c.stream().pending = true;
+        mcu.wake_task(&MODULE);
+    }
+    Ok(TimerResult::Done)
+}
+
+/// `query_<chip> rest_ticks=N`: start (or, with 0, stop) streaming.
+pub fn query_cmd<T: Chip>(mcu: &mut Mcu, i: usize, rest_ticks: u32) -> CmdResult {
+    mcu.timers.remove(timer_of::<T>(i));
+    let st = stream::<T>(mcu, i);
+    st.pending = false;
+    if rest_ticks == 0 {
+        return Ok(());
+    }
+    st.rest_ticks = rest_ticks;
+    st.fifo_bytes = 0;
+    st.sb.reset();
+    let now = mcu.clock.now();
+    mcu.timers
+        .insert(timer_of::<T>(i), now.wrapping_add(rest_ticks));
+    Ok(())
+}
+
+/// `query_<chip>_status`: the FIFO level, read with precise timing.
+pub fn status_cmd<T: Chip>(mcu: &mut Mcu, i: usize) -> CmdResult {
+    T::before_status(mcu, i)?;
+    let time1 = mcu.clock.now();
+    let level = T::level(mcu, i)?;
+    let time2 = mcu.clock.now();
+    let Some(fifo) = level else {
+        return Ok(());
+    };
+    let st = stream::<T>(mcu, i);
+    let (sb, oid) = (st.sb, st.oid);
+    sb.status(mcu, oid, time1, time2.wrapping_sub(time1), fifo);
+    Ok(())
+}
+
+/// Send `block` as one `sensor_bulk_data` message.
+pub fn report_block<T: Chip>(mcu: &mut Mcu, i: usize, block: &[u8]) {
+    let st = stream::<T>(mcu, i);
+    st.sb.data_count = 0;
+    st.sb.push(block);
+    let (mut sb, oid) = (st.sb, st.oid);
+    sb.report(mcu, oid);
+    stream::<T>(mcu, i).sb = sb;
+}
+
+/// FIFO blocks of the LIS2DW, BMI160, MPU-9250 and ICM-20948: 48 bytes of
+/// raw samples, sent as read.
+pub const BLOCK: usize = 48;
+
+/// The query of the block-FIFO chips: read the level when less than a
+/// block is known to wait (`read_level` updates `fifo_bytes`), then one
+/// block straight into a message.
+pub fn block_query<T: Chip>(
+    mcu: &mut Mcu,
+    i: usize,
+    read_level: fn(&mut Mcu, usize) -> CmdResult,
+    read_block: fn(&mut Mcu, usize, &mut [u8; BLOCK]) -> CmdResult,
+) -> Result<bool, Shutdown> {
+    if (stream::<T>(mcu, i).fifo_bytes as usize) < BLOCK {
+        read_level(mcu, i)?;
+    }
+    if stream::<T>(mcu, i).fifo_bytes as usize >= BLOCK {
+        let mut block = [0u8; BLOCK];
+        read_block(mcu, i, &mut block)?;
+        report_block::<T>(mcu, i, &block);
+        let st = stream::<T>(mcu, i);
+        st.fifo_bytes = st.fifo_bytes.wrapping_sub(BLOCK as u16);
+    }
+    Ok(stream::<T>(mcu, i).fifo_bytes as usize >= BLOCK)
+}
+
+/// The task's pass over one chip type's pending chips.
+fn task_of<T: Chip>(mcu: &mut Mcu) -> CmdResult {
+    for i in 0..mcu.objs.of::<T>().len() {
+        if !stream::<T>(mcu, i).pending {
+            continue;
+        }
+        let rest = stream::<T>(mcu, i).rest_ticks;
+        let more = drain(mcu, timer_of::<T>(i), rest, |m| T::query(m, i))?;
+        stream::<T>(mcu, i).pending = more;
+    }
+    Ok(())
+}
+
 /// Is a timer due (so that the task should yield to the main loop)?
 fn timer_due(mcu: &Mcu) -> bool {
     mcu.timers
@@ -161,10 +303,10 @@ fn drain(
 }
 
 pub fn task(mcu: &mut Mcu) {
-    let r = adxl345::task(mcu)
-        .and_then(|_| lis2dw::task(mcu))
-        .and_then(|_| mpu9250::task(mcu))
-        .and_then(|_| bmi160::task(mcu));
+    let r = task_of::<adxl345::Adxl345>(mcu)
+        .and_then(|_| task_of::<lis2dw::Lis2dw>(mcu))
+        .and_then(|_| task_of::<mpu9250::Mpu>(mcu))
+        .and_then(|_| task_of::<bmi160::Bmi160>(mcu));
     if let Err(reason) = r {
         mcu.try_shutdown(reason);
     }
@@ -173,17 +315,13 @@ pub fn task(mcu: &mut Mcu) {
 /// Nothing to drive to a safe state: the timers are gone; forget pending
 /// reads so that no bus traffic follows the shutdown.
 pub fn shutdown(mcu: &mut Mcu) {
-    let s = &mut mcu.objs;
-    s.of::<adxl345::Adxl345>()
-        .iter_mut()
-        .for_each(|c| c.pending = false);
-    s.of::<lis2dw::Lis2dw>()
-        .iter_mut()
-        .for_each(|c| c.pending = false);
-    s.of::<mpu9250::Mpu>()
-        .iter_mut()
-        .for_each(|c| c.pending = false);
-    s.of::<bmi160::Bmi160>()
-        .iter_mut()
-        .for_each(|c| c.pending = false);
+    fn stop<T: Chip>(mcu: &mut Mcu) {
+        for c in mcu.objs.of::<T>() {
+            c.stream().pending = false;
+        }
+    }
+    stop::<adxl345::Adxl345>(mcu);
+    stop::<lis2dw::Lis2dw>(mcu);
+    stop::<mpu9250::Mpu>(mcu);
+    stop::<bmi160::Bmi160>(mcu);
 }

@@ -3,17 +3,12 @@
 //! registers): the FIFO byte count is read, then whole 48-byte blocks of
 //! the FIFO straight into `sensor_bulk_data` messages.
 
-use crate::command::Shutdown;
-use crate::command::{Args, CmdResult, Command, Module};
+use crate::command::{Args, CmdResult, Command, Module, Shutdown};
 use crate::commands::i2c;
-use crate::commands::sensor_bulk::SensorBulk;
 use crate::mcu::Mcu;
-use crate::mcu::TimerId;
-use crate::sched::TimerResult;
+use crate::sched::{TimerFn, TimerResult};
 
-use super::{drain, i2c_read};
-
-const BYTES_PER_BLOCK: usize = 48;
+use super::{block_query, i2c_read, mark_pending, Chip, Stream, BLOCK};
 
 /// The registers a chip of this family is read through.
 pub struct MpuRegs {
@@ -31,15 +26,37 @@ pub static MPU9250_REGS: MpuRegs = MpuRegs {
 };
 
 pub struct Mpu {
-    oid: u8,
+    st: Stream,
     i2c: usize,
     regs: &'static MpuRegs,
-    rest_ticks: u32,
-    pub(super) pending: bool,
-    /// The largest FIFO count seen (kept for tuning, as the reference).
-    fifo_max: u16,
-    fifo_pkts_bytes: u16,
-    sb: SensorBulk,
+}
+
+impl Chip for Mpu {
+    const EVENT: TimerFn<Mcu> = event;
+    fn stream(&mut self) -> &mut Stream {
+        &mut self.st
+    }
+    fn query(mcu: &mut Mcu, i: usize) -> Result<bool, Shutdown> {
+        block_query::<Mpu>(mcu, i, read_level, read_block)
+    }
+    /// Was there a FIFO overrun?
+    fn before_status(mcu: &mut Mcu, i: usize) -> CmdResult {
+        let (dev, regs) = (mcu.objs.of::<Mpu>()[i].i2c, mcu.objs.of::<Mpu>()[i].regs);
+        let mut int_msg = [0u8];
+        i2c_read(mcu, dev, regs.int_status, &mut int_msg)?;
+        if int_msg[0] & regs.fifo_overflow_int != 0 {
+            let sb = &mut mcu.objs.of::<Mpu>()[i].st.sb;
+            sb.possible_overflows = sb.possible_overflows.wrapping_add(1);
+        }
+        Ok(())
+    }
+    fn level(mcu: &mut Mcu, i: usize) -> Result<Option<u32>, Shutdown> {
+        fifo_count(mcu, i).map(|n| Some(n as u32))
+    }
+}
+
+fn event(mcu: &mut Mcu, i: u32, _waketime: u32) -> Result<TimerResult, Shutdown> {
+    mark_pending::<Mpu>(mcu, i)
 }
 
 pub(super) fn lookup(mcu: &Mcu, oid: u32, regs: &MpuRegs) -> Result<usize, Shutdown> {
@@ -51,130 +68,53 @@ pub(super) fn lookup(mcu: &Mcu, oid: u32, regs: &MpuRegs) -> Result<usize, Shutd
     }
 }
 
-fn timer_id(i: usize) -> TimerId {
-    TimerId::new(event, i as u32)
-}
-
-/// The chip's timer only marks it pending and wakes the group's task (the
-/// reference's `*_event`).
-fn event(mcu: &mut Mcu, i: u32, _waketime: u32) -> Result<TimerResult, Shutdown> {
-    if let Some(c) = mcu.objs.of::<Mpu>().get_mut(i as usize) {
-        c.pending = true;
-        mcu.wake_task(&super::MODULE);
-    }
-    Ok(TimerResult::Done)
-}
-
 pub(super) fn config(mcu: &mut Mcu, a: &Args, regs: &'static MpuRegs) -> CmdResult {
+    crate::args!(a => oid, i2c_oid);
     let index = mcu.objs.of::<Mpu>().len() as u16;
-    mcu.oid_alloc::<Mpu>(a.get(0), index)?;
-    let i2c = i2c::lookup(mcu, a.get(1))?;
+    mcu.oid_alloc::<Mpu>(oid, index)?;
+    let i2c = i2c::lookup(mcu, i2c_oid)?;
     mcu.objs.push(Mpu {
-        oid: a.get(0) as u8,
+        st: Stream::new(oid),
         i2c,
         regs,
-        rest_ticks: 0,
-        pending: false,
-        fifo_max: 0,
-        fifo_pkts_bytes: 0,
-        sb: SensorBulk::default(),
     });
     Ok(())
 }
 
-fn fifo_count(msg: [u8; 2]) -> u16 {
-    (((msg[0] & 0x1f) as u16) << 8) | msg[1] as u16
-}
-
-fn get_fifo_status(mcu: &mut Mcu, i: usize) -> Result<u16, Shutdown> {
+/// The FIFO byte count.
+fn fifo_count(mcu: &mut Mcu, i: usize) -> Result<u16, Shutdown> {
     let (dev, reg) = (
         mcu.objs.of::<Mpu>()[i].i2c,
         mcu.objs.of::<Mpu>()[i].regs.fifo_count_h,
     );
     let mut msg = [0u8; 2];
     i2c_read(mcu, dev, reg, &mut msg)?;
-    let n = fifo_count(msg);
-    let mp = &mut mcu.objs.of::<Mpu>()[i];
-    mp.fifo_max = mp.fifo_max.max(n);
-    Ok(n)
+    Ok((((msg[0] & 0x1f) as u16) << 8) | msg[1] as u16)
 }
 
-fn query(mcu: &mut Mcu, i: usize) -> Result<bool, Shutdown> {
-    if (mcu.objs.of::<Mpu>()[i].fifo_pkts_bytes as usize) < BYTES_PER_BLOCK {
-        mcu.objs.of::<Mpu>()[i].fifo_pkts_bytes = get_fifo_status(mcu, i)?;
-    }
-    if mcu.objs.of::<Mpu>()[i].fifo_pkts_bytes as usize >= BYTES_PER_BLOCK {
-        let (dev, reg) = (
-            mcu.objs.of::<Mpu>()[i].i2c,
-            mcu.objs.of::<Mpu>()[i].regs.fifo,
-        );
-        let mut block = [0u8; BYTES_PER_BLOCK];
-        i2c_read(mcu, dev, reg, &mut block)?;
-        let mp = &mut mcu.objs.of::<Mpu>()[i];
-        mp.sb.data_count = 0;
-        mp.sb.push(&block);
-        mp.fifo_pkts_bytes -= BYTES_PER_BLOCK as u16;
-        let (mut sb, oid) = (mp.sb, mp.oid);
-        sb.report(mcu, oid);
-        mcu.objs.of::<Mpu>()[i].sb = sb;
-    }
-    Ok(mcu.objs.of::<Mpu>()[i].fifo_pkts_bytes as usize >= BYTES_PER_BLOCK)
+fn read_level(mcu: &mut Mcu, i: usize) -> CmdResult {
+    mcu.objs.of::<Mpu>()[i].st.fifo_bytes = fifo_count(mcu, i)?;
+    Ok(())
+}
+
+fn read_block(mcu: &mut Mcu, i: usize, block: &mut [u8; BLOCK]) -> CmdResult {
+    let (dev, reg) = (
+        mcu.objs.of::<Mpu>()[i].i2c,
+        mcu.objs.of::<Mpu>()[i].regs.fifo,
+    );
+    i2c_read(mcu, dev, reg, block)
 }
 
 pub(super) fn query_cmd(mcu: &mut Mcu, a: &Args, regs: &MpuRegs) -> CmdResult {
-    let i = lookup(mcu, a.get(0), regs)?;
-    mcu.timers.remove(timer_id(i));
-    let mp = &mut mcu.objs.of::<Mpu>()[i];
-    mp.pending = false;
-    let rest_ticks = a.get(1);
-    if rest_ticks == 0 {
-        return Ok(());
-    }
-    mp.rest_ticks = rest_ticks;
-    mp.sb.reset();
-    mp.fifo_max = 0;
-    mp.fifo_pkts_bytes = 0;
-    let now = mcu.clock.now();
-    mcu.timers.insert(timer_id(i), now.wrapping_add(rest_ticks));
-    Ok(())
+    crate::args!(a => oid, rest_ticks);
+    let i = lookup(mcu, oid, regs)?;
+    super::query_cmd::<Mpu>(mcu, i, rest_ticks)
 }
 
 pub(super) fn status_cmd(mcu: &mut Mcu, a: &Args, regs: &MpuRegs) -> CmdResult {
-    let i = lookup(mcu, a.get(0), regs)?;
-    let dev = mcu.objs.of::<Mpu>()[i].i2c;
-    // Was there a FIFO overrun?
-    let mut int_msg = [0u8];
-    i2c_read(mcu, dev, regs.int_status, &mut int_msg)?;
-    if int_msg[0] & regs.fifo_overflow_int != 0 {
-        let sb = &mut mcu.objs.of::<Mpu>()[i].sb;
-        sb.possible_overflows = sb.possible_overflows.wrapping_add(1);
-    }
-    // The FIFO count, with precise timing.
-    let mut msg = [0u8; 2];
-    let time1 = mcu.clock.now();
-    i2c_read(mcu, dev, regs.fifo_count_h, &mut msg)?;
-    let time2 = mcu.clock.now();
-    let sb = mcu.objs.of::<Mpu>()[i].sb;
-    sb.status(
-        mcu,
-        a.get(0) as u8,
-        time1,
-        time2.wrapping_sub(time1),
-        fifo_count(msg) as u32,
-    );
-    Ok(())
-}
-
-pub(super) fn task(mcu: &mut Mcu) -> CmdResult {
-    for i in 0..mcu.objs.of::<Mpu>().len() {
-        if !mcu.objs.of::<Mpu>()[i].pending {
-            continue;
-        }
-        let rest = mcu.objs.of::<Mpu>()[i].rest_ticks;
-        let more = drain(mcu, timer_id(i), rest, |m| query(m, i))?;
-        mcu.objs.of::<Mpu>()[i].pending = more;
-    }
-    Ok(())
+    crate::args!(a => oid);
+    let i = lookup(mcu, oid, regs)?;
+    super::status_cmd::<Mpu>(mcu, i)
 }
 
 fn config_mpu9250(mcu: &mut Mcu, a: &Args) -> CmdResult {
