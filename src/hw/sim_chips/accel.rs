@@ -442,6 +442,70 @@ impl SimSpiDevice for Adxl345 {
     }
 }
 
+/// A chip seen as a register file behind a pointer: what its bus
+/// transfers need. The transfers themselves are [`reg_i2c_write`],
+/// [`reg_i2c_read`] and [`reg_spi_transfer`], shared by the chips.
+pub trait RegFile {
+    fn read_byte(&mut self, r: usize) -> u8;
+    fn write_byte(&mut self, r: usize, v: u8);
+    /// The register after `r` in a burst (FIFO data registers stay put).
+    fn next(&self, r: usize) -> usize {
+        (r + 1) & 0x7f
+    }
+}
+
+/// A register file on I2C, with its register pointer.
+pub trait I2cRegFile: RegFile {
+    fn pointer(&mut self) -> &mut usize;
+}
+
+/// An I2C write: the register, then data written from there on.
+pub fn reg_i2c_write<T: I2cRegFile>(c: &mut T, data: &[u8]) -> u8 {
+    if let Some((&reg, rest)) = data.split_first() {
+        // The LIS3DH's auto-increment bit (7) is ignored.
+        let mut p = reg as usize & 0x7f;
+        for &v in rest {
+            c.write_byte(p, v);
+            p = c.next(p);
+        }
+        *c.pointer() = p;
+    }
+    I2C_SUCCESS
+}
+
+/// An I2C read, from `reg` if given, else from the pointer.
+pub fn reg_i2c_read<T: I2cRegFile>(c: &mut T, reg: &[u8], out: &mut [u8]) -> u8 {
+    let mut p = match reg.first() {
+        Some(&r) => r as usize & 0x7f,
+        None => *c.pointer(),
+    };
+    for o in out.iter_mut() {
+        *o = c.read_byte(p);
+        p = c.next(p);
+    }
+    *c.pointer() = p;
+    I2C_SUCCESS
+}
+
+/// An SPI transfer: a command byte (bit 7 read, the register below),
+/// then the data.
+pub fn reg_spi_transfer<T: RegFile>(c: &mut T, data: &mut [u8]) {
+    let Some(&cmd) = data.first() else {
+        return;
+    };
+    data[0] = 0;
+    let mut r = (cmd & 0x7f) as usize;
+    for d in data[1..].iter_mut() {
+        if cmd & 0x80 != 0 {
+            *d = c.read_byte(r);
+        } else {
+            c.write_byte(r, *d);
+            *d = 0;
+        }
+        r = c.next(r);
+    }
+}
+
 // ---------------------------------------------------------------------------
 // MPU-9250
 
@@ -574,32 +638,38 @@ impl Mpu9250 {
     }
 }
 
+impl RegFile for Mpu9250 {
+    fn read_byte(&mut self, r: usize) -> u8 {
+        Mpu9250::read_byte(self, r)
+    }
+    fn write_byte(&mut self, r: usize, v: u8) {
+        Mpu9250::write_byte(self, r, v)
+    }
+    /// FIFO_R_W does not advance the address; other registers do.
+    fn next(&self, r: usize) -> usize {
+        if r == MPU_FIFO_R_W {
+            r
+        } else {
+            (r + 1) & 0x7f
+        }
+    }
+}
+
+impl I2cRegFile for Mpu9250 {
+    fn pointer(&mut self) -> &mut usize {
+        &mut self.pointer
+    }
+}
+
 impl SimI2cDevice for Mpu9250 {
     fn write(&mut self, clock: u32, data: &[u8]) -> u8 {
         self.s.advance(clock);
-        if let Some((&reg, rest)) = data.split_first() {
-            self.pointer = reg as usize & 0x7f;
-            for (k, &v) in rest.iter().enumerate() {
-                self.write_byte((self.pointer + k) & 0x7f, v);
-            }
-        }
-        I2C_SUCCESS
+        reg_i2c_write(self, data)
     }
 
     fn read(&mut self, clock: u32, reg: &[u8], out: &mut [u8]) -> u8 {
         self.s.advance(clock);
-        if let Some(&r) = reg.first() {
-            self.pointer = r as usize & 0x7f;
-        }
-        // FIFO_R_W does not advance the address; other registers do.
-        let mut p = self.pointer;
-        for o in out.iter_mut() {
-            *o = self.read_byte(p);
-            if p != MPU_FIFO_R_W {
-                p = (p + 1) & 0x7f;
-            }
-        }
-        I2C_SUCCESS
+        reg_i2c_read(self, reg, out)
     }
 
     fn control(&mut self, words: &[&str]) -> Option<String> {
@@ -829,24 +899,29 @@ impl Lis2dw {
     }
 }
 
+impl RegFile for Lis2dw {
+    fn read_byte(&mut self, r: usize) -> u8 {
+        Lis2dw::read_byte(self, r)
+    }
+    fn write_byte(&mut self, r: usize, v: u8) {
+        Lis2dw::write_byte(self, r, v)
+    }
+    fn next(&self, r: usize) -> usize {
+        Lis2dw::next(self, r)
+    }
+}
+
+impl I2cRegFile for Lis2dw {
+    fn pointer(&mut self) -> &mut usize {
+        &mut self.pointer
+    }
+}
+
 impl SimSpiDevice for Lis2dw {
     fn transfer(&mut self, clock: u32, data: &mut [u8]) {
         self.s.advance(clock);
         self.transfers += 1;
-        let Some(&cmd) = data.first() else {
-            return;
-        };
-        data[0] = 0;
-        let mut r = (cmd & 0x7f) as usize;
-        for d in data[1..].iter_mut() {
-            if cmd & 0x80 != 0 {
-                *d = self.read_byte(r);
-            } else {
-                self.write_byte(r, *d);
-                *d = 0;
-            }
-            r = self.next(r);
-        }
+        reg_spi_transfer(self, data)
     }
 
     fn control(&mut self, words: &[&str]) -> Option<String> {
@@ -858,28 +933,13 @@ impl SimI2cDevice for Lis2dw {
     fn write(&mut self, clock: u32, data: &[u8]) -> u8 {
         self.s.advance(clock);
         self.transfers += 1;
-        if let Some((&reg, rest)) = data.split_first() {
-            // The LIS3DH's auto-increment bit (7) is ignored.
-            self.pointer = reg as usize & 0x7f;
-            for &v in rest {
-                self.write_byte(self.pointer, v);
-                self.pointer = self.next(self.pointer);
-            }
-        }
-        I2C_SUCCESS
+        reg_i2c_write(self, data)
     }
 
     fn read(&mut self, clock: u32, reg: &[u8], out: &mut [u8]) -> u8 {
         self.s.advance(clock);
         self.transfers += 1;
-        if let Some(&r) = reg.first() {
-            self.pointer = r as usize & 0x7f;
-        }
-        for o in out.iter_mut() {
-            *o = self.read_byte(self.pointer);
-            self.pointer = self.next(self.pointer);
-        }
-        I2C_SUCCESS
+        reg_i2c_read(self, reg, out)
     }
 
     fn control(&mut self, words: &[&str]) -> Option<String> {
@@ -1084,33 +1144,38 @@ impl Icm20948 {
     }
 }
 
+impl RegFile for Icm20948 {
+    fn read_byte(&mut self, r: usize) -> u8 {
+        Icm20948::read_byte(self, r)
+    }
+    fn write_byte(&mut self, r: usize, v: u8) {
+        Icm20948::write_byte(self, r, v)
+    }
+    /// FIFO_R_W does not advance the address; other registers do.
+    fn next(&self, r: usize) -> usize {
+        if self.is_fifo_rw(r) {
+            r
+        } else {
+            (r + 1) & 0x7f
+        }
+    }
+}
+
+impl I2cRegFile for Icm20948 {
+    fn pointer(&mut self) -> &mut usize {
+        &mut self.pointer
+    }
+}
+
 impl SimI2cDevice for Icm20948 {
     fn write(&mut self, clock: u32, data: &[u8]) -> u8 {
         self.s.advance(clock);
-        if let Some((&reg, rest)) = data.split_first() {
-            self.pointer = reg as usize & 0x7f;
-            for &v in rest {
-                self.write_byte(self.pointer, v);
-                self.pointer = (self.pointer + 1) & 0x7f;
-            }
-        }
-        I2C_SUCCESS
+        reg_i2c_write(self, data)
     }
 
     fn read(&mut self, clock: u32, reg: &[u8], out: &mut [u8]) -> u8 {
         self.s.advance(clock);
-        if let Some(&r) = reg.first() {
-            self.pointer = r as usize & 0x7f;
-        }
-        // FIFO_R_W does not advance the address; other registers do.
-        let mut p = self.pointer;
-        for o in out.iter_mut() {
-            *o = self.read_byte(p);
-            if !self.is_fifo_rw(p) {
-                p = (p + 1) & 0x7f;
-            }
-        }
-        I2C_SUCCESS
+        reg_i2c_read(self, reg, out)
     }
 
     fn control(&mut self, words: &[&str]) -> Option<String> {
@@ -1314,6 +1379,23 @@ impl Bmi160 {
     }
 }
 
+impl RegFile for Bmi160 {
+    fn read_byte(&mut self, r: usize) -> u8 {
+        Bmi160::read_byte(self, r)
+    }
+    fn write_byte(&mut self, r: usize, v: u8) {
+        Bmi160::write_byte(self, r, v)
+    }
+    /// FIFO_DATA does not advance the address; other registers do.
+    fn next(&self, r: usize) -> usize {
+        if r == BMI_FIFO_DATA {
+            r
+        } else {
+            (r + 1) & 0x7f
+        }
+    }
+}
+
 impl SimSpiDevice for Bmi160 {
     fn transfer(&mut self, clock: u32, data: &mut [u8]) {
         self.s.advance(clock);
@@ -1324,22 +1406,7 @@ impl SimSpiDevice for Bmi160 {
             data.fill(0);
             return;
         }
-        let Some(&cmd) = data.first() else {
-            return;
-        };
-        data[0] = 0;
-        let mut r = (cmd & 0x7f) as usize;
-        for d in data[1..].iter_mut() {
-            if cmd & 0x80 != 0 {
-                *d = self.read_byte(r);
-            } else {
-                self.write_byte(r, *d);
-                *d = 0;
-            }
-            if r != BMI_FIFO_DATA {
-                r = (r + 1) & 0x7f;
-            }
-        }
+        reg_spi_transfer(self, data)
     }
 
     fn control(&mut self, words: &[&str]) -> Option<String> {
