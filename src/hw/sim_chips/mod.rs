@@ -24,3 +24,15 @@ pub fn attach(s: &mut SimState) {
     probe::attach(s);
     display::attach(s);
 }
+
+/// A control request setting a number: store `value` when it parsed (and
+/// passed the request's checks) and answer "ok", else the usage.
+pub fn set<T>(field: &mut T, value: Option<T>, usage: &str) -> String {
+    match value {
+        Some(v) => {
+            *field = v;
+            "ok".into()
+        }
+        None => format!("error usage: {usage}"),
+    }
+}

@@ -27,6 +27,7 @@ use std::rc::Rc;
 
 use klipper_protocol::crc::crc16_ccitt;
 
+use super::set;
 use crate::hw::bus::{I2C_NACK, I2C_SUCCESS};
 use crate::hw::sim::{SimGpioDevice, SimI2cDevice, SimSpiDevice, SimState};
 
@@ -217,27 +218,17 @@ impl SimGpioDevice for Hx711 {
         };
         let num = |s: &str| s.parse::<i64>().ok();
         Some(match rest {
-            ["load", n] => match num(n) {
-                Some(n) => {
-                    self.load = n as i32;
-                    "ok".into()
-                }
-                None => "error usage: hx71x load COUNTS".into(),
-            },
-            ["ramp", n] => match num(n) {
-                Some(n) => {
-                    self.ramp = n as i32;
-                    "ok".into()
-                }
-                None => "error usage: hx71x ramp STEP".into(),
-            },
-            ["rate", n] => match num(n) {
-                Some(n) if n > 0 => {
-                    self.sps = n as u32;
-                    "ok".into()
-                }
-                _ => "error usage: hx71x rate SPS".into(),
-            },
+            ["load", n] => set(
+                &mut self.load,
+                num(n).map(|n| n as i32),
+                "hx71x load COUNTS",
+            ),
+            ["ramp", n] => set(&mut self.ramp, num(n).map(|n| n as i32), "hx71x ramp STEP"),
+            ["rate", n] => set(
+                &mut self.sps,
+                num(n).filter(|&n| n > 0).map(|n| n as u32),
+                "hx71x rate SPS",
+            ),
             ["glitch"] => {
                 self.glitch = true;
                 "ok".into()
@@ -374,27 +365,17 @@ impl SimI2cDevice for Ldc1612 {
         };
         let num = |s: &str| s.parse::<u32>().ok();
         Some(match rest {
-            ["raw", n] => match num(n) {
-                Some(n) => {
-                    self.raw = n & 0x0fff_ffff;
-                    "ok".into()
-                }
-                None => "error usage: ldc1612 raw N".into(),
-            },
-            ["errbits", n] => match num(n) {
-                Some(n) => {
-                    self.errbits = n & 0xf;
-                    "ok".into()
-                }
-                None => "error usage: ldc1612 errbits N".into(),
-            },
-            ["rate", n] => match num(n) {
-                Some(n) if n > 0 => {
-                    self.rate = n;
-                    "ok".into()
-                }
-                _ => "error usage: ldc1612 rate HZ".into(),
-            },
+            ["raw", n] => set(
+                &mut self.raw,
+                num(n).map(|n| n & 0x0fff_ffff),
+                "ldc1612 raw N",
+            ),
+            ["errbits", n] => set(
+                &mut self.errbits,
+                num(n).map(|n| n & 0xf),
+                "ldc1612 errbits N",
+            ),
+            ["rate", n] => set(&mut self.rate, num(n).filter(|&n| n > 0), "ldc1612 rate HZ"),
             ["nack", v] => {
                 self.nack = *v == "1";
                 "ok".into()
@@ -852,27 +833,9 @@ impl SimSpiDevice for Ads131m0x {
         };
         let num = |s: &str| s.parse::<i64>().ok();
         Some(match rest {
-            ["load", n] => match num(n) {
-                Some(n) => {
-                    self.load = n as i32;
-                    "ok".into()
-                }
-                None => "error usage: ads131m0x load COUNTS".into(),
-            },
-            ["ramp", n] => match num(n) {
-                Some(n) => {
-                    self.ramp = n as i32;
-                    "ok".into()
-                }
-                None => "error usage: ads131m0x ramp STEP".into(),
-            },
-            ["clkin", n] => match num(n) {
-                Some(n) if n > 0 => {
-                    self.clkin = n as u32;
-                    "ok".into()
-                }
-                _ => "error usage: ads131m0x clkin HZ".into(),
-            },
+            ["load", n] => set(&mut self.load, num(n).map(|n| n as i32), "ads131m0x load COUNTS"),
+            ["ramp", n] => set(&mut self.ramp, num(n).map(|n| n as i32), "ads131m0x ramp STEP"),
+            ["clkin", n] => set(&mut self.clkin, num(n).filter(|&n| n > 0).map(|n| n as u32), "ads131m0x clkin HZ"),
             ["channels", n] => match num(n) {
                 Some(n @ (2 | 4)) => {
                     self.channels = n as usize;
