@@ -23,7 +23,7 @@ struct Node {
     next: u32,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MovePool {
     nodes: Vec<Node>,
     free: u32,
@@ -42,6 +42,13 @@ impl Default for MoveQueue {
             head: NIL,
             tail: NIL,
         }
+    }
+}
+
+/// An empty pool (before `finalize_config`): every push overflows.
+impl Default for MovePool {
+    fn default() -> Self {
+        MovePool::new(0)
     }
 }
 
