@@ -228,17 +228,17 @@ fn i2c_set_sw_bus(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn i2c_transfer(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
-    let wdata = a.buf(1);
-    let rlen = (a.get(3) as usize).min(MAX_RESPONSE);
+    crate::args!(a => oid, write: buf, read_len);
+    let i = lookup(mcu, oid)?;
+    let rlen = (read_len as usize).min(MAX_RESPONSE);
     let mut rbuf = [0u8; MAX_RESPONSE];
     let status = if rlen > 0 {
-        read(mcu, i, wdata, &mut rbuf[..rlen])?
+        read(mcu, i, write, &mut rbuf[..rlen])?
     } else {
-        write(mcu, i, wdata)?
+        self::write(mcu, i, write)?
     };
     let args = [
-        Arg::Int(a.get(0)),
+        Arg::Int(oid),
         Arg::Int(status as u32),
         Arg::Bytes(&rbuf[..rlen]),
     ];

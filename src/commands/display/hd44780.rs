@@ -85,9 +85,8 @@ fn config_hd44780(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
-fn send(mcu: &mut Mcu, a: &Args, rs: bool) -> CmdResult {
-    let i = lookup(mcu, a.get(0))?;
-    let data = a.buf(1);
+fn send(mcu: &mut Mcu, oid: u32, data: &[u8], rs: bool) -> CmdResult {
+    let i = lookup(mcu, oid)?;
     let Mcu {
         gpio, objs, clock, ..
     } = mcu;
@@ -98,11 +97,13 @@ fn send(mcu: &mut Mcu, a: &Args, rs: bool) -> CmdResult {
 }
 
 fn hd44780_send_cmds(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    send(mcu, a, false)
+    crate::args!(a => oid, cmds: buf);
+    send(mcu, oid, cmds, false)
 }
 
 fn hd44780_send_data(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    send(mcu, a, true)
+    crate::args!(a => oid, data: buf);
+    send(mcu, oid, data, true)
 }
 
 /// Every line low.

@@ -77,9 +77,8 @@ fn config_st7920(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
-fn send(mcu: &mut Mcu, a: &Args, sync: u8) -> CmdResult {
-    let i = mcu.oid_lookup::<St7920>(a.get(0))? as usize;
-    let data = a.buf(1);
+fn send(mcu: &mut Mcu, oid: u32, data: &[u8], sync: u8) -> CmdResult {
+    let i = mcu.oid_lookup::<St7920>(oid)? as usize;
     let Mcu {
         gpio, objs, clock, ..
     } = mcu;
@@ -90,11 +89,13 @@ fn send(mcu: &mut Mcu, a: &Args, sync: u8) -> CmdResult {
 }
 
 fn st7920_send_cmds(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    send(mcu, a, SYNC_CMD)
+    crate::args!(a => oid, cmds: buf);
+    send(mcu, oid, cmds, SYNC_CMD)
 }
 
 fn st7920_send_data(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    send(mcu, a, SYNC_DATA)
+    crate::args!(a => oid, data: buf);
+    send(mcu, oid, data, SYNC_DATA)
 }
 
 /// SCLK and SID low.
