@@ -75,3 +75,71 @@ fn steppers_step_on_time_in_process() {
         }
     }
 }
+
+/// The whole loop in-process: `runtime::run` serves a host on its pty
+/// (from another thread) until the stop flag is set.
+#[test]
+fn the_loop_answers_on_its_pty_until_stopped() {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let reg = registry(Dialect::Klipper);
+    let dir = std::env::temp_dir().join(format!("kmcu_runtime_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let link = dir.join("tty");
+    let mut console = klipper_mcu::console::Console::open(&link).unwrap();
+    let tmp = std::env::temp_dir();
+    let (board, _state) = Board::sim(tmp.clone(), tmp);
+    let mut mcu = Mcu::new(reg, vec![CString::new("t").unwrap()], board);
+    let stop = Arc::new(AtomicBool::new(false));
+    let dict = reg.dictionary.clone();
+    let host = {
+        let (stop, link) = (stop.clone(), link.clone());
+        std::thread::spawn(move || -> Vec<String> {
+            let mut tty = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_NOCTTY)
+                .open(&link)
+                .unwrap();
+            let mut t = nix::sys::termios::tcgetattr(&tty).unwrap();
+            nix::sys::termios::cfmakeraw(&mut t);
+            // Reads return after at most 0.1 s, so a silent MCU cannot hang
+            // the test: the loop below gives up after 20 s.
+            t.control_chars[nix::sys::termios::SpecialCharacterIndices::VMIN as usize] = 0;
+            t.control_chars[nix::sys::termios::SpecialCharacterIndices::VTIME as usize] = 1;
+            nix::sys::termios::tcsetattr(&tty, nix::sys::termios::SetArg::TCSANOW, &t).unwrap();
+            let mut codec = HostCodec::new();
+            codec.dict = Dictionary::from_compressed(&dict).unwrap();
+            let cmds = ["get_clock", "get_uptime"].map(|c| codec.encode_text(c).unwrap());
+            let block = codec.frame_all(&cmds);
+            tty.write_all(&block).unwrap();
+            let mut names = Vec::new();
+            let t0 = Instant::now();
+            let mut buf = [0u8; 4096];
+            while names.len() < 2 && t0.elapsed() < Duration::from_secs(20) {
+                let n = tty.read(&mut buf).unwrap();
+                for b in codec.feed(&buf[..n]) {
+                    for r in codec.decode(&b.payload).unwrap() {
+                        names.push(r.name);
+                    }
+                }
+            }
+            // Stop, and wake the loop from its wait with one more command.
+            stop.store(true, Ordering::Relaxed);
+            let block = codec.frame_all(&[codec.encode_text("get_clock").unwrap()]);
+            tty.write_all(&block).unwrap();
+            names
+        })
+    };
+    let mask = nix::sys::signal::SigSet::empty();
+    runtime::run(&mut mcu, &mut console, None, None, &mask, &stop);
+    let names = host.join().unwrap();
+    console.unlink();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(names.contains(&"clock".to_string()), "{names:?}");
+    assert!(names.contains(&"uptime".to_string()), "{names:?}");
+    assert!(!mcu.is_shutdown());
+}
