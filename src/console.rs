@@ -111,27 +111,17 @@ impl Console {
         let mut got = false;
         for _ in 0..MAX_READS_PER_PASS {
             let free = &mut self.rx[self.rx_len..];
-            let n = unsafe {
-                libc::read(
-                    self.master.as_raw_fd(),
-                    free.as_mut_ptr().cast(),
-                    free.len(),
-                )
-            };
-            if n <= 0 {
+            let n = match nix::unistd::read(self.master.as_raw_fd(), free) {
+                Ok(0) => break,
+                Ok(n) => n,
                 // EAGAIN: nothing more for now. Other errors are transient
                 // on a pty whose slave we hold open; report and go on.
-                if n < 0 {
-                    let e = std::io::Error::last_os_error();
-                    if e.kind() != std::io::ErrorKind::WouldBlock
-                        && e.kind() != std::io::ErrorKind::Interrupted
-                    {
-                        eprintln!("klipper_mcu: read from pty: {e}");
-                    }
+                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => break,
+                Err(e) => {
+                    eprintln!("klipper_mcu: read from pty: {e}");
+                    break;
                 }
-                break;
-            }
-            let n = n as usize;
+            };
             got = true;
             let new = &self.rx[self.rx_len..self.rx_len + n];
             if new.starts_with(FORCE_SHUTDOWN_TEXT) {
@@ -174,12 +164,10 @@ impl Console {
     /// Write pending output; what the pty cannot take now stays queued.
     pub fn flush(&mut self, out: &mut Output) {
         while !out.is_empty() {
-            let p = out.pending();
-            let n = unsafe { libc::write(self.master.as_raw_fd(), p.as_ptr().cast(), p.len()) };
-            if n <= 0 {
-                break;
+            match nix::unistd::write(&self.master, out.pending()) {
+                Ok(n) if n > 0 => out.consume(n),
+                _ => break,
             }
-            out.consume(n as usize);
         }
     }
 

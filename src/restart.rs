@@ -18,6 +18,7 @@ pub fn reexec(args: &[CString]) {
 /// SCHED_FIFO at half the maximum priority, and all memory locked, as the
 /// reference's `-r`. On refusal, say what is missing.
 pub fn realtime_setup() -> Result<(), String> {
+    // nix has no wrapper for the scheduling policy calls.
     let prio = unsafe { libc::sched_get_priority_max(libc::SCHED_FIFO) } / 2;
     let sp = libc::sched_param {
         sched_priority: prio,
