@@ -28,8 +28,9 @@ const EXEC_FAILED: Shutdown = Shutdown("Unable to restart (execv failed)");
 
 fn identify(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let data = &mcu.registry.dictionary;
-    let offset = a.get(0) as usize;
-    let count = a.get(1) as u8 as usize;
+    crate::args!(a => offset, count);
+    let offset = offset as usize;
+    let count = count as u8 as usize;
     let chunk = data
         .get(offset..)
         .map_or(&[][..], |d| &d[..count.min(d.len())]);

@@ -114,17 +114,23 @@ fn timer_event(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
 }
 
 fn config_ds18b20(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    config(mcu, a, false)
+    crate::args!(a => oid, serial: buf, max_error_count);
+    config(mcu, oid, serial, max_error_count, false)
 }
 
 /// Kalico's form, with `ignore_limits`.
 fn config_ds18b20_kalico(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, serial: buf, max_error_count, ignore_limits);
-    config(mcu, a, ignore_limits != 0)
+    config(mcu, oid, serial, max_error_count, ignore_limits != 0)
 }
 
-fn config(mcu: &mut Mcu, a: &Args, ignore_limits: bool) -> CmdResult {
-    let serial = a.buf(1);
+fn config(
+    mcu: &mut Mcu,
+    oid: u32,
+    serial: &[u8],
+    max_error_count: u32,
+    ignore_limits: bool,
+) -> CmdResult {
     if serial.contains(&b'/') {
         return Err(BAD_SERIAL);
     }
@@ -138,7 +144,7 @@ fn config(mcu: &mut Mcu, a: &Args, ignore_limits: bool) -> CmdResult {
         crate::hw::sysfs::report(&path, "cannot open DS18B20", &e);
         CANT_OPEN
     })?;
-    let max_error_count = a.get(3) as u8;
+    let max_error_count = max_error_count as u8;
     let shared: Channel = Arc::new((
         Mutex::new(Shared {
             status: Status::Idle,
@@ -154,9 +160,9 @@ fn config(mcu: &mut Mcu, a: &Args, ignore_limits: bool) -> CmdResult {
         .spawn(move || reader(file, s2, max_error_count))
         .map_err(|_| NO_THREAD)?;
     let index = mcu.objs.of::<Ds18b20>().len() as u16;
-    mcu.oid_alloc::<Ds18b20>(a.get(0), index)?;
+    mcu.oid_alloc::<Ds18b20>(oid, index)?;
     mcu.objs.push(Ds18b20 {
-        oid: a.get(0) as u8,
+        oid: oid as u8,
         rest_time: 0,
         min_value: 0,
         max_value: 0,

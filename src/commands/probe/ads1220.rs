@@ -169,16 +169,24 @@ pub fn task(mcu: &mut Mcu) {
     }
 }
 
-fn new_adc(mcu: &mut Mcu, ads131: bool, a: &Args, ch: u8, nch: u8, pin: u32) -> CmdResult {
-    let dev = spi::lookup(mcu, a.get(1))?;
+fn new_adc(
+    mcu: &mut Mcu,
+    ads131: bool,
+    oid: u32,
+    spi_oid: u32,
+    ch: u8,
+    nch: u8,
+    pin: u32,
+) -> CmdResult {
+    let dev = spi::lookup(mcu, spi_oid)?;
     if ads131 && (!(2..=MAX_CHANNELS).contains(&nch) || ch >= nch) {
         return Err(BAD_CHANNELS);
     }
     let data_ready = mcu.gpio.setup_input(pin, Bias::AsIs)?;
     let index = adcs(mcu).len() as u16;
-    mcu.oid_alloc::<SpiAdc>(a.get(0), index)?;
+    mcu.oid_alloc::<SpiAdc>(oid, index)?;
     mcu.objs.push(SpiAdc {
-        oid: a.get(0) as u8,
+        oid: oid as u8,
         ads131,
         rest_ticks: 0,
         data_ready,
@@ -195,7 +203,7 @@ fn new_adc(mcu: &mut Mcu, ads131: bool, a: &Args, ch: u8, nch: u8, pin: u32) -> 
 
 fn config_ads1220(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, spi_oid, data_ready_pin);
-    new_adc(mcu, false, a, 0, 0, data_ready_pin)
+    new_adc(mcu, false, oid, spi_oid, 0, 0, data_ready_pin)
 }
 
 fn config_ads131m0x(mcu: &mut Mcu, a: &Args) -> CmdResult {
@@ -203,7 +211,8 @@ fn config_ads131m0x(mcu: &mut Mcu, a: &Args) -> CmdResult {
     new_adc(
         mcu,
         true,
-        a,
+        oid,
+        spi_oid,
         channel as u8,
         num_channels as u8,
         data_ready_pin,
@@ -219,19 +228,21 @@ fn lookup(mcu: &Mcu, ads131: bool, oid: u32) -> Result<usize, Shutdown> {
 }
 
 fn attach(mcu: &mut Mcu, ads131: bool, a: &Args) -> CmdResult {
-    let i = lookup(mcu, ads131, a.get(0))?;
-    let ta = trigger_analog::lookup(mcu, a.get(1))?;
+    crate::args!(a => oid, trigger_analog_oid);
+    let i = lookup(mcu, ads131, oid)?;
+    let ta = trigger_analog::lookup(mcu, trigger_analog_oid)?;
     adcs(mcu)[i].ta = Some(ta);
     Ok(())
 }
 
 fn query(mcu: &mut Mcu, ads131: bool, a: &Args) -> CmdResult {
-    let i = lookup(mcu, ads131, a.get(0))?;
+    crate::args!(a => oid, rest_ticks);
+    let i = lookup(mcu, ads131, oid)?;
     let id = TimerId::new(run_timer, i as u32);
     mcu.timers.remove(id);
     let d = &mut adcs(mcu)[i];
     d.pending = false;
-    d.rest_ticks = a.get(1);
+    d.rest_ticks = rest_ticks;
     if d.rest_ticks == 0 {
         return Ok(());
     }
@@ -243,13 +254,14 @@ fn query(mcu: &mut Mcu, ads131: bool, a: &Args) -> CmdResult {
 }
 
 fn status(mcu: &mut Mcu, ads131: bool, a: &Args) -> CmdResult {
-    let i = lookup(mcu, ads131, a.get(0))?;
+    crate::args!(a => oid);
+    let i = lookup(mcu, ads131, oid)?;
     let start = mcu.clock.now();
     let drdy = adcs(mcu)[i].data_ready;
     let ready = !mcu.gpio.read(drdy);
     let sb = adcs(mcu)[i].sb;
     let pending = if ready { BYTES_PER_SAMPLE as u32 } else { 0 };
-    sb.status(mcu, a.get(0) as u8, start, 0, pending);
+    sb.status(mcu, oid as u8, start, 0, pending);
     Ok(())
 }
 

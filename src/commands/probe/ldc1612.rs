@@ -171,12 +171,12 @@ pub fn task(mcu: &mut Mcu) {
     }
 }
 
-fn new_ldc(mcu: &mut Mcu, a: &Args, intb: Option<GpioIn>) -> CmdResult {
-    let dev = i2c::lookup(mcu, a.get(1))?;
+fn new_ldc(mcu: &mut Mcu, oid: u32, i2c_oid: u32, intb: Option<GpioIn>) -> CmdResult {
+    let dev = i2c::lookup(mcu, i2c_oid)?;
     let index = mcu.objs.of::<Ldc1612>().len() as u16;
-    mcu.oid_alloc::<Ldc1612>(a.get(0), index)?;
+    mcu.oid_alloc::<Ldc1612>(oid, index)?;
     mcu.objs.push(Ldc1612 {
-        oid: a.get(0) as u8,
+        oid: oid as u8,
         rest_ticks: 0,
         i2c: dev,
         flags: if intb.is_some() { LDC_HAVE_INTB } else { 0 },
@@ -188,14 +188,15 @@ fn new_ldc(mcu: &mut Mcu, a: &Args, intb: Option<GpioIn>) -> CmdResult {
 }
 
 fn config_ldc1612(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    new_ldc(mcu, a, None)
+    crate::args!(a => oid, i2c_oid);
+    new_ldc(mcu, oid, i2c_oid, None)
 }
 
 fn config_ldc1612_with_intb(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, i2c_oid, intb_pin);
     i2c::lookup(mcu, i2c_oid)?;
     let pin = mcu.gpio.setup_input(intb_pin, Bias::PullUp)?;
-    new_ldc(mcu, a, Some(pin))
+    new_ldc(mcu, oid, i2c_oid, Some(pin))
 }
 
 fn ldc1612_attach_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
