@@ -1,6 +1,7 @@
 //! A fixed in-process workload for instruction counts (callgrind):
 //! `cgwork dispatch` dispatches 100 000 `debug_nop`; `cgwork steppers N`
-//! runs N steppers through 20 000 steps each on the simulated board.
+//! runs N steppers through 20 000 steps each on the simulated board (or,
+//! with `linux` last, through the GPIO character device).
 //! Run: `valgrind --tool=callgrind target/release/examples/cgwork steppers 3`.
 
 use std::ffi::CString;
@@ -19,7 +20,13 @@ fn main() {
     let mut codec = HostCodec::new();
     codec.dict = Dictionary::from_compressed(&registry.dictionary).unwrap();
     let tmp = std::env::temp_dir();
-    let (board, _state) = Board::sim(tmp.clone(), tmp);
+    // `linux` as the last argument: this computer's GPIO character device
+    // (run it under shared/tools/fakegpio.c's preload), as the binary does.
+    let board = if args.last().is_some_and(|a| a == "linux") {
+        Board::linux("/dev".into(), "/sys".into())
+    } else {
+        Board::sim(tmp.clone(), tmp).0
+    };
     let mut mcu = Mcu::new(registry, vec![CString::new("cgwork").unwrap()], board);
     let mut send = |mcu: &mut Mcu, cmds: &[&str]| {
         let enc: Vec<Vec<u8>> = cmds.iter().map(|c| codec.encode_text(c).unwrap()).collect();
