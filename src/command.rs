@@ -406,6 +406,10 @@ impl<C> Registry<C> {
             .filter_map(|m| m.task.map(|t| (*m as *const Module<C> as usize, t)))
             .collect();
         let shutdown_hooks = modules.iter().filter_map(|m| m.shutdown).collect();
+        assert!(
+            modules.iter().filter(|m| m.task.is_some()).count() <= 64,
+            "woken tasks are bits of a u64"
+        );
         Registry {
             table,
             response_ids: ResponseIds { ids: response_ids },

@@ -74,15 +74,6 @@ impl Objects {
         }
     }
 
-    /// A family's state that is not an oid's object (shared chips, bus
-    /// channels): the one `T` of this MCU, created on first use.
-    pub fn family<T: Default + 'static>(&mut self) -> &mut T {
-        if self.of::<T>().is_empty() {
-            self.push(T::default());
-        }
-        &mut self.of::<T>()[0]
-    }
-
     /// Forget every object (a new configuration).
     pub fn clear(&mut self) {
         self.tables.clear();
