@@ -92,14 +92,16 @@ BUSYBOX=$K/root/bin/busybox
 # From the image: the kernel and the modules the init script loads, with
 # every module they depend on (read from each module's own `depends=`).
 IMG_DEB=$(ls "$K"/debs/linux-image-*.deb)
-MODDIR=lib/modules/$ABI/kernel
-if [ ! -e "$K/image.done" ]; then
+# The kernel's own modules the VM loads (the rest are built in).
+WANT="configfs i2c-dev industrialio"
+if [ "$(cat "$K/image.done" 2>/dev/null)" != "$WANT" ]; then
     log "unpacking the kernel and its modules"
-    mkdir -p "$K/image"
     dpkg-deb --fsys-tarfile "$IMG_DEB" >"$K/image.tar"
-    tar -x -f "$K/image.tar" -C "$K/image" "./boot/vmlinuz-$ABI"
     tar -t -f "$K/image.tar" | grep '\.ko' >"$K/image.list"
-    want="configfs i2c-dev"
+    rm -rf "$K/image" "$K/image.order.tmp"
+    mkdir -p "$K/image"
+    tar -x -f "$K/image.tar" -C "$K/image" "./boot/vmlinuz-$ABI"
+    want=$WANT
     done_mods=
     while [ -n "$want" ]; do
         next=
@@ -126,7 +128,7 @@ if [ ! -e "$K/image.done" ]; then
     # Load order: dependencies first (they were found last).
     tac "$K/image.order.tmp" | awk '!seen[$0]++' >"$K/image.order"
     rm -f "$K/image.order.tmp" "$K/image.tar"
-    touch "$K/image.done"
+    echo "$WANT" >"$K/image.done"
 fi
 
 # The module sources: gpio-sim.c and irq_sim.c (with gpiolib.h) from the
@@ -160,7 +162,11 @@ for f in "$HERE"/modules/* "$SRC"/gpio-sim-main.c "$SRC"/gpiolib.h "$SRC"/irq_si
         changed=1
     fi
 done
-if [ -n "$changed" ] || [ ! -e "$B/klipper_test_pwm.ko" ]; then
+OURS="gpio-sim klipper_test_i2c klipper_test_pwm klipper_test_spi klipper_test_iio"
+for m in $OURS; do
+    [ -e "$B/$m.ko" ] || changed=1
+done
+if [ -n "$changed" ]; then
     log "building gpio-sim and the test modules"
     make -s -C "$HDR" M="$B" CC="$CC" modules >&2
 fi
@@ -172,7 +178,7 @@ rm -rf "$R"
 mkdir -p "$R/bin" "$R/modules" "$R/dev" "$R/proc" "$R/sys" "$R/tmp" "$R/run"
 cp "$BUSYBOX" "$R/bin/busybox"
 n=10
-for ko in $(cat "$K/image.order") "$B/gpio-sim.ko" "$B/klipper_test_i2c.ko" "$B/klipper_test_pwm.ko"; do
+for ko in $(cat "$K/image.order") $(for m in $OURS; do echo "$B/$m.ko"; done); do
     cp "$ko" "$R/modules/$n-$(basename "$ko")"
     n=$((n + 1))
 done

@@ -57,6 +57,12 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("sw_i2c_on_gpio_sim_lines", sw_i2c_on_gpio_sim_lines),
     ("realtime_flag", realtime_flag),
     ("hardware_pwm", hardware_pwm),
+    ("spi_through_spidev", spi_through_spidev),
+    (
+        "spi_devices_keep_their_own_mode_and_rate",
+        spi_devices_keep_their_own_mode_and_rate,
+    ),
+    ("adc_through_iio", adc_through_iio),
 ];
 
 fn main() {
@@ -1006,4 +1012,115 @@ fn hardware_pwm() {
     eventually("the output disabled", || pwm_attr(0, "enable") == "0");
     assert!(pwm_applied(0).ends_with(" 0"), "{}", pwm_applied(0));
     assert_eq!(pwm_attr(1, "enable"), "1", "set_pwm_out has no default");
+}
+
+/// What the fake SPI controller saw last: (mode, speed, bytes sent).
+fn spi_last() -> (u32, u32, String) {
+    let s = read_trim(Path::new("/sys/devices/platform/klipper-test-spi/last"));
+    let mut w = s.split(' ');
+    let mode = w.next().unwrap().parse().unwrap();
+    let speed = w.next().unwrap().parse().unwrap();
+    (mode, speed, w.next().unwrap_or("").to_string())
+}
+
+fn spi_through_spidev() {
+    let a = chip_a();
+    assert!(Path::new("/dev/spidev0.0").exists(), "no /dev/spidev0.0");
+    let mut m = Mcu::start();
+    m.allocate_oids(3);
+    m.send("config_spi_without_cs oid=0");
+    m.send("spi_set_bus oid=0 spi_bus=0 mode=3 rate=1000000");
+    // A device with its chip select on a gpio-sim line, active low, on
+    // the same spidev node with the same settings.
+    m.send(&format!(
+        "config_spi oid=1 pin={} cs_active_high=0",
+        a.pin(24)
+    ));
+    m.send("spi_set_bus oid=1 spi_bus=0 mode=3 rate=1000000");
+    m.send("config_spi_shutdown oid=2 spi_oid=0 shutdown_msg=dead");
+    m.send("finalize_config crc=0");
+    m.no_shutdown();
+    assert_eq!(a.value(24), 1, "chip select not idle high");
+    // The controller answers the inverse of each byte it is sent.
+    let r = m.request("spi_transfer oid=0 data=0102a5", "spi_transfer_response");
+    assert_eq!(hex(r.bytes("response")), "fefd5a");
+    assert_eq!(spi_last(), (3, 1_000_000, "0102a5".into()));
+    m.send("spi_send oid=1 data=c0ffee");
+    m.sync();
+    assert_eq!(spi_last(), (3, 1_000_000, "c0ffee".into()));
+    assert_eq!(a.value(24), 1, "chip select left active");
+    // Shutdown sends the shutdown message.
+    m.send("emergency_stop");
+    assert_eq!(m.shutdown_reason(), "Command request");
+    eventually("the shutdown message", || spi_last().2 == "dead");
+}
+
+/// Two devices on one spidev node (chip selects on GPIO lines, as klippy
+/// configures a MAX31865 and an ADXL345 sharing a bus) each keep their
+/// own mode and rate: the reference passes the rate with every transfer.
+fn spi_devices_keep_their_own_mode_and_rate() {
+    let a = chip_a();
+    let mut m = Mcu::start();
+    m.allocate_oids(2);
+    m.send(&format!(
+        "config_spi oid=0 pin={} cs_active_high=0",
+        a.pin(25)
+    ));
+    m.send("spi_set_bus oid=0 spi_bus=0 mode=3 rate=1000000");
+    m.send(&format!(
+        "config_spi oid=1 pin={} cs_active_high=0",
+        a.pin(26)
+    ));
+    m.send("spi_set_bus oid=1 spi_bus=0 mode=1 rate=2000000");
+    m.send("finalize_config crc=0");
+    m.no_shutdown();
+    m.request("spi_transfer oid=0 data=0102", "spi_transfer_response");
+    assert_eq!(spi_last(), (3, 1_000_000, "0102".into()));
+    m.request("spi_transfer oid=1 data=0304", "spi_transfer_response");
+    assert_eq!(spi_last(), (1, 2_000_000, "0304".into()));
+}
+
+const IIO_RAW: &str = "/sys/module/klipper_test_iio/parameters/raw";
+
+/// The next `analog_in_state` of `oid`, as one 16-bit sum.
+fn adc_report(m: &mut Mcu, oid: i64) -> u32 {
+    let r = m.wait_where("analog_in_state", |r| r.int("oid") == oid);
+    let v = r.bytes("values");
+    assert_eq!(v.len(), 2, "{r:?}");
+    u16::from_le_bytes([v[0], v[1]]) as u32
+}
+
+fn adc_through_iio() {
+    let name = read_trim(Path::new("/sys/bus/iio/devices/iio:device0/name"));
+    assert_eq!(name, "klipper-test-adc");
+    std::fs::write(IIO_RAW, "1000,3000").unwrap();
+    let mut m = Mcu::start();
+    m.allocate_oids(2);
+    m.send("config_analog_in oid=0 pin=analog0");
+    m.send("config_analog_in oid=1 pin=analog1");
+    m.send("finalize_config crc=0");
+    m.no_shutdown();
+    let now = m.sync();
+    // Four samples 0.1 ms apart, a report every 10 ms; channel 1 shuts
+    // the MCU down after 2 readings above 3500.
+    for (oid, max) in [(0, 4095), (1, 3500)] {
+        m.send(&format!(
+            "query_analog_in oid={oid} clock={} sample_ticks=5000 sample_count=4 \
+             rest_ticks=500000 bytes_per_report=2 min_value=0 max_value={} range_check_count=2",
+            now.wrapping_add(1_000_000),
+            max * 4
+        ));
+    }
+    assert_eq!(adc_report(&mut m, 0), 4000);
+    assert_eq!(adc_report(&mut m, 1), 12000);
+    // The reading follows the device.
+    std::fs::write(IIO_RAW, "2500,3000").unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    while adc_report(&mut m, 0) != 10000 {
+        assert!(Instant::now() < deadline, "the ADC reading did not follow");
+    }
+    m.no_shutdown();
+    // Out of range on channel 1.
+    std::fs::write(IIO_RAW, "2500,4000").unwrap();
+    assert_eq!(m.shutdown_reason(), "ADC out of range");
 }
