@@ -4,7 +4,7 @@
 //! chips, one line hogged by the kernel), a register-file I2C adapter, a
 //! fake PWM controller, a fake SPI controller bound to spidev and a fake
 //! IIO ADC (`tests/vm/modules/`). Inside, a static
-//! `kernel_vm_driver` (`tests/vm/driver.rs`) runs a static klipper_mcu per
+//! `kernel_vm_driver` (`tests/vm/driver/`) runs a static klipper_mcu per
 //! scenario, drives it through its pty with the project's host codec and
 //! checks what the kernel reports (gpio-sim sysfs, line-info ioctls,
 //! /proc, i2cget/i2cset, the fake devices' records). Each scenario is a trial here; the VM
@@ -37,7 +37,7 @@ const RUST_TARGET: &str = "x86_64-unknown-linux-gnu";
 /// few seconds, each scenario well under one on a quiet machine.
 const VM_TIMEOUT: Duration = Duration::from_secs(420);
 
-/// The scenarios `tests/vm/driver.rs` runs, in its order.
+/// The scenarios `tests/vm/driver/` runs, in its order.
 const SCENARIOS: &[&str] = &[
     "output_initial_value_and_updates",
     "bias_reaches_the_kernel",
@@ -192,10 +192,11 @@ fn boot(t0: Instant, selected: &[&str]) -> Result<VmRun, String> {
             .args([
                 "build",
                 "--release",
-                "--bin",
+                "-p",
                 "klipper_mcu",
-                "--example",
-                "kernel_vm_driver",
+                "-p",
+                "kernel-vm-driver",
+                "--bins",
                 "--target",
                 RUST_TARGET,
                 "--target-dir",
@@ -216,7 +217,7 @@ fn boot(t0: Instant, selected: &[&str]) -> Result<VmRun, String> {
             .arg(repo().join("tests/vm/build.sh"))
             .arg(tmp.join("kernel-vm"))
             .arg(rel.join("klipper_mcu"))
-            .arg(rel.join("examples/kernel_vm_driver"))
+            .arg(rel.join("kernel_vm_driver"))
             .stderr(Stdio::inherit()),
         "tests/vm/build.sh",
     )?;

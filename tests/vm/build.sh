@@ -23,8 +23,16 @@ OUT=$(cd "$OUT" && pwd)
 
 log() { echo "[vm build] $*" >&2; }
 
+# apt-get, tried again a few times: another apt-get on the machine holds
+# the package lists' lock for a while (DPkg::Lock::Timeout covers only
+# dpkg's own lock).
 apt_get() {
-    DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=300 "$@" >&2
+    for try in 1 2 3 4 5 6; do
+        DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=300 "$@" >&2 && return 0
+        log "apt-get $1 failed (try $try), again in 10 s"
+        sleep 10
+    done
+    return 1
 }
 
 # Which kernel: the one linux-image-amd64 currently points at. Resolved
@@ -70,9 +78,9 @@ if [ ! -e "$K/debs/done" ]; then
     HDR_DEPS=$(apt-cache depends "linux-headers-$ABI" |
         sed -n 's/^ *Depends: \(linux-\(headers\|kbuild\)-[^ ]*\)$/\1/p')
     log "downloading linux-image-$ABI $VER and friends"
-    (cd "$K/debs" && apt-get -q download "linux-image-$ABI=$VER" \
+    (cd "$K/debs" && apt_get download "linux-image-$ABI=$VER" \
         "linux-headers-$ABI=$VER" $(for d in $HDR_DEPS; do echo "$d=$VER"; done) \
-        "linux-source-$MAJMIN=$VER" busybox-static >&2)
+        "linux-source-$MAJMIN=$VER" busybox-static)
     touch "$K/debs/done"
 fi
 
@@ -150,6 +158,8 @@ if [ ! -e "$SRC/done" ]; then
     # is) does the same lookup and dispatch.
     sed -i 's/handle_simple_irq(irq_to_desc(irqnum))/generic_handle_irq(irqnum)/' "$SRC/irq_sim.c"
     touch "$SRC/done"
+    # The three files are all this cache needs of the 139 MB package.
+    rm -f "$SRC_DEB"
 fi
 
 # Out-of-tree build, redone when a test module's source changed.
