@@ -484,6 +484,18 @@ impl Mcu {
             .unwrap_or_else(|| format!("#{id}"))
     }
 
+    /// The value of `name` in the dictionary's enumeration `enumeration`.
+    fn enum_value(&self, enumeration: &str, name: &str) -> i64 {
+        self.codec
+            .dict
+            .enumerations
+            .get(enumeration)
+            .and_then(Json::as_object)
+            .and_then(|e| e.get(name))
+            .and_then(Json::as_i64)
+            .unwrap_or_else(|| panic!("no {enumeration} {name} in the dictionary"))
+    }
+
     fn allocate_oids(&mut self, count: u32) {
         self.send(&format!("allocate_oids count={count}"));
         self.no_shutdown();
@@ -897,8 +909,11 @@ fn hw_i2c_nack_for_an_absent_address() {
     m.send("finalize_config crc=0");
     m.no_shutdown();
     let r = m.request("i2c_transfer oid=0 write=00 read_len=1", "i2c_response");
-    assert_ne!(r.int("i2c_bus_status"), 0, "{r:?}");
-    assert!(r.bytes("response").is_empty() || r.int("i2c_bus_status") != 0);
+    assert_eq!(
+        r.int("i2c_bus_status"),
+        m.enum_value("i2c_bus_status", "NACK"),
+        "{r:?}"
+    );
     // A status, not a shutdown.
     m.no_shutdown();
 }
@@ -927,7 +942,11 @@ fn sw_i2c_on_gpio_sim_lines() {
     }
     // Nothing on these lines answers: the address byte is not acked.
     let r = m.request("i2c_transfer oid=0 write=10 read_len=1", "i2c_response");
-    assert_ne!(r.int("i2c_bus_status"), 0, "{r:?}");
+    assert_eq!(
+        r.int("i2c_bus_status"),
+        m.enum_value("i2c_bus_status", "START_NACK"),
+        "{r:?}"
+    );
     m.no_shutdown();
     // The bus is released after the transfer.
     for line in [21, 22] {
