@@ -101,10 +101,18 @@ fn why_not(t0: Instant) -> Option<String> {
     if !have("apt-get") || !have("dpkg-deb") {
         return Some("needs Debian's apt-get and dpkg-deb to fetch the kernel".into());
     }
+    let root = unsafe { libc::geteuid() } == 0;
+    let cached = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("kernel-vm")
+        .join("abi")
+        .exists();
+    if !root && !cached {
+        return Some("not root: the first run needs apt-get update (as root)".into());
+    }
     if have("qemu-system-x86_64") {
         return None;
     }
-    if unsafe { libc::geteuid() } != 0 {
+    if !root {
         return Some("qemu-system-x86_64 is missing and installing it needs root".into());
     }
     log(t0, "installing qemu-system-x86 with apt-get");
