@@ -43,6 +43,7 @@ const SCENARIOS: &[&str] = &[
     "bias_reaches_the_kernel",
     "inputs_follow_an_outside_pull",
     "buttons_report_presses",
+    "endstop_homing_triggers",
     "second_chip_pins",
     "line_configured_twice",
     "line_held_by_the_kernel",

@@ -40,6 +40,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
         inputs_follow_an_outside_pull,
     ),
     ("buttons_report_presses", buttons_report_presses),
+    ("endstop_homing_triggers", endstop_homing_triggers),
     ("second_chip_pins", second_chip_pins),
     ("line_configured_twice", line_configured_twice),
     ("line_held_by_the_kernel", line_held_by_the_kernel),
@@ -543,11 +544,12 @@ fn output_initial_value_and_updates() {
         assert_eq!(a.value(5), v);
         assert_eq!(a.value(6), 1 - v);
     }
-    // A scheduled update: high at a clock 50 ms ahead.
+    // A scheduled update: high at a clock 200 ms ahead (room for the slow,
+    // emulated guest on a busy host to deliver the command before then).
     let now = m.sync();
     m.send(&format!(
         "queue_digital_out oid=0 clock={} on_ticks=1",
-        now.wrapping_add(2_500_000)
+        now.wrapping_add(10_000_000)
     ));
     eventually("the queued update of line 5", || a.value(5) == 1);
     // set_digital_out takes a line no oid holds.
@@ -638,10 +640,10 @@ fn buttons_report_presses() {
     m.no_shutdown();
     assert_eq!(a.pull(12), "pull-up");
     let now = m.sync();
-    // Sample every 1 ms, report through retransmits.
+    // From 200 ms on, sample every 1 ms, report through retransmits.
     m.send(&format!(
         "buttons_query oid=0 clock={} rest_ticks=50000 retransmit_count=10 invert=0",
-        now.wrapping_add(500_000)
+        now.wrapping_add(10_000_000)
     ));
     // A press pulls button 0 low: the reported state has bit 0 clear.
     let expect = |m: &mut Mcu, want: u8| {
@@ -662,6 +664,56 @@ fn buttons_report_presses() {
     a.set_pull(12, "pull-up");
     a.set_pull(13, "pull-down");
     expect(&mut m, 0b01);
+    m.no_shutdown();
+}
+
+/// Homing: the endstop samples its line and triggers its trsync when a
+/// switch pulls the line to the homing value.
+fn endstop_homing_triggers() {
+    let a = chip_a();
+    a.set_pull(27, "pull-up");
+    let mut m = Mcu::start();
+    m.allocate_oids(2);
+    // No bias: the outside pull alone decides the level.
+    m.send(&format!("config_endstop oid=0 pin={} pull_up=0", a.pin(27)));
+    m.send("config_trsync oid=1");
+    m.send("finalize_config crc=0");
+    m.no_shutdown();
+    let now = m.sync();
+    m.send("trsync_start oid=1 report_clock=0 report_ticks=0 expire_reason=4");
+    m.send(&format!(
+        "trsync_set_timeout oid=1 clock={}",
+        now.wrapping_add(50_000_000 * 15)
+    ));
+    // From 200 ms on, sample 4 times 100 us apart, every 1 ms (slower than
+    // klippy asks: the guest is emulated); trigger on a low line.
+    m.send(&format!(
+        "endstop_home oid=0 clock={} sample_ticks=5000 sample_count=4 rest_ticks=50000 \
+         pin_value=0 trsync_oid=1 trigger_reason=1",
+        now.wrapping_add(10_000_000)
+    ));
+    std::thread::sleep(Duration::from_millis(300));
+    let r = m.request("endstop_query_state oid=0", "endstop_state");
+    assert_eq!(
+        r.int("homing"),
+        1,
+        "stopped homing with the line high: {r:?}"
+    );
+    assert!(!m
+        .msgs
+        .iter()
+        .any(|r| r.name == "trsync_state" && r.int("can_trigger") == 0));
+    // The switch closes.
+    a.set_pull(27, "pull-down");
+    let t = m.wait_where("trsync_state", |r| r.int("can_trigger") == 0);
+    assert_eq!(t.int("trigger_reason"), 1, "{t:?}");
+    // klippy then stops the homing and reads the endstop.
+    m.send(
+        "endstop_home oid=0 clock=0 sample_ticks=0 sample_count=0 rest_ticks=0 \
+         pin_value=0 trsync_oid=0 trigger_reason=0",
+    );
+    let r = m.request("endstop_query_state oid=0", "endstop_state");
+    assert_eq!((r.int("homing"), r.int("pin_value")), (0, 0), "{r:?}");
     m.no_shutdown();
 }
 
@@ -1010,11 +1062,11 @@ fn hardware_pwm() {
     assert_eq!(pwm_attr(0, "duty_cycle"), "250000");
     assert_eq!(pwm_attr(0, "enable"), "1");
     assert_eq!(pwm_applied(0), "1000000 250000 1");
-    // A scheduled change, 20 ms ahead.
+    // A scheduled change, 200 ms ahead.
     let now = m.sync();
     m.send(&format!(
         "queue_pwm_out oid=0 clock={} value=24576",
-        now.wrapping_add(1_000_000)
+        now.wrapping_add(10_000_000)
     ));
     eventually("the queued duty cycle", || {
         pwm_attr(0, "duty_cycle") == "750000"
@@ -1120,13 +1172,14 @@ fn adc_through_iio() {
     m.send("finalize_config crc=0");
     m.no_shutdown();
     let now = m.sync();
-    // Four samples 0.1 ms apart, a report every 10 ms; channel 1 shuts
+    // From 200 ms on, four samples 0.1 ms apart, a report every 10 ms;
+    // channel 1 shuts
     // the MCU down after 2 readings above 3500.
     for (oid, max) in [(0, 4095), (1, 3500)] {
         m.send(&format!(
             "query_analog_in oid={oid} clock={} sample_ticks=5000 sample_count=4 \
              rest_ticks=500000 bytes_per_report=2 min_value=0 max_value={} range_check_count=2",
-            now.wrapping_add(1_000_000),
+            now.wrapping_add(10_000_000),
             max * 4
         ));
     }
