@@ -44,6 +44,7 @@ const SCENARIOS: &[&str] = &[
     "inputs_follow_an_outside_pull",
     "buttons_report_presses",
     "endstop_homing_triggers",
+    "counter_counts_edges",
     "second_chip_pins",
     "line_configured_twice",
     "line_held_by_the_kernel",

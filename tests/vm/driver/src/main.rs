@@ -41,6 +41,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ),
     ("buttons_report_presses", buttons_report_presses),
     ("endstop_homing_triggers", endstop_homing_triggers),
+    ("counter_counts_edges", counter_counts_edges),
     ("second_chip_pins", second_chip_pins),
     ("line_configured_twice", line_configured_twice),
     ("line_held_by_the_kernel", line_held_by_the_kernel),
@@ -714,6 +715,40 @@ fn endstop_homing_triggers() {
     );
     let r = m.request("endstop_query_state oid=0", "endstop_state");
     assert_eq!((r.int("homing"), r.int("pin_value")), (0, 0), "{r:?}");
+    m.no_shutdown();
+}
+
+/// A counter (klippy's pulse counter, e.g. a fan tachometer) counts the
+/// line's level changes.
+fn counter_counts_edges() {
+    let a = chip_a();
+    a.set_pull(28, "pull-down");
+    let mut m = Mcu::start();
+    m.allocate_oids(1);
+    m.send(&format!("config_counter oid=0 pin={} pull_up=0", a.pin(28)));
+    m.send("finalize_config crc=0");
+    m.no_shutdown();
+    let now = m.sync();
+    // Sample every 1 ms, report every 100 ms.
+    m.send(&format!(
+        "query_counter oid=0 clock={} poll_ticks=5000000 sample_ticks=50000",
+        now.wrapping_add(10_000_000)
+    ));
+    // Each change is waited for before the next, so a slow guest cannot
+    // miss one between two samples.
+    for k in 1..=6 {
+        a.set_pull(28, if k % 2 == 1 { "pull-up" } else { "pull-down" });
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let r = m.wait("counter_state");
+            let count = r.int("count");
+            assert!(count <= k, "{count} edges counted after {k}: {r:?}");
+            if count == k {
+                break;
+            }
+            assert!(Instant::now() < deadline, "edge {k} not counted: {r:?}");
+        }
+    }
     m.no_shutdown();
 }
 
