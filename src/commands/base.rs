@@ -98,7 +98,7 @@ fn config_reset(mcu: &mut Mcu, _a: &Args) -> CmdResult {
     if !mcu.is_shutdown() {
         return Err(RESET_NOT_SHUTDOWN);
     }
-    crate::restart::reexec(mcu);
+    (mcu.reexec)(mcu);
     Err(EXEC_FAILED)
 }
 

@@ -1,0 +1,410 @@
+//! Whole command streams dispatched in-process on the simulated board, as
+//! the main loop would: every command of the dictionary (software SPI and
+//! I2C buses, `config_reset`, `clear_shutdown`, `emergency_stop`
+//! included), in either host dialect, in random orders, with edge-case
+//! arguments; timers and tasks run between blocks. The input is
+//! structured (`arbitrary`), so the fuzzer builds configurations and
+//! drives the objects it made instead of failing at the first byte.
+//!
+//! Checks, besides "no panic, no hang, no leak" (libFuzzer and ASan):
+//! every block the MCU sends is well framed and decodes with its own
+//! dictionary, nothing is dropped while the host reads, a shut-down MCU
+//! runs no timer, and the MCU still answers `get_clock` at the end.
+#![no_main]
+
+use std::ffi::CString;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+
+use arbitrary::Arbitrary;
+use klipper_mcu::clock::from_us;
+use klipper_mcu::command::Registry;
+use klipper_mcu::commands::{dialect_overrides, modules, Dialect};
+use klipper_mcu::hw::Board;
+use klipper_mcu::mcu::Mcu;
+use klipper_mcu::sched::{TimerResult, MAX_TIMER_LATENESS, RESCHEDULED_IN_PAST};
+use klipper_protocol::block::{check_frame, frame_vec, MESSAGE_DEST, MESSAGE_PAYLOAD_MAX};
+use klipper_protocol::dictionary::Dictionary;
+use klipper_protocol::format::ParamType;
+use klipper_protocol::host::HostCodec;
+use klipper_protocol::vlq;
+use libfuzzer_sys::fuzz_target;
+
+/// Known bugs being fixed on another branch; the harness steers around
+/// them until that branch is merged (then these go): a queueing command
+/// before `finalize_config` indexes an empty move pool, and the software
+/// buses wait as long as the host's `pulse_ticks` says.
+const KNOWN_PREFINALIZE_QUEUE: bool = true;
+const KNOWN_SW_BUS_DELAY: bool = true;
+const QUEUE_CMDS: &[&str] = &[
+    "queue_step",
+    "queue_digital_out",
+    "queue_pwm_out",
+    "queue_pca9685_out",
+];
+
+struct Host {
+    registry: &'static Registry,
+    codec: HostCodec,
+    /// (name, encoded id, parameter types), by id.
+    cmds: Vec<(String, u16, Vec<ParamType>)>,
+}
+
+impl Host {
+    fn new(dialect: Dialect) -> Host {
+        let registry: &'static Registry = Box::leak(Box::new(Registry::with_overrides(
+            &modules(),
+            &dialect_overrides(dialect),
+        )));
+        let dict = Dictionary::from_compressed(&registry.dictionary).expect("dictionary");
+        let mut cmds: Vec<_> = dict
+            .commands
+            .values()
+            .map(|m| (m.format.name.clone(), m.id, m.format.types()))
+            .collect();
+        cmds.sort_by_key(|c| c.1);
+        let mut codec = HostCodec::new();
+        codec.dict = dict;
+        Host {
+            registry,
+            codec,
+            cmds,
+        }
+    }
+    fn id(&self, name: &str) -> usize {
+        self.cmds.iter().position(|c| c.0 == name).expect(name)
+    }
+}
+
+fn host(kalico: bool) -> &'static Host {
+    static KLIPPER: OnceLock<Host> = OnceLock::new();
+    static KALICO: OnceLock<Host> = OnceLock::new();
+    if kalico {
+        KALICO.get_or_init(|| Host::new(Dialect::Kalico))
+    } else {
+        KLIPPER.get_or_init(|| Host::new(Dialect::Klipper))
+    }
+}
+
+/// `config_reset` re-executes the program; here it starts a fresh MCU.
+static RESET: AtomicBool = AtomicBool::new(false);
+
+fn no_reexec(_: &mut Mcu) {
+    RESET.store(true, Ordering::Relaxed);
+}
+
+type SimState = std::rc::Rc<std::cell::RefCell<klipper_mcu::hw::sim::SimState>>;
+
+fn new_mcu(h: &Host) -> (Mcu, SimState) {
+    static DIR: OnceLock<std::path::PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let d = std::env::temp_dir().join(format!("kmcu-fuzz-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&d);
+        d
+    });
+    let (board, state) = Board::sim(dir.clone(), dir.clone());
+    let mut mcu = Mcu::new(
+        h.registry,
+        vec![CString::new("klipper_mcu").unwrap()],
+        board,
+    );
+    mcu.reexec = no_reexec;
+    (mcu, state)
+}
+
+/// An argument value: edge cases more often than not.
+#[derive(Arbitrary, Debug, Clone)]
+enum Val {
+    Zero,
+    One,
+    Small(u8),
+    Max,
+    NearMax(u8),
+    I32Min,
+    Neg(u8),
+    Any(u32),
+    /// A clock time near now, in 1 us steps (for schedules).
+    Clock(i8),
+    /// A duration in ticks, within a millisecond.
+    Ticks(u16),
+    Bytes(Vec<u8>),
+}
+
+impl Val {
+    fn int(&self, now: u32) -> u32 {
+        match self {
+            Val::Zero => 0,
+            Val::One => 1,
+            Val::Small(v) => *v as u32,
+            Val::Max => u32::MAX,
+            Val::NearMax(v) => u32::MAX - *v as u32,
+            Val::I32Min => i32::MIN as u32,
+            Val::Neg(v) => (-(*v as i32)) as u32,
+            Val::Any(v) => *v,
+            Val::Clock(v) => now.wrapping_add((*v as i32 * 50) as u32),
+            Val::Ticks(v) => *v as u32,
+            Val::Bytes(b) => b.len() as u32,
+        }
+    }
+}
+
+#[derive(Arbitrary, Debug)]
+struct Cmd {
+    pick: u16,
+    args: Vec<Val>,
+}
+
+#[derive(Arbitrary, Debug)]
+enum Op {
+    /// One block of commands (as many as fit).
+    Block(Vec<Cmd>),
+    /// A block whose payload has one byte replaced, or is cut short.
+    Mangled {
+        cmds: Vec<Cmd>,
+        at: u8,
+        byte: u8,
+        cut: bool,
+    },
+    /// A payload of raw bytes.
+    Raw(Vec<u8>),
+    /// Passes of the main loop: due timers (spinning up to 50 us), tasks.
+    Loop(u8),
+    Alloc(u8),
+    Finalize(u32),
+    ClearShutdown,
+    EmergencyStop,
+    ConfigReset,
+    /// Drive a simulated input line.
+    Pin {
+        line: u8,
+        high: bool,
+    },
+}
+
+struct Run<'a> {
+    h: &'a Host,
+    mcu: Mcu,
+    state: SimState,
+    seq: u8,
+    clocks: usize,
+}
+
+impl Run<'_> {
+    fn encode(&self, c: &Cmd, out: &mut Vec<u8>) {
+        let (name, id, types) = &self.h.cmds[c.pick as usize % self.h.cmds.len()];
+        if KNOWN_PREFINALIZE_QUEUE
+            && !self.mcu.is_finalized()
+            && QUEUE_CMDS.contains(&name.as_str())
+        {
+            return;
+        }
+        let now = self.mcu.clock.now();
+        let mut tmp = [0u8; 2];
+        let n = vlq::encode_msgid(*id, &mut tmp);
+        out.extend_from_slice(&tmp[..n]);
+        for (i, t) in types.iter().enumerate() {
+            let v = c.args.get(i).cloned().unwrap_or(Val::Zero);
+            if t.is_buffer() {
+                let b = match v {
+                    Val::Bytes(b) => b,
+                    other => vec![0x5a; (other.int(now) as usize) % 64],
+                };
+                let b = &b[..b.len().min(255)];
+                out.push(b.len() as u8);
+                out.extend_from_slice(b);
+            } else {
+                let mut x = v.int(now);
+                if KNOWN_SW_BUS_DELAY
+                    && ((name == "spi_set_sw_bus" && i == 5)
+                        || (name == "i2c_set_sw_bus" && i == 3))
+                {
+                    x %= 1000;
+                }
+                vlq::push(x, out);
+            }
+        }
+    }
+
+    fn send(&mut self, payload: &[u8]) {
+        for chunk in payload.chunks(MESSAGE_PAYLOAD_MAX) {
+            let block = frame_vec(MESSAGE_DEST | (self.seq & 0x0f), chunk);
+            self.seq = self.seq.wrapping_add(1);
+            self.mcu.dispatch_block(&block);
+            self.mcu.out.send_ack();
+            if RESET.swap(false, Ordering::Relaxed) {
+                (self.mcu, self.state) = new_mcu(self.h);
+            }
+            self.drain();
+        }
+    }
+
+    fn send_cmds(&mut self, cmds: &[Cmd]) -> Vec<u8> {
+        let mut p = Vec::new();
+        for c in cmds {
+            let before = p.len();
+            self.encode(c, &mut p);
+            if p.len() > MESSAGE_PAYLOAD_MAX {
+                p.truncate(before);
+                break;
+            }
+        }
+        p
+    }
+
+    fn named(&mut self, name: &str, args: &[u32]) {
+        let (_, id, _) = &self.h.cmds[self.h.id(name)];
+        let mut p = Vec::new();
+        let mut tmp = [0u8; 2];
+        let n = vlq::encode_msgid(*id, &mut tmp);
+        p.extend_from_slice(&tmp[..n]);
+        for a in args {
+            vlq::push(*a, &mut p);
+        }
+        self.send(&p);
+    }
+
+    /// Take what the MCU sent, as the host would, and check it.
+    fn drain(&mut self) {
+        let pending = self.mcu.out.pending();
+        let mut pos = 0;
+        while pos < pending.len() {
+            let len = match check_frame(&pending[pos..]) {
+                Ok(Some(len)) => len,
+                other => panic!("the MCU sent a bad block: {other:?}"),
+            };
+            let payload = &pending[pos + 2..pos + len - 3];
+            match self.h.codec.decode(payload) {
+                Ok(msgs) => {
+                    self.clocks += msgs.iter().filter(|m| m.name == "clock").count();
+                }
+                Err(e) => panic!("the MCU sent an undecodable message {payload:02x?}: {e}"),
+            }
+            pos += len;
+        }
+        let n = pending.len();
+        self.mcu.out.consume(n);
+        assert_eq!(
+            self.mcu.out.dropped, 0,
+            "a message was dropped or not encodable"
+        );
+    }
+
+    /// One pass of the main loop's timer and task work.
+    fn pass(&mut self) {
+        let spin = from_us(50);
+        let mut now = self.mcu.clock.now();
+        for _ in 0..20 {
+            let Some(next) = self.mcu.timers.next_wake() else {
+                break;
+            };
+            let mut diff = next.wrapping_sub(now) as i32;
+            if diff > spin as i32 {
+                now = self.mcu.clock.now();
+                diff = next.wrapping_sub(now) as i32;
+                if diff > spin as i32 {
+                    break;
+                }
+            }
+            if diff < -(MAX_TIMER_LATENESS as i32) {
+                self.mcu.try_shutdown(RESCHEDULED_IN_PAST);
+                break;
+            }
+            while diff > 0 {
+                now = self.mcu.clock.now();
+                diff = next.wrapping_sub(now) as i32;
+            }
+            let (waketime, id) = self.mcu.timers.pop().expect("a timer");
+            match self.mcu.run_timer(id, waketime) {
+                Ok(TimerResult::Done) => {}
+                Ok(TimerResult::Reschedule(t)) => self.mcu.timers.insert(id, t),
+                Err(reason) => {
+                    self.mcu.shutdown(reason);
+                    break;
+                }
+            }
+            self.drain();
+        }
+        // Tasks that wake themselves run again, a bounded number of times.
+        for _ in 0..8 {
+            self.mcu.run_tasks();
+            self.drain();
+            if self.mcu.tasks == 0 {
+                break;
+            }
+        }
+        if self.mcu.is_shutdown() {
+            assert!(
+                self.mcu.timers.next_wake().is_none(),
+                "a timer runs after shutdown"
+            );
+        }
+    }
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    kalico: bool,
+    ops: Vec<Op>,
+}
+
+fuzz_target!(|input: Input| {
+    let h = host(input.kalico);
+    let (mcu, state) = new_mcu(h);
+    let mut r = Run {
+        h,
+        mcu,
+        state,
+        seq: 0,
+        clocks: 0,
+    };
+    for op in input.ops.iter().take(64) {
+        match op {
+            Op::Block(cmds) => {
+                let p = r.send_cmds(cmds);
+                r.send(&p);
+            }
+            Op::Mangled {
+                cmds,
+                at,
+                byte,
+                cut,
+            } => {
+                let mut p = r.send_cmds(cmds);
+                if !p.is_empty() {
+                    let i = *at as usize % p.len();
+                    if *cut {
+                        p.truncate(i);
+                    } else {
+                        p[i] = *byte;
+                    }
+                }
+                r.send(&p);
+            }
+            Op::Raw(bytes) => r.send(&bytes[..bytes.len().min(MESSAGE_PAYLOAD_MAX)]),
+            Op::Loop(n) => {
+                for _ in 0..(*n % 16) {
+                    r.pass();
+                }
+            }
+            Op::Alloc(n) => r.named("allocate_oids", &[*n as u32]),
+            Op::Finalize(crc) => r.named("finalize_config", &[*crc]),
+            Op::ClearShutdown => r.named("clear_shutdown", &[]),
+            Op::EmergencyStop => r.named("emergency_stop", &[]),
+            Op::ConfigReset => {
+                r.named("emergency_stop", &[]);
+                r.named("config_reset", &[]);
+            }
+            Op::Pin { line, high } => {
+                let _ = r
+                    .state
+                    .borrow_mut()
+                    .control(&format!("set gpio{line} {}", *high as u8));
+            }
+        }
+        r.pass();
+    }
+    // Whatever happened, the MCU still answers.
+    let before = r.clocks;
+    r.named("get_clock", &[]);
+    assert_eq!(r.clocks, before + 1, "no answer to get_clock");
+});
