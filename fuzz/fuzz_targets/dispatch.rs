@@ -187,6 +187,8 @@ struct Run<'a> {
     state: SimState,
     seq: u8,
     clocks: usize,
+    /// The last payload sent, for failure messages.
+    last: Vec<u8>,
 }
 
 impl Run<'_> {
@@ -227,6 +229,7 @@ impl Run<'_> {
 
     fn send(&mut self, payload: &[u8]) {
         for chunk in payload.chunks(MESSAGE_PAYLOAD_MAX) {
+            self.last = chunk.to_vec();
             let block = frame_vec(MESSAGE_DEST | (self.seq & 0x0f), chunk);
             self.seq = self.seq.wrapping_add(1);
             self.mcu.dispatch_block(&block);
@@ -283,10 +286,43 @@ impl Run<'_> {
         }
         let n = pending.len();
         self.mcu.out.consume(n);
-        assert_eq!(
-            self.mcu.out.dropped, 0,
-            "a message was dropped or not encodable"
-        );
+        if self.mcu.out.dropped != 0 {
+            panic!(
+                "a message was dropped or not encodable after {}",
+                self.describe()
+            );
+        }
+    }
+
+    /// The commands of the last payload, by name and raw arguments.
+    fn describe(&self) -> String {
+        let p = &self.last;
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while pos < p.len() {
+            let Ok(id) = vlq::decode_msgid(p, &mut pos) else {
+                break;
+            };
+            let Some((name, _, types)) = self.h.cmds.iter().find(|c| c.1 == id) else {
+                out.push(format!("unknown id {id}"));
+                break;
+            };
+            let mut a = Vec::new();
+            for t in types {
+                if t.is_buffer() {
+                    let Some(&n) = p.get(pos) else { break };
+                    a.push(format!("{:02x?}", p.get(pos + 1..pos + 1 + n as usize)));
+                    pos += 1 + n as usize;
+                } else {
+                    match vlq::decode(p, &mut pos) {
+                        Ok(v) => a.push(v.to_string()),
+                        Err(_) => break,
+                    }
+                }
+            }
+            out.push(format!("{name} {}", a.join(" ")));
+        }
+        out.join("; ")
     }
 
     /// One pass of the main loop's timer and task work.
@@ -356,6 +392,7 @@ fuzz_target!(|input: Input| {
         state,
         seq: 0,
         clocks: 0,
+        last: Vec::new(),
     };
     for op in input.ops.iter().take(64) {
         match op {

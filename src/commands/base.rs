@@ -1,6 +1,7 @@
 //! Base commands: identification, configuration, clocks, shutdown and
 //! restart (the reference's basecmd.c, sched.c and linux/main.c).
 
+use klipper_protocol::block::MESSAGE_PAYLOAD_MAX;
 use klipper_protocol::dictionary::{IDENTIFY, IDENTIFY_RESPONSE};
 use klipper_protocol::format::Arg;
 
@@ -29,7 +30,10 @@ const EXEC_FAILED: Shutdown = Shutdown("Unable to restart (execv failed)");
 fn identify(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let data = &mcu.registry.dictionary;
     let offset = a.get(0) as usize;
-    let count = a.get(1) as u8 as usize;
+    // A count past what one message holds (klippy asks for 40) gets what
+    // fits, instead of a response that cannot be encoded and is dropped.
+    let room = MESSAGE_PAYLOAD_MAX - 2 - klipper_protocol::vlq::encoded_len(a.get(0));
+    let count = (a.get(1) as u8 as usize).min(room);
     let chunk = data
         .get(offset..)
         .map_or(&[][..], |d| &d[..count.min(d.len())]);

@@ -1,0 +1,85 @@
+//! Inputs the fuzzers (fuzz/, tests/fuzz_slice.rs, tests/fuzz_blackbox.rs)
+//! found to break the MCU, replayed in-process on the simulated board,
+//! each with the behaviour it must have now. (This replaces a fixed-seed
+//! random dispatch test: the coverage-guided `dispatch` target covers that
+//! ground, software buses and `config_reset` included.)
+
+use std::ffi::CString;
+
+use klipper_mcu::command::Registry;
+use klipper_mcu::commands::{dialect_overrides, modules, Dialect};
+use klipper_mcu::hw::Board;
+use klipper_mcu::mcu::Mcu;
+use klipper_protocol::block::{check_frame, frame_vec, MESSAGE_DEST};
+use klipper_protocol::dictionary::Dictionary;
+use klipper_protocol::host::{HostCodec, Response};
+
+struct Host {
+    mcu: Mcu,
+    codec: HostCodec,
+    seq: u8,
+}
+
+impl Host {
+    fn new(dialect: Dialect) -> Host {
+        let registry: &'static Registry = Box::leak(Box::new(Registry::with_overrides(
+            &modules(),
+            &dialect_overrides(dialect),
+        )));
+        let mut codec = HostCodec::new();
+        codec.dict = Dictionary::from_compressed(&registry.dictionary).unwrap();
+        let dir = std::env::temp_dir();
+        let (board, _) = Board::sim(dir.clone(), dir);
+        let mut mcu = Mcu::new(registry, vec![CString::new("klipper_mcu").unwrap()], board);
+        mcu.reexec = |_| panic!("config_reset re-executes");
+        Host { mcu, codec, seq: 0 }
+    }
+
+    /// Send commands written as text in one block; return the messages.
+    fn send(&mut self, cmds: &[&str]) -> Vec<Response> {
+        let mut payload = Vec::new();
+        for c in cmds {
+            payload.extend(self.codec.encode_text(c).unwrap());
+        }
+        let block = frame_vec(MESSAGE_DEST | (self.seq & 0x0f), &payload);
+        self.seq = self.seq.wrapping_add(1);
+        self.mcu.dispatch_block(&block);
+        self.mcu.run_tasks();
+        let out = self.mcu.out.pending().to_vec();
+        self.mcu.out.consume(out.len());
+        let mut msgs = Vec::new();
+        let mut pos = 0;
+        while pos < out.len() {
+            let len = check_frame(&out[pos..]).unwrap().unwrap();
+            msgs.extend(self.codec.decode(&out[pos + 2..pos + len - 3]).unwrap());
+            pos += len;
+        }
+        assert_eq!(self.mcu.out.dropped, 0, "a message was dropped");
+        msgs
+    }
+}
+
+/// `identify` with a count past what a message holds (found by the
+/// `dispatch` target): the response was dropped as unencodable, so the
+/// host never got one. Now it carries what fits.
+#[test]
+fn identify_with_a_huge_count_answers_with_what_fits() {
+    let mut h = Host::new(Dialect::Klipper);
+    let dict_len = h.mcu.registry.dictionary.len();
+    for (offset, count) in [(0, 255), (0, 59), (100_000, 255), (dict_len - 3, 255)] {
+        let r = h.send(&[&format!("identify offset={offset} count={count}")]);
+        assert_eq!(r.len(), 1, "{offset} {count}: {r:?}");
+        assert_eq!(r[0].name, "identify_response");
+        let data = r[0].bytes("data");
+        assert_eq!(r[0].int("offset"), offset as i64);
+        let want = dict_len.saturating_sub(offset).min(count);
+        assert!(
+            data.len() <= want && !data.is_empty() || want == 0,
+            "{offset} {count}"
+        );
+        assert_eq!(
+            data,
+            &h.mcu.registry.dictionary[offset.min(dict_len)..][..data.len()]
+        );
+    }
+}
