@@ -80,7 +80,10 @@ impl Rng {
 #[derive(Default)]
 struct Counts {
     rounds: u64,
+    /// Blocks of random payloads, mutated blocks and random commands.
     blocks: u64,
+    /// Blocks of the unread floods (valid `get_clock`/`identify`).
+    flood_blocks: u64,
     random_bytes: u64,
     reconnects: u64,
     reexecs: u64,
@@ -321,7 +324,7 @@ impl Session {
                         off += w;
                     }
                     if off == b.len() {
-                        self.n.blocks += 1;
+                        self.n.flood_blocks += 1;
                     }
                 }
             }
@@ -469,11 +472,12 @@ fn run(sim: bool, dialect: &str, secs: u64, seed: u64) -> Result<(), Failed> {
     s.idle_check()?;
     s.n.rss_kb = (base, max);
     eprintln!(
-        "[fuzz_blackbox] {} {dialect}: {} rounds, {} blocks, {} random bytes, {} reconnects, \
+        "[fuzz_blackbox] {} {dialect}: {} rounds, {} fuzzed blocks, {} flood blocks, {} random bytes, {} reconnects, \
          {} re-executions, VmRSS {}..{} kB, seed {seed}, {:.0}s",
         if sim { "--sim" } else { "linux" },
         s.n.rounds,
         s.n.blocks,
+        s.n.flood_blocks,
         s.n.random_bytes,
         s.n.reconnects,
         s.n.reexecs,

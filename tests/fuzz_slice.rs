@@ -170,11 +170,11 @@ fn run(name: &str, secs: u64) -> Result<(), Failed> {
     let execs = text
         .lines()
         .find_map(|l| l.strip_prefix("stat::number_of_executed_units: "))
-        .unwrap_or("?");
+        .map_or("?", str::trim);
     let rate = text
         .lines()
         .find_map(|l| l.strip_prefix("stat::average_exec_per_sec: "))
-        .unwrap_or("?");
+        .map_or("?", str::trim);
     eprintln!("[fuzz_slice] {name}: {execs} inputs in {secs}s ({rate}/s) from {kept_count} kept");
     if !status.success() {
         let tail: Vec<&str> = text.lines().rev().take(60).collect();

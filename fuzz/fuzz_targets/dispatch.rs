@@ -46,8 +46,8 @@ const QUEUE_CMDS: &[&str] = &[
 struct Host {
     registry: &'static Registry,
     codec: HostCodec,
-    /// (name, encoded id, parameter types), by id.
-    cmds: Vec<(String, u16, Vec<ParamType>)>,
+    /// (name, encoded id, parameter types, parameter kinds), by id.
+    cmds: Vec<(String, u16, Vec<ParamType>, Vec<Kind>)>,
 }
 
 impl Host {
@@ -60,7 +60,10 @@ impl Host {
         let mut cmds: Vec<_> = dict
             .commands
             .values()
-            .map(|m| (m.format.name.clone(), m.id, m.format.types()))
+            .map(|m| {
+                let kinds = m.format.params.iter().map(|(n, _)| Kind::of(n)).collect();
+                (m.format.name.clone(), m.id, m.format.types(), kinds)
+            })
             .collect();
         cmds.sort_by_key(|c| c.1);
         let mut codec = HostCodec::new();
@@ -112,6 +115,35 @@ fn new_mcu(h: &Host) -> (Mcu, SimState) {
     (mcu, state)
 }
 
+/// What a parameter's name says it holds: the fuzzer's small values are
+/// mapped into its useful range (an oid the configuration made, a clock
+/// near now), so that configurations line up and objects get driven;
+/// the extreme values go through as they are.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Oid,
+    Pin,
+    Clock,
+    Ticks,
+    Plain,
+}
+
+impl Kind {
+    fn of(name: &str) -> Kind {
+        if name == "oid" || name.ends_with("_oid") {
+            Kind::Oid
+        } else if name == "pin" || name.ends_with("_pin") {
+            Kind::Pin
+        } else if name.contains("clock") {
+            Kind::Clock
+        } else if name.contains("ticks") || name == "interval" || name == "bit_time" {
+            Kind::Ticks
+        } else {
+            Kind::Plain
+        }
+    }
+}
+
 /// An argument value: edge cases more often than not.
 #[derive(Arbitrary, Debug, Clone)]
 enum Val {
@@ -131,6 +163,26 @@ enum Val {
 }
 
 impl Val {
+    /// The value for a parameter of `kind`.
+    fn for_kind(&self, kind: Kind, now: u32) -> u32 {
+        let small = match self {
+            Val::Zero => 0,
+            Val::One => 1,
+            Val::Small(v) => *v as u32,
+            Val::Ticks(v) => *v as u32,
+            _ => return self.int(now),
+        };
+        match kind {
+            Kind::Oid => small % 6,
+            Kind::Pin => small % 24,
+            // 0 to 2.5 ms ahead.
+            Kind::Clock => now.wrapping_add(2_000 + small.min(255) * 500),
+            // 20 us to 1.3 ms.
+            Kind::Ticks => 1_000 + small.min(65_535),
+            Kind::Plain => small,
+        }
+    }
+
     fn int(&self, now: u32) -> u32 {
         match self {
             Val::Zero => 0,
@@ -169,6 +221,8 @@ enum Op {
     Raw(Vec<u8>),
     /// Passes of the main loop: due timers (spinning up to 50 us), tasks.
     Loop(u8),
+    /// Let time pass (up to 2.5 ms, spinning through due timers).
+    Wait(u8),
     Alloc(u8),
     Finalize(u32),
     ClearShutdown,
@@ -193,7 +247,7 @@ struct Run<'a> {
 
 impl Run<'_> {
     fn encode(&self, c: &Cmd, out: &mut Vec<u8>) {
-        let (name, id, types) = &self.h.cmds[c.pick as usize % self.h.cmds.len()];
+        let (name, id, types, kinds) = &self.h.cmds[c.pick as usize % self.h.cmds.len()];
         if KNOWN_PREFINALIZE_QUEUE
             && !self.mcu.is_finalized()
             && QUEUE_CMDS.contains(&name.as_str())
@@ -215,7 +269,7 @@ impl Run<'_> {
                 out.push(b.len() as u8);
                 out.extend_from_slice(b);
             } else {
-                let mut x = v.int(now);
+                let mut x = v.for_kind(kinds[i], now);
                 if KNOWN_SW_BUS_DELAY
                     && ((name == "spi_set_sw_bus" && i == 5)
                         || (name == "i2c_set_sw_bus" && i == 3))
@@ -255,7 +309,7 @@ impl Run<'_> {
     }
 
     fn named(&mut self, name: &str, args: &[u32]) {
-        let (_, id, _) = &self.h.cmds[self.h.id(name)];
+        let (_, id, _, _) = &self.h.cmds[self.h.id(name)];
         let mut p = Vec::new();
         let mut tmp = [0u8; 2];
         let n = vlq::encode_msgid(*id, &mut tmp);
@@ -303,7 +357,7 @@ impl Run<'_> {
             let Ok(id) = vlq::decode_msgid(p, &mut pos) else {
                 break;
             };
-            let Some((name, _, types)) = self.h.cmds.iter().find(|c| c.1 == id) else {
+            let Some((name, _, types, _)) = self.h.cmds.iter().find(|c| c.1 == id) else {
                 out.push(format!("unknown id {id}"));
                 break;
             };
@@ -380,6 +434,8 @@ impl Run<'_> {
 #[derive(Arbitrary, Debug)]
 struct Input {
     kalico: bool,
+    /// Start with `allocate_oids count=6`, as klippy does.
+    prelude: bool,
     ops: Vec<Op>,
 }
 
@@ -394,6 +450,9 @@ fuzz_target!(|input: Input| {
         clocks: 0,
         last: Vec::new(),
     };
+    if input.prelude {
+        r.named("allocate_oids", &[6]);
+    }
     for op in input.ops.iter().take(64) {
         match op {
             Op::Block(cmds) => {
@@ -420,6 +479,12 @@ fuzz_target!(|input: Input| {
             Op::Raw(bytes) => r.send(&bytes[..bytes.len().min(MESSAGE_PAYLOAD_MAX)]),
             Op::Loop(n) => {
                 for _ in 0..(*n % 16) {
+                    r.pass();
+                }
+            }
+            Op::Wait(n) => {
+                let until = r.mcu.clock.now().wrapping_add(*n as u32 * 500);
+                while (r.mcu.clock.now().wrapping_sub(until) as i32) < 0 {
                     r.pass();
                 }
             }
