@@ -83,3 +83,26 @@ fn identify_with_a_huge_count_answers_with_what_fits() {
         );
     }
 }
+
+/// `config_neopixel` with a `data_size` (a %hu) whose raw 32 bits were
+/// huge: the MCU allocated that many bytes (3.5 GB; found by the
+/// `dispatch` target in the CI slice as an out-of-memory). Now the value
+/// is read as 16 bits, as the reference reads it.
+#[test]
+fn neopixel_data_size_is_sixteen_bits() {
+    let mut h = Host::new(Dialect::Klipper);
+    let big = 0xd139_0004u32;
+    let r = h.send(&[
+        "allocate_oids count=4",
+        &format!(
+            "config_neopixel oid=0 pin=3 data_size={big} bit_max_ticks=100 reset_min_ticks=100"
+        ),
+        "get_config",
+    ]);
+    assert!(!h.mcu.is_shutdown(), "{r:?}");
+    // Four bytes of data, as 0x0004 says: a fifth is out of range.
+    let r = h.send(&["neopixel_update oid=0 pos=0 data=01020304", "get_config"]);
+    assert!(!h.mcu.is_shutdown(), "{r:?}");
+    h.send(&["neopixel_update oid=0 pos=0 data=0102030405"]);
+    assert!(h.mcu.is_shutdown());
+}

@@ -109,7 +109,9 @@ fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
 
 fn config_neopixel(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let pin = mcu.gpio.setup_output(a.get(1), false)?;
-    let data_size = a.get(2);
+    // A %hu, as the reference reads it: the raw 32 bits could ask for
+    // gigabytes (found by the dispatch fuzz target).
+    let data_size = a.get(2) as u16;
     if data_size & 0x8000 != 0 {
         return Err(INVALID_DATA_SIZE);
     }
