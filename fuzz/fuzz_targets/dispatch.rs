@@ -229,11 +229,114 @@ enum Op {
     EmergencyStop,
     ConfigReset,
     /// Drive a simulated input line.
-    Pin {
-        line: u8,
-        high: bool,
-    },
+    Pin { line: u8, high: bool },
+    /// A known-good configuration and use of one family (see RECIPES),
+    /// for the fuzzer to mutate around.
+    Recipe { which: u8, oid: u8 },
 }
+
+/// Well-formed command sequences, one per family: `{o}` and `{p}` are two
+/// oids, `{c}` a clock 2 ms ahead, `{P0}`.. distinct pins per oid. One
+/// command per block; a line the dialect cannot encode is left out.
+const RECIPES: &[&[&str]] = &[
+    &[
+        "config_digital_out oid={o} pin={P0} value=0 default_value=0 max_duration=0",
+        "queue_digital_out oid={o} clock={c} on_ticks=1000",
+        "update_digital_out oid={o} value=1",
+    ],
+    &[
+        "config_stepper oid={o} step_pin={P0} dir_pin={P1} invert_step=0 step_pulse_ticks=100",
+        "reset_step_clock oid={o} clock={c}",
+        "queue_step oid={o} interval=2000 count=20 add=0",
+        "set_next_step_dir oid={o} dir=1",
+        "queue_step oid={o} interval=3000 count=5 add=-10",
+        "stepper_get_position oid={o}",
+    ],
+    &[
+        "config_trsync oid={p}",
+        "config_endstop oid={o} pin={P0} pull_up=1",
+        "trsync_start oid={p} report_clock={c} report_ticks=50000 expire_reason=4",
+        "endstop_home oid={o} clock={c} sample_ticks=500 sample_count=4 rest_ticks=1000 \
+         pin_value=1 trsync_oid={p} trigger_reason=1",
+        "trsync_set_timeout oid={p} clock={c}",
+    ],
+    &[
+        "config_spi oid={o} pin={P0} cs_active_high=0",
+        "spi_set_sw_bus oid={o} miso_pin={P1} mosi_pin={P2} sclk_pin={P3} mode=0 pulse_ticks=100",
+        "spi_transfer oid={o} data=0102",
+        "spi_send oid={o} data=03",
+    ],
+    &[
+        "config_spi_without_cs oid={o}",
+        "spi_set_bus oid={o} spi_bus=0 mode=3 rate=5000000",
+        "spi_transfer oid={o} data=8000",
+        "config_adxl345 oid={p} spi_oid={o}",
+        "query_adxl345 oid={p} rest_ticks=10000",
+        "query_adxl345_status oid={p}",
+    ],
+    &[
+        "config_i2c oid={o}",
+        "i2c_set_sw_bus oid={o} scl_pin={P0} sda_pin={P1} pulse_ticks=100 address=104",
+        "i2c_read oid={o} reg=75 read_len=1",
+        "i2c_write oid={o} data=6b00",
+    ],
+    &[
+        "config_i2c oid={o}",
+        "i2c_set_bus oid={o} i2c_bus=1 rate=400000 address=104",
+        "i2c_read oid={o} reg=75 read_len=1",
+        "config_mpu9250 oid={p} i2c_oid={o}",
+        "query_mpu9250 oid={p} rest_ticks=10000",
+        "query_mpu9250_status oid={p}",
+    ],
+    &[
+        "config_pwm_out oid={o} pin={P0} cycle_ticks=10000 value=0 default_value=0 max_duration=0",
+        "queue_pwm_out oid={o} clock={c} value=500",
+    ],
+    &[
+        "config_buttons oid={o} button_count=2",
+        "buttons_add oid={o} pos=0 pin={P0} pull_up=1",
+        "buttons_add oid={o} pos=1 pin={P1} pull_up=0",
+        "buttons_query oid={o} clock={c} rest_ticks=1000 retransmit_count=3 invert=0",
+        "buttons_ack oid={o} count=1",
+    ],
+    &[
+        "config_counter oid={o} pin={P0} pull_up=1",
+        "query_counter oid={o} clock={c} poll_ticks=1000 sample_ticks=5000",
+    ],
+    &[
+        "config_neopixel oid={o} pin={P0} data_size=12 bit_max_ticks=1000 reset_min_ticks=1000",
+        "neopixel_update oid={o} pos=0 data=010203",
+        "neopixel_send oid={o}",
+    ],
+    &[
+        "config_tmcuart oid={o} rx_pin={P0} pull_up=1 tx_pin={P1} bit_time=500",
+        "tmcuart_send oid={o} write=05000000 read=8",
+    ],
+    &[
+        "config_hd44780 oid={o} rs_pin={P0} e_pin={P1} d4_pin={P2} d5_pin={P3} d6_pin={P4} \
+         d7_pin={P5} delay_ticks=100",
+        "hd44780_send_cmds oid={o} cmds=0102",
+        "hd44780_send_data oid={o} data=4142",
+    ],
+    &[
+        "config_st7920 oid={o} cs_pin={P0} sclk_pin={P1} sid_pin={P2} sync_delay_ticks=100 \
+         cmd_delay_ticks=100",
+        "st7920_send_cmds oid={o} cmds=01",
+        "st7920_send_data oid={o} data=41",
+    ],
+    &[
+        "config_analog_in oid={o} pin={P0}",
+        "query_analog_in oid={o} clock={c} sample_ticks=500 sample_count=4 rest_ticks=10000 \
+         bytes_per_report=4 min_value=0 max_value=4095 range_check_count=0",
+        "query_analog_in oid={o} clock={c} sample_ticks=500 sample_count=4 rest_ticks=10000 \
+         min_value=0 max_value=4095 range_check_count=0",
+    ],
+    &[
+        "stepper_stop_on_trigger oid={o} trsync_oid={p}",
+        "trsync_trigger oid={p} reason=2",
+    ],
+    &["finalize_config crc=0"],
+];
 
 struct Run<'a> {
     h: &'a Host,
@@ -318,6 +421,29 @@ impl Run<'_> {
             vlq::push(*a, &mut p);
         }
         self.send(&p);
+    }
+
+    fn recipe(&mut self, which: u8, oid: u8) {
+        let o = oid as u32 % 5;
+        let c = self.mcu.clock.now().wrapping_add(100_000);
+        for line in RECIPES[which as usize % RECIPES.len()] {
+            let mut t = line
+                .replace("{o}", &o.to_string())
+                .replace("{p}", &(o + 1).to_string())
+                .replace("{c}", &c.to_string());
+            for k in 0..6 {
+                t = t.replace(&format!("{{P{k}}}"), &(2 + o * 8 + k).to_string());
+            }
+            if let Ok(p) = self.h.codec.encode_text(&t) {
+                if KNOWN_PREFINALIZE_QUEUE
+                    && !self.mcu.is_finalized()
+                    && QUEUE_CMDS.iter().any(|q| t.starts_with(q))
+                {
+                    continue;
+                }
+                self.send(&p);
+            }
+        }
     }
 
     /// Take what the MCU sent, as the host would, and check it.
@@ -496,6 +622,7 @@ fuzz_target!(|input: Input| {
                 r.named("emergency_stop", &[]);
                 r.named("config_reset", &[]);
             }
+            Op::Recipe { which, oid } => r.recipe(*which, *oid),
             Op::Pin { line, high } => {
                 let _ = r
                     .state
