@@ -82,11 +82,29 @@ impl Host {
 fn host(kalico: bool) -> &'static Host {
     static KLIPPER: OnceLock<Host> = OnceLock::new();
     static KALICO: OnceLock<Host> = OnceLock::new();
-    if kalico {
-        KALICO.get_or_init(|| Host::new(Dialect::Kalico))
+    // Response ids live in the responses' statics, numbered by the last
+    // registry built (the program builds one): number them again for
+    // this input's dialect when it changes.
+    static LAST: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+    let want = if kalico { 2 } else { 1 };
+    let last = LAST.swap(want, Ordering::Relaxed);
+    let (cell, dialect) = if kalico {
+        (&KALICO, Dialect::Kalico)
     } else {
-        KLIPPER.get_or_init(|| Host::new(Dialect::Klipper))
+        (&KLIPPER, Dialect::Klipper)
+    };
+    let mut fresh = false;
+    let h = cell.get_or_init(|| {
+        fresh = true;
+        Host::new(dialect)
+    });
+    if last != want && !fresh {
+        drop(Registry::with_overrides(
+            &modules(),
+            &dialect_overrides(dialect),
+        ));
     }
+    h
 }
 
 /// `config_reset` re-executes the program; here it starts a fresh MCU.
@@ -229,10 +247,16 @@ enum Op {
     EmergencyStop,
     ConfigReset,
     /// Drive a simulated input line.
-    Pin { line: u8, high: bool },
+    Pin {
+        line: u8,
+        high: bool,
+    },
     /// A known-good configuration and use of one family (see RECIPES),
     /// for the fuzzer to mutate around.
-    Recipe { which: u8, oid: u8 },
+    Recipe {
+        which: u8,
+        oid: u8,
+    },
 }
 
 /// Well-formed command sequences, one per family: `{o}` and `{p}` are two
