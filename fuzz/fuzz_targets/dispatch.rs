@@ -262,18 +262,21 @@ enum Op {
 /// Well-formed command sequences, one per family: `{o}` and `{p}` are two
 /// oids, `{c}` a clock 2 ms ahead, `{P0}`.. distinct pins per oid. One
 /// command per block; a line the dialect cannot encode is left out.
+/// Before `finalize_config` the `config_` lines are sent, after it the
+/// lines marked `!`; the others at any time. So recipe, finalize, same
+/// recipe configures an object and then drives it.
 const RECIPES: &[&[&str]] = &[
     &[
         "config_digital_out oid={o} pin={P0} value=0 default_value=0 max_duration=0",
-        "queue_digital_out oid={o} clock={c} on_ticks=1000",
+        "!queue_digital_out oid={o} clock={c} on_ticks=1000",
         "update_digital_out oid={o} value=1",
     ],
     &[
         "config_stepper oid={o} step_pin={P0} dir_pin={P1} invert_step=0 step_pulse_ticks=100",
-        "reset_step_clock oid={o} clock={c}",
-        "queue_step oid={o} interval=2000 count=20 add=0",
-        "set_next_step_dir oid={o} dir=1",
-        "queue_step oid={o} interval=3000 count=5 add=-10",
+        "!reset_step_clock oid={o} clock={c}",
+        "!queue_step oid={o} interval=2000 count=20 add=0",
+        "!set_next_step_dir oid={o} dir=1",
+        "!queue_step oid={o} interval=3000 count=5 add=-10",
         "stepper_get_position oid={o}",
     ],
     &[
@@ -314,7 +317,7 @@ const RECIPES: &[&[&str]] = &[
     ],
     &[
         "config_pwm_out oid={o} pin={P0} cycle_ticks=10000 value=0 default_value=0 max_duration=0",
-        "queue_pwm_out oid={o} clock={c} value=500",
+        "!queue_pwm_out oid={o} clock={c} value=500",
     ],
     &[
         "config_buttons oid={o} button_count=2",
@@ -458,13 +461,15 @@ impl Run<'_> {
             for k in 0..6 {
                 t = t.replace(&format!("{{P{k}}}"), &(2 + o * 8 + k).to_string());
             }
+            let finalized = self.mcu.is_finalized();
+            let (after, t) = match t.strip_prefix('!') {
+                Some(rest) => (true, rest.to_string()),
+                None => (false, t),
+            };
+            if (after && !finalized) || (t.starts_with("config_") && finalized) {
+                continue;
+            }
             if let Ok(p) = self.h.codec.encode_text(&t) {
-                if KNOWN_PREFINALIZE_QUEUE
-                    && !self.mcu.is_finalized()
-                    && QUEUE_CMDS.iter().any(|q| t.starts_with(q))
-                {
-                    continue;
-                }
                 self.send(&p);
             }
         }
