@@ -23,10 +23,19 @@ struct Node {
     next: u32,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MovePool {
     nodes: Vec<Node>,
     free: u32,
+}
+
+/// The pool before `finalize_config` allocates it: empty, so a move
+/// queued then overflows (a shutdown, as in the reference) instead of
+/// indexing a node that is not there.
+impl Default for MovePool {
+    fn default() -> Self {
+        MovePool::new(0)
+    }
 }
 
 /// An object's FIFO of moves in the pool.

@@ -106,3 +106,39 @@ fn neopixel_data_size_is_sixteen_bits() {
     h.send(&["neopixel_update oid=0 pos=0 data=0102030405"]);
     assert!(h.mcu.is_shutdown());
 }
+
+/// Queueing commands before `finalize_config` (the move pool is not
+/// allocated yet) indexed an empty pool and aborted the process (found by
+/// the `dispatch` target at once; steered around until now). Now they
+/// shut down with "Move queue overflow", as the reference does, and the
+/// MCU goes on answering.
+#[test]
+fn queueing_before_finalize_shuts_down() {
+    for cmds in [
+        &[
+            "config_digital_out oid=0 pin=3 value=0 default_value=0 max_duration=0",
+            "queue_digital_out oid=0 clock=1000000 on_ticks=1000",
+        ][..],
+        &[
+            "config_stepper oid=0 step_pin=3 dir_pin=4 invert_step=0 step_pulse_ticks=100",
+            "queue_step oid=0 interval=2000 count=20 add=0",
+        ][..],
+    ] {
+        let mut h = Host::new(Dialect::Klipper);
+        h.send(&["allocate_oids count=2", cmds[0]]);
+        assert!(!h.mcu.is_shutdown(), "{}", cmds[0]);
+        let r = h.send(&[cmds[1]]);
+        assert!(h.mcu.is_shutdown(), "{}: {r:?}", cmds[1]);
+        let id = r
+            .iter()
+            .find(|m| m.name == "shutdown")
+            .unwrap()
+            .int("static_string_id");
+        assert_eq!(
+            h.mcu.registry.static_strings[id as usize - 2],
+            "Move queue overflow"
+        );
+        let r = h.send(&["get_clock"]);
+        assert_eq!(r[0].name, "clock");
+    }
+}
