@@ -54,6 +54,10 @@ pub struct Mcu {
     pub move_count: u16,
     /// The program's arguments, for the re-execution `config_reset` does.
     pub argv: Vec<CString>,
+    /// What `config_reset` calls to start afresh (returns only on
+    /// failure): `restart::reexec`, which an in-process harness (the
+    /// fuzzer) replaces, since re-executing would end it.
+    pub reexec: fn(&mut Mcu),
     /// `debug_read`/`debug_write` act on this scratch area, never on the
     /// process's own memory.
     pub debug_mem: [u8; 256],
@@ -85,6 +89,7 @@ impl Mcu {
             config_crc: 0,
             move_count: 0,
             argv,
+            reexec: |m| crate::restart::reexec(&m.argv),
             debug_mem: [0; 256],
             gpio: board.gpio,
             spi: board.spi,

@@ -29,6 +29,15 @@ pub struct MovePool {
     free: u32,
 }
 
+/// The pool before `finalize_config` allocates it: empty, so a move
+/// queued then overflows (a shutdown, as in the reference) instead of
+/// indexing a node that is not there.
+impl Default for MovePool {
+    fn default() -> Self {
+        MovePool::new(0)
+    }
+}
+
 /// An object's FIFO of moves in the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MoveQueue {
@@ -42,13 +51,6 @@ impl Default for MoveQueue {
             head: NIL,
             tail: NIL,
         }
-    }
-}
-
-/// An empty pool (before `finalize_config`): every push overflows.
-impl Default for MovePool {
-    fn default() -> Self {
-        MovePool::new(0)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Base commands: identification, configuration, clocks, shutdown and
 //! restart (the reference's basecmd.c, sched.c and linux/main.c).
 
+use klipper_protocol::block::MESSAGE_PAYLOAD_MAX;
 use klipper_protocol::dictionary::{IDENTIFY, IDENTIFY_RESPONSE};
 use klipper_protocol::format::Arg;
 
@@ -30,7 +31,10 @@ fn identify(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let data = &mcu.registry.dictionary;
     crate::args!(a => offset, count);
     let offset = offset as usize;
-    let count = count as u8 as usize;
+    // A count past what one message holds (klippy asks for 40) gets what
+    // fits, instead of a response that cannot be encoded and is dropped.
+    let room = MESSAGE_PAYLOAD_MAX - 2 - klipper_protocol::vlq::encoded_len(offset as u32);
+    let count = (count as u8 as usize).min(room);
     let chunk = data
         .get(offset..)
         .map_or(&[][..], |d| &d[..count.min(d.len())]);
@@ -101,7 +105,7 @@ fn config_reset(mcu: &mut Mcu, _a: &Args) -> CmdResult {
     if !mcu.is_shutdown() {
         return Err(RESET_NOT_SHUTDOWN);
     }
-    crate::restart::reexec(&mcu.argv);
+    (mcu.reexec)(mcu);
     Err(EXEC_FAILED)
 }
 

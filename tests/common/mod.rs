@@ -287,6 +287,21 @@ impl Mcu {
         }
     }
 
+    /// Write what the terminal takes now, without reading anything (a
+    /// host that stopped reading). Returns the bytes written (0 if full);
+    /// an error when the MCU's side is gone (EIO after it re-executed).
+    pub fn write_some(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = unsafe { libc::write(self.fd(), data.as_ptr().cast(), data.len()) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = std::io::Error::last_os_error();
+        match e.kind() {
+            ErrorKind::WouldBlock | ErrorKind::Interrupted => Ok(0),
+            _ => Err(e),
+        }
+    }
+
     /// Wait up to `timeout` for input and read all that is there.
     /// Returns true if anything was read.
     pub fn pump(&mut self, timeout: Duration) -> bool {

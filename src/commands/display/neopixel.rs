@@ -109,6 +109,9 @@ fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
 fn config_neopixel(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, pin, data_size, bit_max_ticks, reset_min_ticks);
     let pin = mcu.gpio.setup_output(pin, false)?;
+    // A %hu, as the reference reads it: the raw 32 bits could ask for
+    // gigabytes (found by the dispatch fuzz target).
+    let data_size = data_size as u16;
     if data_size & 0x8000 != 0 {
         return Err(INVALID_DATA_SIZE);
     }
