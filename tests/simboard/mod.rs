@@ -163,6 +163,26 @@ impl Board {
         }
     }
 
+    /// The MCU's process id (the same across `config_reset`, which
+    /// re-executes in place).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Wait for the MCU to exit, up to `timeout`; None if it did not.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Wait for the link, open it as klippy does, fetch the dictionary.
     pub fn connect(&mut self) {
         let deadline = Instant::now() + TIMEOUT;
