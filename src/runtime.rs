@@ -93,6 +93,18 @@ pub fn run_timers(mcu: &mut Mcu, spin: u32) {
     }
 }
 
+/// Whether SIGTERM, SIGINT or SIGHUP is pending (blocked, not yet taken).
+fn termination_pending() -> bool {
+    // SAFETY: sigpending fills the set we own; sigismember only reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigpending(&mut set) == 0
+            && [libc::SIGTERM, libc::SIGINT, libc::SIGHUP]
+                .iter()
+                .any(|&s| libc::sigismember(&set, s) == 1)
+    }
+}
+
 /// Run the loop until `stop` is set (by a signal handler, or a test).
 /// `wait_mask` is the signal mask to wait with (see `ppoll`).
 pub fn run(
@@ -151,6 +163,12 @@ pub fn run(
         if cur.wrapping_sub(last_input_check) >= INPUT_CHECK_TICKS {
             input_ready = true;
             sim_ready = true;
+            // The termination signals are let in only by ppoll, which a
+            // step burst can keep the loop from reaching for its whole
+            // length: look for one pending as often as for input.
+            if termination_pending() {
+                return;
+            }
         }
         // A task that woke itself (more data waiting) runs again at once.
         if mcu.tasks != 0 {

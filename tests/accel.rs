@@ -22,7 +22,7 @@ fn hex(d: &[u8]) -> String {
 /// A board with an ADXL345 (oid 1) on spidev0.0 (SPI oid 0), as klippy
 /// configures it (`cs_pin: host:None`, `spi_bus: spidev0.0`, mode 3).
 fn adxl_board() -> Board {
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     b.configure(
         3,
         &[
@@ -178,7 +178,19 @@ fn adxl345_streams_framed_samples_without_loss() {
     eprintln!("status {st:?}\nchip {chip}");
     // sensor_bulk_status: clock and query_ticks from a timed SPI read.
     assert!(st.int("query_ticks") >= 0 && st.int("query_ticks") < 50_000);
-    assert_eq!(st.int("possible_overflows"), 0);
+    // Under -r nothing may be lost; without it (not root) a busy machine
+    // may delay the MCU past the chip's 10 ms FIFO, and the loss must be
+    // reported (possible_overflows) and visible as gaps, nothing else.
+    let rt = !realtime().is_empty();
+    let overflowed = field(&chip, "overflowed");
+    if rt {
+        assert_eq!(st.int("possible_overflows"), 0);
+    } else if overflowed > 0 {
+        assert!(
+            st.int("possible_overflows") > 0,
+            "{overflowed} lost unreported: {st:?}"
+        );
+    }
     assert!(st.int("next_sequence") > 100, "{st:?}");
     let buffered = st.int("buffered");
     assert!(buffered % 5 == 0 && buffered <= 50 + 32 * 5, "{st:?}");
@@ -188,17 +200,32 @@ fn adxl345_streams_framed_samples_without_loss() {
     let skip = samples.iter().take_while(|s| s.2 == 0).count();
     assert!(skip <= 2, "{skip} stale samples at the start");
     samples.drain(..skip);
-    assert_contiguous(&samples);
+    let lost: u64 = samples
+        .windows(2)
+        .map(|w| ((w[1].0 - w[0].0).rem_euclid(8192) - 1) as u64)
+        .sum();
+    if rt || overflowed == 0 {
+        assert_contiguous(&samples);
+    } else {
+        // Only the samples the chip dropped are missing.
+        assert!(
+            lost <= overflowed,
+            "{lost} missing, {overflowed} dropped: {chip}"
+        );
+        eprintln!("without -r: {lost} samples lost, reported ({overflowed} dropped by the chip)");
+    }
     let n = samples.len() as u64;
     let read = field(&chip, "read");
     // Every entry read from the chip, less the ones of the last partial
     // message (never sent: the query stopped), is in the messages.
     assert!(read - n < 10 + 2, "read {read}, got {n}");
-    assert_eq!(field(&chip, "overflowed"), 0, "{chip}");
-    assert!(
-        (4000..=6000).contains(&n),
-        "{n} samples in ~1.5 s at 3200/s"
-    );
+    if rt {
+        assert_eq!(overflowed, 0, "{chip}");
+    }
+    // At least 1.5 s at 3200/s (the test may have slept longer: the
+    // chip's own count bounds the rest).
+    assert!(n + lost >= 4000, "{n} samples in at least 1.5 s at 3200/s");
+    assert!(n <= field(&chip, "generated"), "{n} samples: {chip}");
     // Counter waveform: y and z unchanged (100 and 1 g).
     assert!(samples.iter().all(|s| s.1 == 100 && s.2 == 256));
     b.assert_not_shutdown();
@@ -256,13 +283,15 @@ fn adxl345_overflow_accounting_when_read_too_seldom() {
     // the FIFO goes 32, 31, 30...); about 12 wakes in 600 ms.
     assert!((10..=40).contains(&po), "possible_overflows {po}: {st:?}");
     assert!(field(&chip, "overflowed") > 1000, "{chip}");
-    // A new query resets the counts.
+    // A new query resets the counts. The FIFO is still full when it
+    // starts: if its first drain runs before the status request (a busy
+    // machine delays the request), that drain counts its first two reads.
     b.send(&format!(
         "query_adxl345 oid=1 rest_ticks={}",
         (4.0 / 3200.0 * CLOCK_FREQ) as u32
     ));
     let st = b.request("query_adxl345_status oid=1", "sensor_bulk_status");
-    assert_eq!(st.int("possible_overflows"), 0);
+    assert!(st.int("possible_overflows") <= 2, "{st:?}");
     assert!(st.int("next_sequence") <= 2);
     b.send("query_adxl345 oid=1 rest_ticks=0");
     b.assert_not_shutdown();
@@ -285,7 +314,7 @@ fn adxl345_bad_bursts_become_error_samples() {
 
 /// An MPU-9250 (oid 1) on i2c.1 at 0x68 (I2C oid 0).
 fn mpu_board() -> Board {
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     b.configure(
         3,
         &[
@@ -384,7 +413,7 @@ fn mpu9250_overflow_is_counted_from_int_status() {
 #[test]
 fn configuration_errors_shut_down() {
     // bus_oid_type out of range.
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     b.send_all(&[
         "allocate_oids count=3".into(),
         "config_spi_without_cs oid=0".into(),
@@ -392,7 +421,7 @@ fn configuration_errors_shut_down() {
     ]);
     assert_eq!(b.wait_shutdown().1, "bus_type invalid");
     // lis_chip_type out of range.
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     b.send_all(&[
         "allocate_oids count=3".into(),
         "config_spi_without_cs oid=0".into(),
@@ -400,7 +429,7 @@ fn configuration_errors_shut_down() {
     ]);
     assert_eq!(b.wait_shutdown().1, "model type invalid");
     // An ADXL345 on an oid that is not an SPI device.
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     b.send_all(&[
         "allocate_oids count=3".into(),
         "config_i2c oid=0".into(),
@@ -408,7 +437,7 @@ fn configuration_errors_shut_down() {
     ]);
     assert_eq!(b.wait_shutdown().1, "Invalid oid type");
     // query_mpu9250 on an ICM-20948's oid.
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     b.send_all(&[
         "allocate_oids count=3".into(),
         "config_i2c oid=0".into(),
@@ -417,7 +446,7 @@ fn configuration_errors_shut_down() {
     ]);
     assert_eq!(b.wait_shutdown().1, "Invalid oid type");
     // An I2C chip that does not answer: the status read NACKs.
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     b.send_all(&[
         "allocate_oids count=3".into(),
         "config_i2c oid=0".into(),
@@ -610,7 +639,7 @@ fn samples6(msgs: &[Response], be: bool) -> Vec<(i32, i32, i32)> {
 /// A board with a LIS2DW (oid 1) on spidev0.1 (`via` Spi, as klippy with
 /// a cs_pin) or on i2c.1 at 0x19 (I2C oid 0).
 fn lis_board(via: Via) -> Board {
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     let bus: [String; 2] = match via {
         Via::Spi => [
             "config_spi_without_cs oid=0".into(),
@@ -829,7 +858,7 @@ fn lis2dw_overflow_accounting_when_read_too_seldom() {
 
 /// An ICM-20948 (oid 1) on i2c.1 at 0x69 (I2C oid 0).
 fn icm_board() -> Board {
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     b.configure(
         3,
         &[
@@ -918,13 +947,25 @@ fn icm20948_streams_fifo_blocks_over_i2c() {
     assert_eq!(field(&chip, "overflowed"), 0, "{chip}");
     assert_eq!(field(&chip, "measuring"), 0, "asleep again");
     assert!(st.int("buffered") < 48 + 6 * 20, "{st:?}");
+    // At least 1 s at 4500/s (the test may have slept longer: the chip's
+    // own count bounds the rest).
     assert!(
-        (3500..=5500).contains(&s.len()),
-        "{} samples in ~1 s at 4500/s",
+        s.len() >= 3500,
+        "{} samples in at least 1 s at 4500/s",
         s.len()
     );
     assert!(s.iter().all(|v| v.1 == 100 && v.2 == 2048));
-    assert_eq!(s[0].0, -4096, "the first sample is sample 0");
+    // The counter runs from the chip's wake-up, the FIFO fills from
+    // FIFO_EN_2, one host round trip later (longer on a busy machine):
+    // the first sample in the FIFO is not sample 0, but every entry read
+    // from the chip reached the host, in order, but for a last partial
+    // message (the query stopped).
+    let read = field(&chip, "read") as usize;
+    assert!(
+        s.len() <= read && read - s.len() < 10,
+        "{} samples, {read} read from the chip: {chip}",
+        s.len()
+    );
     assert_contiguous(&s);
     b.assert_not_shutdown();
 }
@@ -957,7 +998,7 @@ fn icm20948_overflow_is_counted_from_int_status_2() {
 
 /// A BMI160 (oid 1) on spidev0.2 (SPI oid 0).
 fn bmi_board() -> Board {
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     b.configure(
         3,
         &[

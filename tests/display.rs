@@ -49,7 +49,7 @@ const HD_DELAY: u32 = 2000; // 40 us, as klippy asks
 #[test]
 fn hd44780_commands_and_data_arrive_decoded_in_order_with_delays() {
     let _turn = one_at_a_time();
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     b.configure(
         1,
         &[format!(
@@ -154,7 +154,7 @@ fn hd44780_commands_and_data_arrive_decoded_in_order_with_delays() {
 #[test]
 fn hd44780_shutdown_drops_every_line() {
     let _turn = one_at_a_time();
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     b.configure(
         1,
         &[
@@ -181,7 +181,7 @@ fn hd44780_shutdown_drops_every_line() {
 fn st7920_serial_framing_and_delays() {
     let _turn = one_at_a_time();
     let (sync_delay, cmd_delay) = (2250u32, 5000u32);
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     b.configure(
         1,
         &[format!(
@@ -346,7 +346,7 @@ fn check_frames(w: &[(u32, u8)], data: &[u8]) -> Result<(), String> {
 #[test]
 fn tmcuart_send_writes_uart_frames() {
     let _turn = one_at_a_time();
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     // Two wires: the simulated driver listens on gpio71, talks on gpio72.
     b.configure(
         1,
@@ -448,7 +448,7 @@ fn tmc_read(b: &mut Board, oid: u32, reg: u8, want: Option<u32>) -> u32 {
 #[test]
 fn tmcuart_single_wire_read_gets_the_drivers_reply() {
     let _turn = one_at_a_time();
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     // Single wire (rx = tx), as klippy's `uart_pin` alone configures it.
     b.configure(
         1,
@@ -472,7 +472,7 @@ fn tmcuart_single_wire_read_gets_the_drivers_reply() {
 #[test]
 fn tmcuart_two_wire_read_and_write_round_trip() {
     let _turn = one_at_a_time();
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     b.configure(
         1,
         &[format!(
@@ -507,7 +507,7 @@ fn tmcuart_two_wire_read_and_write_round_trip() {
 #[test]
 fn tmcuart_without_a_driver_replies_empty() {
     let _turn = one_at_a_time();
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     b.configure(
         1,
         &[format!(
@@ -528,7 +528,7 @@ fn tmcuart_without_a_driver_replies_empty() {
 #[test]
 fn tmcuart_data_too_large_shuts_down() {
     let _turn = one_at_a_time();
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     b.configure(
         1,
         &[format!(
@@ -545,7 +545,7 @@ fn tmcuart_data_too_large_shuts_down() {
 #[test]
 fn neopixel_sends_the_buffer_with_ws2812_timing() {
     let _turn = one_at_a_time();
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     // klippy's timing: bits at most 4 us apart, 50 us reset.
     b.configure(
         1,
@@ -609,7 +609,7 @@ fn neopixel_sends_the_buffer_with_ws2812_timing() {
 #[test]
 fn neopixel_reports_failure_when_timing_cannot_be_met() {
     let _turn = one_at_a_time();
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     // Bits may be no more than 10 ticks apart: less than the 1250 ns a
     // bit needs, so no transfer can meet it.
     b.configure(
@@ -637,7 +637,7 @@ fn neopixel_reports_failure_when_timing_cannot_be_met() {
 #[test]
 fn neopixel_bad_arguments_shut_down() {
     let _turn = one_at_a_time();
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     b.configure(
         1,
         &[
@@ -648,7 +648,7 @@ fn neopixel_bad_arguments_shut_down() {
     b.send("neopixel_update oid=0 pos=2 data=0102");
     assert_eq!(b.wait_shutdown().1, "Invalid neopixel update command");
 
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     b.send_all(&[
         "allocate_oids count=1".to_string(),
         "config_neopixel oid=0 pin=82 data_size=32768 bit_max_ticks=200 reset_min_ticks=2500"
@@ -669,7 +669,7 @@ fn tmcuart_success_rate() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(BIT_TIME);
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     b.configure(
         1,
         &[format!(

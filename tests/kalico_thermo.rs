@@ -79,13 +79,15 @@ fn run_thermo_conformance(dir: &Path, tty: &Path) {
 
 /// A MAX31855 temperature sensor on the simulated board, through one
 /// Kalico run.
-#[test]
 fn kalico_sim_max31855_temperature_sensor() {
-    if std::env::var_os("KLIPPER_SKIP_KALICO").is_some() {
-        note("KLIPPER_SKIP_KALICO is set: skipping the Kalico thermocouple conformance test");
-        return;
-    }
     let dir = TempDir::new("kthermo");
     let tty = dir.path().join("mcu.tty");
     run_thermo_conformance(dir.path(), &tty);
+}
+
+fn main() {
+    run_kalico_trials(&[(
+        "kalico_sim_max31855_temperature_sensor",
+        kalico_sim_max31855_temperature_sensor,
+    )]);
 }

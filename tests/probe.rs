@@ -50,7 +50,7 @@ fn collect(b: &mut Board, oid: i64, n: usize) -> Vec<(i64, Vec<u8>)> {
 
 #[test]
 fn dictionary_carries_the_probe_messages() {
-    let b = Board::sim();
+    let b = Board::sim_realtime();
     let d = b.dict();
     for c in [
         "config_sos_filter oid=%c max_sections=%c",
@@ -99,7 +99,7 @@ fn dictionary_carries_the_probe_messages() {
 
 #[test]
 fn hx71x_streams_every_conversion_in_framed_messages() {
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     b.configure(
         1,
         &[format!(
@@ -157,7 +157,7 @@ fn hx71x_streams_every_conversion_in_framed_messages() {
 
 #[test]
 fn hx71x_desync_is_reported_until_restarted() {
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     b.configure(
         1,
         &[format!(
@@ -192,7 +192,7 @@ fn hx71x_desync_is_reported_until_restarted() {
 
 /// Stepper 0, trsync 1, sos_filter 2, trigger_analog 3, hx71x 4.
 fn hx_homing_board(extra: &[String]) -> Board {
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     let mut cmds = vec![
         format!(
             "config_stepper oid=0 step_pin={STEP} dir_pin={DIR} invert_step=0 step_pulse_ticks=100"
@@ -373,7 +373,7 @@ fn sos_filter_low_pass_delays_the_trigger() {
 }
 
 fn ldc_board(intb: bool) -> Board {
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     let cfg = if intb {
         format!("config_ldc1612_with_intb oid=1 i2c_oid=0 intb_pin={LDC_INTB}")
     } else {
@@ -452,7 +452,7 @@ fn ldc1612_streams_with_and_without_intb() {
 
 #[test]
 fn ldc1612_homing_triggers_on_frequency_and_reports_sensor_errors() {
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     b.configure(
         6,
         &[
@@ -514,7 +514,7 @@ fn ldc1612_homing_triggers_on_frequency_and_reports_sensor_errors() {
 
 #[test]
 fn ads1220_streams_its_conversions() {
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     b.configure(
         2,
         &[
@@ -562,13 +562,13 @@ fn ads1220_streams_its_conversions() {
 
 #[test]
 fn bad_configurations_shut_down() {
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     b.send_all(&[
         "allocate_oids count=3".into(),
         format!("config_hx71x oid=0 gain_channel=5 dout_pin={HX_DOUT} sclk_pin={HX_SCLK}"),
     ]);
     assert_eq!(b.wait_shutdown().1, "HX71x gain/channel out of range 1-4");
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     b.send_all(&[
         "allocate_oids count=3".into(),
         "config_spi_without_cs oid=0".into(),
@@ -580,7 +580,7 @@ fn bad_configurations_shut_down() {
         b.wait_shutdown().1,
         "Invalid ads131m0x channels configuration"
     );
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     b.send_all(&[
         "allocate_oids count=3".into(),
         "config_sos_filter oid=0 max_sections=1".into(),
@@ -679,7 +679,7 @@ const A131_REST: u32 = 50_000_000 / 2500;
 
 #[test]
 fn ads131m0x_starts_as_klippy_does_and_streams_its_channel() {
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     b.configure(2, &a131_config(0, 1));
     a131_klippy_setup(&mut b, 0, 1, 2, 7);
     assert!(b.ctl("chip ads131m0x status").contains("sps=250.0"));
@@ -748,7 +748,7 @@ fn ads131m0x_starts_as_klippy_does_and_streams_its_channel() {
 fn ads131m0x_reports_crc_and_reset_errors() {
     const CRC: i32 = 1 << 24;
     const RESET: i32 = 2 << 24;
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     let json = &b.dict().enumerations;
     let e = |k: &str| {
         json.get("ads131m0x_error:")
@@ -811,7 +811,7 @@ fn ads131m0x_reports_crc_and_reset_errors() {
 fn ads131m0x_homing_triggers_and_reports_sensor_errors() {
     // Stepper 0, trsync 1, sos_filter 2, trigger_analog 3, spi 4,
     // ads131m0x 5 (channel 1 of an ADS131M02).
-    let mut b = Board::sim();
+    let mut b = Board::sim_realtime();
     let mut cmds = vec![
         format!(
             "config_stepper oid=0 step_pin={STEP} dir_pin={DIR} invert_step=0 step_pulse_ticks=100"

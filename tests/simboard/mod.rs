@@ -86,6 +86,20 @@ pub struct PinState {
     pub bias: String,
 }
 
+/// `-r` (SCHED_FIFO, locked memory) when the tests run as root, as CI
+/// does, unless `KLIPPER_TEST_NO_RT` is set; otherwise nothing, and the
+/// tests that use it check what the protocol reports about lost data
+/// instead of assuming a quiet machine.
+pub fn realtime() -> &'static [&'static str] {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root && std::env::var_os("KLIPPER_TEST_NO_RT").is_none() {
+        &["-r"]
+    } else {
+        &[]
+    }
+}
+
 /// One `klipper_mcu` process and a host session on its terminal.
 pub struct Board {
     child: Child,
@@ -107,7 +121,22 @@ pub struct Board {
 impl Board {
     /// A simulated board (`--sim`), identified and ready to configure.
     pub fn sim() -> Board {
-        let mut b = Board::spawn(&["--sim"], &[]);
+        Board::sim_with(&[])
+    }
+
+    /// A simulated board run with `-r` when allowed (see [`realtime`]), as
+    /// the deployment recommends for streaming sensors and bit-banged
+    /// protocols: the chips' FIFOs and the bit timing then do not depend
+    /// on how busy the machine is.
+    pub fn sim_realtime() -> Board {
+        Board::sim_with(realtime())
+    }
+
+    /// A simulated board with extra arguments.
+    pub fn sim_with(extra: &[&str]) -> Board {
+        let mut args = vec!["--sim"];
+        args.extend_from_slice(extra);
+        let mut b = Board::spawn(&args, &[]);
         b.connect();
         b.open_control();
         b.sim_offset = b.measure_sim_offset();
@@ -160,6 +189,26 @@ impl Board {
             ctl: None,
             sim_offset: 0,
             dir,
+        }
+    }
+
+    /// The MCU's process id (the same across `config_reset`, which
+    /// re-executes in place).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Wait for the MCU to exit, up to `timeout`; None if it did not.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 

@@ -405,3 +405,105 @@ pub fn note(msg: &str) {
     let mut e = std::io::stderr();
     let _ = writeln!(e, "{msg}");
 }
+
+// ---------------------------------------------------------------------------
+// The fake GPIO chip and the MCU's file descriptors
+
+/// `shared/tools/fakegpio.c` (an LD_PRELOAD fake `/dev/gpiochipN` whose
+/// line handles are real descriptors, on `/dev/null`) built into the target
+/// directory, once per test binary.
+pub fn fakegpio_so() -> &'static Path {
+    static SO: OnceLock<PathBuf> = OnceLock::new();
+    SO.get_or_init(|| {
+        // `shared/` sits beside the checkout, which may be a worktree one
+        // level further down: look in every ancestor.
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let src = manifest
+            .ancestors()
+            .map(|d| d.join("shared/tools/fakegpio.c"))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| {
+                panic!(
+                    "shared/tools/fakegpio.c not found beside {} or above",
+                    manifest.display()
+                )
+            });
+        let dir = target_dir().join("fakegpio");
+        fs::create_dir_all(&dir).expect("create the fakegpio build folder");
+        let so = dir.join("fakegpio.so");
+        // Build beside it and rename: another test binary may be loading it.
+        let tmp = dir.join(format!("fakegpio.{}.so", std::process::id()));
+        let out = Command::new("gcc")
+            .args(["-O2", "-shared", "-fPIC"])
+            .arg(&src)
+            .arg("-o")
+            .arg(&tmp)
+            .arg("-ldl")
+            .output()
+            .expect("run gcc");
+        assert!(
+            out.status.success(),
+            "gcc failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        fs::rename(&tmp, &so).expect("install fakegpio.so");
+        so
+    })
+}
+
+/// What each of a process's descriptors points at (`/proc/PID/fd`).
+pub fn fd_targets(pid: u32) -> Vec<String> {
+    let dir = format!("/proc/{pid}/fd");
+    let Ok(rd) = fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut v: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| fs::read_link(e.path()).ok())
+        .map(|p| p.display().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+/// How many of a process's descriptors are on `/dev/null`: under the fake
+/// chip, its GPIO chip and line handles (and stdin, when null).
+pub fn dev_null_fds(pid: u32) -> usize {
+    fd_targets(pid).iter().filter(|t| *t == "/dev/null").count()
+}
+
+// ---------------------------------------------------------------------------
+// Kalico test binaries (libtest-mimic harness)
+
+/// Why the Kalico tests cannot run here, or None if they can.
+pub fn kalico_skip_reason() -> Option<&'static str> {
+    std::env::var_os("KLIPPER_SKIP_KALICO")
+        .is_some()
+        .then_some("KLIPPER_SKIP_KALICO is set")
+}
+
+/// The `main` of a Kalico test binary (`harness = false`): each test is a
+/// trial that fails by panicking; when [`kalico_skip_reason`] says they
+/// cannot run, every trial is listed as ignored and the reason printed,
+/// never reported as passed.
+pub fn run_kalico_trials(tests: &[(&'static str, fn())]) -> ! {
+    let args = libtest_mimic::Arguments::from_args();
+    let skip = kalico_skip_reason();
+    let trials = tests
+        .iter()
+        .map(|&(name, f)| {
+            let t = libtest_mimic::Trial::test(name, move || {
+                f();
+                Ok(())
+            });
+            match skip {
+                Some(why) => {
+                    note(&format!("{name}: ignored: {why}"));
+                    t.with_ignored_flag(true)
+                }
+                None => t,
+            }
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit()
+}
