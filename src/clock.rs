@@ -23,6 +23,78 @@ pub fn is_before(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) < 0
 }
 
+/// The most one transfer may busy-wait in all (software SPI and I2C, the
+/// LCDs, neopixel). The host chooses the bit times; a value meant as a
+/// joke (or a corrupted one) must not hold the loop for minutes.
+pub const MAX_SPIN_TICKS: u32 = from_us(10_000);
+
+/// A busy-wait allowance for one transfer: waits end at their own time or
+/// when the allowance is spent, whichever comes first, so a transfer
+/// stalls the loop by at most [`MAX_SPIN_TICKS`] whatever the host's bit
+/// times (past the allowance the remaining bits go out unpaced).
+#[derive(Debug, Clone, Copy)]
+pub struct Spin {
+    deadline: u32,
+}
+
+impl Spin {
+    pub fn start(clock: &Clock) -> Spin {
+        Spin {
+            deadline: clock.now().wrapping_add(MAX_SPIN_TICKS),
+        }
+    }
+
+    /// An allowance already spent (a placeholder until a transfer starts).
+    pub const fn spent() -> Spin {
+        Spin { deadline: 0 }
+    }
+
+    /// What is left of the allowance at `now` (never more than the whole
+    /// allowance, whatever the wrapping).
+    #[inline]
+    fn left(&self, now: u32) -> u32 {
+        (self.deadline.wrapping_sub(now) as i32).clamp(0, MAX_SPIN_TICKS as i32) as u32
+    }
+
+    /// Busy-wait until `end` (or the allowance's end if sooner); an `end`
+    /// half the clock's range or more ahead counts as past. Returns the
+    /// time read last.
+    #[inline]
+    pub fn until(&self, clock: &Clock, end: u32) -> u32 {
+        let start = clock.now();
+        let to_end = (end.wrapping_sub(start) as i32).max(0) as u32;
+        spin_for(clock, start, to_end.min(self.left(start)))
+    }
+
+    /// Busy-wait `ticks` from now (within the allowance).
+    #[inline]
+    pub fn delay(&self, clock: &Clock, ticks: u32) -> u32 {
+        let start = clock.now();
+        spin_for(clock, start, ticks.min(self.left(start)))
+    }
+
+    /// Busy-wait until `ticks` have passed since `since` (within the
+    /// allowance); a `since` from long ago counts as passed.
+    #[inline]
+    pub fn since(&self, clock: &Clock, since: u32, ticks: u32) -> u32 {
+        let start = clock.now();
+        let to_go = ticks.saturating_sub(start.wrapping_sub(since));
+        spin_for(clock, start, to_go.min(self.left(start)))
+    }
+}
+
+/// Busy-wait until `ticks` have passed since `start`; the time then.
+#[inline]
+fn spin_for(clock: &Clock, start: u32, ticks: u32) -> u32 {
+    loop {
+        let now = clock.now();
+        if now.wrapping_sub(start) >= ticks {
+            return now;
+        }
+        std::hint::spin_loop();
+    }
+}
+
 #[inline]
 fn monotonic_ns() -> u64 {
     // CLOCK_MONOTONIC cannot fail.
@@ -139,5 +211,29 @@ mod tests {
         assert!(b - a >= 1_000_000, "{}", b - a);
         assert!(b - a < 50_000_000);
         assert_eq!(from_us(1000), 50_000);
+    }
+
+    #[test]
+    fn spins_are_bounded() {
+        let c = Clock::new();
+        let spin = Spin::start(&c);
+        let t0 = c.now();
+        // Unbounded, each of these would wait 21 to 43 s.
+        spin.delay(&c, 0x4000_0000);
+        spin.until(&c, t0.wrapping_add(0x4000_0000));
+        spin.since(&c, t0, 0x4000_0000);
+        spin.delay(&c, u32::MAX);
+        spin.until(&c, c.now().wrapping_add(0x8000_0000));
+        spin.until(&c, c.now().wrapping_add(0x7fff_ffff));
+        let spent = c.now().wrapping_sub(t0);
+        // At least the allowance; far less than one unbounded wait (a
+        // loose bound: the machine may be busy).
+        assert!(spent >= MAX_SPIN_TICKS, "{spent}");
+        assert!(spent < 0x4000_0000, "{spent}");
+        // A wait shorter than the allowance lasts its own time.
+        let fresh = Spin::start(&c);
+        let t2 = c.now();
+        let end = fresh.delay(&c, from_us(100));
+        assert!(end.wrapping_sub(t2) >= from_us(100));
     }
 }

@@ -28,12 +28,12 @@ use klipper_protocol::format::ParamType;
 use klipper_protocol::vlq;
 use libtest_mimic::{Arguments, Failed, Trial};
 
-/// Known bugs the harness steers around while they stand: queueing
-/// before `finalize_config` (fixed: an empty move pool now overflows
-/// cleanly; kept as a switch) and software buses that wait as long as
-/// the host's `pulse_ticks` says (not fixed yet).
+/// Known bugs the harness can steer around while they stand, kept as
+/// switches (both fixed): queueing before `finalize_config` (an empty
+/// move pool now overflows cleanly) and software buses that waited as
+/// long as the host's `pulse_ticks` said (now bounded by `clock::Spin`).
 const KNOWN_PREFINALIZE_QUEUE: bool = false;
-const KNOWN_SW_BUS_DELAY: bool = true;
+const KNOWN_SW_BUS_DELAY: bool = false;
 const QUEUE_CMDS: &[&str] = &[
     "queue_step",
     "queue_digital_out",

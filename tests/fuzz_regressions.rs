@@ -138,3 +138,76 @@ fn queueing_before_finalize_shuts_down() {
         assert_eq!(r[0].name, "clock");
     }
 }
+
+/// Bit times the host gives (software SPI and I2C `pulse_ticks`, the
+/// LCDs' delays, the neopixel reset time) were waited for in full: one
+/// `spi_send` with `pulse_ticks=25000000` held the loop 4.5 s, and the
+/// largest values minutes per byte (the fuzz harnesses steered around it).
+/// Now a transfer's waits share a 10 ms allowance (`clock::Spin`).
+#[test]
+fn host_given_bit_times_cannot_stall_the_loop() {
+    let data = "0102030405060708";
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "software SPI",
+            &[
+                "config_spi_without_cs oid=0",
+                "spi_set_sw_bus oid=0 miso_pin=10 mosi_pin=11 sclk_pin=12 mode=0 pulse_ticks=25000000",
+            ],
+        ),
+        (
+            "software SPI, largest",
+            &[
+                "config_spi_without_cs oid=0",
+                "spi_set_sw_bus oid=0 miso_pin=10 mosi_pin=11 sclk_pin=12 mode=1 pulse_ticks=4294967295",
+            ],
+        ),
+        (
+            "software I2C",
+            &[
+                "config_i2c oid=0",
+                "i2c_set_sw_bus oid=0 scl_pin=13 sda_pin=14 pulse_ticks=2000000000 address=80",
+            ],
+        ),
+        (
+            "HD44780",
+            &["config_hd44780 oid=0 rs_pin=20 e_pin=21 d4_pin=22 d5_pin=23 d6_pin=24 d7_pin=25 delay_ticks=2000000000"],
+        ),
+        (
+            "ST7920",
+            &["config_st7920 oid=0 cs_pin=20 sclk_pin=21 sid_pin=22 sync_delay_ticks=2000000000 cmd_delay_ticks=2000000000"],
+        ),
+        (
+            "neopixel",
+            &["config_neopixel oid=0 pin=20 data_size=3 bit_max_ticks=4294967295 reset_min_ticks=2000000000"],
+        ),
+    ];
+    let sends = [
+        format!("spi_send oid=0 data={data}"),
+        format!("i2c_write oid=0 data={data}"),
+        format!("hd44780_send_data oid=0 data={data}"),
+        format!("st7920_send_data oid=0 data={data}"),
+        "neopixel_send oid=0".to_string(),
+    ];
+    for (what, config) in cases {
+        let mut h = Host::new(Dialect::Klipper);
+        let mut cmds = vec!["allocate_oids count=2"];
+        cmds.extend_from_slice(config);
+        h.send(&cmds);
+        assert!(!h.mcu.is_shutdown(), "{what}");
+        // config_spi_without_cs -> spi_send, config_i2c -> i2c_write, ...
+        let family = config[0].split('_').nth(1).unwrap();
+        let send = sends.iter().find(|s| s.starts_with(family)).unwrap();
+        for _ in 0..3 {
+            let t0 = h.mcu.clock.now64();
+            h.send(&[send]);
+            let took = h.mcu.clock.now64() - t0;
+            // Unbounded, each of these waits 8 s to many minutes. Bounded,
+            // 10 ms of waiting plus the work (a loose bound: the machine
+            // may be busy).
+            assert!(took < 50_000_000, "{what}: {send} took {took} ticks");
+        }
+        let r = h.send(&["get_clock"]);
+        assert_eq!(r[0].name, "clock", "{what}");
+    }
+}

@@ -7,7 +7,7 @@
 use klipper_protocol::dictionary::EnumValue;
 use klipper_protocol::format::Arg;
 
-use crate::clock::is_before;
+use crate::clock::Spin;
 use crate::command::{Args, CmdResult, Command, Module, Response, Shutdown};
 use crate::hw::bus::{
     I2cHandle, I2C_BUS_TIMEOUT, I2C_NACK, I2C_START_NACK, I2C_START_READ_NACK, I2C_SUCCESS,
@@ -34,6 +34,8 @@ pub struct SoftI2c {
     sda: u32,
     addr: u8,
     ticks: u32,
+    /// The current transfer's busy-wait allowance.
+    spin: Spin,
 }
 
 #[derive(Clone, Copy)]
@@ -65,8 +67,7 @@ fn status_error(status: u8) -> Option<Shutdown> {
 // Software I2C, after the reference's i2c_software.c.
 impl SoftI2c {
     fn delay(&self, mcu: &Mcu) {
-        let end = mcu.clock.now().wrapping_add(self.ticks);
-        while is_before(mcu.clock.now(), end) {}
+        self.spin.delay(&mcu.clock, self.ticks);
     }
     fn low(&self, mcu: &mut Mcu, pin: u32) -> CmdResult {
         mcu.gpio.setup_output(pin, false).map(|_| ())
@@ -181,7 +182,10 @@ impl SoftI2c {
 pub fn write(mcu: &mut Mcu, i: usize, data: &[u8]) -> Result<u8, Shutdown> {
     match mcu.objs.of::<I2cDev>()[i].bus {
         Bus::Hardware(h) => Ok(mcu.i2c.write(h, data)),
-        Bus::Software(s) => s.write(mcu, data),
+        Bus::Software(mut s) => {
+            s.spin = Spin::start(&mcu.clock);
+            s.write(mcu, data)
+        }
         Bus::None => Ok(I2C_NACK),
     }
 }
@@ -190,7 +194,10 @@ pub fn write(mcu: &mut Mcu, i: usize, data: &[u8]) -> Result<u8, Shutdown> {
 pub fn read(mcu: &mut Mcu, i: usize, reg: &[u8], out: &mut [u8]) -> Result<u8, Shutdown> {
     match mcu.objs.of::<I2cDev>()[i].bus {
         Bus::Hardware(h) => Ok(mcu.i2c.read(h, reg, out)),
-        Bus::Software(s) => s.read(mcu, reg, out),
+        Bus::Software(mut s) => {
+            s.spin = Spin::start(&mcu.clock);
+            s.read(mcu, reg, out)
+        }
         Bus::None => Ok(I2C_NACK),
     }
 }
@@ -223,6 +230,7 @@ fn i2c_set_sw_bus(mcu: &mut Mcu, a: &Args) -> CmdResult {
         sda,
         addr: ((address & 0x7f) << 1) as u8,
         ticks: pulse_ticks,
+        spin: Spin::spent(),
     });
     Ok(())
 }

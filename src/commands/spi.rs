@@ -6,7 +6,7 @@
 use klipper_protocol::dictionary::EnumValue;
 use klipper_protocol::format::Arg;
 
-use crate::clock::is_before;
+use crate::clock::Spin;
 use crate::command::{Args, CmdResult, Command, Module, Response, Shutdown};
 use crate::hw::bus::SpiHandle;
 use crate::hw::{Bias, GpioIn, GpioOut};
@@ -57,18 +57,16 @@ pub fn cs_pin(mcu: &Mcu, i: usize) -> Option<(GpioOut, bool)> {
     d.cs.map(|cs| (cs, d.cs_active_high))
 }
 
-fn delay_until(mcu: &Mcu, end: u32) {
-    while is_before(mcu.clock.now(), end) {}
-}
-
-fn soft_prepare(mcu: &mut Mcu, ss: &mut SoftSpi) {
+fn soft_prepare(mcu: &mut Mcu, ss: &mut SoftSpi, spin: &Spin) {
     ss.sclk_level = ss.mode & 0x02 != 0;
     mcu.gpio.write(ss.sclk, ss.sclk_level);
-    let end = mcu.clock.now().wrapping_add(ss.sck_ticks);
-    delay_until(mcu, end);
+    spin.delay(&mcu.clock, ss.sck_ticks);
 }
 
-fn soft_transfer(mcu: &mut Mcu, ss: &mut SoftSpi, receive: bool, data: &mut [u8]) {
+fn soft_transfer(mcu: &mut Mcu, ss: &mut SoftSpi, spin: &Spin, receive: bool, data: &mut [u8]) {
+    let delay_until = |mcu: &Mcu, end: u32| {
+        spin.until(&mcu.clock, end);
+    };
     let t1 = ss.sck_ticks >> 1;
     let t2 = ss.sck_ticks - t1;
     let mut end = mcu.clock.now().wrapping_add(t1);
@@ -117,10 +115,11 @@ pub fn transfer(mcu: &mut Mcu, i: usize, receive: bool, data: &mut [u8]) -> CmdR
         let d = &mcu.objs.of::<SpiDev>()[i];
         (d.bus, d.cs, d.cs_active_high)
     };
+    let spin = Spin::start(&mcu.clock);
     let mut soft = match bus {
         Bus::None => return Ok(()),
         Bus::Software(mut ss) => {
-            soft_prepare(mcu, &mut ss);
+            soft_prepare(mcu, &mut ss, &spin);
             Some(ss)
         }
         Bus::Hardware(_) => None,
@@ -131,7 +130,7 @@ pub fn transfer(mcu: &mut Mcu, i: usize, receive: bool, data: &mut [u8]) -> CmdR
     let r = match (bus, soft.as_mut()) {
         (Bus::Hardware(h), _) => mcu.spi.transfer(h, receive, data),
         (_, Some(ss)) => {
-            soft_transfer(mcu, ss, receive, data);
+            soft_transfer(mcu, ss, &spin, receive, data);
             Ok(())
         }
         _ => Ok(()),

@@ -9,7 +9,7 @@
 
 use klipper_protocol::format::Arg;
 
-use crate::clock::{from_us, is_before};
+use crate::clock::{from_us, is_before, Spin};
 use crate::command::{Args, CmdResult, Command, Constant, Module, Response, Shutdown};
 use crate::commands::trsync;
 use crate::hw::GpioOut;
@@ -107,7 +107,8 @@ fn load_next(mcu: &mut Mcu, i: usize) -> Result<TimerResult, Shutdown> {
     if was_active && need_dir_change {
         // Keep the minimum time between a step edge and a direction change.
         if s.flags & SF_SINGLE_SCHED != 0 {
-            while is_before(mcu.clock.now(), min_next_time) {}
+            // Host-given (step_pulse_ticks): bounded like every spin.
+            Spin::start(&mcu.clock).until(&mcu.clock, min_next_time);
         }
         toggle_dir(mcu, i);
         let min_next = mcu

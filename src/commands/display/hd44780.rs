@@ -7,8 +7,8 @@
 //! chip latches). Consecutive bytes are at least `delay_ticks` apart,
 //! counted from the end of one byte to the start of the next.
 
-use super::{ndelay, ns_to_ticks, wait_since};
-use crate::clock::Clock;
+use super::{ndelay, ns_to_ticks};
+use crate::clock::{Clock, Spin};
 use crate::command::{Args, CmdResult, Command, Module};
 use crate::hw::{Gpio, GpioOut};
 use crate::mcu::Mcu;
@@ -50,8 +50,9 @@ impl Hd44780 {
 
     fn xmit(&mut self, gpio: &mut dyn Gpio, clock: &Clock, data: &[u8]) {
         let mut last_cmd_time = self.last_cmd_time;
+        let spin = Spin::start(clock);
         for &b in data {
-            wait_since(clock, last_cmd_time, self.cmd_wait_ticks);
+            spin.since(clock, last_cmd_time, self.cmd_wait_ticks);
             self.xmit_byte(gpio, clock, b);
             last_cmd_time = clock.now();
         }

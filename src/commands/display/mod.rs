@@ -4,12 +4,12 @@
 //! As in the reference built for Linux (no `HAVE_STRICT_TIMING`), the LCD
 //! command delays are the host's `delay_ticks` as given (no calibration),
 //! and the short bit-banging delays busy-wait on the MCU clock. Every
-//! busy-wait is bounded: a wait the host asks for is capped at
-//! [`MAX_WAIT_TICKS`].
+//! busy-wait the host asks for is bounded: a transfer's waits share one
+//! [`crate::clock::Spin`] allowance.
 //!
 //! Group conventions: see `crate::commands::accel`.
 
-use crate::clock::{from_us, is_before, Clock};
+use crate::clock::{is_before, Clock};
 use crate::command::Module;
 use crate::mcu::Mcu;
 
@@ -17,11 +17,6 @@ pub mod hd44780;
 pub mod neopixel;
 pub mod st7920;
 pub mod tmcuart;
-
-/// The longest a single host-requested busy-wait (a command delay, the
-/// neopixel reset time) may last; longer requests are cut to this, so a
-/// bad argument cannot stall the loop for seconds.
-pub const MAX_WAIT_TICKS: u32 = from_us(10_000);
 
 pub fn modules() -> Vec<&'static Module<Mcu>> {
     vec![
@@ -46,20 +41,6 @@ pub fn ndelay(clock: &Clock, ticks: u32) {
     }
 }
 
-/// Busy-wait until `wait` ticks (capped at [`MAX_WAIT_TICKS`]) have passed
-/// since `since`; returns the time read last.
-#[inline]
-pub fn wait_since(clock: &Clock, since: u32, wait: u32) -> u32 {
-    let wait = wait.min(MAX_WAIT_TICKS);
-    loop {
-        let now = clock.now();
-        if now.wrapping_sub(since) >= wait {
-            return now;
-        }
-        std::hint::spin_loop();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,16 +50,5 @@ mod tests {
         assert_eq!(ns_to_ticks(230), 11);
         assert_eq!(ns_to_ticks(270), 13);
         assert_eq!(ns_to_ticks(200), 10);
-    }
-
-    #[test]
-    fn waits_are_bounded() {
-        let c = Clock::new();
-        let t0 = std::time::Instant::now();
-        // Unbounded, this wait would last about 86 s.
-        let since = c.now();
-        let end = wait_since(&c, since, u32::MAX);
-        assert!(end.wrapping_sub(since) >= MAX_WAIT_TICKS);
-        assert!(t0.elapsed() < std::time::Duration::from_millis(500));
     }
 }

@@ -14,8 +14,7 @@
 
 use klipper_protocol::format::Arg;
 
-use super::wait_since;
-use crate::clock::Clock;
+use crate::clock::{Clock, Spin};
 use crate::command::{Args, CmdResult, Command, Module, Response, Shutdown};
 use crate::hw::{Gpio, GpioOut};
 use crate::mcu::Mcu;
@@ -64,7 +63,7 @@ impl Neopixel {
     /// Send the buffer; false if the timing could not be kept.
     fn send_data(&mut self, gpio: &mut dyn Gpio, clock: &Clock) -> bool {
         // The reset time since the last request must have passed.
-        wait_since(clock, self.last_req_time, self.reset_min_ticks);
+        Spin::start(clock).since(clock, self.last_req_time, self.reset_min_ticks);
         let (pin, bit_max) = (self.pin, self.bit_max_ticks);
         let mut last_start = clock.now();
         let mut ok = true;

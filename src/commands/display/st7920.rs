@@ -8,8 +8,8 @@
 //! until the delay since the previous byte has passed (`sync_delay_ticks`
 //! for a transfer's first byte, `cmd_delay_ticks` for the others).
 
-use super::{ndelay, ns_to_ticks, wait_since};
-use crate::clock::Clock;
+use super::{ndelay, ns_to_ticks};
+use crate::clock::{Clock, Spin};
 use crate::command::{Args, CmdResult, Command, Module};
 use crate::hw::{Gpio, GpioOut};
 use crate::mcu::Mcu;
@@ -46,10 +46,11 @@ impl St7920 {
     fn xmit(&mut self, gpio: &mut dyn Gpio, clock: &Clock, data: &[u8]) {
         let mut last_cmd_time = self.last_cmd_time;
         let mut wait_ticks = self.sync_wait_ticks;
+        let spin = Spin::start(clock);
         for &b in data {
             self.xmit_byte(gpio, clock, b & 0xf0);
             // The transfer cannot complete until the delay has passed.
-            wait_since(clock, last_cmd_time, wait_ticks);
+            spin.since(clock, last_cmd_time, wait_ticks);
             self.xmit_byte(gpio, clock, b << 4);
             last_cmd_time = clock.now();
             wait_ticks = self.cmd_wait_ticks;
