@@ -174,11 +174,14 @@ pub fn run(
         if mcu.tasks != 0 {
             continue;
         }
-        // Sleep until input, the next timer or the next watchdog feed.
-        let mut wake = mcu.timers.next_wake();
+        // Sleep until input, the next timer, the next watchdog feed or the
+        // next statistics report.
+        let earliest = |a: Option<u32>, b: u32| {
+            Some(a.map_or(b, |t| if clock::is_before(b, t) { b } else { t }))
+        };
+        let mut wake = earliest(mcu.timers.next_wake(), mcu.stats.next_send());
         if let Some(w) = watchdog.as_deref() {
-            let f = w.next_feed();
-            wake = Some(wake.map_or(f, |t| if clock::is_before(f, t) { f } else { t }));
+            wake = earliest(wake, w.next_feed());
         }
         asked = None;
         match wake.map(|t| mcu.clock.monotonic_at(t)) {

@@ -202,6 +202,13 @@ impl Stats {
         Some(r)
     }
 
+    /// When the next report is due: the loop wakes for it even when idle,
+    /// as the reference's periodic timer makes it (klippy's `mcu_awake`
+    /// and `mcu_task_avg` come from these reports).
+    pub fn next_send(&self) -> u32 {
+        self.send_time.wrapping_add(STATS_PERIOD)
+    }
+
     pub fn args(r: &[u32; 3]) -> [Arg<'static>; 3] {
         [Arg::Int(r[0]), Arg::Int(r[1]), Arg::Int(r[2])]
     }
