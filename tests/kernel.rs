@@ -57,16 +57,13 @@ const SCENARIOS: &[&str] = &[
     "realtime_flag",
     "hardware_pwm",
     "spi_through_spidev",
+    "spi_devices_keep_their_own_mode_and_rate",
     "adc_through_iio",
 ];
 
 /// Scenarios that fail today, ignored with the reason until fixed; run them
 /// with `cargo test --test kernel -- --ignored`.
-const KNOWN_FAILING: &[(&str, &str)] = &[(
-    "spi_devices_keep_their_own_mode_and_rate",
-    "known bug: LinuxSpi (src/hw/bus.rs) keeps one mode and rate per spidev node, \
-     so the last spi_set_bus on a shared node wins for every device on it",
-)];
+const KNOWN_FAILING: &[(&str, &str)] = &[];
 
 /// Families with no kernel stand-in here, with the reason.
 const NOT_COVERED: &[(&str, &str)] = &[(

@@ -68,24 +68,57 @@ pub fn fix_hint(e: &std::io::Error) -> &'static str {
 
 pub struct LinuxSpi {
     dev_root: PathBuf,
-    devices: Vec<(u32, Spidev, u32)>,
+    /// Open nodes: the bus number, the device, and the mode and rate it
+    /// is set to now.
+    nodes: Vec<(u32, Spidev, u8, u32)>,
+    /// Configured devices (the handles): a node and the mode and rate
+    /// this device wants. Devices sharing a node (chip selects on GPIO
+    /// lines) each keep their own; the node is set again when a transfer
+    /// for another device comes.
+    devices: Vec<(usize, u8, u32)>,
 }
 
 impl LinuxSpi {
     pub fn new(dev_root: PathBuf) -> LinuxSpi {
         LinuxSpi {
             dev_root,
+            nodes: Vec::new(),
             devices: Vec::new(),
         }
+    }
+
+    /// Set node `n` to `mode` and `rate` unless it already is.
+    fn configure(&mut self, n: usize, mode: u8, rate: u32) -> Result<(), Shutdown> {
+        let (bus, dev, cur_mode, cur_rate) = &mut self.nodes[n];
+        if (*cur_mode, *cur_rate) == (mode, rate) {
+            return Ok(());
+        }
+        let opts = SpidevOptions::new()
+            .max_speed_hz(rate)
+            .mode(SpiModeFlags::from_bits_truncate(mode as u32))
+            .build();
+        dev.configure(&opts).map_err(|e| {
+            eprintln!(
+                "klipper_mcu: spidev{}.{}: setting mode {mode} and {rate} Hz: {e}",
+                *bus >> 8,
+                *bus & 0xff
+            );
+            SPI_SPEED_FAILED
+        })?;
+        (*cur_mode, *cur_rate) = (mode, rate);
+        Ok(())
     }
 }
 
 impl Spi for LinuxSpi {
     fn setup(&mut self, bus: u32, mode: u8, rate: u32) -> Result<SpiHandle, Shutdown> {
-        let i = match self.devices.iter().position(|d| d.0 == bus) {
-            Some(i) => i,
+        if self.devices.len() >= MAX_DEVICES * 4 {
+            return Err(TOO_MANY_SPI);
+        }
+        let n = match self.nodes.iter().position(|d| d.0 == bus) {
+            Some(n) => n,
             None => {
-                if self.devices.len() >= MAX_DEVICES {
+                if self.nodes.len() >= MAX_DEVICES {
                     return Err(TOO_MANY_SPI);
                 }
                 let path = self
@@ -99,35 +132,28 @@ impl Spi for LinuxSpi {
                     );
                     SPI_OPEN_FAILED
                 })?;
-                self.devices.push((bus, dev, rate));
-                self.devices.len() - 1
+                // Not a mode any device asks for: the first setup sets it.
+                self.nodes.push((bus, dev, 0xff, 0));
+                self.nodes.len() - 1
             }
         };
-        let opts = SpidevOptions::new()
-            .max_speed_hz(rate)
-            .mode(SpiModeFlags::from_bits_truncate(mode as u32))
-            .build();
-        let d = &mut self.devices[i];
-        d.2 = rate;
-        d.1.configure(&opts).map_err(|e| {
-            eprintln!(
-                "klipper_mcu: spidev{}.{}: setting mode {mode} and {rate} Hz: {e}",
-                bus >> 8,
-                bus & 0xff
-            );
-            SPI_SPEED_FAILED
-        })?;
-        Ok(SpiHandle(i as u16))
+        // Set now, as the reference does, so errors show at configuration.
+        self.configure(n, mode, rate)?;
+        self.devices.push((n, mode, rate));
+        Ok(SpiHandle((self.devices.len() - 1) as u16))
     }
 
     fn transfer(&mut self, h: SpiHandle, receive: bool, data: &mut [u8]) -> Result<(), Shutdown> {
         if data.is_empty() {
             return Ok(());
         }
-        let (_, dev, rate) = &mut self.devices[h.0 as usize];
+        let (n, mode, rate) = self.devices[h.0 as usize];
+        // Another device on this node may have set its own mode and rate.
+        self.configure(n, mode, rate)?;
+        let dev = &mut self.nodes[n].1;
         if receive {
             let mut t = SpidevTransfer::read_write_in_place(data);
-            t.speed_hz = *rate;
+            t.speed_hz = rate;
             t.bits_per_word = 8;
             dev.transfer(&mut t).map_err(|e| {
                 eprintln!("klipper_mcu: spi transfer: {e}");
