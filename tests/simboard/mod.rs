@@ -16,6 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+mod rt;
+
 use klipper_protocol::dictionary::{Dictionary, Json};
 use klipper_protocol::host::{HostCodec, Response};
 
@@ -93,7 +95,7 @@ pub struct PinState {
 pub fn realtime() -> &'static [&'static str] {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
-    if root && std::env::var_os("KLIPPER_TEST_NO_RT").is_none() {
+    if root && std::env::var_os("KLIPPER_TEST_NO_RT").is_none() && rt::fifo_allowed() {
         &["-r"]
     } else {
         &[]

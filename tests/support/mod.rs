@@ -3,6 +3,9 @@
 //! directories, and process guards that always clean up.
 #![allow(dead_code)]
 
+#[path = "../simboard/rt.rs"]
+mod rt;
+
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -314,7 +317,7 @@ pub fn start_mcu(tty: &Path, log: &Path) -> ChildGuard {
 /// would with `-r`; `KLIPPER_TEST_NO_RT` turns it off.
 pub fn realtime_arg() -> Option<&'static str> {
     let root = unsafe { libc::geteuid() } == 0;
-    (root && std::env::var_os("KLIPPER_TEST_NO_RT").is_none()).then_some("-r")
+    (root && std::env::var_os("KLIPPER_TEST_NO_RT").is_none() && rt::fifo_allowed()).then_some("-r")
 }
 
 pub fn start_mcu_with_args(tty: &Path, log: &Path, extra: &[&str]) -> ChildGuard {
