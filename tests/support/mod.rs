@@ -3,6 +3,8 @@
 //! directories, and process guards that always clean up.
 #![allow(dead_code)]
 
+// Also loaded by `simboard`, which some tests use beside this module.
+#[allow(clippy::duplicate_mod)]
 #[path = "../simboard/rt.rs"]
 mod rt;
 
