@@ -75,6 +75,12 @@ pub trait SimI2cDevice {
 /// output write and may drive input levels.
 pub trait SimGpioDevice {
     fn on_write(&mut self, clock: u32, pin: u32, value: bool, levels: &mut [bool]);
+    /// Called as a write returns, with the time then: what a chip that
+    /// times edges should use, since the MCU reads its clock after the
+    /// write (the tmcuart baud correction compares those readings), and
+    /// the simulator's own work in between is no part of the line's
+    /// timing.
+    fn after_write(&mut self, _clock: u32) {}
     /// Called before an input is read, so the chip can update it.
     fn on_read(&mut self, _clock: u32, _pin: u32, _levels: &mut [bool]) {}
     fn control(&mut self, _words: &[&str]) -> Option<String> {
@@ -146,6 +152,12 @@ impl SimState {
         };
         self.history[(self.history_len % HISTORY as u64) as usize] = e;
         self.history_len += 1;
+        if !self.gpio_devices.is_empty() {
+            let end = self.clock.now();
+            for d in self.gpio_devices.iter_mut() {
+                d.after_write(end);
+            }
+        }
     }
 
     /// The recorded writes of `pin`, oldest first, at most `max`.

@@ -331,8 +331,10 @@ struct TmcSim {
     dout: u32,
     addr: u8,
     regs: [u32; 128],
-    /// The last level written to `din`.
+    /// The last level written to `din`, and whether that write is still
+    /// under way (its edge is timed as it returns).
     line: bool,
+    edge_pending: bool,
     rx: UartRx,
     reply: Option<Reply>,
     log: VecDeque<String>,
@@ -513,6 +515,7 @@ impl TmcSim {
             addr,
             regs,
             line: true,
+            edge_pending: false,
             rx: UartRx::new(),
             reply: None,
             log: VecDeque::new(),
@@ -593,14 +596,21 @@ impl TmcSim {
 }
 
 impl SimGpioDevice for TmcSim {
-    fn on_write(&mut self, clock: u32, pin: u32, value: bool, _levels: &mut [bool]) {
+    fn on_write(&mut self, _clock: u32, pin: u32, value: bool, _levels: &mut [bool]) {
         if pin != self.din || value == self.line {
             return;
         }
         self.line = value;
+        self.edge_pending = true;
+    }
+
+    fn after_write(&mut self, clock: u32) {
+        if !std::mem::take(&mut self.edge_pending) {
+            return;
+        }
         // Samples before this edge first: they may end a datagram.
         self.pump(clock);
-        self.rx.edge(clock, value);
+        self.rx.edge(clock, self.line);
     }
 
     fn on_read(&mut self, clock: u32, pin: u32, levels: &mut [bool]) {
