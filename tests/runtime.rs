@@ -5,6 +5,11 @@
 use std::ffi::CString;
 use std::time::{Duration, Instant};
 
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use klipper_mcu::commands::{registry, Dialect};
 use klipper_mcu::hw::Board;
 use klipper_mcu::mcu::Mcu;
@@ -18,6 +23,23 @@ fn send(mcu: &mut Mcu, codec: &mut HostCodec, cmds: &[String]) {
     mcu.dispatch_block(&block);
     let n = mcu.out.pending().len();
     mcu.out.consume(n);
+}
+
+/// The host's end of the MCU's pty, raw; reads return after at most
+/// 0.1 s, so a silent MCU cannot hang a test.
+fn open_host(link: &std::path::Path) -> std::fs::File {
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(link)
+        .unwrap();
+    let mut t = nix::sys::termios::tcgetattr(&tty).unwrap();
+    nix::sys::termios::cfmakeraw(&mut t);
+    t.control_chars[nix::sys::termios::SpecialCharacterIndices::VMIN as usize] = 0;
+    t.control_chars[nix::sys::termios::SpecialCharacterIndices::VTIME as usize] = 1;
+    nix::sys::termios::tcsetattr(&tty, nix::sys::termios::SetArg::TCSANOW, &t).unwrap();
+    tty
 }
 
 #[test]
@@ -80,11 +102,6 @@ fn steppers_step_on_time_in_process() {
 /// (from another thread) until the stop flag is set.
 #[test]
 fn the_loop_answers_on_its_pty_until_stopped() {
-    use std::io::{Read, Write};
-    use std::os::unix::fs::OpenOptionsExt;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-
     let reg = registry(Dialect::Klipper);
     let dir = std::env::temp_dir().join(format!("kmcu_runtime_{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -98,19 +115,7 @@ fn the_loop_answers_on_its_pty_until_stopped() {
     let host = {
         let (stop, link) = (stop.clone(), link.clone());
         std::thread::spawn(move || -> Vec<String> {
-            let mut tty = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .custom_flags(libc::O_NOCTTY)
-                .open(&link)
-                .unwrap();
-            let mut t = nix::sys::termios::tcgetattr(&tty).unwrap();
-            nix::sys::termios::cfmakeraw(&mut t);
-            // Reads return after at most 0.1 s, so a silent MCU cannot hang
-            // the test: the loop below gives up after 20 s.
-            t.control_chars[nix::sys::termios::SpecialCharacterIndices::VMIN as usize] = 0;
-            t.control_chars[nix::sys::termios::SpecialCharacterIndices::VTIME as usize] = 1;
-            nix::sys::termios::tcsetattr(&tty, nix::sys::termios::SetArg::TCSANOW, &t).unwrap();
+            let mut tty = open_host(&link);
             let mut codec = HostCodec::new();
             codec.dict = Dictionary::from_compressed(&dict).unwrap();
             let cmds = ["get_clock", "get_uptime"].map(|c| codec.encode_text(c).unwrap());
@@ -142,4 +147,57 @@ fn the_loop_answers_on_its_pty_until_stopped() {
     assert!(names.contains(&"clock".to_string()), "{names:?}");
     assert!(names.contains(&"uptime".to_string()), "{names:?}");
     assert!(!mcu.is_shutdown());
+}
+
+/// An idle loop still reports `stats` about every 5 s, as the reference
+/// does (klippy's `mcu_awake` and `mcu_task_avg` come from them), and
+/// wakes for little else: the report counts the loop's passes.
+#[test]
+fn an_idle_loop_reports_stats_and_sleeps() {
+    let reg = registry(Dialect::Klipper);
+    let dir = std::env::temp_dir().join(format!("kmcu_idle_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let link = dir.join("tty");
+    let mut console = klipper_mcu::console::Console::open(&link).unwrap();
+    let tmp = std::env::temp_dir();
+    let (board, _state) = Board::sim(tmp.clone(), tmp);
+    let mut mcu = Mcu::new(reg, vec![CString::new("t").unwrap()], board);
+    let stop = Arc::new(AtomicBool::new(false));
+    let dict = reg.dictionary.clone();
+    let host = {
+        let (stop, link) = (stop.clone(), link.clone());
+        std::thread::spawn(move || -> Vec<(u32, i64)> {
+            let mut tty = open_host(&link);
+            let mut codec = HostCodec::new();
+            codec.dict = Dictionary::from_compressed(&dict).unwrap();
+            // Say nothing: wait for two reports (the second covers a
+            // whole idle period), 30 s at most.
+            let mut stats = Vec::new();
+            let t0 = Instant::now();
+            let mut buf = [0u8; 4096];
+            while stats.len() < 2 && t0.elapsed() < Duration::from_secs(30) {
+                let n = tty.read(&mut buf).unwrap();
+                for b in codec.feed(&buf[..n]) {
+                    for r in codec.decode(&b.payload).unwrap() {
+                        if r.name == "stats" {
+                            stats.push((t0.elapsed().as_millis() as u32, r.int("count")));
+                        }
+                    }
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+            let block = codec.frame_all(&[codec.encode_text("get_clock").unwrap()]);
+            tty.write_all(&block).unwrap();
+            stats
+        })
+    };
+    let mask = nix::sys::signal::SigSet::empty();
+    runtime::run(&mut mcu, &mut console, None, None, &mask, &stop);
+    let stats = host.join().unwrap();
+    console.unlink();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(stats.len(), 2, "idle for 30 s, reports: {stats:?}");
+    // An idle pass costs a wake-up: a few per report (the report's own,
+    // the host's open), never a spinning loop's millions.
+    assert!(stats[1].1 < 100, "loop passes while idle: {stats:?}");
 }
