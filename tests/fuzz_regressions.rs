@@ -196,7 +196,7 @@ fn host_given_bit_times_cannot_stall_the_loop() {
         h.send(&cmds);
         assert!(!h.mcu.is_shutdown(), "{what}");
         // config_spi_without_cs -> spi_send, config_i2c -> i2c_write, ...
-        let family = config[0].split('_').nth(1).unwrap();
+        let family = config[0].split(['_', ' ']).nth(1).unwrap();
         let send = sends.iter().find(|s| s.starts_with(family)).unwrap();
         for _ in 0..3 {
             let t0 = h.mcu.clock.now64();

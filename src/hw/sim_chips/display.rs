@@ -758,6 +758,13 @@ mod tests {
         out
     }
 
+    /// A write of the driver's input as the board makes it: the edge,
+    /// then the write's end at the same time.
+    fn tmc_write(t: &mut TmcSim, clock: u32, pin: u32, v: bool, levels: &mut [bool]) {
+        t.on_write(clock, pin, v, levels);
+        t.after_write(clock);
+    }
+
     #[test]
     fn tmc_answers_a_read_and_takes_a_write() {
         let b = 1250;
@@ -766,13 +773,13 @@ mod tests {
         let mut w = vec![0xf5, 0, 0x90, 0, 7, 0x17, 3];
         w.push(tmc_crc8(&w));
         for (c, v) in uart_edges(&w, 1000, b) {
-            t.on_write(c, 1, v, &mut levels);
+            tmc_write(&mut t, c, 1, v, &mut levels);
         }
         let mut r = vec![0xf5, 0, 0x10];
         r.push(tmc_crc8(&r));
         let t0 = 1000 + 100 * b;
         for (c, v) in uart_edges(&r, t0, b) {
-            t.on_write(c, 1, v, &mut levels);
+            tmc_write(&mut t, c, 1, v, &mut levels);
         }
         assert_eq!(join(&t.log), hex(&w));
         // The MCU samples from 4 bit times after the request.
@@ -815,13 +822,13 @@ mod tests {
             .into_iter()
             .filter(|e| e.0 < 1000 + 30 * b)
         {
-            t.on_write(c, 1, v, &mut levels);
+            tmc_write(&mut t, c, 1, v, &mut levels);
         }
         if !t.line {
-            t.on_write(1000 + 30 * b, 1, true, &mut levels);
+            tmc_write(&mut t, 1000 + 30 * b, 1, true, &mut levels);
         }
         for (c, v) in uart_edges(&w, 1000 + 45 * b, b) {
-            t.on_write(c, 1, v, &mut levels);
+            tmc_write(&mut t, c, 1, v, &mut levels);
         }
         t.pump(1000 + 200 * b);
         assert_eq!(join(&t.log), format!("f50090! {}", hex(&w)));
