@@ -29,8 +29,8 @@
 //! default ulimits, vfs storage, no network. The system's configuration and
 //! storage are left alone.
 //!
-//! Needs root (rootful podman, apt-get). Not root: the test says it is
-//! skipped and returns. `KLIPPER_MCU_CONTAINER_TEST=skip` skips it too.
+//! Needs root (rootful podman, apt-get). Not root: the test is reported
+//! ignored, with the reason. `KLIPPER_MCU_CONTAINER_TEST=skip` skips it too.
 
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
@@ -377,21 +377,38 @@ fn proc_ids(pid: u32, key: &str) -> Vec<u32> {
         .collect()
 }
 
-#[test]
-fn hostmcu_image_serves_klippy_from_a_container() {
-    let t0 = Instant::now();
+/// Why the test cannot run here, if it cannot.
+fn skip_reason() -> Option<&'static str> {
     if std::env::var("KLIPPER_MCU_CONTAINER_TEST").as_deref() == Ok("skip") {
-        eprintln!("container test skipped: KLIPPER_MCU_CONTAINER_TEST=skip");
-        return;
+        return Some("KLIPPER_MCU_CONTAINER_TEST=skip");
     }
+    // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("container test skipped: needs root (rootful podman, apt-get)");
-        return;
+        return Some("needs root (rootful podman, apt-get)");
     }
     if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
-        eprintln!("container test skipped: the host build is for x86_64 Linux");
-        return;
+        return Some("the host build is for x86_64 Linux");
     }
+    None
+}
+
+/// One trial, reported ignored with its reason where it cannot run.
+fn main() {
+    let args = libtest_mimic::Arguments::from_args();
+    let name = "hostmcu_image_serves_klippy_from_a_container";
+    let mut t = libtest_mimic::Trial::test(name, || {
+        hostmcu_image_serves_klippy_from_a_container();
+        Ok(())
+    });
+    if let Some(why) = skip_reason() {
+        eprintln!("{name}: ignored: {why}");
+        t = t.with_ignored_flag(true);
+    }
+    libtest_mimic::run(&args, vec![t]).exit();
+}
+
+fn hostmcu_image_serves_klippy_from_a_container() {
+    let t0 = Instant::now();
     ensure_podman(t0);
     log(t0, "podman and runc present");
 
