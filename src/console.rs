@@ -84,7 +84,7 @@ impl Console {
             &tty_name,
             std::os::unix::fs::PermissionsExt::from_mode(0o660),
         ) {
-            eprintln!("klipper_mcu: chmod {}: {e}", tty_name.display());
+            elog!("klipper_mcu: chmod {}: {e}", tty_name.display());
         }
         Ok(Console {
             master: pty.master,
@@ -118,7 +118,7 @@ impl Console {
                 // on a pty whose slave we hold open; report and go on.
                 Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => break,
                 Err(e) => {
-                    eprintln!("klipper_mcu: read from pty: {e}");
+                    elog!("klipper_mcu: read from pty: {e}");
                     break;
                 }
             };

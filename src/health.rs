@@ -7,6 +7,19 @@ use std::path::{Path, PathBuf};
 
 /// Ok with a description of the MCU found, or why it is unhealthy.
 pub fn check(link: &Path) -> Result<String, String> {
+    let (tty, pid) = holder(link)?;
+    Ok(format!(
+        "{} -> {} held by klipper_mcu pid {pid}",
+        link.display(),
+        tty.display()
+    ))
+}
+
+/// The terminal `link` points at and the pid of the running klipper_mcu
+/// (other than this process) holding it open; or why there is none. A
+/// new MCU refuses to replace such a link (it would steal a live MCU's
+/// host), and replaces any other.
+pub fn holder(link: &Path) -> Result<(PathBuf, u32), String> {
     let meta = std::fs::symlink_metadata(link).map_err(|e| format!("{}: {e}", link.display()))?;
     if !meta.file_type().is_symlink() {
         return Err(format!("{} is not a link to a terminal", link.display()));
@@ -41,11 +54,7 @@ pub fn check(link: &Path) -> Result<String, String> {
         };
         for fd in fds.flatten() {
             if std::fs::read_link(fd.path()).is_ok_and(|t: PathBuf| t == tty) {
-                return Ok(format!(
-                    "{} -> {} held by klipper_mcu pid {pid}",
-                    link.display(),
-                    tty.display()
-                ));
+                return Ok((tty, pid));
             }
         }
     }

@@ -11,7 +11,12 @@
 //! - [`moveq`]: the move queue;
 //! - [`pins`]: pin names and numbers;
 //! - [`health`]: the `--check` health check;
+//! - [`log`]: stdout and stderr writes that never panic;
 //! - [`restart`]: real-time set-up, watchdog, re-execution.
+
+// First, so its macros (`elog!`, `out!`) are in scope in every module.
+#[macro_use]
+pub mod log;
 
 pub mod clock;
 pub mod command;

@@ -1,6 +1,7 @@
 //! klipper_mcu: Klipper's Linux host MCU.
 
-use std::ffi::CString;
+use std::ffi::{CString, OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -10,6 +11,7 @@ use klipper_mcu::hw::Board;
 use klipper_mcu::mcu::{Mcu, STARTING};
 use klipper_mcu::restart::{self, Watchdog};
 use klipper_mcu::runtime;
+use klipper_mcu::{elog, out, out_raw};
 
 const USAGE: &str = "\
 Usage: klipper_mcu [-w] [-r] [-I PATH]
@@ -82,7 +84,9 @@ struct Options {
     watchdog: bool,
 }
 
-fn parse_args(args: &[String]) -> Result<Options, String> {
+/// The command line, read as bytes (`OsString`): a path need not be
+/// UTF-8.
+fn parse_args(args: &[OsString]) -> Result<Options, String> {
     let mut o = Options {
         path: PathBuf::from("/tmp/klipper_host_mcu"),
         sim: false,
@@ -94,72 +98,74 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
     };
     let mut i = 1;
     while i < args.len() {
-        let a = &args[i];
-        match a.as_str() {
-            "--help" | "-h" => {
-                print!("{USAGE}{USAGE_SIM}");
+        let a = args[i].as_bytes();
+        match a {
+            b"--help" | b"-h" => {
+                out_raw!("{USAGE}{USAGE_SIM}");
                 std::process::exit(0);
             }
-            "--check" => {
+            b"--check" => {
                 let path = PathBuf::from(args.get(i + 1).ok_or("--check needs the pty link path")?);
                 match klipper_mcu::health::check(&path) {
                     Ok(msg) => {
-                        println!("healthy: {msg}");
+                        out!("healthy: {msg}");
                         std::process::exit(0);
                     }
                     Err(msg) => {
-                        println!("unhealthy: {msg}");
+                        out!("unhealthy: {msg}");
                         std::process::exit(1);
                     }
                 }
             }
-            "--sim" if cfg!(feature = "sim") => o.sim = true,
-            "--sim" => return Err(sim_board(&o).err().unwrap_or_default()),
-            "--dialect" => {
+            b"--sim" if cfg!(feature = "sim") => o.sim = true,
+            b"--sim" => return Err(sim_board(&o).err().unwrap_or_default()),
+            b"--dialect" => {
                 i += 1;
-                o.dialect = match args.get(i).map(String::as_str) {
-                    Some("klipper") => Dialect::Klipper,
-                    Some("kalico") => Dialect::Kalico,
+                o.dialect = match args.get(i).map(|a| a.as_bytes()) {
+                    Some(b"klipper") => Dialect::Klipper,
+                    Some(b"kalico") => Dialect::Kalico,
                     _ => return Err("--dialect takes klipper or kalico".into()),
                 };
             }
-            "--sysfs-root" => {
+            b"--sysfs-root" => {
                 i += 1;
                 o.sysfs_root = PathBuf::from(args.get(i).ok_or("--sysfs-root needs a folder")?);
             }
-            "--dev-root" => {
+            b"--dev-root" => {
                 i += 1;
                 o.dev_root = PathBuf::from(args.get(i).ok_or("--dev-root needs a folder")?);
             }
-            "--version" => {
-                println!("klipper_mcu {}", env!("CARGO_PKG_VERSION"));
+            b"--version" => {
+                out!("klipper_mcu {}", env!("CARGO_PKG_VERSION"));
                 std::process::exit(0);
             }
-            _ if a.starts_with('-') && a.len() > 1 && !a.starts_with("--") => {
+            _ if a.starts_with(b"-") && a.len() > 1 && !a.starts_with(b"--") => {
                 // getopt-style clusters: -rw, -I PATH, -IPATH
-                let flags: Vec<char> = a[1..].chars().collect();
-                let mut j = 0;
-                while j < flags.len() {
-                    match flags[j] {
-                        'r' => o.realtime = true,
-                        'w' => o.watchdog = true,
-                        'I' => {
-                            let rest: String = flags[j + 1..].iter().collect();
+                let mut j = 1;
+                while j < a.len() {
+                    match a[j] {
+                        b'r' => o.realtime = true,
+                        b'w' => o.watchdog = true,
+                        b'I' => {
+                            let rest = &a[j + 1..];
                             if !rest.is_empty() {
-                                o.path = PathBuf::from(rest);
+                                o.path = PathBuf::from(OsStr::from_bytes(rest));
                             } else {
                                 i += 1;
                                 o.path = PathBuf::from(args.get(i).ok_or("-I needs a path")?);
                             }
-                            j = flags.len();
-                            continue;
+                            break;
                         }
-                        c => return Err(format!("unknown option -{c}")),
+                        _ => {
+                            let c = String::from_utf8_lossy(&a[j..]);
+                            let c = c.chars().next().unwrap_or('?');
+                            return Err(format!("unknown option -{c}"));
+                        }
                     }
                     j += 1;
                 }
             }
-            _ => return Err(format!("unexpected argument {a}")),
+            _ => return Err(format!("unexpected argument {}", args[i].to_string_lossy())),
         }
         i += 1;
     }
@@ -205,11 +211,12 @@ fn install_signal_handlers() -> nix::sys::signal::SigSet {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
+    // args_os: std::env::args panics on an argument that is not UTF-8.
+    let args: Vec<OsString> = std::env::args_os().collect();
     let opts = match parse_args(&args) {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("klipper_mcu: {e}\n\n{USAGE}{USAGE_SIM}");
+            elog!("klipper_mcu: {e}\n\n{USAGE}{USAGE_SIM}");
             std::process::exit(2);
         }
     };
@@ -224,14 +231,24 @@ fn main() {
 
     if opts.realtime {
         if let Err(e) = restart::realtime_setup() {
-            eprintln!("klipper_mcu: {e}");
+            elog!("klipper_mcu: {e}");
             std::process::exit(1);
         }
+    }
+    // Never take the link of a live MCU: its host would lose it.
+    if let Ok((tty, pid)) = klipper_mcu::health::holder(&opts.path) {
+        elog!(
+            "klipper_mcu: {} is in use: klipper_mcu pid {pid} holds its terminal {}; \
+             leaving it alone. Stop that process first, or pass another path with -I.",
+            opts.path.display(),
+            tty.display()
+        );
+        std::process::exit(1);
     }
     let mut console = match Console::open(&opts.path) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("klipper_mcu: {e}");
+            elog!("klipper_mcu: {e}");
             std::process::exit(1);
         }
     };
@@ -239,7 +256,7 @@ fn main() {
         match Watchdog::open() {
             Ok(w) => Some(w),
             Err(e) => {
-                eprintln!("klipper_mcu: {e}");
+                elog!("klipper_mcu: {e}");
                 std::process::exit(1);
             }
         }
@@ -257,13 +274,27 @@ fn main() {
                 board
             }
             Err(e) => {
-                eprintln!("klipper_mcu: {e}");
+                elog!("klipper_mcu: {e}");
                 std::process::exit(1);
             }
         }
     } else {
         Board::linux(opts.dev_root.clone(), opts.sysfs_root.clone())
     };
+    // One line to tell, in a log, which MCU started and how.
+    elog!(
+        "klipper_mcu {}: link {} (pty {}), dialect {}, realtime {}{}{}",
+        env!("CARGO_PKG_VERSION"),
+        opts.path.display(),
+        console.tty_name().display(),
+        match opts.dialect {
+            Dialect::Klipper => "klipper",
+            Dialect::Kalico => "kalico",
+        },
+        if opts.realtime { "on" } else { "off" },
+        if opts.watchdog { ", watchdog" } else { "" },
+        if opts.sim { ", simulated board" } else { "" },
+    );
     let sim_fd = sim_control.as_ref().map(|c| c.raw_fd());
     let mut mcu = Mcu::new(registry, argv, board);
     mcu.send(&STARTING, &[]);
@@ -287,7 +318,7 @@ fn main() {
     console.flush(&mut mcu.out);
     console.unlink();
     if mcu.out.dropped != 0 {
-        eprintln!(
+        elog!(
             "klipper_mcu: {} messages were dropped because the host was not reading",
             mcu.out.dropped
         );

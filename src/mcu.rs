@@ -121,7 +121,7 @@ impl Mcu {
         let cur = self.clock.now();
         if self.state == ShutdownState::Running {
             self.shutdown_reason = self.registry.static_string_id(reason.0);
-            eprintln!("klipper_mcu: shutdown: {}", reason.0);
+            elog!("klipper_mcu: shutdown: {}", reason.0);
         }
         self.state = ShutdownState::InProgress;
         self.timers.clear();

@@ -12,7 +12,7 @@ pub fn reexec(args: &[CString]) {
     let exe = CString::new("/proc/self/exe").expect("no NUL");
     let argv: Vec<&std::ffi::CStr> = args.iter().map(|a| a.as_c_str()).collect();
     let err = nix::unistd::execv(&exe, &argv).unwrap_err();
-    eprintln!("klipper_mcu: config_reset: cannot re-execute /proc/self/exe: {err}");
+    elog!("klipper_mcu: config_reset: cannot re-execute /proc/self/exe: {err}");
 }
 
 /// SCHED_FIFO at half the maximum priority, and all memory locked, as the
@@ -71,7 +71,7 @@ impl Watchdog {
         }
         self.next = now.wrapping_add(crate::clock::from_us(1_000_000));
         if let Err(e) = self.file.write(b".") {
-            eprintln!("klipper_mcu: watchdog write: {e}");
+            elog!("klipper_mcu: watchdog write: {e}");
         }
     }
 

@@ -125,7 +125,7 @@ pub fn run(
     let mut wake_timer = match clock::WakeTimer::new() {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("klipper_mcu: timerfd_create: {e}");
+            elog!("klipper_mcu: timerfd_create: {e}");
             return;
         }
     };

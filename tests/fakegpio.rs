@@ -126,7 +126,7 @@ fn digital_out_edges_reach_the_chip_at_the_right_spacing() {
             "edge {k} off by {off} ns: {gaps:?}"
         );
     }
-    assert!(b.stderr().is_empty(), "stderr: {}", b.stderr());
+    assert!(b.stderr_messages().is_empty(), "stderr: {}", b.stderr());
 }
 
 #[test]

@@ -210,7 +210,7 @@ fn signal_in_step_burst(sig: libc::c_int, name: &str) -> Result<(), Failed> {
         "{name}: lines were still written after the MCU exited"
     );
     ensure!(
-        b.stderr().trim().is_empty(),
+        b.stderr_messages().trim().is_empty(),
         "{name}: stderr: {}",
         b.stderr()
     );

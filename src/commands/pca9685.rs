@@ -57,7 +57,7 @@ fn write_channel(mcu: &mut Mcu, h: I2cHandle, channel: u8, value: u32) -> bool {
 
 fn update(mcu: &mut Mcu, h: I2cHandle, channel: u8, value: u32) {
     if !write_channel(mcu, h, channel, value) {
-        eprintln!("klipper_mcu: PCA9685: write to channel {channel} failed");
+        elog!("klipper_mcu: PCA9685: write to channel {channel} failed");
         mcu.try_shutdown(UPDATE_FAILED);
     }
 }
@@ -85,7 +85,7 @@ fn chip(mcu: &mut Mcu, bus: u32, addr: u8, cycle_ticks: u32) -> Result<usize, Sh
         .clamp(3, 0xff) as u8;
     for msg in [[MODE1, 0x31], [PRESCALE, prescale], [MODE1, 0x21]] {
         if mcu.i2c.write(h, &msg) != I2C_SUCCESS {
-            eprintln!("klipper_mcu: PCA9685 at i2c.{bus} address {addr:#04x} does not answer");
+            elog!("klipper_mcu: PCA9685 at i2c.{bus} address {addr:#04x} does not answer");
             return Err(INIT_FAILED);
         }
     }

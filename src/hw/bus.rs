@@ -98,7 +98,7 @@ impl LinuxSpi {
             .mode(SpiModeFlags::from_bits_truncate(mode as u32))
             .build();
         dev.configure(&opts).map_err(|e| {
-            eprintln!(
+            elog!(
                 "klipper_mcu: spidev{}.{}: setting mode {mode} and {rate} Hz: {e}",
                 *bus >> 8,
                 *bus & 0xff
@@ -125,7 +125,7 @@ impl Spi for LinuxSpi {
                     .dev_root
                     .join(format!("spidev{}.{}", bus >> 8, bus & 0xff));
                 let dev = Spidev::open(&path).map_err(|e| {
-                    eprintln!(
+                    elog!(
                         "klipper_mcu: cannot open {}: {e}; {}",
                         path.display(),
                         fix_hint(&e)
@@ -156,12 +156,12 @@ impl Spi for LinuxSpi {
             t.speed_hz = rate;
             t.bits_per_word = 8;
             dev.transfer(&mut t).map_err(|e| {
-                eprintln!("klipper_mcu: spi transfer: {e}");
+                elog!("klipper_mcu: spi transfer: {e}");
                 SPI_IOCTL_FAILED
             })
         } else {
             dev.write(data).map(|_| ()).map_err(|e| {
-                eprintln!("klipper_mcu: spi write: {e}");
+                elog!("klipper_mcu: spi write: {e}");
                 SPI_WRITE_FAILED
             })
         }
@@ -171,6 +171,52 @@ impl Spi for LinuxSpi {
 pub struct LinuxI2c {
     dev_root: PathBuf,
     devices: Vec<(u32, u8, LinuxI2CDevice)>,
+    /// Transfer errors already reported, per device: the last errno
+    /// logged, when, and how many went unlogged since.
+    errors: Vec<ErrorLog>,
+}
+
+/// Rate limit for the log of a device's failing transfers: a polling
+/// sensor that stopped answering must not flood stderr.
+#[derive(Clone, Copy, Default)]
+struct ErrorLog {
+    errno: i32,
+    at: Option<std::time::Instant>,
+    unlogged: u32,
+}
+
+/// "; N more failures since the last report", when N > 0.
+struct More(u32);
+
+impl std::fmt::Display for More {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            0 => Ok(()),
+            n => write!(f, "; {n} more failures since the last report"),
+        }
+    }
+}
+
+impl ErrorLog {
+    /// Log a failed transfer unless the same error was logged within the
+    /// last 10 s (the number left out is given with the next line).
+    fn report(&mut self, bus: u32, addr: u8, what: &str, e: nix::errno::Errno) {
+        let now = std::time::Instant::now();
+        let recent = self
+            .at
+            .is_some_and(|t| now.duration_since(t) < std::time::Duration::from_secs(10));
+        if recent && self.errno == e as i32 {
+            self.unlogged = self.unlogged.saturating_add(1);
+            return;
+        }
+        let more = std::mem::take(&mut self.unlogged);
+        elog!(
+            "klipper_mcu: i2c {what} on /dev/i2c-{bus} address {addr:#04x} failed: {} ({e}){}",
+            e.desc(),
+            More(more)
+        );
+        (self.errno, self.at) = (e as i32, Some(now));
+    }
 }
 
 impl LinuxI2c {
@@ -178,6 +224,7 @@ impl LinuxI2c {
         LinuxI2c {
             dev_root,
             devices: Vec::new(),
+            errors: Vec::new(),
         }
     }
 }
@@ -192,7 +239,7 @@ impl I2c for LinuxI2c {
         }
         let path = self.dev_root.join(format!("i2c-{bus}"));
         let dev = LinuxI2CDevice::new(&path, addr as u16).map_err(|io| {
-            eprintln!(
+            elog!(
                 "klipper_mcu: cannot open {} for address {addr:#04x}: {io}; {}",
                 path.display(),
                 fix_hint(&io)
@@ -200,20 +247,26 @@ impl I2c for LinuxI2c {
             I2C_OPEN_FAILED
         })?;
         self.devices.push((bus, addr, dev));
+        self.errors.push(ErrorLog::default());
         Ok(I2cHandle(self.devices.len() as u16 - 1))
     }
 
     fn write(&mut self, h: I2cHandle, data: &[u8]) -> u8 {
-        let dev = &mut self.devices[h.0 as usize].2;
+        let (bus, addr, dev) = &mut self.devices[h.0 as usize];
         let mut msgs = [LinuxI2CMessage::write(data)];
         match dev.transfer(&mut msgs) {
             Ok(_) => I2C_SUCCESS,
-            Err(_) => I2C_NACK,
+            // A status for the host, as the reference gives; the reason
+            // on stderr, which the reference does not say.
+            Err(e) => {
+                self.errors[h.0 as usize].report(*bus, *addr, "write", e);
+                I2C_NACK
+            }
         }
     }
 
     fn read(&mut self, h: I2cHandle, reg: &[u8], out: &mut [u8]) -> u8 {
-        let dev = &mut self.devices[h.0 as usize].2;
+        let (bus, addr, dev) = &mut self.devices[h.0 as usize];
         let r = if reg.is_empty() {
             dev.transfer(&mut [LinuxI2CMessage::read(out)])
         } else {
@@ -221,7 +274,10 @@ impl I2c for LinuxI2c {
         };
         match r {
             Ok(_) => I2C_SUCCESS,
-            Err(_) => I2C_NACK,
+            Err(e) => {
+                self.errors[h.0 as usize].report(*bus, *addr, "read", e);
+                I2C_NACK
+            }
         }
     }
 }

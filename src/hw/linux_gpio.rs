@@ -118,7 +118,7 @@ impl LinuxGpio {
                 Ok(raw)
             }
             Err(e) => {
-                eprintln!(
+                elog!(
                     "klipper_mcu: cannot open {}: {} ({}); {}",
                     path.display(),
                     e.desc(),
@@ -178,7 +178,7 @@ impl LinuxGpio {
             }
             Ok(_) => Err(fail),
             Err(e) => {
-                eprintln!(
+                elog!(
                     "klipper_mcu: cannot request line {offset} of {}: {} ({}); {}",
                     self.dev_root.join(format!("gpiochip{chip}")).display(),
                     e.desc(),

@@ -27,7 +27,7 @@ pub fn report(path: &Path, what: &str, e: &std::io::Error) {
         Some(libc::EACCES) | Some(libc::EPERM) => "permission denied: give this user access (a udev rule for the gpio group), or mount /sys read-write in the container".into(),
         _ => "check the device".into(),
     };
-    eprintln!("klipper_mcu: {what} {}: {e}; {hint}", path.display());
+    elog!("klipper_mcu: {what} {}: {e}; {hint}", path.display());
 }
 
 /// Write a number as sysfs expects it: the whole value at offset 0.
@@ -170,7 +170,7 @@ impl AdcChannel {
             .parse::<u32>()
             .map(|v| v.min(u16::MAX as u32) as u16)
             .map_err(|_| {
-                eprintln!(
+                elog!(
                     "klipper_mcu: {}: not a number: {digits:?}",
                     self.path.display()
                 );

@@ -93,8 +93,18 @@ impl Mcu {
     /// Spawn `klipper_mcu -I <dir>/tty <args>` without waiting for it.
     pub fn spawn_in(dir: TempDir, args: &[&str]) -> Mcu {
         let link = dir.path.join("tty");
+        Mcu::spawn_at(dir, link, args, None)
+    }
+
+    /// Spawn `klipper_mcu -I <link> <args>`, its stderr to `stderr` if
+    /// given (else to a log file in `dir`, which [`Mcu::stderr`] reads).
+    pub fn spawn_at(dir: TempDir, link: PathBuf, args: &[&str], stderr: Option<Stdio>) -> Mcu {
         let stderr_path = dir.path.join("stderr.log");
-        let stderr = File::create(&stderr_path).expect("create the stderr log");
+        let stderr = stderr.unwrap_or_else(|| {
+            File::create(&stderr_path)
+                .expect("create the stderr log")
+                .into()
+        });
         let child = Command::new(env!("CARGO_BIN_EXE_klipper_mcu"))
             .arg("-I")
             .arg(&link)

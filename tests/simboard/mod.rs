@@ -269,6 +269,17 @@ impl Board {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
+    /// What the MCU wrote to stderr besides its start-up line (which says
+    /// only that it is up, where and how).
+    pub fn stderr_messages(&self) -> String {
+        let up = format!("klipper_mcu {}: link ", env!("CARGO_PKG_VERSION"));
+        self.stderr()
+            .lines()
+            .filter(|l| !l.starts_with(&up))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    }
+
     pub fn dict(&self) -> &Dictionary {
         &self.codec.dict
     }

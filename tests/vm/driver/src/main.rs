@@ -1003,6 +1003,12 @@ fn hw_i2c_nack_for_an_absent_address() {
     );
     // A status, not a shutdown.
     m.no_shutdown();
+    // The kernel's reason on stderr, with the device and the errno.
+    let err = m.stderr();
+    assert!(
+        err.contains("i2c read on /dev/i2c-1 address 0x60 failed") && err.contains("(E"),
+        "no errno logged: {err}"
+    );
 }
 
 fn sw_i2c_on_gpio_sim_lines() {
