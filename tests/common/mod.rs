@@ -5,12 +5,15 @@
 //! messages with timeouts. The child is killed when the harness drops.
 #![allow(dead_code)]
 
+#[path = "../simboard/exe.rs"]
+mod exe;
+
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -105,7 +108,7 @@ impl Mcu {
                 .expect("create the stderr log")
                 .into()
         });
-        let child = Command::new(env!("CARGO_BIN_EXE_klipper_mcu"))
+        let child = exe::mcu_command()
             .arg("-I")
             .arg(&link)
             .args(args)

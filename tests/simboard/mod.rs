@@ -12,10 +12,11 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+mod exe;
 mod rt;
 
 use klipper_protocol::dictionary::{Dictionary, Json};
@@ -170,7 +171,7 @@ impl Board {
         let link = dir.path.join("tty");
         let stderr_path = dir.path.join("stderr.log");
         let stderr = File::create(&stderr_path).expect("create the stderr log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_klipper_mcu"));
+        let mut cmd = exe::mcu_command();
         cmd.arg("-I")
             .arg(&link)
             .args(args)

