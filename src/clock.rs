@@ -84,8 +84,10 @@ impl Spin {
 }
 
 /// Busy-wait until `ticks` have passed since `start`; the time then.
+/// Unbounded: for the program's own short timings; a duration the host
+/// gives goes through [`Spin`].
 #[inline]
-fn spin_for(clock: &Clock, start: u32, ticks: u32) -> u32 {
+pub fn spin_for(clock: &Clock, start: u32, ticks: u32) -> u32 {
     loop {
         let now = clock.now();
         if now.wrapping_sub(start) >= ticks {

@@ -98,12 +98,15 @@ fn steppers_step_on_time_in_process() {
     }
 }
 
-/// The whole loop in-process: `runtime::run` serves a host on its pty
-/// (from another thread) until the stop flag is set.
-#[test]
-fn the_loop_answers_on_its_pty_until_stopped() {
+/// Run the whole loop in-process (`runtime::run`) while `host` talks to
+/// it through its pty from another thread; the loop stops when the host
+/// is done. Returns what the host returned and the MCU.
+fn serve<T: Send + 'static>(
+    tag: &str,
+    host: impl FnOnce(&mut std::fs::File, &mut HostCodec) -> T + Send + 'static,
+) -> (T, Mcu) {
     let reg = registry(Dialect::Klipper);
-    let dir = std::env::temp_dir().join(format!("kmcu_runtime_{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("kmcu_{tag}_{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let link = dir.join("tty");
     let mut console = klipper_mcu::console::Console::open(&link).unwrap();
@@ -112,38 +115,64 @@ fn the_loop_answers_on_its_pty_until_stopped() {
     let mut mcu = Mcu::new(reg, vec![CString::new("t").unwrap()], board);
     let stop = Arc::new(AtomicBool::new(false));
     let dict = reg.dictionary.clone();
-    let host = {
+    let thread = {
         let (stop, link) = (stop.clone(), link.clone());
-        std::thread::spawn(move || -> Vec<String> {
+        std::thread::spawn(move || -> T {
             let mut tty = open_host(&link);
             let mut codec = HostCodec::new();
             codec.dict = Dictionary::from_compressed(&dict).unwrap();
-            let cmds = ["get_clock", "get_uptime"].map(|c| codec.encode_text(c).unwrap());
-            let block = codec.frame_all(&cmds);
-            tty.write_all(&block).unwrap();
-            let mut names = Vec::new();
-            let t0 = Instant::now();
-            let mut buf = [0u8; 4096];
-            while names.len() < 2 && t0.elapsed() < Duration::from_secs(20) {
-                let n = tty.read(&mut buf).unwrap();
-                for b in codec.feed(&buf[..n]) {
-                    for r in codec.decode(&b.payload).unwrap() {
-                        names.push(r.name);
-                    }
-                }
-            }
+            let r = host(&mut tty, &mut codec);
             // Stop, and wake the loop from its wait with one more command.
             stop.store(true, Ordering::Relaxed);
             let block = codec.frame_all(&[codec.encode_text("get_clock").unwrap()]);
             tty.write_all(&block).unwrap();
-            names
+            r
         })
     };
     let mask = nix::sys::signal::SigSet::empty();
     runtime::run(&mut mcu, &mut console, None, None, &mask, &stop);
-    let names = host.join().unwrap();
+    let r = thread.join().unwrap();
     console.unlink();
     let _ = std::fs::remove_dir_all(&dir);
+    (r, mcu)
+}
+
+/// Read what the MCU sends for at most `limit`, until `done` says so;
+/// each message goes to `seen`.
+fn read_until(
+    tty: &mut std::fs::File,
+    codec: &mut HostCodec,
+    limit: Duration,
+    mut seen: impl FnMut(&klipper_protocol::host::Response) -> bool,
+) {
+    let t0 = Instant::now();
+    let mut buf = [0u8; 4096];
+    while t0.elapsed() < limit {
+        let n = tty.read(&mut buf).unwrap();
+        for b in codec.feed(&buf[..n]) {
+            for r in codec.decode(&b.payload).unwrap() {
+                if seen(&r) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The whole loop in-process: `runtime::run` serves a host on its pty
+/// (from another thread) until the stop flag is set.
+#[test]
+fn the_loop_answers_on_its_pty_until_stopped() {
+    let (names, mcu) = serve("runtime", |tty, codec| {
+        let cmds = ["get_clock", "get_uptime"].map(|c| codec.encode_text(c).unwrap());
+        tty.write_all(&codec.frame_all(&cmds)).unwrap();
+        let mut names = Vec::new();
+        read_until(tty, codec, Duration::from_secs(20), |r| {
+            names.push(r.name.clone());
+            names.len() >= 2
+        });
+        names
+    });
     assert!(names.contains(&"clock".to_string()), "{names:?}");
     assert!(names.contains(&"uptime".to_string()), "{names:?}");
     assert!(!mcu.is_shutdown());
@@ -154,50 +183,20 @@ fn the_loop_answers_on_its_pty_until_stopped() {
 /// wakes for little else: the report counts the loop's passes.
 #[test]
 fn an_idle_loop_reports_stats_and_sleeps() {
-    let reg = registry(Dialect::Klipper);
-    let dir = std::env::temp_dir().join(format!("kmcu_idle_{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let link = dir.join("tty");
-    let mut console = klipper_mcu::console::Console::open(&link).unwrap();
-    let tmp = std::env::temp_dir();
-    let (board, _state) = Board::sim(tmp.clone(), tmp);
-    let mut mcu = Mcu::new(reg, vec![CString::new("t").unwrap()], board);
-    let stop = Arc::new(AtomicBool::new(false));
-    let dict = reg.dictionary.clone();
-    let host = {
-        let (stop, link) = (stop.clone(), link.clone());
-        std::thread::spawn(move || -> Vec<(u32, i64)> {
-            let mut tty = open_host(&link);
-            let mut codec = HostCodec::new();
-            codec.dict = Dictionary::from_compressed(&dict).unwrap();
-            // Say nothing: wait for two reports (the second covers a
-            // whole idle period), 30 s at most.
-            let mut stats = Vec::new();
-            let t0 = Instant::now();
-            let mut buf = [0u8; 4096];
-            while stats.len() < 2 && t0.elapsed() < Duration::from_secs(30) {
-                let n = tty.read(&mut buf).unwrap();
-                for b in codec.feed(&buf[..n]) {
-                    for r in codec.decode(&b.payload).unwrap() {
-                        if r.name == "stats" {
-                            stats.push((t0.elapsed().as_millis() as u32, r.int("count")));
-                        }
-                    }
-                }
+    let (stats, _mcu) = serve("idle", |tty, codec| {
+        // Say nothing: wait for two reports (the second covers a whole
+        // idle period), 30 s at most.
+        let mut stats = Vec::new();
+        read_until(tty, codec, Duration::from_secs(30), |r| {
+            if r.name == "stats" {
+                stats.push(r.int("count"));
             }
-            stop.store(true, Ordering::Relaxed);
-            let block = codec.frame_all(&[codec.encode_text("get_clock").unwrap()]);
-            tty.write_all(&block).unwrap();
-            stats
-        })
-    };
-    let mask = nix::sys::signal::SigSet::empty();
-    runtime::run(&mut mcu, &mut console, None, None, &mask, &stop);
-    let stats = host.join().unwrap();
-    console.unlink();
-    let _ = std::fs::remove_dir_all(&dir);
+            stats.len() >= 2
+        });
+        stats
+    });
     assert_eq!(stats.len(), 2, "idle for 30 s, reports: {stats:?}");
     // An idle pass costs a wake-up: a few per report (the report's own,
     // the host's open), never a spinning loop's millions.
-    assert!(stats[1].1 < 100, "loop passes while idle: {stats:?}");
+    assert!(stats[1] < 100, "loop passes while idle: {stats:?}");
 }

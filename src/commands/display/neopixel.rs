@@ -14,7 +14,9 @@
 
 use klipper_protocol::format::Arg;
 
-use crate::clock::{Clock, Spin};
+// The WS2812 timings are the program's constants, not the host's, so
+// they wait with the unbounded `spin_for`.
+use crate::clock::{spin_for, Clock, Spin};
 use crate::command::{Args, CmdResult, Command, Module, Response, Shutdown};
 use crate::hw::{Gpio, GpioOut};
 use crate::mcu::Mcu;
@@ -47,18 +49,6 @@ pub struct Neopixel {
     data: Box<[u8]>,
 }
 
-/// Busy-wait until `ticks` have passed since `start`; the time then.
-#[inline]
-fn delay(clock: &Clock, start: u32, ticks: u32) -> u32 {
-    loop {
-        let now = clock.now();
-        if now.wrapping_sub(start) >= ticks {
-            return now;
-        }
-        std::hint::spin_loop();
-    }
-}
-
 impl Neopixel {
     /// Send the buffer; false if the timing could not be kept.
     fn send_data(&mut self, gpio: &mut dyn Gpio, clock: &Clock) -> bool {
@@ -69,18 +59,18 @@ impl Neopixel {
         let mut ok = true;
         'out: for &byte in self.data.iter() {
             for k in (0..8).rev() {
-                let start = delay(clock, last_start, BIT_MIN_TICKS);
+                let start = spin_for(clock, last_start, BIT_MIN_TICKS);
                 gpio.write(pin, true);
                 if byte >> k & 1 != 0 {
                     if start.wrapping_sub(last_start) >= bit_max {
                         ok = false;
                         break 'out;
                     }
-                    let now = delay(clock, start, PULSE_LONG_TICKS);
+                    let now = spin_for(clock, start, PULSE_LONG_TICKS);
                     gpio.write(pin, false);
-                    delay(clock, now, EDGE_MIN_TICKS);
+                    spin_for(clock, now, EDGE_MIN_TICKS);
                 } else {
-                    delay(clock, start, EDGE_MIN_TICKS);
+                    spin_for(clock, start, EDGE_MIN_TICKS);
                     gpio.write(pin, false);
                     let end = clock.now();
                     if start.wrapping_sub(last_start) >= bit_max
