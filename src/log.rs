@@ -13,18 +13,15 @@ macro_rules! elog {
     }};
 }
 
-/// `println!` that ignores write errors (and flushes: stdout is buffered).
+/// `println!` that ignores write errors.
 #[macro_export]
 macro_rules! out {
-    ($($arg:tt)*) => {{
-        use ::std::io::Write as _;
-        let mut o = ::std::io::stdout().lock();
-        let _ = ::std::writeln!(o, $($arg)*);
-        let _ = o.flush();
-    }};
+    ($($arg:tt)*) => {
+        $crate::out_raw!("{}\n", ::std::format_args!($($arg)*))
+    };
 }
 
-/// `print!` that ignores write errors.
+/// `print!` that ignores write errors (and flushes: stdout is buffered).
 #[macro_export]
 macro_rules! out_raw {
     ($($arg:tt)*) => {{

@@ -64,9 +64,6 @@ fn soft_prepare(mcu: &mut Mcu, ss: &mut SoftSpi, spin: &Spin) {
 }
 
 fn soft_transfer(mcu: &mut Mcu, ss: &mut SoftSpi, spin: &Spin, receive: bool, data: &mut [u8]) {
-    let delay_until = |mcu: &Mcu, end: u32| {
-        spin.until(&mcu.clock, end);
-    };
     let t1 = ss.sck_ticks >> 1;
     let t2 = ss.sck_ticks - t1;
     let mut end = mcu.clock.now().wrapping_add(t1);
@@ -74,7 +71,7 @@ fn soft_transfer(mcu: &mut Mcu, ss: &mut SoftSpi, spin: &Spin, receive: bool, da
         let mut out = *byte;
         let mut inb = 0u8;
         for _ in 0..8 {
-            delay_until(mcu, end);
+            spin.until(&mcu.clock, end);
             if ss.mode & 0x01 != 0 {
                 // Modes 1 and 3: data changes on the first edge.
                 ss.sclk_level = !ss.sclk_level;
@@ -83,7 +80,7 @@ fn soft_transfer(mcu: &mut Mcu, ss: &mut SoftSpi, spin: &Spin, receive: bool, da
                 end = mcu.clock.now().wrapping_add(t2);
                 out <<= 1;
                 inb <<= 1;
-                delay_until(mcu, end);
+                spin.until(&mcu.clock, end);
                 ss.sclk_level = !ss.sclk_level;
                 mcu.gpio.write(ss.sclk, ss.sclk_level);
                 inb |= mcu.gpio.read(ss.miso) as u8;
@@ -95,7 +92,7 @@ fn soft_transfer(mcu: &mut Mcu, ss: &mut SoftSpi, spin: &Spin, receive: bool, da
                 end = mcu.clock.now().wrapping_add(t2);
                 out <<= 1;
                 inb <<= 1;
-                delay_until(mcu, end);
+                spin.until(&mcu.clock, end);
                 inb |= mcu.gpio.read(ss.miso) as u8;
                 ss.sclk_level = !ss.sclk_level;
                 mcu.gpio.write(ss.sclk, ss.sclk_level);

@@ -9,7 +9,7 @@
 //!
 //! Group conventions: see `crate::commands::accel`.
 
-use crate::clock::{is_before, Clock};
+use crate::clock::Clock;
 use crate::command::Module;
 use crate::mcu::Mcu;
 
@@ -35,10 +35,7 @@ pub const fn ns_to_ticks(ns: u32) -> u32 {
 /// Busy-wait `ticks` from now (the reference's `ndelay`).
 #[inline]
 pub fn ndelay(clock: &Clock, ticks: u32) {
-    let end = clock.now().wrapping_add(ticks);
-    while is_before(clock.now(), end) {
-        std::hint::spin_loop();
-    }
+    crate::clock::spin_for(clock, clock.now(), ticks);
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@
 //! the signed counts (4 bytes, little endian) through sensor_bulk.
 
 use super::trigger_analog;
-use crate::clock::is_before;
 use crate::command::{Args, CmdResult, Command, Module, Shutdown};
 use crate::commands::sensor_bulk::{SensorBulk, BULK_DATA_SIZE};
 use crate::hw::{Bias, GpioIn, GpioOut};
@@ -41,8 +40,7 @@ fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
 }
 
 fn delay(mcu: &Mcu) {
-    let end = mcu.clock.now().wrapping_add(MIN_PULSE_TICKS);
-    while is_before(mcu.clock.now(), end) {}
+    crate::clock::spin_for(&mcu.clock, mcu.clock.now(), MIN_PULSE_TICKS);
 }
 
 fn raw_read(mcu: &mut Mcu, dout: GpioIn, sclk: GpioOut, bits: u32) -> u32 {
