@@ -2,6 +2,8 @@
 //! the low 32 bits, which wrap about every 86 s; `get_uptime` adds the high
 //! word. Comparisons between 32-bit times go through [`is_before`].
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{
     ClockId as TimerClock, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags,
@@ -114,6 +116,11 @@ pub struct Clock {
 /// simulated board's timestamps are the MCU's.
 static START_NS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
 
+/// The low 32 bits of the latest reading of any [`Clock`]: a time that has
+/// surely passed, so the timer loop can run a timer due by it without a
+/// reading of its own (a step event reads the clock anyway).
+static LAST_READ: AtomicU32 = AtomicU32::new(0);
+
 impl Clock {
     pub fn new() -> Clock {
         Clock {
@@ -124,7 +131,15 @@ impl Clock {
     /// The full 64-bit tick count.
     #[inline]
     pub fn now64(&self) -> u64 {
-        (monotonic_ns() - self.start_ns) / NSECS_PER_TICK
+        let t = (monotonic_ns() - self.start_ns) / NSECS_PER_TICK;
+        LAST_READ.store(t as u32, Ordering::Relaxed);
+        t
+    }
+
+    /// The latest reading (of any clock in the process): at most now.
+    #[inline]
+    pub fn last_read(&self) -> u32 {
+        LAST_READ.load(Ordering::Relaxed)
     }
 
     /// The 32-bit clock commands and timers use.
@@ -154,7 +169,8 @@ impl Default for Clock {
 /// 0.1 % of its length, a timerfd expires on time.
 pub struct WakeTimer {
     fd: TimerFd,
-    armed: bool,
+    /// The expiry set and not yet reached, if any.
+    armed: Option<u64>,
 }
 
 impl WakeTimer {
@@ -163,7 +179,7 @@ impl WakeTimer {
             TimerClock::CLOCK_MONOTONIC,
             TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
         )?;
-        Ok(WakeTimer { fd, armed: false })
+        Ok(WakeTimer { fd, armed: None })
     }
 
     pub fn raw_fd(&self) -> i32 {
@@ -172,20 +188,30 @@ impl WakeTimer {
     }
 
     /// Expire at monotonic time `ns`. Arming (or re-arming) also clears
-    /// an expiry not yet read.
+    /// an expiry not yet read. Asking again for the pending expiry costs
+    /// no system call (a loop woken by input sleeps again until the same
+    /// time).
     pub fn arm(&mut self, ns: u64) {
         let ns = ns.max(1);
+        if self.armed == Some(ns) {
+            return;
+        }
         let t = TimeSpec::new((ns / 1_000_000_000) as _, (ns % 1_000_000_000) as _);
         let _ = self
             .fd
             .set(Expiration::OneShot(t), TimerSetTimeFlags::TFD_TIMER_ABSTIME);
-        self.armed = true;
+        self.armed = Some(ns);
+    }
+
+    /// The timer was seen expired (its fd is readable until re-armed).
+    pub fn expired(&mut self) {
+        self.armed = Some(0);
     }
 
     pub fn disarm(&mut self) {
-        if self.armed {
+        if self.armed.is_some() {
             let _ = self.fd.unset();
-            self.armed = false;
+            self.armed = None;
         }
     }
 }

@@ -161,7 +161,7 @@ impl Args<'_> {
 /// them. Fixed capacity; nothing is allocated after start-up.
 pub struct Output {
     ids: ResponseIds,
-    buf: Box<[u8]>,
+    buf: crate::pages::ZeroedPages,
     len: usize,
     /// The sequence byte blocks carry (the receiver's next expected one).
     pub seq: u8,
@@ -177,7 +177,7 @@ impl Output {
     pub fn new(ids: ResponseIds) -> Output {
         Output {
             ids,
-            buf: vec![0u8; OUTPUT_CAPACITY].into_boxed_slice(),
+            buf: crate::pages::ZeroedPages::new(OUTPUT_CAPACITY),
             len: 0,
             seq: klipper_protocol::block::MESSAGE_DEST,
             dropped: 0,

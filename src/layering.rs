@@ -94,7 +94,7 @@ fn layers_point_down() {
     // Below the MCU: declarations, registry, clock, scheduler, move queue,
     // oid table, hardware.
     for low in [
-        "command", "clock", "sched", "moveq", "objects", "hw", "pins", "restart",
+        "command", "clock", "sched", "moveq", "objects", "hw", "pins", "restart", "pages",
     ] {
         for high in ["mcu", "commands", "runtime", "console"] {
             assert!(!uses(low, high), "{low} must not import {high}");

@@ -27,6 +27,7 @@ pub mod hw;
 pub mod mcu;
 pub mod moveq;
 pub mod objects;
+pub mod pages;
 pub mod pins;
 pub mod restart;
 pub mod runtime;

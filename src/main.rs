@@ -265,6 +265,15 @@ fn main() {
     };
     let wait_mask = install_signal_handlers();
 
+    // Building the data dictionary needs a few hundred KB for a moment
+    // (JSON, compression); blocks this large come from their own mappings
+    // and go back to the kernel when freed, so the idle MCU does not keep
+    // them resident.
+    #[cfg(target_env = "gnu")]
+    // SAFETY: a plain setting of the allocator, before any other thread.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 16 * 1024);
+    }
     let registry = commands::registry(opts.dialect);
     let mut sim_control = None;
     let board = if opts.sim {
@@ -297,6 +306,12 @@ fn main() {
     );
     let sim_fd = sim_control.as_ref().map(|c| c.raw_fd());
     let mut mcu = Mcu::new(registry, argv, board);
+    // And what start-up freed in smaller blocks.
+    #[cfg(target_env = "gnu")]
+    // SAFETY: returns free heap pages to the kernel; no other thread.
+    unsafe {
+        libc::malloc_trim(0);
+    }
     mcu.send(&STARTING, &[]);
     let mut sim_poll = || {
         if let Some(c) = sim_control.as_mut() {

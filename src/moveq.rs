@@ -25,8 +25,10 @@ struct Node {
 
 #[derive(Debug)]
 pub struct MovePool {
+    /// Entries ever used; grows within the capacity reserved up front.
     nodes: Vec<Node>,
     free: u32,
+    count: usize,
 }
 
 /// The pool before `finalize_config` allocates it: empty, so a move
@@ -56,29 +58,43 @@ impl Default for MoveQueue {
 
 impl MovePool {
     pub fn new(count: usize) -> MovePool {
-        let nodes = (0..count)
-            .map(|i| Node {
-                mv: Move::default(),
-                next: if i + 1 < count { i as u32 + 1 } else { NIL },
-            })
-            .collect();
+        // Reserved, not filled: entries are taken from the reserve only as
+        // the host first needs them, so an idle MCU keeps the pool's
+        // untouched pages out of its resident memory.
         MovePool {
-            nodes,
-            free: if count > 0 { 0 } else { NIL },
+            nodes: Vec::with_capacity(count),
+            free: NIL,
+            count,
         }
     }
 
     pub fn capacity(&self) -> usize {
-        self.nodes.len()
+        self.count
+    }
+
+    /// A free entry: a released one, else one from the reserve (never
+    /// past the capacity, so never a reallocation).
+    #[inline]
+    fn take(&mut self) -> Option<u32> {
+        if self.free != NIL {
+            let i = self.free;
+            self.free = self.nodes[i as usize].next;
+            return Some(i);
+        }
+        let i = self.nodes.len();
+        if i == self.count {
+            return None;
+        }
+        self.nodes.push(Node {
+            mv: Move::default(),
+            next: NIL,
+        });
+        Some(i as u32)
     }
 
     /// Append to `q`. Returns true if it is now the only entry.
     pub fn push(&mut self, q: &mut MoveQueue, mv: Move) -> Result<bool, Shutdown> {
-        let i = self.free;
-        if i == NIL {
-            return Err(MOVE_QUEUE_OVERFLOW);
-        }
-        self.free = self.nodes[i as usize].next;
+        let i = self.take().ok_or(MOVE_QUEUE_OVERFLOW)?;
         self.nodes[i as usize] = Node { mv, next: NIL };
         if q.tail == NIL {
             q.head = i;

@@ -25,8 +25,11 @@ pub struct Aux<'a> {
 pub const TIMER_MIN_TRY_TICKS: u32 = from_us(2);
 /// How often a loop too busy to sleep still looks at its input.
 const INPUT_CHECK_TICKS: u32 = from_us(50);
-/// Timers run back to back before the loop looks at its input again.
+/// Timers run back to back before the loop asks whether its tasks or its
+/// input are waiting (the reference's TIMER_REPEAT_COUNT).
 const TIMER_REPEAT_COUNT: u32 = 20;
+/// More timers run when nothing else is waiting (TIMER_IDLE_REPEAT_COUNT).
+const TIMER_IDLE_REPEAT_COUNT: u32 = 100;
 
 /// Most the loop wakes before a timer, to spin until it is due instead of
 /// paying the kernel's wake-up latency after it.
@@ -54,30 +57,40 @@ impl WakeMargin {
     }
 }
 
-/// Run due timers, spinning for one due within `spin` ticks.
-pub fn run_timers(mcu: &mut Mcu, spin: u32) {
-    // Read the clock again only when the next timer is not already due by
-    // the last reading (back-to-back step events need no fresh reading).
-    let mut now = mcu.clock.now();
-    for _ in 0..TIMER_REPEAT_COUNT {
-        let Some(next) = mcu.timers.next_wake() else {
-            break;
-        };
-        let mut diff = next.wrapping_sub(now) as i32;
+/// Run due timers, spinning for one due within `spin` ticks, until none
+/// is due or, in a long burst, tasks are waiting or the input is due a
+/// look (`input_due`, a clock time).
+///
+/// As the reference's timer dispatch: timers due by the latest clock
+/// reading (a step event reads the clock itself) run back to back with no
+/// reading of their own, and a burst stays here instead of passing through
+/// the main loop every few timers.
+pub fn run_timers_until(mcu: &mut Mcu, spin: u32, input_due: u32) {
+    let mut repeat = TIMER_REPEAT_COUNT;
+    // A fresh reading: the one the loop below trusts may be from before
+    // a sleep.
+    mcu.clock.now();
+    while let Some(next) = mcu.timers.next_wake() {
+        let mut diff = next.wrapping_sub(mcu.clock.last_read()) as i32;
         if diff > 0 {
-            now = mcu.clock.now();
-            diff = next.wrapping_sub(now) as i32;
-        }
-        if diff > spin as i32 {
-            break;
+            diff = next.wrapping_sub(mcu.clock.now()) as i32;
+            if diff > spin as i32 {
+                break;
+            }
         }
         if diff < -(MAX_TIMER_LATENESS as i32) {
             mcu.try_shutdown(RESCHEDULED_IN_PAST);
             break;
         }
+        if repeat == 0 {
+            if mcu.tasks != 0 || !clock::is_before(mcu.clock.last_read(), input_due) {
+                break;
+            }
+            repeat = TIMER_IDLE_REPEAT_COUNT;
+        }
+        repeat -= 1;
         while diff > 0 {
-            now = mcu.clock.now();
-            diff = next.wrapping_sub(now) as i32;
+            diff = next.wrapping_sub(mcu.clock.now()) as i32;
         }
         let Some((waketime, id)) = mcu.timers.pop() else {
             break;
@@ -91,6 +104,13 @@ pub fn run_timers(mcu: &mut Mcu, spin: u32) {
             }
         }
     }
+}
+
+/// Run due timers, as [`run_timers_until`] with the input due a look
+/// after the usual interval.
+pub fn run_timers(mcu: &mut Mcu, spin: u32) {
+    let input_due = mcu.clock.now().wrapping_add(INPUT_CHECK_TICKS);
+    run_timers_until(mcu, spin, input_due);
 }
 
 /// Whether SIGTERM, SIGINT or SIGHUP is pending (blocked, not yet taken).
@@ -134,7 +154,11 @@ pub fn run(
             return;
         }
         let start = mcu.clock.now();
-        run_timers(mcu, margin.ticks);
+        run_timers_until(
+            mcu,
+            margin.ticks,
+            last_input_check.wrapping_add(INPUT_CHECK_TICKS),
+        );
         // Only read what poll said is there: a pass woken by a timer
         // costs no system call for input.
         if input_ready {
@@ -218,7 +242,11 @@ pub fn run(
         // On an error (EINTR) look at everything once.
         input_ready = r.is_err() || ready(&pfd[0]);
         sim_ready = r.is_err() || (nfds == 3 && ready(&pfd[2]));
+        if r.is_err() {
+            wake_timer.expired();
+        }
         if ready(&pfd[1]) {
+            wake_timer.expired();
             if let Some(a) = asked {
                 margin.observe(a, mcu.clock.now());
             }

@@ -104,19 +104,25 @@ impl<C> TimerQueue<C> {
     }
 
     /// Insert without the past check (a reschedule from dispatch).
+    #[inline]
     pub fn insert(&mut self, id: TimerId<C>, waketime: u32) {
-        // Entries before `pos` wake strictly later; equal wake times keep
-        // the order they were added in.
-        let pos = self
-            .entries
-            .iter()
-            .rposition(|e| is_before(waketime, e.0))
-            .map_or(0, |p| p + 1);
         if self.entries.len() == self.entries.capacity() {
             // Grows only if a configuration asks for more than reserved.
             self.entries.reserve(TIMER_CAPACITY);
         }
-        self.entries.insert(pos, (waketime, id));
+        // Move the new entry from the end (the soonest) towards the front
+        // past every entry due no later: entries in front of it then wake
+        // strictly later, and equal wake times keep the order they were
+        // added in. A step timer passes a handful of entries: an inline
+        // loop beats a memmove call.
+        let e = &mut self.entries;
+        e.push((waketime, id));
+        let mut i = e.len() - 1;
+        while i > 0 && !is_before(waketime, e[i - 1].0) {
+            e[i] = e[i - 1];
+            i -= 1;
+        }
+        e[i] = (waketime, id);
     }
 
     pub fn remove(&mut self, id: TimerId<C>) {
