@@ -266,14 +266,20 @@ fn main() {
     let wait_mask = install_signal_handlers();
 
     // Building the data dictionary needs a few hundred KB for a moment
-    // (JSON, compression); blocks this large come from their own mappings
-    // and go back to the kernel when freed, so the idle MCU does not keep
-    // them resident.
+    // (JSON, compression): while it runs, blocks this large come from
+    // their own mappings and go back to the kernel when freed, so the idle
+    // MCU does not keep them resident. Then glibc's default again: the
+    // simulated board grows its logs by realloc, which a mapping would
+    // turn into page faults inside bit-banged timing.
     #[cfg(target_env = "gnu")]
-    // SAFETY: a plain setting of the allocator, before any other thread.
-    unsafe {
+    // SAFETY: plain settings of the allocator, before any other thread.
+    let registry = unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 16 * 1024);
-    }
+        let r = commands::registry(opts.dialect);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        r
+    };
+    #[cfg(not(target_env = "gnu"))]
     let registry = commands::registry(opts.dialect);
     let mut sim_control = None;
     let board = if opts.sim {
@@ -306,11 +312,15 @@ fn main() {
     );
     let sim_fd = sim_control.as_ref().map(|c| c.raw_fd());
     let mut mcu = Mcu::new(registry, argv, board);
-    // And what start-up freed in smaller blocks.
+    // And what start-up freed in smaller blocks. Not for the simulated
+    // board: it allocates as it logs, and a page given back would fault
+    // in again inside a bit-banged pulse it is timing.
     #[cfg(target_env = "gnu")]
-    // SAFETY: returns free heap pages to the kernel; no other thread.
-    unsafe {
-        libc::malloc_trim(0);
+    if !opts.sim {
+        // SAFETY: returns free heap pages to the kernel; no other thread.
+        unsafe {
+            libc::malloc_trim(0);
+        }
     }
     mcu.send(&STARTING, &[]);
     let mut sim_poll = || {
