@@ -199,26 +199,27 @@ fn spi_set_sw_bus(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
-fn spi_transfer(mcu: &mut Mcu, a: &Args) -> CmdResult {
+/// `spi_transfer` (answering with what was read) and `spi_send`.
+fn transfer_cmd(mcu: &mut Mcu, a: &Args, receive: bool) -> CmdResult {
     crate::args!(a => oid, data: buf);
     let i = lookup(mcu, oid)?;
     let src = data;
     let mut buf = [0u8; 256];
     let data = &mut buf[..src.len()];
     data.copy_from_slice(src);
-    transfer(mcu, i, true, data)?;
-    mcu.send(&SPI_TRANSFER_RESPONSE, &[Arg::Int(oid), Arg::Bytes(data)]);
+    transfer(mcu, i, receive, data)?;
+    if receive {
+        mcu.send(&SPI_TRANSFER_RESPONSE, &[Arg::Int(oid), Arg::Bytes(data)]);
+    }
     Ok(())
 }
 
+fn spi_transfer(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    transfer_cmd(mcu, a, true)
+}
+
 fn spi_send(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    crate::args!(a => oid, data: buf);
-    let i = lookup(mcu, oid)?;
-    let src = data;
-    let mut buf = [0u8; 256];
-    let data = &mut buf[..src.len()];
-    data.copy_from_slice(src);
-    transfer(mcu, i, false, data)
+    transfer_cmd(mcu, a, false)
 }
 
 fn config_spi_shutdown(mcu: &mut Mcu, a: &Args) -> CmdResult {
