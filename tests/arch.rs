@@ -18,6 +18,17 @@
 //! trials are reported ignored, with the reason.
 //! `KLIPPER_MCU_ARCH_TEST=skip` skips them.
 //!
+//! And the `hostmcu` image for `linux/arm/v7` and `linux/arm64`
+//! (`arch::NAME::hostmcu_image`): assembled with podman from the release
+//! cross build (`--build-context build=DIR`, nothing pulled, nothing run
+//! for the foreign platform), saved as a registry would receive it, its
+//! config checked for the platform (os, architecture, variant), its binary
+//! taken out of the layer and checked for its ELF class and machine, then
+//! run once under qemu-user: it must serve the data dictionary and the
+//! clock through its pty. Needs root (rootful podman, set up as in
+//! `tests/container.rs`, shared through `tests/image/`);
+//! `KLIPPER_MCU_CONTAINER_TEST=skip` skips these two as well.
+//!
 //! Two tests are left out under emulation, with the reason: re-execution
 //! through `config_reset` (the emulated process execs an ARM binary, which
 //! the kernel cannot run without binfmt_misc; on a Pi it runs natively;
@@ -33,6 +44,8 @@ use std::time::{Duration, Instant};
 
 use libtest_mimic::{Arguments, Failed, Trial};
 
+mod image;
+
 struct Arch {
     name: &'static str,
     triple: &'static str,
@@ -41,6 +54,11 @@ struct Arch {
     /// ELF class (1: 32-bit, 2: 64-bit) and machine.
     class: u8,
     machine: u16,
+    /// The container platform, and what `podman image inspect` reports
+    /// for it: architecture and variant.
+    platform: &'static str,
+    image_arch: &'static str,
+    variant: &'static str,
 }
 
 const ARCHES: &[Arch] = &[
@@ -51,6 +69,9 @@ const ARCHES: &[Arch] = &[
         linker: "arm-linux-gnueabihf-gcc",
         class: 1,
         machine: 40,
+        platform: "linux/arm/v7",
+        image_arch: "arm",
+        variant: "v7",
     },
     Arch {
         name: "aarch64",
@@ -59,6 +80,9 @@ const ARCHES: &[Arch] = &[
         linker: "aarch64-linux-gnu-gcc",
         class: 2,
         machine: 183,
+        platform: "linux/arm64",
+        image_arch: "arm64",
+        variant: "",
     },
 ];
 
@@ -216,6 +240,165 @@ fn build(t0: Instant) -> Result<PathBuf, String> {
     Ok(target)
 }
 
+/// Cross-build the product (release profile, no simulated board, stripped)
+/// for every architecture, statically, once: what the images ship.
+fn build_release(t0: Instant) -> Result<PathBuf, String> {
+    let target = repo().join("target/arch");
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(repo())
+        .args(["build", "--release", "--bin", "klipper_mcu"])
+        .env("CARGO_TARGET_DIR", &target)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static");
+    for a in ARCHES {
+        cmd.args(["--target", a.triple]);
+        let var = format!(
+            "CARGO_TARGET_{}_LINKER",
+            a.triple.to_uppercase().replace('-', "_")
+        );
+        cmd.env(var, a.linker);
+    }
+    log(
+        t0,
+        "cross-building the release klipper_mcu for armv7 and aarch64",
+    );
+    run(&mut cmd)?;
+    Ok(target)
+}
+
+/// The `hostmcu` image for `a`'s platform, assembled from the release
+/// cross build with `--build-context build=DIR` (no registry image, no
+/// emulated build step), checked for its platform, its binary taken back
+/// out of it and checked for its architecture, then run once under
+/// qemu-user: it must serve the data dictionary and the clock.
+fn hostmcu_image(t0: Instant, a: &Arch) -> Result<(), Failed> {
+    let release = BUILT_RELEASE.get_or_init(|| build_release(t0)).clone()?;
+    let built = release.join(a.triple).join("release/klipper_mcu");
+    let state = repo().join("target/tmp/container");
+    let ctx = repo().join(format!("target/arch/image-{}", a.name));
+    std::fs::create_dir_all(ctx.join("out")).map_err(|e| e.to_string())?;
+    std::fs::copy(&built, ctx.join("out/klipper_mcu")).map_err(|e| e.to_string())?;
+    image::ensure_podman(&|w| log(t0, w));
+    let podman = image::Podman::for_state(&state);
+    let tag = format!("localhost/klipper-mcu-hostmcu:{}-test", a.name);
+    log(
+        t0,
+        &format!("{}: podman build --platform {}", a.name, a.platform),
+    );
+    let mut build = podman.cmd();
+    build
+        .current_dir(repo())
+        // --no-cache: podman 4.3 keys its layer cache without the
+        // platform, and an arm64 image built after an arm/v7 one came out
+        // labelled linux/arm64/v7 (this test caught it).
+        .args(["build", "--format", "docker", "--pull=never", "--no-cache"])
+        .args(["--platform", a.platform, "--target", "hostmcu"])
+        .arg("--build-context")
+        .arg(format!("build={}", ctx.display()))
+        .args(["-t", &tag, "."]);
+    image::run(&mut build);
+    // The image as a registry would receive it (`podman save`): its
+    // config names the platform, its layer holds the binary.
+    let saved = ctx.join("saved");
+    let _ = std::fs::remove_dir_all(&saved);
+    std::fs::create_dir_all(&saved).map_err(|e| e.to_string())?;
+    let archive = saved.join("image.tar");
+    podman.run(&[
+        "save",
+        "--format",
+        "docker-archive",
+        "-o",
+        &archive.to_string_lossy(),
+        &tag,
+    ]);
+    podman.output(&["image", "rm", "-f", &tag]);
+    let untar = |tar: &Path, into: &Path, what: &[&str]| {
+        run(Command::new("tar")
+            .arg("-xf")
+            .arg(tar)
+            .arg("-C")
+            .arg(into)
+            .args(what))
+    };
+    untar(&archive, &saved, &[])?;
+    let json = |name: &str| -> Result<serde_json::Value, String> {
+        let text = std::fs::read_to_string(saved.join(name)).map_err(|e| format!("{name}: {e}"))?;
+        serde_json::from_str(&text).map_err(|e| format!("{name}: {e}"))
+    };
+    let manifest = json("manifest.json")?;
+    let entry = &manifest[0];
+    let config = json(
+        entry["Config"]
+            .as_str()
+            .ok_or("no Config in manifest.json")?,
+    )?;
+    let field = |k: &str| config[k].as_str().unwrap_or("").to_string();
+    let platform = format!(
+        "{}/{}/{}",
+        field("os"),
+        field("architecture"),
+        field("variant")
+    );
+    let want = format!("linux/{}/{}", a.image_arch, a.variant);
+    if platform != want {
+        return Err(format!("image {tag} is for {platform}, want {want}").into());
+    }
+    let layers = entry["Layers"]
+        .as_array()
+        .ok_or("no Layers in manifest.json")?;
+    let rootfs = saved.join("rootfs");
+    std::fs::create_dir_all(&rootfs).map_err(|e| e.to_string())?;
+    for l in layers {
+        untar(&saved.join(l.as_str().unwrap_or("")), &rootfs, &[])?;
+    }
+    let inside = rootfs.join("usr/local/bin/klipper_mcu");
+    check_elf(&inside, a)?;
+    // Once under qemu-user, through its pty, as klippy would talk to it.
+    let link = ctx.join("tty");
+    let _ = std::fs::remove_file(&link);
+    let mut child = Command::new(a.runner)
+        .arg(&inside)
+        .arg("-I")
+        .arg(&link)
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", a.runner))?;
+    let served = (|| -> Result<(usize, i64), String> {
+        let start = Instant::now();
+        while !link.exists() {
+            if start.elapsed() > image::TIMEOUT {
+                return Err(format!(
+                    "no pty link {} from the image's binary",
+                    link.display()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut port = image::Port::open(&link);
+        let dict = port.identify();
+        port.send("get_clock");
+        let clock = port.wait_msg("clock", |_| true).int("clock");
+        Ok((dict, clock))
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    let (dict, clock) = served?;
+    log(
+        t0,
+        &format!(
+            "{}: image {want}, {} bytes of ELF class {} machine {}; under {}: \
+             dictionary {dict} bytes, clock {clock}",
+            a.name,
+            std::fs::metadata(&inside).map(|m| m.len()).unwrap_or(0),
+            a.class,
+            a.machine,
+            a.runner
+        ),
+    );
+    Ok(())
+}
+
+static BUILT_RELEASE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+
 fn binary(target: &Path, a: &Arch) -> PathBuf {
     target.join(a.triple).join("debug/klipper_mcu")
 }
@@ -351,6 +534,22 @@ fn main() {
                 check_elf(&binary(&target, a), a)
             })
             .with_ignored_flag(skip.is_some()),
+        );
+        let image_skip = skip.clone().or_else(|| {
+            if std::env::var("KLIPPER_MCU_CONTAINER_TEST").as_deref() == Ok("skip") {
+                return Some("KLIPPER_MCU_CONTAINER_TEST=skip".to_string());
+            }
+            // SAFETY: geteuid has no preconditions.
+            (unsafe { libc::geteuid() } != 0).then(|| "needs root (rootful podman)".to_string())
+        });
+        if let Some(why) = &image_skip {
+            eprintln!("arch::{}::hostmcu_image ignored: {why}", a.name);
+        }
+        trials.push(
+            Trial::test(format!("arch::{}::hostmcu_image", a.name), move || {
+                hostmcu_image(t0, a)
+            })
+            .with_ignored_flag(image_skip.is_some()),
         );
         for &(suite, left_out) in SUITES {
             trials.push(

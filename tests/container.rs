@@ -32,23 +32,18 @@
 //! Needs root (rootful podman, apt-get). Not root: the test is reported
 //! ignored, with the reason. `KLIPPER_MCU_CONTAINER_TEST=skip` skips it too.
 
-use std::fs::{File, OpenOptions};
-use std::io::ErrorKind;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use klipper_protocol::dictionary::Dictionary;
-use klipper_protocol::host::{HostCodec, Response};
+mod image;
+use image::{ensure_podman, run, Podman, Port, TIMEOUT};
 
 const IMAGE: &str = "localhost/klipper-mcu-hostmcu:test";
 /// The user and group the Dockerfile documents.
 const UID: u32 = 1000;
 const GID: u32 = 1000;
 const MAX_IMAGE_BYTES: u64 = 5_000_000;
-const TIMEOUT: Duration = Duration::from_secs(20);
 const RUST_TARGET: &str = "x86_64-unknown-linux-gnu";
 
 fn repo() -> PathBuf {
@@ -57,135 +52,6 @@ fn repo() -> PathBuf {
 
 fn log(t0: Instant, what: &str) {
     eprintln!("[container {:6.1}s] {what}", t0.elapsed().as_secs_f64());
-}
-
-fn describe(cmd: &Command) -> String {
-    let mut s = cmd.get_program().to_string_lossy().into_owned();
-    for a in cmd.get_args() {
-        s.push(' ');
-        s.push_str(&a.to_string_lossy());
-    }
-    s
-}
-
-/// Run a command to completion, capturing its output.
-fn output(cmd: &mut Command) -> Output {
-    cmd.stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", describe(cmd)))
-}
-
-/// Run a command; panic with its output unless it succeeds. Returns stdout.
-fn run(cmd: &mut Command) -> String {
-    let out = output(cmd);
-    if !out.status.success() {
-        panic!(
-            "{} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-            describe(cmd),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn have(program: &str) -> bool {
-    Command::new(program)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Install podman and runc from Debian's packages unless both are there.
-fn ensure_podman(t0: Instant) {
-    if have("podman") && have("runc") {
-        return;
-    }
-    log(t0, "installing podman and runc with apt-get");
-    let apt = |args: &[&str]| {
-        run(Command::new("apt-get")
-            .args(["-q", "-y", "-o", "DPkg::Lock::Timeout=300"])
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive"))
-    };
-    apt(&["update"]);
-    apt(&["install", "podman", "runc"]);
-    assert!(
-        have("podman") && have("runc"),
-        "podman/runc still missing after apt-get install"
-    );
-}
-
-/// Podman, configured for this test only.
-struct Podman {
-    conf: PathBuf,
-    storage_conf: PathBuf,
-}
-
-impl Podman {
-    fn setup(state: &Path, run_root: &Path) -> Podman {
-        let d = |p: &str| state.join(p);
-        for p in ["graph", "networks", "volumes"] {
-            std::fs::create_dir_all(d(p)).unwrap();
-        }
-        std::fs::create_dir_all(run_root).unwrap();
-        let conf = d("containers.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "# Written by tests/container.rs: podman for this test only.\n\
-                 [containers]\n\
-                 default_ulimits = []\n\
-                 log_driver = \"k8s-file\"\n\
-                 [network]\n\
-                 network_config_dir = \"{net}\"\n\
-                 [engine]\n\
-                 cgroup_manager = \"cgroupfs\"\n\
-                 runtime = \"runc\"\n\
-                 events_logger = \"file\"\n\
-                 tmp_dir = \"{tmp}\"\n\
-                 volume_path = \"{vol}\"\n",
-                net = d("networks").display(),
-                tmp = run_root.join("libpod").display(),
-                vol = d("volumes").display(),
-            ),
-        )
-        .unwrap();
-        let storage_conf = d("storage.conf");
-        std::fs::write(
-            &storage_conf,
-            format!(
-                "# Written by tests/container.rs.\n\
-                 [storage]\n\
-                 driver = \"vfs\"\n\
-                 graphroot = \"{}\"\n\
-                 runroot = \"{}\"\n",
-                d("graph").display(),
-                run_root.join("storage").display()
-            ),
-        )
-        .unwrap();
-        Podman { conf, storage_conf }
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::new("podman");
-        c.env("CONTAINERS_CONF", &self.conf)
-            .env("CONTAINERS_STORAGE_CONF", &self.storage_conf);
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        run(self.cmd().args(args))
-    }
-
-    fn output(&self, args: &[&str]) -> Output {
-        output(self.cmd().args(args))
-    }
 }
 
 /// Removes the container (and dangling images) however the test ends.
@@ -202,132 +68,6 @@ impl Drop for Cleanup<'_> {
             .output(&["rm", "-f", "-t", "2", "--ignore", &self.name]);
         let _ = self.podman.output(&["image", "prune", "-f"]);
         let _ = std::fs::remove_dir_all(&self.run_dir);
-    }
-}
-
-/// The host's end of the MCU's terminal, opened as klippy opens it.
-struct Port {
-    file: File,
-    codec: HostCodec,
-    msgs: Vec<Response>,
-    hung_up: bool,
-}
-
-impl Port {
-    fn open(link: &Path) -> Port {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
-            .open(link)
-            .unwrap_or_else(|e| panic!("open {} from the host: {e}", link.display()));
-        let mut t = nix::sys::termios::tcgetattr(&file).expect("tcgetattr");
-        nix::sys::termios::cfmakeraw(&mut t);
-        nix::sys::termios::tcsetattr(&file, nix::sys::termios::SetArg::TCSANOW, &t)
-            .expect("tcsetattr");
-        Port {
-            file,
-            codec: HostCodec::new(),
-            msgs: Vec::new(),
-            hung_up: false,
-        }
-    }
-
-    fn send(&mut self, text: &str) {
-        let payload = self
-            .codec
-            .encode_text(text)
-            .unwrap_or_else(|e| panic!("encode {text:?}: {e}"));
-        let block = self.codec.frame(&payload);
-        let mut data = &block[..];
-        let deadline = Instant::now() + TIMEOUT;
-        while !data.is_empty() {
-            let n = unsafe { libc::write(self.file.as_raw_fd(), data.as_ptr().cast(), data.len()) };
-            if n > 0 {
-                data = &data[n as usize..];
-                continue;
-            }
-            let e = std::io::Error::last_os_error();
-            assert!(
-                n == 0 || matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted),
-                "write to the MCU's terminal: {e}"
-            );
-            assert!(Instant::now() < deadline, "the MCU stopped reading");
-            self.poll(Duration::from_millis(20));
-        }
-    }
-
-    /// Wait up to `timeout` for input; read and decode all of it.
-    fn poll(&mut self, timeout: Duration) {
-        let mut pfd = libc::pollfd {
-            fd: self.file.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let r = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as i32) };
-        if r <= 0 {
-            return;
-        }
-        if pfd.revents & libc::POLLHUP != 0 {
-            self.hung_up = true;
-        }
-        let mut buf = [0u8; 4096];
-        loop {
-            let n =
-                unsafe { libc::read(self.file.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n <= 0 {
-                // The other side closed: EOF (0) or EIO, depending on
-                // the kernel.
-                if n == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EIO) {
-                    self.hung_up = true;
-                }
-                return;
-            }
-            for b in self.codec.feed(&buf[..n as usize]) {
-                if b.payload.is_empty() {
-                    continue; // an ack
-                }
-                // Messages the bootstrap dictionary cannot name (`starting`
-                // before identify) are of no interest here.
-                if let Ok(ms) = self.codec.decode(&b.payload) {
-                    self.msgs.extend(ms);
-                }
-            }
-        }
-    }
-
-    fn wait_msg(&mut self, name: &str, pred: impl Fn(&Response) -> bool) -> Response {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            if let Some(i) = self.msgs.iter().position(|r| r.name == name && pred(r)) {
-                return self.msgs.remove(i);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no `{name}` from the MCU in the container within {TIMEOUT:?}; got {:?}",
-                self.msgs
-            );
-            self.poll(Duration::from_millis(100));
-        }
-    }
-
-    /// Fetch the whole data dictionary and install it.
-    fn identify(&mut self) -> usize {
-        let mut data = Vec::new();
-        loop {
-            let offset = data.len();
-            self.send(&format!("identify offset={offset} count=40"));
-            let r = self.wait_msg("identify_response", |r| r.int("offset") == offset as i64);
-            let chunk = r.bytes("data");
-            if chunk.is_empty() {
-                break;
-            }
-            data.extend_from_slice(chunk);
-            assert!(data.len() < 1 << 20, "dictionary too large");
-        }
-        self.codec.dict = Dictionary::from_compressed(&data)
-            .unwrap_or_else(|e| panic!("the dictionary does not decompress/parse: {e}"));
-        data.len()
     }
 }
 
@@ -409,22 +149,15 @@ fn main() {
 
 fn hostmcu_image_serves_klippy_from_a_container() {
     let t0 = Instant::now();
-    ensure_podman(t0);
+    ensure_podman(&|w| log(t0, w));
     log(t0, "podman and runc present");
 
     // Everything this test keeps lives under target/tmp/container/.
     let state = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("container");
     std::fs::create_dir_all(&state).unwrap();
-    // A short, per-checkout name for what podman keeps at run time (socket
-    // paths have a length limit) and for the container.
-    let tag = {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        state.hash(&mut h);
-        format!("{:08x}", h.finish() as u32)
-    };
-    let run_root = std::env::temp_dir().join(format!("klipper-mcu-podman-{tag}"));
-    let podman = Podman::setup(&state, &run_root);
+    // A short, per-checkout name for the container.
+    let tag = image::tag(&state);
+    let podman = Podman::for_state(&state);
 
     // 2. The host static build, in its own target directory.
     let cargo = option_env!("CARGO").unwrap_or("cargo");
@@ -472,6 +205,10 @@ fn hostmcu_image_serves_klippy_from_a_container() {
             "--format",
             "docker",
             "--pull=never",
+            // Podman 4.3's layer cache ignores the platform: a cached
+            // layer of an ARM build (tests/arch.rs) would lend this image
+            // its variant.
+            "--no-cache",
             "--target",
             "hostmcu",
         ])
