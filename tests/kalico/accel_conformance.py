@@ -29,13 +29,11 @@ import json
 import math
 import os
 import socket
-import subprocess
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import conformance  # noqa: E402
 import gpio_conformance  # noqa: E402
 from conformance import Failure  # noqa: E402
 
@@ -144,44 +142,13 @@ class DumpClient:
         self.sock.close()
 
 
-class AccelHarness(conformance.Harness):
-    def __init__(self, args):
-        conformance.Harness.__init__(self, args)
-        self.sim = SimBoard(args.tty + ".sim",
-                            os.path.join(self.workdir, "simctl.sock"))
-        self.results = []
+class AccelHarness(gpio_conformance.SimHarness):
+    SIM_BOARD = SimBoard
 
     def start_kalico(self):
-        cfg = PRINTER_CFG.format(tty=self.args.tty, rate=RATE)
-        with open(self.cfg, "w") as f:
-            f.write(cfg)
-        log("printer.cfg:\n" + cfg)
-        argv = [self.args.kalico, self.cfg, "-a", self.sock_path,
-                "-l", self.log_path,
-                "-I", os.path.join(os.path.dirname(self.log_path), "printer")]
-        log("starting: %s" % " ".join(argv))
-        out = open(self.out_path, "wb")
-        env = dict(os.environ)
-        env.setdefault("PYTHONUNBUFFERED", "1")
         # ACCELEROMETER_MEASURE writes its CSV to the temporary directory.
-        env["TMPDIR"] = self.workdir
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                     stdout=out, stderr=subprocess.STDOUT,
-                                     cwd=self.workdir, env=env,
-                                     preexec_fn=conformance._set_pdeathsig)
-        out.close()
-
-    def passed(self, what):
-        self.results.append(what)
-        log("PASS: %s" % what)
-
-    def gcode(self, script, timeout=30.0):
-        log("gcode: %s" % script)
-        res, err = self.api.request("gcode/script", {"script": script},
-                                    timeout=timeout)
-        if err is not None:
-            raise Failure("gcode %r failed: %r" % (script, err))
-        return res
+        self.launch(PRINTER_CFG.format(tty=self.args.tty, rate=RATE),
+                    {"TMPDIR": self.workdir})
 
     def log_line_after(self, start, needle, timeout=10.0):
         """The first klippy.log line containing `needle` written after
@@ -196,21 +163,6 @@ class AccelHarness(conformance.Harness):
                 raise Failure("no %r in klippy.log within %.0fs"
                               % (needle, timeout))
             time.sleep(0.1)
-
-    def check_healthy(self, phase):
-        self.check_processes()
-        res = self.info(timeout=15.0)
-        st = None if res is None else res.get("state")
-        if st != "ready":
-            raise Failure("%s: printer not ready: %r %s" % (
-                phase, st, "" if res is None
-                else res.get("state_message", "").strip()))
-        text = self.log_text()
-        for bad in ("shutdown", "Shutdown"):
-            if bad in text:
-                lines = [l for l in text.splitlines() if bad in l]
-                raise Failure("%s: klippy.log reports a shutdown: %s"
-                              % (phase, " | ".join(lines[:5])))
 
     # -- scenario ------------------------------------------------------
     def test_debug_read(self):

@@ -32,10 +32,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import conformance  # noqa: E402
 import gpio_conformance  # noqa: E402
 from conformance import Failure  # noqa: E402
-from gpio_conformance import SimBoard  # noqa: E402
 
 ALL_PARTS = ("pwm", "thermistor", "ds18b20", "htu21d")
 
@@ -119,11 +117,9 @@ def therm_raw_for(temp_c):
     return int(round(ADC_MAX * r / (r + THERM_PULLUP)))
 
 
-class PeriphHarness(conformance.Harness):
+class PeriphHarness(gpio_conformance.SimHarness):
     def __init__(self, args):
-        conformance.Harness.__init__(self, args)
-        self.sim = SimBoard(args.tty + ".sim",
-                            os.path.join(self.workdir, "simctl.sock"))
+        gpio_conformance.SimHarness.__init__(self, args)
         self.parts = [p for p in args.parts.split(",") if p]
         for p in self.parts:
             if p not in ALL_PARTS:
@@ -135,7 +131,6 @@ class PeriphHarness(conformance.Harness):
             self.root, "bus/iio/devices/iio:device0/in_voltage0_raw")
         self.w1_file = os.path.join(
             self.root, "bus/w1/devices", DS18B20_SERIAL, "w1_slave")
-        self.results = []
 
     # -- setup ---------------------------------------------------------
     def fill_tree(self):
@@ -159,61 +154,9 @@ class PeriphHarness(conformance.Harness):
         for p in self.parts:
             cfg += CFG_PARTS[p].format(pullup=THERM_PULLUP,
                                        serial=DS18B20_SERIAL)
-        with open(self.cfg, "w") as f:
-            f.write(cfg)
-        log("printer.cfg:\n" + cfg)
-        argv = [self.args.kalico, self.cfg, "-a", self.sock_path,
-                "-l", self.log_path,
-                "-I", os.path.join(os.path.dirname(self.log_path), "printer")]
-        log("starting: %s" % " ".join(argv))
-        import subprocess
-        out = open(self.out_path, "wb")
-        env = dict(os.environ)
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                     stdout=out, stderr=subprocess.STDOUT,
-                                     cwd=self.workdir, env=env,
-                                     preexec_fn=conformance._set_pdeathsig)
-        out.close()
+        self.launch(cfg)
 
     # -- helpers -------------------------------------------------------
-    def passed(self, what):
-        self.results.append(what)
-        log("PASS: %s" % what)
-
-    def gcode(self, script, timeout=30.0):
-        log("gcode: %s" % script)
-        res, err = self.api.request("gcode/script", {"script": script},
-                                    timeout=timeout)
-        if err is not None:
-            raise Failure("gcode %r failed: %r" % (script, err))
-        return res
-
-    def query(self, obj):
-        res, err = self.api.request("objects/query", {"objects": {obj: None}})
-        if err is not None:
-            raise Failure("objects/query %s failed: %r" % (obj, err))
-        try:
-            return res["status"][obj]
-        except (TypeError, KeyError):
-            raise Failure("objects/query %s: unexpected result %r"
-                          % (obj, res))
-
-    def check_healthy(self, phase):
-        self.check_processes()
-        res = self.info(timeout=15.0)
-        st = None if res is None else res.get("state")
-        if st != "ready":
-            raise Failure("%s: printer not ready: %r %s" % (
-                phase, st, "" if res is None
-                else res.get("state_message", "").strip()))
-        text = self.log_text()
-        for bad in ("shutdown", "Shutdown"):
-            if bad in text:
-                lines = [ln for ln in text.splitlines() if bad in ln]
-                raise Failure("%s: klippy.log reports a shutdown: %s"
-                              % (phase, " | ".join(lines[:5])))
-
     def wait_files(self, want, timeout, what):
         """Wait until each file of the PWM channel has its wanted first
         line."""

@@ -25,15 +25,12 @@ of klippy.log and Kalico's output.  Only the standard library (and the
 sibling conformance.py) is used.
 """
 import os
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import conformance  # noqa: E402
 import gpio_conformance  # noqa: E402
 from conformance import Failure  # noqa: E402
-from gpio_conformance import SimBoard  # noqa: E402
 
 PRINTER_CFG = """\
 [mcu]
@@ -94,59 +91,9 @@ def log(msg):
     sys.stdout.write("[thermo %7.2fs] %s\n" % (time.monotonic() - T0, msg))
     sys.stdout.flush()
 
-class ThermoHarness(conformance.Harness):
-    def __init__(self, args):
-        conformance.Harness.__init__(self, args)
-        self.sim = SimBoard(args.tty + ".sim",
-                            os.path.join(self.workdir, "simctl.sock"))
-        self.results = []
-
+class ThermoHarness(gpio_conformance.SimHarness):
     def start_kalico(self):
-        cfg = PRINTER_CFG.format(tty=self.args.tty)
-        with open(self.cfg, "w") as f:
-            f.write(cfg)
-        log("printer.cfg:\n" + cfg)
-        argv = [self.args.kalico, self.cfg, "-a", self.sock_path,
-                "-l", self.log_path,
-                "-I", os.path.join(os.path.dirname(self.log_path), "printer")]
-        log("starting: %s" % " ".join(argv))
-        out = open(self.out_path, "wb")
-        env = dict(os.environ)
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                     stdout=out, stderr=subprocess.STDOUT,
-                                     cwd=self.workdir, env=env,
-                                     preexec_fn=conformance._set_pdeathsig)
-        out.close()
-
-    def passed(self, what):
-        self.results.append(what)
-        log("PASS: %s" % what)
-
-    def query(self, obj):
-        res, err = self.api.request("objects/query", {"objects": {obj: None}})
-        if err is not None:
-            raise Failure("objects/query %s failed: %r" % (obj, err))
-        try:
-            return res["status"][obj]
-        except (TypeError, KeyError):
-            raise Failure("objects/query %s: unexpected result %r"
-                          % (obj, res))
-
-    def check_healthy(self, phase):
-        self.check_processes()
-        res = self.info(timeout=15.0)
-        st = None if res is None else res.get("state")
-        if st != "ready":
-            raise Failure("%s: printer not ready: %r %s" % (
-                phase, st, "" if res is None
-                else res.get("state_message", "").strip()))
-        text = self.log_text()
-        for bad in ("shutdown", "Shutdown"):
-            if bad in text:
-                lines = [l for l in text.splitlines() if bad in l]
-                raise Failure("%s: klippy.log reports a shutdown: %s"
-                              % (phase, " | ".join(lines[:5])))
+        self.launch(PRINTER_CFG.format(tty=self.args.tty))
 
     def wait_temperature(self, want, timeout=10.0, obj=SENSOR, tol=0.01):
         deadline = time.monotonic() + timeout

