@@ -217,13 +217,20 @@ fn why_not(t0: Instant) -> Option<String> {
     }
 }
 
-/// Cross-build the MCU (with the simulated board, which the suites use)
-/// for every architecture, statically, once.
-fn build(t0: Instant) -> Result<PathBuf, String> {
+/// Cross-build klipper_mcu for every architecture, statically, once per
+/// kind: the debug build with the simulated board, which the suites use,
+/// or the product (release profile, no simulated board, stripped), which
+/// the images ship.
+fn cross_build(t0: Instant, release: bool) -> Result<PathBuf, String> {
     let target = repo().join("target/arch");
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(repo())
-        .args(["build", "--bin", "klipper_mcu", "--features", "sim"])
+        .args(["build", "--bin", "klipper_mcu"])
+        .args(if release {
+            &["--release"][..]
+        } else {
+            &["--features", "sim"][..]
+        })
         .env("CARGO_TARGET_DIR", &target)
         .env("RUSTFLAGS", "-C target-feature=+crt-static");
     for a in ARCHES {
@@ -234,34 +241,13 @@ fn build(t0: Instant) -> Result<PathBuf, String> {
         );
         cmd.env(var, a.linker);
     }
-    log(t0, "cross-building klipper_mcu for armv7 and aarch64");
-    run(&mut cmd)?;
-    log(t0, "cross builds done");
-    Ok(target)
-}
-
-/// Cross-build the product (release profile, no simulated board, stripped)
-/// for every architecture, statically, once: what the images ship.
-fn build_release(t0: Instant) -> Result<PathBuf, String> {
-    let target = repo().join("target/arch");
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(repo())
-        .args(["build", "--release", "--bin", "klipper_mcu"])
-        .env("CARGO_TARGET_DIR", &target)
-        .env("RUSTFLAGS", "-C target-feature=+crt-static");
-    for a in ARCHES {
-        cmd.args(["--target", a.triple]);
-        let var = format!(
-            "CARGO_TARGET_{}_LINKER",
-            a.triple.to_uppercase().replace('-', "_")
-        );
-        cmd.env(var, a.linker);
-    }
+    let kind = if release { "release" } else { "test" };
     log(
         t0,
-        "cross-building the release klipper_mcu for armv7 and aarch64",
+        &format!("cross-building the {kind} klipper_mcu for armv7 and aarch64"),
     );
     run(&mut cmd)?;
+    log(t0, "cross builds done");
     Ok(target)
 }
 
@@ -271,7 +257,9 @@ fn build_release(t0: Instant) -> Result<PathBuf, String> {
 /// out of it and checked for its architecture, then run once under
 /// qemu-user: it must serve the data dictionary and the clock.
 fn hostmcu_image(t0: Instant, a: &Arch) -> Result<(), Failed> {
-    let release = BUILT_RELEASE.get_or_init(|| build_release(t0)).clone()?;
+    let release = BUILT_RELEASE
+        .get_or_init(|| cross_build(t0, true))
+        .clone()?;
     let built = release.join(a.triple).join("release/klipper_mcu");
     let state = repo().join("target/tmp/container");
     let ctx = repo().join(format!("target/arch/image-{}", a.name));
@@ -530,7 +518,7 @@ fn main() {
     for a in ARCHES {
         trials.push(
             Trial::test(format!("arch::{}::static_build", a.name), move || {
-                let target = BUILT.get_or_init(|| build(t0)).clone()?;
+                let target = BUILT.get_or_init(|| cross_build(t0, false)).clone()?;
                 check_elf(&binary(&target, a), a)
             })
             .with_ignored_flag(skip.is_some()),
@@ -554,7 +542,7 @@ fn main() {
         for &(suite, left_out) in SUITES {
             trials.push(
                 Trial::test(format!("arch::{}::{suite}", a.name), move || {
-                    let target = BUILT.get_or_init(|| build(t0)).clone()?;
+                    let target = BUILT.get_or_init(|| cross_build(t0, false)).clone()?;
                     run_suite(t0, &binary(&target, a), a, suite, left_out)
                 })
                 .with_ignored_flag(skip.is_some()),

@@ -185,6 +185,12 @@ class Harness:
                                      preexec_fn=_set_pdeathsig)
         out.close()
 
+    def close(self):
+        """Release what the driver holds besides Kalico (after the run)."""
+
+    def summary(self, log):
+        log("states seen: %s" % " -> ".join(map(str, self.states_seen)))
+
     def stop_kalico(self):
         self.api.close()
         p = self.proc
@@ -403,21 +409,24 @@ def key_lines(path, n):
     return "\n".join(out[:n])
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def harness_main(harness_cls, doc, log, add_args=None,
+                 tty_help="MCU pty link (-I path)", mcu_pid_required=False):
+    """The command line and run of a driver: parse the common options (and
+    the driver's own, through add_args), run the harness, report, return
+    the exit status."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--kalico", required=True, help="path of `kalico`")
-    ap.add_argument("--tty", required=True, help="MCU pty link (-I path)")
+    ap.add_argument("--tty", required=True, help=tty_help)
     ap.add_argument("--workdir", required=True, help="scratch directory")
     ap.add_argument("--mcu-pid", type=int, default=0,
+                    required=mcu_pid_required,
                     help="pid of the MCU process, checked to stay alive")
     ap.add_argument("--timeout", type=float, default=60.0,
                     help="seconds allowed to reach ready (each time)")
-    ap.add_argument("--settle", type=float, default=3.0,
-                    help="seconds the printer must stay ready")
-    ap.add_argument("--restarts", type=int, default=1,
-                    help="number of FIRMWARE_RESTART cycles")
+    if add_args is not None:
+        add_args(ap)
     args = ap.parse_args()
-    h = Harness(args)
+    h = harness_cls(args)
     ok = False
     try:
         h.run()
@@ -430,7 +439,8 @@ def main():
         log("FAIL: driver error: %r" % (e,))
     finally:
         h.stop_kalico()
-    log("states seen: %s" % " -> ".join(map(str, h.states_seen)))
+        h.close()
+    h.summary(log)
     if not ok:
         sys.stdout.write("\n===== klippy.log lines about the MCU =====\n%s\n"
                          % key_lines(h.log_path, 40))
@@ -442,6 +452,15 @@ def main():
         return 1
     log("PASS")
     return 0
+
+
+def main():
+    def add_args(ap):
+        ap.add_argument("--settle", type=float, default=3.0,
+                        help="seconds the printer must stay ready")
+        ap.add_argument("--restarts", type=int, default=1,
+                        help="number of FIRMWARE_RESTART cycles")
+    return harness_main(Harness, __doc__, log, add_args)
 
 
 if __name__ == "__main__":

