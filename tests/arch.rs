@@ -21,13 +21,18 @@
 //! And the `hostmcu` image for `linux/arm/v7` and `linux/arm64`
 //! (`arch::NAME::hostmcu_image`): assembled with podman from the release
 //! cross build (`--build-context build=DIR`, nothing pulled, nothing run
-//! for the foreign platform), saved as a registry would receive it, its
-//! config checked for the platform (os, architecture, variant), its binary
-//! taken out of the layer and checked for its ELF class and machine, then
-//! run once under qemu-user: it must serve the data dictionary and the
-//! clock through its pty. Needs root (rootful podman, set up as in
-//! `tests/container.rs`, shared through `tests/image/`);
-//! `KLIPPER_MCU_CONTAINER_TEST=skip` skips these two as well.
+//! for the foreign platform), checked with `podman image inspect` (os,
+//! architecture) and as a registry would receive it (`podman save`: the
+//! config's os, architecture and variant), its binary taken out of the
+//! layer and checked for its ELF class and machine, then run once with
+//! `podman run` as deployed (read-only, no capabilities): there is no
+//! binfmt_misc, so the host's qemu-user is bind-mounted in and put before
+//! the image's entrypoint and health check. It must serve the data
+//! dictionary and the clock through its pty, pass its health check and
+//! exit 0 on SIGTERM. The broken case is a trial too: an arm/v7 image
+//! holding the aarch64 binary must be refused. Needs root (rootful podman,
+//! set up as in `tests/container.rs`, shared through `tests/image/`);
+//! `KLIPPER_MCU_CONTAINER_TEST=skip` skips these three as well.
 //!
 //! Two tests are left out under emulation, with the reason: re-execution
 //! through `config_reset` (the emulated process execs an ARM binary, which
