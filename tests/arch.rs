@@ -283,7 +283,6 @@ fn podman_state() -> PathBuf {
 /// `podman run`, qemu-user as its entrypoint: it must serve the data
 /// dictionary and the clock, pass its health check and stop cleanly.
 fn hostmcu_image(t0: Instant, a: &Arch) -> Result<(), Failed> {
-    image::ensure_podman(&|w| log(t0, w));
     let podman = image::Podman::for_state(&podman_state());
     let tag = format!("localhost/klipper-mcu-hostmcu:{}-test", a.name);
     let name = format!(
@@ -306,7 +305,6 @@ fn hostmcu_image(t0: Instant, a: &Arch) -> Result<(), Failed> {
 /// holding the aarch64 binary must be refused.
 fn hostmcu_image_wrong_binary(t0: Instant) -> Result<(), Failed> {
     let (a, from) = (&ARCHES[0], &ARCHES[1]);
-    image::ensure_podman(&|w| log(t0, w));
     let podman = image::Podman::for_state(&podman_state());
     let tag = format!(
         "localhost/klipper-mcu-hostmcu:{}-with-{}-test",
@@ -714,13 +712,15 @@ fn main() {
     if let Some(why) = &skip {
         eprintln!("arch tests ignored: {why}");
     }
-    // The image trials need rootful podman too.
+    // The image trials need rootful podman too (installed when missing).
     let image_skip = skip.clone().or_else(|| {
-        if std::env::var("KLIPPER_MCU_CONTAINER_TEST").as_deref() == Ok("skip") {
-            return Some("KLIPPER_MCU_CONTAINER_TEST=skip".to_string());
+        if args.list {
+            None
+        } else if std::env::var("KLIPPER_MCU_CONTAINER_TEST").as_deref() == Ok("skip") {
+            Some("KLIPPER_MCU_CONTAINER_TEST=skip".to_string())
+        } else {
+            image::podman_unavailable(&|w| log(t0, w))
         }
-        // SAFETY: geteuid has no preconditions.
-        (unsafe { libc::geteuid() } != 0).then(|| "needs root (rootful podman)".to_string())
     });
     if let Some(why) = &image_skip {
         eprintln!("arch::*::hostmcu_image* ignored: {why}");

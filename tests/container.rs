@@ -29,15 +29,16 @@
 //! default ulimits, vfs storage, no network. The system's configuration and
 //! storage are left alone.
 //!
-//! Needs root (rootful podman, apt-get). Not root: the test is reported
-//! ignored, with the reason. `KLIPPER_MCU_CONTAINER_TEST=skip` skips it too.
+//! Needs root (rootful podman, apt-get). Not root, or podman missing and
+//! apt-get unable to install it: the test is reported ignored, with the
+//! reason. `KLIPPER_MCU_CONTAINER_TEST=skip` skips it too.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
 mod image;
-use image::{ensure_podman, run, Cleanup, Podman, Port, GID, UID};
+use image::{run, Cleanup, Podman, Port, GID, UID};
 
 const IMAGE: &str = "localhost/klipper-mcu-hostmcu:test";
 const MAX_IMAGE_BYTES: u64 = 5_000_000;
@@ -81,39 +82,35 @@ fn proc_ids(pid: u32, key: &str) -> Vec<u32> {
         .collect()
 }
 
-/// Why the test cannot run here, if it cannot.
-fn skip_reason() -> Option<&'static str> {
+/// Why the test cannot run here, if it cannot; installs podman and runc
+/// when missing, as root.
+fn skip_reason(t0: Instant) -> Option<String> {
     if std::env::var("KLIPPER_MCU_CONTAINER_TEST").as_deref() == Ok("skip") {
-        return Some("KLIPPER_MCU_CONTAINER_TEST=skip");
-    }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("needs root (rootful podman, apt-get)");
+        return Some("KLIPPER_MCU_CONTAINER_TEST=skip".into());
     }
     if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
-        return Some("the host build is for x86_64 Linux");
+        return Some("the host build is for x86_64 Linux".into());
     }
-    None
+    image::podman_unavailable(&|w| log(t0, w))
 }
 
 /// One trial, reported ignored with its reason where it cannot run.
 fn main() {
     let args = libtest_mimic::Arguments::from_args();
+    let t0 = Instant::now();
     let name = "hostmcu_image_serves_klippy_from_a_container";
-    let mut t = libtest_mimic::Trial::test(name, || {
-        hostmcu_image_serves_klippy_from_a_container();
+    let mut t = libtest_mimic::Trial::test(name, move || {
+        hostmcu_image_serves_klippy_from_a_container(t0);
         Ok(())
     });
-    if let Some(why) = skip_reason() {
+    if let Some(why) = if args.list { None } else { skip_reason(t0) } {
         eprintln!("{name}: ignored: {why}");
         t = t.with_ignored_flag(true);
     }
     libtest_mimic::run(&args, vec![t]).exit();
 }
 
-fn hostmcu_image_serves_klippy_from_a_container() {
-    let t0 = Instant::now();
-    ensure_podman(&|w| log(t0, w));
+fn hostmcu_image_serves_klippy_from_a_container(t0: Instant) {
     log(t0, "podman and runc present");
 
     // Everything this test keeps lives under target/tmp/container/.

@@ -68,24 +68,44 @@ fn have(program: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Install podman and runc from Debian's packages unless both are there.
-pub fn ensure_podman(log: &dyn Fn(&str)) {
+/// Why podman cannot be used here, if it cannot: not root (rootful
+/// podman, apt-get), or podman and runc missing and apt-get unable to
+/// install them. Installs them from Debian's packages when missing.
+pub fn podman_unavailable(log: &dyn Fn(&str)) -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("needs root (rootful podman, apt-get)".into());
+    }
     if have("podman") && have("runc") {
-        return;
+        return None;
     }
     log("installing podman and runc with apt-get");
-    let apt = |args: &[&str]| {
-        run(Command::new("apt-get")
-            .args(["-q", "-y", "-o", "DPkg::Lock::Timeout=300"])
+    let apt = |args: &[&str]| -> Result<(), String> {
+        let mut cmd = Command::new("apt-get");
+        cmd.args(["-q", "-y", "-o", "DPkg::Lock::Timeout=300"])
             .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive"))
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        let out = cmd
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("apt-get: {e}"))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(format!(
+            "{} failed ({}): {}",
+            describe(&cmd),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     };
-    apt(&["update"]);
-    apt(&["install", "podman", "runc"]);
-    assert!(
-        have("podman") && have("runc"),
-        "podman/runc still missing after apt-get install"
-    );
+    if let Err(e) = apt(&["update"]).and_then(|()| apt(&["install", "podman", "runc"])) {
+        return Some(format!("podman and runc missing, and {e}"));
+    }
+    if !(have("podman") && have("runc")) {
+        return Some("podman/runc still missing after apt-get install".into());
+    }
+    None
 }
 
 /// Podman, configured for this test only.
