@@ -16,9 +16,10 @@
 #       cargo build --release --target x86_64-unknown-linux-gnu
 #   mkdir -p DIR/out && cp target/x86_64-unknown-linux-gnu/release/klipper_mcu DIR/out/
 #   podman build --format docker --no-cache --build-context build=DIR --target hostmcu .
-# (--no-cache with podman 4.3, whose layer cache ignores --platform; the
-# same works for --platform linux/arm64 and linux/arm/v7 from the cross
-# builds, as tests/arch.rs does.)
+# (--no-cache with podman 4.3, whose layer cache ignores --platform. The
+# same works for --platform linux/arm64 and linux/arm/v7 from the static
+# cross builds: tests/arch.rs builds both that way, checks their platform
+# and binary, and runs each under qemu-user.)
 # (--format docker keeps the HEALTHCHECK: the OCI image format has no field
 # for it. docker buildx keeps it as it is.)
 #

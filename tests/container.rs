@@ -29,20 +29,18 @@
 //! default ulimits, vfs storage, no network. The system's configuration and
 //! storage are left alone.
 //!
-//! Needs root (rootful podman, apt-get). Not root: the test is reported
-//! ignored, with the reason. `KLIPPER_MCU_CONTAINER_TEST=skip` skips it too.
+//! Needs root (rootful podman, apt-get). Not root, or podman missing and
+//! apt-get unable to install it: the test is reported ignored, with the
+//! reason. `KLIPPER_MCU_CONTAINER_TEST=skip` skips it too.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 mod image;
-use image::{ensure_podman, run, Podman, Port, TIMEOUT};
+use image::{run, Cleanup, Podman, Port, GID, UID};
 
 const IMAGE: &str = "localhost/klipper-mcu-hostmcu:test";
-/// The user and group the Dockerfile documents.
-const UID: u32 = 1000;
-const GID: u32 = 1000;
 const MAX_IMAGE_BYTES: u64 = 5_000_000;
 const RUST_TARGET: &str = "x86_64-unknown-linux-gnu";
 
@@ -52,39 +50,6 @@ fn repo() -> PathBuf {
 
 fn log(t0: Instant, what: &str) {
     eprintln!("[container {:6.1}s] {what}", t0.elapsed().as_secs_f64());
-}
-
-/// Removes the container (and dangling images) however the test ends.
-struct Cleanup<'a> {
-    podman: &'a Podman,
-    name: String,
-    run_dir: PathBuf,
-}
-
-impl Drop for Cleanup<'_> {
-    fn drop(&mut self) {
-        let _ = self
-            .podman
-            .output(&["rm", "-f", "-t", "2", "--ignore", &self.name]);
-        let _ = self.podman.output(&["image", "prune", "-f"]);
-        let _ = std::fs::remove_dir_all(&self.run_dir);
-    }
-}
-
-fn podman_logs(podman: &Podman, name: &str) -> String {
-    let out = podman.output(&["logs", name]);
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn inspect(podman: &Podman, name: &str, format: &str) -> String {
-    podman
-        .run(&["inspect", name, "--format", format])
-        .trim()
-        .to_string()
 }
 
 /// Whether an ELF64 little-endian executable has a PT_INTERP program
@@ -117,39 +82,35 @@ fn proc_ids(pid: u32, key: &str) -> Vec<u32> {
         .collect()
 }
 
-/// Why the test cannot run here, if it cannot.
-fn skip_reason() -> Option<&'static str> {
+/// Why the test cannot run here, if it cannot; installs podman and runc
+/// when missing, as root.
+fn skip_reason(t0: Instant) -> Option<String> {
     if std::env::var("KLIPPER_MCU_CONTAINER_TEST").as_deref() == Ok("skip") {
-        return Some("KLIPPER_MCU_CONTAINER_TEST=skip");
-    }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("needs root (rootful podman, apt-get)");
+        return Some("KLIPPER_MCU_CONTAINER_TEST=skip".into());
     }
     if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
-        return Some("the host build is for x86_64 Linux");
+        return Some("the host build is for x86_64 Linux".into());
     }
-    None
+    image::podman_unavailable(&|w| log(t0, w))
 }
 
 /// One trial, reported ignored with its reason where it cannot run.
 fn main() {
     let args = libtest_mimic::Arguments::from_args();
+    let t0 = Instant::now();
     let name = "hostmcu_image_serves_klippy_from_a_container";
-    let mut t = libtest_mimic::Trial::test(name, || {
-        hostmcu_image_serves_klippy_from_a_container();
+    let mut t = libtest_mimic::Trial::test(name, move || {
+        hostmcu_image_serves_klippy_from_a_container(t0);
         Ok(())
     });
-    if let Some(why) = skip_reason() {
+    if let Some(why) = if args.list { None } else { skip_reason(t0) } {
         eprintln!("{name}: ignored: {why}");
         t = t.with_ignored_flag(true);
     }
     libtest_mimic::run(&args, vec![t]).exit();
 }
 
-fn hostmcu_image_serves_klippy_from_a_container() {
-    let t0 = Instant::now();
-    ensure_podman(&|w| log(t0, w));
+fn hostmcu_image_serves_klippy_from_a_container(t0: Instant) {
     log(t0, "podman and runc present");
 
     // Everything this test keeps lives under target/tmp/container/.
@@ -251,51 +212,18 @@ fn hostmcu_image_serves_klippy_from_a_container() {
     let _cleanup = Cleanup {
         podman: &podman,
         name: name.clone(),
+        images: Vec::new(),
         run_dir: run_dir.clone(),
     };
     podman.run(&["rm", "-f", "-t", "2", "--ignore", &name]); // a previous, killed run
-    let volume = format!("{}:/opt/printer_data/run", run_dir.display());
-    // As deploy/README.md recommends: no capabilities, read-only root,
-    // no privilege gain; /dev shared so that /dev/ptmx and /dev/pts are
-    // the host's (the device cgroup still allows only the default nodes).
-    podman.run(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        "--network",
-        "none",
-        "--read-only",
-        "--cap-drop",
-        "ALL",
-        "--security-opt",
-        "no-new-privileges",
-        "-v",
-        &volume,
-        "-v",
-        "/dev:/dev",
-        IMAGE,
-    ]);
+                                                             // As deploy/README.md recommends (no capabilities, read-only root, no
+                                                             // privilege gain), with the host's /dev shared.
+    run(podman
+        .cmd()
+        .args(image::run_args(&name, &run_dir))
+        .arg(IMAGE));
     let link = run_dir.join("klipper_host_mcu.tty");
-    let deadline = Instant::now() + TIMEOUT;
-    let tty = loop {
-        if let Ok(t) = std::fs::read_link(&link) {
-            if t.exists() {
-                break t;
-            }
-        }
-        let state = inspect(&podman, &name, "{{.State.Status}}");
-        if state != "running" && state != "created" {
-            panic!("container {state}; logs:\n{}", podman_logs(&podman, &name));
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no link at {} after {TIMEOUT:?}; logs:\n{}",
-            link.display(),
-            podman_logs(&podman, &name)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let tty = podman.wait_link(&name, &link);
     log(
         t0,
         &format!("container up: {} -> {}", link.display(), tty.display()),
@@ -316,10 +244,10 @@ fn hostmcu_image_serves_klippy_from_a_container() {
 
     // 5. Non-root, in the image's configuration and in fact.
     assert_eq!(
-        inspect(&podman, &name, "{{.Config.User}}"),
+        podman.inspect(&name, "{{.Config.User}}"),
         format!("{UID}:{GID}")
     );
-    let pid: u32 = inspect(&podman, &name, "{{.State.Pid}}").parse().unwrap();
+    let pid: u32 = podman.inspect(&name, "{{.State.Pid}}").parse().unwrap();
     assert_eq!(
         proc_ids(pid, "Uid:"),
         vec![UID; 4],
@@ -346,7 +274,7 @@ fn hostmcu_image_serves_klippy_from_a_container() {
         hc.status,
         String::from_utf8_lossy(&hc.stdout),
         String::from_utf8_lossy(&hc.stderr),
-        podman_logs(&podman, &name)
+        podman.logs(&name)
     );
     let bad = podman.output(&[
         "exec",
@@ -364,36 +292,6 @@ fn hostmcu_image_serves_klippy_from_a_container() {
     log(t0, &format!("get_clock: clock={clock}"));
 
     // 6. SIGTERM: podman stop, exit status 0, quickly; link removed.
-    let stop0 = Instant::now();
-    podman.run(&["stop", "-t", "10", &name]);
-    let took = stop0.elapsed();
-    let code = inspect(&podman, &name, "{{.State.ExitCode}}");
-    log(
-        t0,
-        &format!("podman stop took {took:?}, exit status {code}"),
-    );
-    assert_eq!(
-        code,
-        "0",
-        "exit status after SIGTERM; logs:\n{}",
-        podman_logs(&podman, &name)
-    );
-    assert!(
-        took < Duration::from_secs(5),
-        "stopping took {took:?} (SIGTERM not honoured?)"
-    );
-    assert!(
-        std::fs::symlink_metadata(&link).is_err(),
-        "the link {} is still there after a clean exit",
-        link.display()
-    );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !port.hung_up && Instant::now() < deadline {
-        port.poll(Duration::from_millis(50));
-    }
-    assert!(
-        port.hung_up,
-        "the host's end of the terminal did not hang up"
-    );
+    podman.stop_cleanly(&name, &mut port, &link, &|w| log(t0, w));
     log(t0, "container test passed");
 }

@@ -1,6 +1,6 @@
 //! What the image tests share (`tests/container.rs`, `tests/arch.rs`):
-//! running commands, podman configured for the tests alone, and the
-//! host's end of an MCU's terminal.
+//! running commands, podman configured for the tests alone, running the
+//! image as deployed, and the host's end of an MCU's terminal.
 
 #![allow(dead_code)]
 
@@ -68,24 +68,44 @@ fn have(program: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Install podman and runc from Debian's packages unless both are there.
-pub fn ensure_podman(log: &dyn Fn(&str)) {
+/// Why podman cannot be used here, if it cannot: not root (rootful
+/// podman, apt-get), or podman and runc missing and apt-get unable to
+/// install them. Installs them from Debian's packages when missing.
+pub fn podman_unavailable(log: &dyn Fn(&str)) -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("needs root (rootful podman, apt-get)".into());
+    }
     if have("podman") && have("runc") {
-        return;
+        return None;
     }
     log("installing podman and runc with apt-get");
-    let apt = |args: &[&str]| {
-        run(Command::new("apt-get")
-            .args(["-q", "-y", "-o", "DPkg::Lock::Timeout=300"])
+    let apt = |args: &[&str]| -> Result<(), String> {
+        let mut cmd = Command::new("apt-get");
+        cmd.args(["-q", "-y", "-o", "DPkg::Lock::Timeout=300"])
             .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive"))
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        let out = cmd
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("apt-get: {e}"))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(format!(
+            "{} failed ({}): {}",
+            describe(&cmd),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     };
-    apt(&["update"]);
-    apt(&["install", "podman", "runc"]);
-    assert!(
-        have("podman") && have("runc"),
-        "podman/runc still missing after apt-get install"
-    );
+    if let Err(e) = apt(&["update"]).and_then(|()| apt(&["install", "podman", "runc"])) {
+        return Some(format!("podman and runc missing, and {e}"));
+    }
+    if !(have("podman") && have("runc")) {
+        return Some("podman/runc still missing after apt-get install".into());
+    }
+    None
 }
 
 /// Podman, configured for this test only.
@@ -162,6 +182,141 @@ impl Podman {
 
     pub fn output(&self, args: &[&str]) -> Output {
         output(self.cmd().args(args))
+    }
+}
+
+/// The user and group the Dockerfile documents.
+pub const UID: u32 = 1000;
+pub const GID: u32 = 1000;
+
+impl Podman {
+    /// What the container printed.
+    pub fn logs(&self, name: &str) -> String {
+        let out = self.output(&["logs", name]);
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+
+    /// `podman inspect NAME --format FORMAT`, trimmed.
+    pub fn inspect(&self, name: &str, format: &str) -> String {
+        self.run(&["inspect", name, "--format", format])
+            .trim()
+            .to_string()
+    }
+
+    /// Wait for the MCU in container `name` to link its terminal at `link`
+    /// (a host path); returns the link's target.
+    pub fn wait_link(&self, name: &str, link: &Path) -> PathBuf {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Ok(t) = std::fs::read_link(link) {
+                if t.exists() {
+                    return t;
+                }
+            }
+            let state = self.inspect(name, "{{.State.Status}}");
+            if state != "running" && state != "created" {
+                panic!("container {state}; logs:\n{}", self.logs(name));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no link at {} after {TIMEOUT:?}; logs:\n{}",
+                link.display(),
+                self.logs(name)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `podman stop` (SIGTERM): the MCU must exit with status 0 within a
+    /// few seconds, remove its link, and hang up the host's end.
+    pub fn stop_cleanly(&self, name: &str, port: &mut Port, link: &Path, log: &dyn Fn(&str)) {
+        let stop0 = Instant::now();
+        self.run(&["stop", "-t", "10", name]);
+        let took = stop0.elapsed();
+        let code = self.inspect(name, "{{.State.ExitCode}}");
+        log(&format!("podman stop took {took:?}, exit status {code}"));
+        assert_eq!(
+            code,
+            "0",
+            "exit status after SIGTERM; logs:\n{}",
+            self.logs(name)
+        );
+        assert!(
+            took < Duration::from_secs(5),
+            "stopping took {took:?} (SIGTERM not honoured?)"
+        );
+        assert!(
+            std::fs::symlink_metadata(link).is_err(),
+            "the link {} is still there after a clean exit",
+            link.display()
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !port.hung_up && Instant::now() < deadline {
+            port.poll(Duration::from_millis(50));
+        }
+        assert!(
+            port.hung_up,
+            "the host's end of the terminal did not hang up"
+        );
+    }
+}
+
+/// `podman run -d` as deploy/README.md recommends: no network, no
+/// capabilities, read-only root, no privilege gain; the host folder
+/// `run_dir` at /opt/printer_data/run and the host's /dev shared, so that
+/// /dev/ptmx and /dev/pts are the host's (a bind of /dev/pts alone leaves
+/// /dev/ptmx a link to the host's pts/ptmx, mode 000; the device cgroup
+/// still allows only the default nodes). The image and what follows it
+/// are the caller's to add.
+pub fn run_args(name: &str, run_dir: &Path) -> Vec<String> {
+    let volume = format!("{}:/opt/printer_data/run", run_dir.display());
+    [
+        "run",
+        "-d",
+        "--pull=never",
+        "--name",
+        name,
+        "--network",
+        "none",
+        "--read-only",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        "-v",
+        &volume,
+        "-v",
+        "/dev:/dev",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Removes the container, the images named and dangling images, and the
+/// run folder, however the test ends.
+pub struct Cleanup<'a> {
+    pub podman: &'a Podman,
+    pub name: String,
+    pub images: Vec<String>,
+    pub run_dir: PathBuf,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        if !self.name.is_empty() {
+            let _ = self
+                .podman
+                .output(&["rm", "-f", "-t", "2", "--ignore", &self.name]);
+        }
+        for i in &self.images {
+            let _ = self.podman.output(&["image", "rm", "-f", i]);
+        }
+        let _ = self.podman.output(&["image", "prune", "-f"]);
+        let _ = std::fs::remove_dir_all(&self.run_dir);
     }
 }
 
