@@ -34,6 +34,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import conformance  # noqa: E402
 import gpio_conformance  # noqa: E402
 from conformance import Failure  # noqa: E402
 
@@ -46,14 +47,7 @@ MEASURE_SECS = 5.0
 # The waveform of the measurement: raw counts (256 = 1 g on z).
 X_AMP, X_FREQ, Y_RAW, Z_RAW = 1000, 40.0, 100, 256
 
-PRINTER_CFG = """\
-[mcu]
-serial: {tty}
-
-[printer]
-kinematics: none
-max_velocity: 100
-max_accel: 1000
+PRINTER_CFG = conformance.CFG_HEAD + """
 
 [adxl345]
 cs_pin: mcu:None
@@ -61,12 +55,7 @@ spi_bus: spidev0.0
 rate: {rate}
 """
 
-T0 = time.monotonic()
-
-
-def log(msg):
-    sys.stdout.write("[accel %7.2fs] %s\n" % (time.monotonic() - T0, msg))
-    sys.stdout.flush()
+log = conformance.make_log("accel")
 
 
 class SimBoard(gpio_conformance.SimBoard):

@@ -28,7 +28,6 @@ library (and the sibling conformance.py) is used.
 """
 import os
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -49,14 +48,7 @@ X_MOVE = 10.0
 Z_MOVE = 50.0
 Z_SPEED = 5.0
 
-PRINTER_CFG = """\
-[mcu]
-serial: {tty}
-
-[printer]
-kinematics: none
-max_velocity: 100
-max_accel: 1000
+PRINTER_CFG = conformance.CFG_HEAD + """
 
 [output_pin led]
 pin: gpio20
@@ -94,12 +86,7 @@ release_gcode:
   SET_PIN PIN=button_led VALUE=0
 """
 
-T0 = time.monotonic()
-
-
-def log(msg):
-    sys.stdout.write("[gpio %7.2fs] %s\n" % (time.monotonic() - T0, msg))
-    sys.stdout.flush()
+log = conformance.make_log("gpio")
 
 
 class SimBoard:
@@ -231,25 +218,8 @@ class SimHarness(conformance.Harness):
         self.results = []
 
     def launch(self, cfg, env_extra=None):
-        """Write printer.cfg and start Kalico on it."""
-        with open(self.cfg, "w") as f:
-            f.write(cfg)
         log("printer.cfg:\n" + cfg)
-        argv = [self.args.kalico, self.cfg, "-a", self.sock_path,
-                "-l", self.log_path,
-                # Its own G-code pty: the default /tmp/printer is shared by
-                # every Kalico on the machine, and parallel tests race on it.
-                "-I", os.path.join(os.path.dirname(self.log_path), "printer")]
-        log("starting: %s" % " ".join(argv))
-        out = open(self.out_path, "wb")
-        env = dict(os.environ)
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        env.update(env_extra or {})
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                     stdout=out, stderr=subprocess.STDOUT,
-                                     cwd=self.workdir, env=env,
-                                     preexec_fn=conformance._set_pdeathsig)
-        out.close()
+        conformance.Harness.launch(self, cfg, env_extra)
 
     def close(self):
         self.sim.close()

@@ -35,11 +35,14 @@ Exit status 0 on success, 1 with a message otherwise.
 """
 import argparse
 import os
-import socket
 import struct
 import sys
-import time
 import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import conformance  # noqa: E402
+from conformance import Failure  # noqa: E402
+from gpio_conformance import SimBoard  # noqa: E402
 
 REFERENCE = [
     "config_sos_filter oid=%c max_sections=%c",
@@ -74,38 +77,13 @@ KALICO_WANTS = [
 ]
 
 STEP, DIR, DOUT, SCLK = 50, 51, 56, 57
-T0 = time.monotonic()
 SERIAL = []
-
-
-def log(msg):
-    sys.stdout.write("[probe %6.2fs] %s\n" % (time.monotonic() - T0, msg))
-    sys.stdout.flush()
-
-
-class Failure(Exception):
-    pass
+log = conformance.make_log("probe", 6)
 
 
 def check(cond, what):
     if not cond:
         raise Failure(what)
-
-
-class SimBoard:
-    def __init__(self, path, client_path):
-        self.path = path
-        try:
-            os.unlink(client_path)
-        except OSError:
-            pass
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(client_path)
-        self.sock.settimeout(5.0)
-
-    def request(self, text):
-        self.sock.sendto(text.encode(), self.path)
-        return self.sock.recv(65536).decode()
 
 
 def run(r, args, sim):

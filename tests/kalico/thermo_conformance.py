@@ -29,17 +29,11 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import conformance  # noqa: E402
 import gpio_conformance  # noqa: E402
 from conformance import Failure  # noqa: E402
 
-PRINTER_CFG = """\
-[mcu]
-serial: {tty}
-
-[printer]
-kinematics: none
-max_velocity: 100
-max_accel: 1000
+PRINTER_CFG = conformance.CFG_HEAD + """
 
 [temperature_sensor chamber]
 sensor_type: MAX31855
@@ -84,12 +78,7 @@ OTHERS = [
 
 SENSOR = "temperature_sensor chamber"
 
-T0 = time.monotonic()
-
-
-def log(msg):
-    sys.stdout.write("[thermo %7.2fs] %s\n" % (time.monotonic() - T0, msg))
-    sys.stdout.flush()
+log = conformance.make_log("thermo")
 
 class ThermoHarness(gpio_conformance.SimHarness):
     def start_kalico(self):
