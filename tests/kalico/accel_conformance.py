@@ -286,17 +286,11 @@ class AccelHarness(gpio_conformance.SimHarness):
                     % (span, RATE, len(rows), skip))
 
     def run(self):
-        a = self.args
         log("sim board clock: %d" % self.sim.wait_up())
-        self.start_kalico()
-        self.wait_ready(a.timeout, "startup")
-        self.check_healthy("startup")
-        for name, test in (("debug read", self.test_debug_read),
-                           ("query", self.test_query),
-                           ("measure", self.test_measure)):
-            log("--- %s ---" % name)
-            test()
-            self.check_healthy("after " + name)
+        self.start_ready()
+        self.run_checks((("debug read", self.test_debug_read),
+                         ("query", self.test_query),
+                         ("measure", self.test_measure)))
 
 
 def main():

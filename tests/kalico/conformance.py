@@ -334,16 +334,21 @@ class Harness:
             phase, st.get("mcu_version"), st.get("app"),
             " ".join("%s=%s" % kv for kv in sorted(consts.items()))))
 
+    def require_ready(self, phase, what):
+        """Kalico and the MCU running and the printer ready, or fail with
+        `what` and klippy's state."""
+        self.check_processes()
+        res = self.info(timeout=15.0)
+        st = None if res is None else res.get("state")
+        if st != "ready":
+            raise Failure("%s: %s: %r %s" % (
+                phase, what, st, "" if res is None
+                else res.get("state_message", "").strip()))
+
     def stays_ready(self, secs, phase):
         deadline = time.monotonic() + secs
         while time.monotonic() < deadline:
-            self.check_processes()
-            res = self.info(timeout=15.0)
-            st = None if res is None else res.get("state")
-            if st != "ready":
-                raise Failure("%s: printer left ready state: %r %s" % (
-                    phase, st, "" if res is None
-                    else res.get("state_message", "").strip()))
+            self.require_ready(phase, "printer left ready state")
             time.sleep(0.5)
 
     def log_text(self):

@@ -252,14 +252,21 @@ class SimHarness(conformance.Harness):
             raise Failure("objects/query %s: unexpected result %r"
                           % (obj, res))
 
+    def start_ready(self):
+        """Start Kalico; the printer must become ready and healthy."""
+        self.start_kalico()
+        self.wait_ready(self.args.timeout, "startup")
+        self.check_healthy("startup")
+
+    def run_checks(self, checks):
+        """Each (name, check) in turn, the printer healthy after each."""
+        for name, check in checks:
+            log("--- %s ---" % name)
+            check()
+            self.check_healthy("after " + name)
+
     def check_healthy(self, phase):
-        self.check_processes()
-        res = self.info(timeout=15.0)
-        st = None if res is None else res.get("state")
-        if st != "ready":
-            raise Failure("%s: printer not ready: %r %s" % (
-                phase, st, "" if res is None
-                else res.get("state_message", "").strip()))
+        self.require_ready(phase, "printer not ready")
         if self.CHECK_WEBHOOKS:
             wh = self.query("webhooks")
             if wh.get("state") != "ready":
@@ -540,19 +547,13 @@ class GpioHarness(SimHarness):
                     % (what, steps, full, late * 1e3, d, back))
 
     def run(self):
-        a = self.args
         log("sim board clock: %d" % self.sim.wait_up())
-        self.start_kalico()
-        self.wait_ready(a.timeout, "startup")
-        self.check_healthy("startup")
-        for name, test in (("digital output", self.test_digital_out),
-                           ("soft PWM", self.test_soft_pwm),
-                           ("stepper move", self.test_stepper_move),
-                           ("button", self.test_button),
-                           ("homing", self.test_homing)):
-            log("--- %s ---" % name)
-            test()
-            self.check_healthy("after " + name)
+        self.start_ready()
+        self.run_checks((("digital output", self.test_digital_out),
+                         ("soft PWM", self.test_soft_pwm),
+                         ("stepper move", self.test_stepper_move),
+                         ("button", self.test_button),
+                         ("homing", self.test_homing)))
         time.sleep(1.0)
         self.check_healthy("end")
 

@@ -208,19 +208,14 @@ class PeriphHarness(gpio_conformance.SimHarness):
         self.passed("%s reads %.2f C" % (what, t))
 
     def run(self):
-        a = self.args
         log("sim board clock: %d" % self.sim.wait_up())
         self.fill_tree()
         r = self.sim.request("htu21d %g %g" % (HTU21D_TEMP, HTU21D_HUMIDITY))
         if r != "ok":
             raise Failure("sim: htu21d -> %r" % r)
-        self.start_kalico()
-        self.wait_ready(a.timeout, "startup")
-        self.check_healthy("startup")
-        for name in self.parts:
-            log("--- %s ---" % name)
-            getattr(self, "test_" + name)()
-            self.check_healthy("after " + name)
+        self.start_ready()
+        self.run_checks([(name, getattr(self, "test_" + name))
+                         for name in self.parts])
         time.sleep(1.0)
         self.check_healthy("end")
 

@@ -44,28 +44,45 @@ import conformance  # noqa: E402
 from conformance import Failure  # noqa: E402
 from gpio_conformance import SimBoard  # noqa: E402
 
-REFERENCE = [
-    "config_sos_filter oid=%c max_sections=%c",
-    "sos_filter_set_section oid=%c section_idx=%c sos0=%i sos1=%i sos2=%i sos3=%i sos4=%i",
-    "sos_filter_set_state oid=%c section_idx=%c state0=%i state1=%i",
-    "sos_filter_set_offset_scale oid=%c offset=%i scale=%i scale_frac_bits=%c auto_offset=%c",
-    "sos_filter_set_active oid=%c n_sections=%c coeff_frac_bits=%c",
-    "config_trigger_analog oid=%c sos_filter_oid=%c",
-    "trigger_analog_set_raw_range oid=%c raw_min=%i raw_max=%i",
-    "trigger_analog_set_trigger oid=%c trigger_analog_type=%c trigger_value=%i",
-    "trigger_analog_home oid=%c trsync_oid=%c trigger_reason=%c error_reason=%c clock=%u monitor_ticks=%u monitor_max=%u",
-    "trigger_analog_query_state oid=%c",
-    "config_hx71x oid=%c gain_channel=%c dout_pin=%u sclk_pin=%u",
-    "hx71x_attach_trigger_analog oid=%c trigger_analog_oid=%c",
-    "query_hx71x oid=%c rest_ticks=%u",
-    "query_hx71x_status oid=%c",
-    "config_ldc1612 oid=%c i2c_oid=%c",
-    "config_ldc1612_with_intb oid=%c i2c_oid=%c intb_pin=%c",
-    "query_ldc1612 oid=%c rest_ticks=%u",
-    "query_status_ldc1612 oid=%c",
-    "config_ads1220 oid=%c spi_oid=%c data_ready_pin=%u",
-    "query_ads1220 oid=%c rest_ticks=%u",
+# The probe commands of the reference list, by name: their formats are
+# those of tests/data/linux-mcu-messages.txt.
+REFERENCE_NAMES = [
+    "config_sos_filter",
+    "sos_filter_set_section",
+    "sos_filter_set_state",
+    "sos_filter_set_offset_scale",
+    "sos_filter_set_active",
+    "config_trigger_analog",
+    "trigger_analog_set_raw_range",
+    "trigger_analog_set_trigger",
+    "trigger_analog_home",
+    "trigger_analog_query_state",
+    "config_hx71x",
+    "hx71x_attach_trigger_analog",
+    "query_hx71x",
+    "query_hx71x_status",
+    "config_ldc1612",
+    "config_ldc1612_with_intb",
+    "query_ldc1612",
+    "query_status_ldc1612",
+    "config_ads1220",
+    "query_ads1220",
 ]
+
+
+def reference_formats(names):
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                        os.pardir, "data", "linux-mcu-messages.txt")
+    formats = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                formats.setdefault(line.split()[0], line)
+    return [formats[n] for n in names]
+
+
+REFERENCE = reference_formats(REFERENCE_NAMES)
 KALICO_WANTS = [
     "hx71x_attach_load_cell_probe oid=%c load_cell_probe_oid=%c",
     "ads1220_attach_load_cell_probe oid=%c load_cell_probe_oid=%c",

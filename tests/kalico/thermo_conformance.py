@@ -147,13 +147,10 @@ class ThermoHarness(gpio_conformance.SimHarness):
                     % (n, msg.strip().splitlines()[0]))
 
     def run(self):
-        a = self.args
         log("sim board clock: %d" % self.sim.wait_up())
         self.sim.chip("max31855 temp 215.5")
         self.sim.chip("max31855 fault 0")
-        self.start_kalico()
-        self.wait_ready(a.timeout, "startup")
-        self.check_healthy("startup")
+        self.start_ready()
         log("--- temperature ---")
         self.test_temperature()
         self.check_healthy("after temperature")
