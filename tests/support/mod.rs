@@ -512,6 +512,41 @@ pub fn run_kalico_trials(tests: &[(&'static str, fn())]) -> ! {
     libtest_mimic::run(&args, trials).exit()
 }
 
+/// Hard limit for one Kalico driver run (each wait inside it is 60 s at
+/// most).
+pub const KALICO_DRIVER_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A Kalico driver run against our MCU on its simulated board (`--sim`,
+/// with [`realtime_arg`] when `realtime`: the tests that stream or step
+/// keep the MCU's timing under load, as a deployment would with -r), in a
+/// scratch directory named after `tag`; see [`Conformance`].
+pub fn sim_conformance(tag: &str, what: &str, script: &str, realtime: bool) {
+    sim_conformance_within(tag, what, script, realtime, KALICO_DRIVER_TIMEOUT);
+}
+
+/// As [`sim_conformance`], with another limit for the driver run.
+pub fn sim_conformance_within(
+    tag: &str,
+    what: &str,
+    script: &str,
+    realtime: bool,
+    timeout: Duration,
+) {
+    let dir = TempDir::new(tag);
+    let mut args = vec!["--sim"];
+    if realtime {
+        args.extend(realtime_arg());
+    }
+    Conformance {
+        what,
+        script,
+        mcu_args: &args,
+        extra: vec![],
+        timeout,
+    }
+    .run(dir.path(), &dir.path().join("mcu.tty"));
+}
+
 /// One run of a Kalico conformance driver (`tests/kalico/*.py`, with the
 /// venv's Python) against our MCU, started on `tty` with `mcu_args`.
 /// The driver gets `--kalico`, `--tty`, `--workdir`, then `extra`, then
