@@ -410,14 +410,25 @@ impl SimGpioDevice for LdcIntb {
     }
 }
 
-struct LdcI2c(Rc<RefCell<Ldc1612>>);
+/// A chip the board holds twice, on its bus (through this) and by a
+/// data-ready line.
+struct Shared<T>(Rc<RefCell<T>>);
 
-impl SimI2cDevice for LdcI2c {
+impl<T: SimI2cDevice> SimI2cDevice for Shared<T> {
     fn write(&mut self, clock: u32, data: &[u8]) -> u8 {
         self.0.borrow_mut().write(clock, data)
     }
     fn read(&mut self, clock: u32, reg: &[u8], out: &mut [u8]) -> u8 {
         self.0.borrow_mut().read(clock, reg, out)
+    }
+    fn control(&mut self, w: &[&str]) -> Option<String> {
+        self.0.borrow_mut().control(w)
+    }
+}
+
+impl<T: SimSpiDevice> SimSpiDevice for Shared<T> {
+    fn transfer(&mut self, clock: u32, data: &mut [u8]) {
+        self.0.borrow_mut().transfer(clock, data)
     }
     fn control(&mut self, w: &[&str]) -> Option<String> {
         self.0.borrow_mut().control(w)
@@ -505,17 +516,6 @@ impl SimSpiDevice for Ads1220 {
             ),
             _ => "error usage: ads1220 load|status".into(),
         })
-    }
-}
-
-struct AdsSpi(Rc<RefCell<Ads1220>>);
-
-impl SimSpiDevice for AdsSpi {
-    fn transfer(&mut self, clock: u32, data: &mut [u8]) {
-        self.0.borrow_mut().transfer(clock, data)
-    }
-    fn control(&mut self, w: &[&str]) -> Option<String> {
-        self.0.borrow_mut().control(w)
     }
 }
 
@@ -875,17 +875,6 @@ impl SimSpiDevice for Ads131m0x {
     }
 }
 
-struct A131Spi(Rc<RefCell<Ads131m0x>>);
-
-impl SimSpiDevice for A131Spi {
-    fn transfer(&mut self, clock: u32, data: &mut [u8]) {
-        self.0.borrow_mut().transfer(clock, data)
-    }
-    fn control(&mut self, w: &[&str]) -> Option<String> {
-        self.0.borrow_mut().control(w)
-    }
-}
-
 /// DRDY: low while a conversion is unread (high in standby).
 struct A131Drdy(Rc<RefCell<Ads131m0x>>);
 
@@ -906,7 +895,7 @@ pub fn attach(s: &mut SimState) {
     s.gpio_devices.push(Box::new(Hx711::new()));
     let ldc = Rc::new(RefCell::new(Ldc1612::new()));
     s.i2c_devices
-        .push((LDC_BUS, LDC_ADDR, Box::new(LdcI2c(ldc.clone()))));
+        .push((LDC_BUS, LDC_ADDR, Box::new(Shared(ldc.clone()))));
     s.gpio_devices.push(Box::new(LdcIntb(ldc)));
     let ads = Rc::new(RefCell::new(Ads1220 {
         clk: Clock64::default(),
@@ -915,11 +904,11 @@ pub fn attach(s: &mut SimState) {
         load: 0,
     }));
     s.spi_devices
-        .push((ADS1220_BUS, Box::new(AdsSpi(ads.clone()))));
+        .push((ADS1220_BUS, Box::new(Shared(ads.clone()))));
     s.gpio_devices.push(Box::new(AdsDrdy(ads)));
     let a131 = Rc::new(RefCell::new(Ads131m0x::new(2)));
     s.spi_devices
-        .push((ADS131_BUS, Box::new(A131Spi(a131.clone()))));
+        .push((ADS131_BUS, Box::new(Shared(a131.clone()))));
     s.gpio_devices.push(Box::new(A131Drdy(a131)));
 }
 
