@@ -412,49 +412,52 @@ fn mpu9250_overflow_is_counted_from_int_status() {
 
 #[test]
 fn configuration_errors_shut_down() {
-    // bus_oid_type out of range.
-    let mut b = Board::sim_realtime();
-    b.send_all(&[
-        "allocate_oids count=3".into(),
-        "config_spi_without_cs oid=0".into(),
-        "config_lis2dw oid=1 bus_oid=0 bus_oid_type=7 lis_chip_type=0".into(),
-    ]);
-    assert_eq!(b.wait_shutdown().1, "bus_type invalid");
-    // lis_chip_type out of range.
-    let mut b = Board::sim_realtime();
-    b.send_all(&[
-        "allocate_oids count=3".into(),
-        "config_spi_without_cs oid=0".into(),
-        "config_lis2dw oid=1 bus_oid=0 bus_oid_type=0 lis_chip_type=5".into(),
-    ]);
-    assert_eq!(b.wait_shutdown().1, "model type invalid");
-    // An ADXL345 on an oid that is not an SPI device.
-    let mut b = Board::sim_realtime();
-    b.send_all(&[
-        "allocate_oids count=3".into(),
-        "config_i2c oid=0".into(),
-        "config_adxl345 oid=1 spi_oid=0".into(),
-    ]);
-    assert_eq!(b.wait_shutdown().1, "Invalid oid type");
-    // query_mpu9250 on an ICM-20948's oid.
-    let mut b = Board::sim_realtime();
-    b.send_all(&[
-        "allocate_oids count=3".into(),
-        "config_i2c oid=0".into(),
-        "config_icm20948 oid=1 i2c_oid=0".into(),
-        "query_mpu9250_status oid=1".into(),
-    ]);
-    assert_eq!(b.wait_shutdown().1, "Invalid oid type");
-    // An I2C chip that does not answer: the status read NACKs.
-    let mut b = Board::sim_realtime();
-    b.send_all(&[
-        "allocate_oids count=3".into(),
-        "config_i2c oid=0".into(),
-        "i2c_set_bus oid=0 i2c_bus=1 rate=400000 address=35".into(),
-        "config_mpu9250 oid=1 i2c_oid=0".into(),
-        "query_mpu9250_status oid=1".into(),
-    ]);
-    assert_eq!(b.wait_shutdown().1, "I2C NACK");
+    let cases: [(&[&str], &str); 5] = [
+        // bus_oid_type out of range.
+        (
+            &[
+                "config_spi_without_cs oid=0",
+                "config_lis2dw oid=1 bus_oid=0 bus_oid_type=7 lis_chip_type=0",
+            ],
+            "bus_type invalid",
+        ),
+        // lis_chip_type out of range.
+        (
+            &[
+                "config_spi_without_cs oid=0",
+                "config_lis2dw oid=1 bus_oid=0 bus_oid_type=0 lis_chip_type=5",
+            ],
+            "model type invalid",
+        ),
+        // An ADXL345 on an oid that is not an SPI device.
+        (
+            &["config_i2c oid=0", "config_adxl345 oid=1 spi_oid=0"],
+            "Invalid oid type",
+        ),
+        // query_mpu9250 on an ICM-20948's oid.
+        (
+            &[
+                "config_i2c oid=0",
+                "config_icm20948 oid=1 i2c_oid=0",
+                "query_mpu9250_status oid=1",
+            ],
+            "Invalid oid type",
+        ),
+        // An I2C chip that does not answer: the status read NACKs.
+        (
+            &[
+                "config_i2c oid=0",
+                "i2c_set_bus oid=0 i2c_bus=1 rate=400000 address=35",
+                "config_mpu9250 oid=1 i2c_oid=0",
+                "query_mpu9250_status oid=1",
+            ],
+            "I2C NACK",
+        ),
+    ];
+    for (cmds, reason) in cases {
+        let cmds = [&["allocate_oids count=3"], cmds].concat();
+        assert_eq!(Board::shutdown_reason_of(&cmds), reason, "{cmds:?}");
+    }
 }
 
 /// The pid of the `klipper_mcu` serving `link` (its `-I` argument).

@@ -659,13 +659,11 @@ fn neopixel_bad_arguments_shut_down() {
     b.send("neopixel_update oid=0 pos=2 data=0102");
     assert_eq!(b.wait_shutdown().1, "Invalid neopixel update command");
 
-    let mut b = Board::sim_realtime();
-    b.send_all(&[
-        "allocate_oids count=1".to_string(),
-        "config_neopixel oid=0 pin=82 data_size=32768 bit_max_ticks=200 reset_min_ticks=2500"
-            .to_string(),
+    let reason = Board::shutdown_reason_of(&[
+        "allocate_oids count=1",
+        "config_neopixel oid=0 pin=82 data_size=32768 bit_max_ticks=200 reset_min_ticks=2500",
     ]);
-    assert_eq!(b.wait_shutdown().1, "Invalid neopixel data_size");
+    assert_eq!(reason, "Invalid neopixel data_size");
 }
 
 /// How often a register read succeeds at one try (`BT=` sets the bit

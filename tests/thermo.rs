@@ -207,9 +207,8 @@ fn invalid_chip_type_shuts_down() {
             "Invalid spi_angle chip type",
         ),
     ] {
-        let mut b = Board::sim_realtime();
-        b.send_all(&["allocate_oids count=2".into(), spi.into(), config.into()]);
-        assert_eq!(b.wait_shutdown().1, reason);
+        let cmds = ["allocate_oids count=2", spi, config];
+        assert_eq!(Board::shutdown_reason_of(&cmds), reason);
     }
 }
 

@@ -386,6 +386,15 @@ impl Board {
     }
 
     /// Wait for `shutdown`; returns (clock, reason text).
+    /// A fresh simulated board (see [`Board::sim_realtime`]) sent `cmds`
+    /// in one go, which must shut it down: the reason.
+    pub fn shutdown_reason_of(cmds: &[&str]) -> String {
+        let mut b = Board::sim_realtime();
+        let cmds: Vec<String> = cmds.iter().map(|c| c.to_string()).collect();
+        b.send_all(&cmds);
+        b.wait_shutdown().1
+    }
+
     pub fn wait_shutdown(&mut self) -> (u32, String) {
         let r = self.wait_msg("shutdown");
         (
