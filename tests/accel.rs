@@ -454,10 +454,7 @@ fn configuration_errors_shut_down() {
             "I2C NACK",
         ),
     ];
-    for (cmds, reason) in cases {
-        let cmds = [&["allocate_oids count=3"], cmds].concat();
-        assert_eq!(Board::shutdown_reason_of(&cmds), reason, "{cmds:?}");
-    }
+    assert_shutdowns(3, &cases);
 }
 
 /// The pid of the `klipper_mcu` serving `link` (its `-I` argument).
@@ -495,10 +492,7 @@ fn cpu_ticks(pid: u32) -> u64 {
 #[test]
 #[ignore]
 fn adxl345_3200hz_long_stream_loses_nothing() {
-    let secs: u64 = std::env::var("ACCEL_PERF_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(60);
+    let secs: u64 = env_or("ACCEL_PERF_SECS", 60);
     let mut b = adxl_board();
     let pid = mcu_pid(&b.link);
     // ACCEL_PERF_RT=1: run the MCU under SCHED_FIFO, as `-r` does.

@@ -952,11 +952,7 @@ fn ds18b20_bad_reads_count_faults_then_shut_down() {
     ));
     let (_, why) = b.wait_shutdown();
     assert_eq!(why, "Error reading DS18B20 sensor");
-    let faults: Vec<i64> = b
-        .take_all("ds18b20_result")
-        .iter()
-        .map(|r| r.int("fault"))
-        .collect();
+    let faults = b.take_ints("ds18b20_result", "fault");
     assert_eq!(faults, [1, 2], "fault counts reported before the shutdown");
 }
 

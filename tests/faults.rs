@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use libtest_mimic::{Arguments, Failed, Trial};
 
-use simboard::{ms, Board, Scratch};
+use simboard::{env_or, ms, Board, Scratch};
 use support::*;
 
 /// Step interval of the burst: 10 us (100 000 steps/s), so close that the
@@ -85,10 +85,7 @@ fn main() {
 
 /// Cycles of each kind: `KLIPPER_FAULT_CYCLES`, default 100.
 fn cycles() -> u32 {
-    std::env::var("KLIPPER_FAULT_CYCLES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(100)
+    env_or("KLIPPER_FAULT_CYCLES", 100)
 }
 
 macro_rules! ensure {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use klipper_protocol::dictionary::Json;
 use klipper_protocol::host::Response;
-use simboard::{diff, ms, Board};
+use simboard::{assert_shutdowns, diff, ms, Board};
 
 const HX_DOUT: u32 = 56;
 const HX_SCLK: u32 = 57;
@@ -587,10 +587,7 @@ fn bad_configurations_shut_down() {
             "Invalid oid type",
         ),
     ];
-    for (cmds, reason) in cases {
-        let cmds = [&["allocate_oids count=3"], cmds].concat();
-        assert_eq!(Board::shutdown_reason_of(&cmds), reason, "{cmds:?}");
-    }
+    assert_shutdowns(3, &cases);
 }
 
 // ---------------------------------------------------------------------------

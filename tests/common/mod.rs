@@ -328,14 +328,9 @@ impl Mcu {
 
     /// Read for `d` (to check that nothing more arrives).
     pub fn settle(&mut self, d: Duration) {
-        let end = Instant::now() + d;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
+        port::for_a_while(d, Duration::MAX, |left| {
             self.pump(left);
-        }
+        });
     }
 
     pub fn has_msg(&self, name: &str) -> bool {

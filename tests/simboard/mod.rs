@@ -70,6 +70,24 @@ pub fn realtime() -> &'static [&'static str] {
     }
 }
 
+/// The environment variable `name` as a number, else `default`.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Each (commands, reason): a fresh board sent `allocate_oids` for
+/// `oids` and the commands shuts down for that reason.
+pub fn assert_shutdowns(oids: u32, cases: &[(&[&str], &str)]) {
+    let alloc = format!("allocate_oids count={oids}");
+    for &(cmds, reason) in cases {
+        let cmds = [&[alloc.as_str()], cmds].concat();
+        assert_eq!(Board::shutdown_reason_of(&cmds), reason, "{cmds:?}");
+    }
+}
+
 /// One `klipper_mcu` process and a host session on its terminal.
 pub struct Board {
     child: Child,
@@ -279,14 +297,9 @@ impl Board {
 
     /// Read for `d`, collecting messages.
     pub fn settle(&mut self, d: Duration) {
-        let end = Instant::now() + d;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            self.pump(left.min(Duration::from_millis(50)));
-        }
+        port::for_a_while(d, Duration::from_millis(50), |left| {
+            self.pump(left);
+        });
     }
 
     pub fn fail(&mut self, why: &str) -> ! {
@@ -328,6 +341,12 @@ impl Board {
             }
             self.pump(left.min(Duration::from_millis(50)));
         }
+    }
+
+    /// The integer `field` of every message named `name` received so far
+    /// (taken).
+    pub fn take_ints(&mut self, name: &str, field: &str) -> Vec<i64> {
+        self.take_all(name).iter().map(|r| r.int(field)).collect()
     }
 
     /// Take every message named `name` received so far.

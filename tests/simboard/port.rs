@@ -181,6 +181,18 @@ pub fn static_string(dict: &Dictionary, id: i64) -> Option<String> {
         .map(|(k, _)| k.clone())
 }
 
+/// Call `pump` for `d`, with what is left of it (at most `step`).
+pub fn for_a_while(d: Duration, step: Duration, mut pump: impl FnMut(Duration)) {
+    let end = Instant::now() + d;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        pump(left.min(step));
+    }
+}
+
 /// Wait for `child` to exit, up to `timeout`; None if it did not.
 pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + timeout;
