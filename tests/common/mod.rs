@@ -350,6 +350,12 @@ impl Mcu {
         self.static_string(r.int("static_string_id"))
     }
 
+    /// The MCU shuts down for `reason`, and says so in `get_config`.
+    pub fn assert_shut_down(&mut self, reason: &str) {
+        assert_eq!(self.wait_shutdown(), reason);
+        assert_eq!(self.config().int("is_shutdown"), 1);
+    }
+
     /// `get_config`, as a response.
     pub fn config(&mut self) -> Response {
         self.request("get_config", "config")
@@ -364,6 +370,12 @@ impl Mcu {
         let want = 0x10 | ((seq + 1) & 0x0f);
         self.wait_until("the ack of get_clock", |m| m.acks.contains(&want));
         r.int("clock") as u32
+    }
+
+    /// [`Mcu::assert_alive`], and no `shutdown` came.
+    pub fn assert_healthy(&mut self) {
+        self.assert_alive();
+        assert!(!self.has_msg("shutdown"), "{:?}", self.msgs);
     }
 
     /// Wait for the process to exit.
