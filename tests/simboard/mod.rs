@@ -349,6 +349,14 @@ impl Board {
         self.take_all(name).iter().map(|r| r.int(field)).collect()
     }
 
+    /// Read for `d`: no message named `name` may come (nor be waiting);
+    /// `what` says what one would mean.
+    pub fn assert_none_for(&mut self, d: Duration, name: &str, what: &str) {
+        self.settle(d);
+        let got = self.take_all(name);
+        assert!(got.is_empty(), "{what}: {got:?}");
+    }
+
     /// Take every message named `name` received so far.
     pub fn take_all(&mut self, name: &str) -> Vec<Response> {
         let (take, keep) = std::mem::take(&mut self.msgs)
