@@ -19,11 +19,27 @@ fn hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// SPI oid 0 on spidev`bus`.0 without a chip select, mode 3 at 5 MHz.
+fn spi(bus: u32) -> [String; 2] {
+    [
+        "config_spi_without_cs oid=0".into(),
+        format!("spi_set_bus oid=0 spi_bus={bus} mode=3 rate=5000000"),
+    ]
+}
+
+/// I2C oid 0 on i2c.1 at 400 kHz, for the device at `address`.
+fn i2c(address: u8) -> [String; 2] {
+    [
+        "config_i2c oid=0".into(),
+        format!("i2c_set_bus oid=0 i2c_bus=1 rate=400000 address={address}"),
+    ]
+}
+
 /// A simulated board with the accelerometer `chip` as oid 1, configured
 /// with `config` on the bus oid 0 that `bus` sets up, not yet queried.
-fn accel_board(bus: [&str; 2], config: &str, chip: &str) -> Board {
+fn accel_board(bus: [String; 2], config: &str, chip: &str) -> Board {
     let mut b = Board::sim_realtime();
-    let mut cmds: Vec<String> = bus.iter().map(|c| c.to_string()).collect();
+    let mut cmds = bus.to_vec();
     cmds.push(config.into());
     cmds.push(format!("query_{chip} oid=1 rest_ticks=0"));
     b.configure(3, &cmds);
@@ -38,14 +54,7 @@ fn bulk_status(b: &mut Board, chip: &str) -> Response {
 /// A board with an ADXL345 (oid 1) on spidev0.0 (SPI oid 0), as klippy
 /// configures it (`cs_pin: host:None`, `spi_bus: spidev0.0`, mode 3).
 fn adxl_board() -> Board {
-    accel_board(
-        [
-            "config_spi_without_cs oid=0",
-            "spi_set_bus oid=0 spi_bus=0 mode=3 rate=5000000",
-        ],
-        "config_adxl345 oid=1 spi_oid=0",
-        "adxl345",
-    )
+    accel_board(spi(0), "config_adxl345 oid=1 spi_oid=0", "adxl345")
 }
 
 fn read_reg(b: &mut Board, reg: u8) -> u8 {
@@ -327,14 +336,7 @@ fn adxl345_bad_bursts_become_error_samples() {
 
 /// An MPU-9250 (oid 1) on i2c.1 at 0x68 (I2C oid 0).
 fn mpu_board() -> Board {
-    accel_board(
-        [
-            "config_i2c oid=0",
-            "i2c_set_bus oid=0 i2c_bus=1 rate=400000 address=104",
-        ],
-        "config_mpu9250 oid=1 i2c_oid=0",
-        "mpu9250",
-    )
+    accel_board(i2c(104), "config_mpu9250 oid=1 i2c_oid=0", "mpu9250")
 }
 
 fn mpu_set(b: &mut Board, reg: u8, val: u8) {
@@ -647,14 +649,8 @@ fn samples6(msgs: &[Response], be: bool) -> Vec<(i32, i32, i32)> {
 /// a cs_pin) or on i2c.1 at 0x19 (I2C oid 0).
 fn lis_board(via: Via) -> Board {
     let bus = match via {
-        Via::Spi => [
-            "config_spi_without_cs oid=0",
-            "spi_set_bus oid=0 spi_bus=1 mode=3 rate=5000000",
-        ],
-        Via::I2c => [
-            "config_i2c oid=0",
-            "i2c_set_bus oid=0 i2c_bus=1 rate=400000 address=25",
-        ],
+        Via::Spi => spi(1),
+        Via::I2c => i2c(25),
     };
     let t = via as u8;
     let config = format!("config_lis2dw oid=1 bus_oid=0 bus_oid_type={t} lis_chip_type=0");
@@ -859,14 +855,7 @@ fn lis2dw_overflow_accounting_when_read_too_seldom() {
 
 /// An ICM-20948 (oid 1) on i2c.1 at 0x69 (I2C oid 0).
 fn icm_board() -> Board {
-    accel_board(
-        [
-            "config_i2c oid=0",
-            "i2c_set_bus oid=0 i2c_bus=1 rate=400000 address=105",
-        ],
-        "config_icm20948 oid=1 i2c_oid=0",
-        "icm20948",
-    )
+    accel_board(i2c(105), "config_icm20948 oid=1 i2c_oid=0", "icm20948")
 }
 
 /// klippy's icm20948.py `_start_measurements` up to the query.
@@ -997,10 +986,7 @@ fn icm20948_overflow_is_counted_from_int_status_2() {
 /// A BMI160 (oid 1) on spidev0.2 (SPI oid 0).
 fn bmi_board() -> Board {
     accel_board(
-        [
-            "config_spi_without_cs oid=0",
-            "spi_set_bus oid=0 spi_bus=2 mode=3 rate=5000000",
-        ],
+        spi(2),
         "config_bmi160 oid=1 bus_oid=0 bus_oid_type=0",
         "bmi160",
     )
