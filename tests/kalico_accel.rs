@@ -19,35 +19,18 @@
 
 mod support;
 
-use std::path::Path;
-use std::time::Duration;
-
 use support::*;
-
-/// Hard limit for one driver run (each wait inside it is 60 s at most).
-const DRIVER_TIMEOUT: Duration = Duration::from_secs(300);
-
-fn run_accel_conformance(dir: &Path, tty: &Path) {
-    // Streaming at 3200 samples/s: keep the MCU's timing under load, as a
-    // deployment would with -r (see realtime_arg).
-    let mut args = vec!["--sim"];
-    args.extend(realtime_arg());
-    Conformance {
-        what: "accelerometer conformance driver",
-        script: "kalico/accel_conformance.py",
-        mcu_args: &args,
-        extra: vec![],
-        timeout: DRIVER_TIMEOUT,
-    }
-    .run(dir, tty);
-}
 
 /// `[adxl345]` on the simulated spidev0.0: debug read, query, and a 5 s
 /// measurement at 3200 samples/s without loss, through one Kalico run.
 fn kalico_sim_adxl345() {
-    let dir = TempDir::new("kaccel");
-    let tty = dir.path().join("mcu.tty");
-    run_accel_conformance(dir.path(), &tty);
+    // Streaming at 3200 samples/s: keep the MCU's timing under load.
+    sim_conformance(
+        "kaccel",
+        "accelerometer conformance driver",
+        "kalico/accel_conformance.py",
+        true,
+    );
 }
 
 fn main() {

@@ -18,34 +18,18 @@
 
 mod support;
 
-use std::path::Path;
-use std::time::Duration;
-
 use support::*;
-
-/// Hard limit for one driver run (each wait inside it is 60 s at most).
-const DRIVER_TIMEOUT: Duration = Duration::from_secs(300);
-
-fn run_gpio_conformance(dir: &Path, tty: &Path) {
-    // Steppers: keep the MCU's timing under load (see realtime_arg).
-    let mut args = vec!["--sim"];
-    args.extend(realtime_arg());
-    Conformance {
-        what: "GPIO conformance driver",
-        script: "kalico/gpio_conformance.py",
-        mcu_args: &args,
-        extra: vec![],
-        timeout: DRIVER_TIMEOUT,
-    }
-    .run(dir, tty);
-}
 
 /// Output pins (digital and soft PWM), manual steppers, a button and a
 /// homing move on the simulated board, through one Kalico run.
 fn kalico_sim_gpio_steppers() {
-    let dir = TempDir::new("kgpio");
-    let tty = dir.path().join("mcu.tty");
-    run_gpio_conformance(dir.path(), &tty);
+    // Steppers: keep the MCU's timing under load.
+    sim_conformance(
+        "kgpio",
+        "GPIO conformance driver",
+        "kalico/gpio_conformance.py",
+        true,
+    );
 }
 
 fn main() {

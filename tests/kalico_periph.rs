@@ -24,12 +24,7 @@
 
 mod support;
 
-use std::time::Duration;
-
 use support::*;
-
-/// Hard limit for one driver run (each wait inside it is 60 s at most).
-const DRIVER_TIMEOUT: Duration = Duration::from_secs(300);
 
 fn run_periph_conformance(parts: &str) {
     let dir = TempDir::new("kperiph");
@@ -47,7 +42,7 @@ fn run_periph_conformance(parts: &str) {
             "--parts".into(),
             parts.into(),
         ],
-        timeout: DRIVER_TIMEOUT,
+        timeout: KALICO_DRIVER_TIMEOUT,
     }
     .run(dir, &dir.join("mcu.tty"));
 }

@@ -18,31 +18,17 @@
 
 mod support;
 
-use std::path::Path;
-use std::time::Duration;
-
 use support::*;
-
-/// Hard limit for one driver run (each wait inside it is 60 s at most).
-const DRIVER_TIMEOUT: Duration = Duration::from_secs(300);
-
-fn run_thermo_conformance(dir: &Path, tty: &Path) {
-    Conformance {
-        what: "thermocouple conformance driver",
-        script: "kalico/thermo_conformance.py",
-        mcu_args: &["--sim"],
-        extra: vec![],
-        timeout: DRIVER_TIMEOUT,
-    }
-    .run(dir, tty);
-}
 
 /// A MAX31855 temperature sensor on the simulated board, through one
 /// Kalico run.
 fn kalico_sim_max31855_temperature_sensor() {
-    let dir = TempDir::new("kthermo");
-    let tty = dir.path().join("mcu.tty");
-    run_thermo_conformance(dir.path(), &tty);
+    sim_conformance(
+        "kthermo",
+        "thermocouple conformance driver",
+        "kalico/thermo_conformance.py",
+        false,
+    );
 }
 
 fn main() {

@@ -11,7 +11,8 @@ mod simboard;
 use std::time::Duration;
 
 use klipper_protocol::dictionary::Json;
-use simboard::{diff, ms, Board};
+use klipper_protocol::host::Response;
+use simboard::{assert_shutdowns, diff, ms, Board};
 
 const HX_DOUT: u32 = 56;
 const HX_SCLK: u32 = 57;
@@ -240,30 +241,25 @@ fn start_homing(b: &mut Board, monitor_max: u32) -> u32 {
     t0
 }
 
-#[test]
-fn trigger_analog_homing_stops_the_stepper_when_the_load_crosses() {
-    let mut b = hx_homing_board(&[]);
-    let t0 = start_homing(&mut b, 20);
-    let q = b.request("trigger_analog_query_state oid=3", "trigger_analog_state");
-    assert_eq!((q.int("homing"), q.int("homing_clock") as u32), (1, t0));
-    b.wait_until_clock(t0.wrapping_add(ms(80)));
-    assert!(b.get(STEP).rises >= 50);
-    // Still homing: the tare (auto offset) absorbed the 20000 preload.
-    let q = b.request("trigger_analog_query_state oid=3", "trigger_analog_state");
-    assert_eq!(q.int("homing"), 1);
-    // 4000 counts over the tare: below the trigger; then 6000: above.
-    b.ctl("chip hx71x load 24000");
+/// `trigger_analog_query_state` of the trigger_analog (oid 3).
+fn trigger_state(b: &mut Board) -> Response {
+    b.request("trigger_analog_query_state oid=3", "trigger_analog_state")
+}
+
+/// While homing with a tared preload of 20000: `chip`'s simulated load
+/// 4000 counts over the tare stays below the trigger (still homing), then
+/// 6000 over crosses it: the trsync triggers (reason 1), homing ends at
+/// the change (within 50 ms), and the stepper stops mid-move (after more
+/// than `min_rises` steps) and stays stopped.
+fn load_crosses_the_trigger(b: &mut Board, chip: &str, min_rises: u32) {
+    b.ctl(&format!("chip {chip} load 24000"));
     b.settle(Duration::from_millis(40));
-    assert_eq!(
-        b.request("trigger_analog_query_state oid=3", "trigger_analog_state")
-            .int("homing"),
-        1
-    );
+    assert_eq!(trigger_state(b).int("homing"), 1);
     let before = b.sim_clock();
-    b.ctl("chip hx71x load 26000");
+    b.ctl(&format!("chip {chip} load 26000"));
     let r = b.wait_msg_where("trsync_state", |r| r.int("can_trigger") == 0);
     assert_eq!(r.int("trigger_reason"), 1, "{r:?}");
-    let q = b.request("trigger_analog_query_state oid=3", "trigger_analog_state");
+    let q = trigger_state(b);
     assert_eq!(q.int("homing"), 0);
     let hc = q.int("homing_clock") as u32;
     assert!(
@@ -271,9 +267,27 @@ fn trigger_analog_homing_stops_the_stepper_when_the_load_crosses() {
         "homing_clock {hc} vs load change {before}"
     );
     let st = b.get(STEP);
-    assert!(st.rises > 50 && st.rises < 2000, "stopped mid-move: {st:?}");
+    assert!(
+        st.rises > min_rises && st.rises < 2000,
+        "stopped mid-move: {st:?}"
+    );
     b.settle(Duration::from_millis(50));
     assert_eq!(b.get(STEP).rises, st.rises, "no steps after the trigger");
+}
+
+#[test]
+fn trigger_analog_homing_stops_the_stepper_when_the_load_crosses() {
+    let mut b = hx_homing_board(&[]);
+    let t0 = start_homing(&mut b, 20);
+    let q = trigger_state(&mut b);
+    assert_eq!((q.int("homing"), q.int("homing_clock") as u32), (1, t0));
+    b.wait_until_clock(t0.wrapping_add(ms(80)));
+    assert!(b.get(STEP).rises >= 50);
+    // Still homing: the tare (auto offset) absorbed the 20000 preload.
+    let q = trigger_state(&mut b);
+    assert_eq!(q.int("homing"), 1);
+    // 4000 counts over the tare: below the trigger; then 6000: above.
+    load_crosses_the_trigger(&mut b, "hx71x", 50);
     b.assert_not_shutdown();
 }
 
@@ -331,11 +345,7 @@ fn diff_peak_trigger_and_filter_section_checks() {
     b.settle(Duration::from_millis(60));
     b.ctl("chip hx71x load 28000"); // 2000 below the peak
     b.settle(Duration::from_millis(60));
-    assert_eq!(
-        b.request("trigger_analog_query_state oid=3", "trigger_analog_state")
-            .int("homing"),
-        1
-    );
+    assert_eq!(trigger_state(&mut b).int("homing"), 1);
     b.ctl("chip hx71x load 26000"); // 4000 below
     let r = b.wait_msg_where("trsync_state", |r| r.int("can_trigger") == 0);
     assert_eq!(r.int("trigger_reason"), 1, "{r:?}");
@@ -362,8 +372,7 @@ fn sos_filter_low_pass_delays_the_trigger() {
     b.ctl("chip hx71x load 20000");
     b.settle(Duration::from_millis(100));
     assert_eq!(
-        b.request("trigger_analog_query_state oid=3", "trigger_analog_state")
-            .int("homing"),
+        trigger_state(&mut b).int("homing"),
         1,
         "a one-sample spike is filtered out"
     );
@@ -482,11 +491,7 @@ fn ldc1612_homing_triggers_on_frequency_and_reports_sensor_errors() {
     ));
     let t0 = start_homing(&mut b, 20);
     b.wait_until_clock(t0.wrapping_add(ms(50)));
-    assert_eq!(
-        b.request("trigger_analog_query_state oid=3", "trigger_analog_state")
-            .int("homing"),
-        1
-    );
+    assert_eq!(trigger_state(&mut b).int("homing"), 1);
     // The nozzle nears the bed: the frequency rises past the trigger.
     b.ctl("chip ldc1612 raw 21000000");
     let r = b.wait_msg_where("trsync_state", |r| r.int("can_trigger") == 0);
@@ -562,33 +567,27 @@ fn ads1220_streams_its_conversions() {
 
 #[test]
 fn bad_configurations_shut_down() {
-    let mut b = Board::sim_realtime();
-    b.send_all(&[
-        "allocate_oids count=3".into(),
-        format!("config_hx71x oid=0 gain_channel=5 dout_pin={HX_DOUT} sclk_pin={HX_SCLK}"),
-    ]);
-    assert_eq!(b.wait_shutdown().1, "HX71x gain/channel out of range 1-4");
-    let mut b = Board::sim_realtime();
-    b.send_all(&[
-        "allocate_oids count=3".into(),
-        "config_spi_without_cs oid=0".into(),
-        format!(
-            "config_ads131m0x oid=1 spi_oid=0 channel=2 num_channels=2 data_ready_pin={ADS_DRDY}"
-        ),
-    ]);
-    assert_eq!(
-        b.wait_shutdown().1,
-        "Invalid ads131m0x channels configuration"
+    let hx = format!("config_hx71x oid=0 gain_channel=5 dout_pin={HX_DOUT} sclk_pin={HX_SCLK}");
+    let ads = format!(
+        "config_ads131m0x oid=1 spi_oid=0 channel=2 num_channels=2 data_ready_pin={ADS_DRDY}"
     );
-    let mut b = Board::sim_realtime();
-    b.send_all(&[
-        "allocate_oids count=3".into(),
-        "config_sos_filter oid=0 max_sections=1".into(),
-        "config_trigger_analog oid=1 sos_filter_oid=0".into(),
-        // oid 1 is no analog input.
-        "analog_in_attach_trigger_analog oid=1 trigger_analog_oid=1".into(),
-    ]);
-    assert_eq!(b.wait_shutdown().1, "Invalid oid type");
+    let cases: [(&[&str], &str); 3] = [
+        (&[&hx], "HX71x gain/channel out of range 1-4"),
+        (
+            &["config_spi_without_cs oid=0", &ads],
+            "Invalid ads131m0x channels configuration",
+        ),
+        (
+            &[
+                "config_sos_filter oid=0 max_sections=1",
+                "config_trigger_analog oid=1 sos_filter_oid=0",
+                // oid 1 is no analog input.
+                "analog_in_attach_trigger_analog oid=1 trigger_analog_oid=1",
+            ],
+            "Invalid oid type",
+        ),
+    ];
+    assert_shutdowns(3, &cases);
 }
 
 // ---------------------------------------------------------------------------
@@ -842,31 +841,7 @@ fn ads131m0x_homing_triggers_and_reports_sensor_errors() {
     let rises = b.get(STEP).rises;
     assert!(rises >= 20, "{rises}: {}", b.ctl("chip ads131m0x status"));
     // The tare absorbed the preload; 4000 over it is below the trigger.
-    b.ctl("chip ads131m0x load 24000");
-    b.settle(Duration::from_millis(40));
-    assert_eq!(
-        b.request("trigger_analog_query_state oid=3", "trigger_analog_state")
-            .int("homing"),
-        1
-    );
-    let before = b.sim_clock();
-    b.ctl("chip ads131m0x load 26000");
-    let r = b.wait_msg_where("trsync_state", |r| r.int("can_trigger") == 0);
-    assert_eq!(r.int("trigger_reason"), 1, "{r:?}");
-    let q = b.request("trigger_analog_query_state oid=3", "trigger_analog_state");
-    assert_eq!(q.int("homing"), 0);
-    let hc = q.int("homing_clock") as u32;
-    assert!(
-        diff(hc, before) > -(ms(2) as i64) && diff(hc, before) < ms(50) as i64,
-        "homing_clock {hc} vs load change {before}"
-    );
-    let st = b.get(STEP);
-    assert!(
-        st.rises > rises && st.rises < 2000,
-        "stopped mid-move: {st:?}"
-    );
-    b.settle(Duration::from_millis(50));
-    assert_eq!(b.get(STEP).rises, st.rises, "no steps after the trigger");
+    load_crosses_the_trigger(&mut b, "ads131m0x", rises);
 
     // A bad CRC while homing: error_reason + SENSOR_SPECIFIC + CRC.
     b.ctl("chip ads131m0x load 20000");

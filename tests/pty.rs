@@ -9,6 +9,14 @@ use std::time::{Duration, Instant};
 
 use common::{Mcu, TempDir, TIMEOUT};
 use klipper_protocol::dictionary::Json;
+use klipper_protocol::host::Response;
+
+/// The block of sequence `seq` is acked, alone, and the MCU still
+/// answers, not shut down.
+fn acked_and_healthy(m: &mut Mcu, seq: u8) {
+    assert_eq!(m.wait_acks(1), vec![ack_of(seq)]);
+    m.assert_healthy();
+}
 
 /// The ack of the block sent with sequence `seq`.
 fn ack_of(seq: u8) -> u8 {
@@ -101,8 +109,7 @@ fn allocate_oids_twice_shuts_down() {
     let mut m = Mcu::start();
     m.send("allocate_oids count=3");
     m.send("allocate_oids count=3");
-    assert_eq!(m.wait_shutdown(), "oids already allocated");
-    assert_eq!(m.config().int("is_shutdown"), 1);
+    m.assert_shut_down("oids already allocated");
     m.assert_alive();
 }
 
@@ -212,9 +219,7 @@ fn truncated_block_is_completed_later() {
     m.write_raw(&b[7..]);
     let r = m.wait_msg("pong");
     assert_eq!(r.bytes("data"), &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
-    assert_eq!(m.wait_acks(1), vec![ack_of(seq)]);
-    m.assert_alive();
-    assert!(!m.has_msg("shutdown"));
+    acked_and_healthy(&mut m, seq);
 }
 
 #[test]
@@ -243,8 +248,7 @@ fn truncated_block_then_new_block_is_resynced() {
     m.wait_until("2 acks", |m| m.acks.len() >= 2);
     assert_eq!(m.acks, vec![ack_of(seq), ack_of(seq + 1)]);
     m.acks.clear();
-    m.assert_alive();
-    assert!(!m.has_msg("shutdown"));
+    m.assert_healthy();
 }
 
 #[test]
@@ -265,9 +269,7 @@ fn bad_crc_is_naked_and_retransmission_accepted() {
     assert!(m.msgs.is_empty(), "{:?}", m.msgs);
     m.write_raw(&b);
     assert_eq!(m.wait_msg("pong").bytes("data"), &[0xab, 0xcd, 0xef]);
-    assert_eq!(m.wait_acks(1), vec![ack_of(seq)]);
-    m.assert_alive();
-    assert!(!m.has_msg("shutdown"));
+    acked_and_healthy(&mut m, seq);
 }
 
 #[test]
@@ -282,9 +284,16 @@ fn wrong_sequence_is_naked() {
     assert!(m.msgs.is_empty(), "future block processed: {:?}", m.msgs);
     m.send("get_clock");
     m.wait_msg("clock");
-    assert_eq!(m.wait_acks(1), vec![ack_of(seq)]);
-    m.assert_alive();
-    assert!(!m.has_msg("shutdown"));
+    acked_and_healthy(&mut m, seq);
+}
+
+/// `cmd`, which may not run while shut down, is answered with
+/// `is_shutdown` giving `reason`; returns that answer.
+fn refused_in_shutdown(m: &mut Mcu, cmd: &str, reason: &str) -> Response {
+    m.send(cmd);
+    let r = m.wait_msg("is_shutdown");
+    assert_eq!(m.static_string(r.int("static_string_id")), reason);
+    r
 }
 
 #[test]
@@ -300,13 +309,8 @@ fn unknown_command_shuts_down() {
     let c = m.config();
     assert_eq!(c.int("is_shutdown"), 1);
     let reason = m.dict().enum_value("static_string_id", "Invalid command");
-    m.send("allocate_oids count=1");
-    let r = m.wait_msg("is_shutdown");
+    let r = refused_in_shutdown(&mut m, "allocate_oids count=1", "Invalid command");
     assert_eq!(Some(r.int("static_string_id")), reason);
-    assert_eq!(
-        m.static_string(r.int("static_string_id")),
-        "Invalid command"
-    );
 }
 
 #[test]
@@ -317,9 +321,8 @@ fn buffer_past_end_is_a_parser_error() {
     *p.last_mut().unwrap() = 50;
     p.extend_from_slice(&[1, 2, 3]);
     m.send_payload(&p);
-    assert_eq!(m.wait_shutdown(), "Command parser error");
+    m.assert_shut_down("Command parser error");
     m.assert_alive();
-    assert_eq!(m.config().int("is_shutdown"), 1);
     assert!(!m.has_msg("pong"), "{:?}", m.msgs);
 }
 
@@ -327,20 +330,17 @@ fn buffer_past_end_is_a_parser_error() {
 fn clear_shutdown_recovers_and_is_refused_when_running() {
     let mut m = Mcu::start();
     m.send("emergency_stop");
-    assert_eq!(m.wait_shutdown(), "Command request");
-    assert_eq!(m.config().int("is_shutdown"), 1);
+    m.assert_shut_down("Command request");
     m.send("clear_shutdown");
     assert_eq!(m.config().int("is_shutdown"), 0);
-    m.assert_alive();
-    assert!(!m.has_msg("shutdown"), "{:?}", m.msgs);
+    m.assert_healthy();
     // Running normally again: a non-in-shutdown command works.
     m.send("allocate_oids count=1");
     assert_eq!(m.config().int("is_shutdown"), 0);
     assert!(!m.has_msg("is_shutdown"), "{:?}", m.msgs);
 
     m.send("clear_shutdown");
-    assert_eq!(m.wait_shutdown(), "Shutdown cleared when not shutdown");
-    assert_eq!(m.config().int("is_shutdown"), 1);
+    m.assert_shut_down("Shutdown cleared when not shutdown");
     m.assert_alive();
 }
 
@@ -352,12 +352,7 @@ fn emergency_stop_is_a_command_request() {
     m.assert_alive();
     let c = m.config();
     assert_eq!(c.int("is_shutdown"), 1);
-    m.send("finalize_config crc=1");
-    let r = m.wait_msg("is_shutdown");
-    assert_eq!(
-        m.static_string(r.int("static_string_id")),
-        "Command request"
-    );
+    refused_in_shutdown(&mut m, "finalize_config crc=1", "Command request");
 }
 
 #[test]
@@ -391,9 +386,8 @@ fn oid_out_of_range_cannot_be_assigned() {
     }
     m.send("allocate_oids count=2");
     m.send("config_digital_out oid=5 pin=gpio17 value=0 default_value=0 max_duration=0");
-    assert_eq!(m.wait_shutdown(), "Can't assign oid");
+    m.assert_shut_down("Can't assign oid");
     m.assert_alive();
-    assert_eq!(m.config().int("is_shutdown"), 1);
 }
 
 // ---------------------------------------------------------------------------
@@ -423,8 +417,7 @@ fn debug_commands() {
     }
     // Writes out of range are ignored, and do not shut down.
     m.send(&format!("debug_write order=2 addr={} val=1", u32::MAX));
-    m.assert_alive();
-    assert!(!m.has_msg("shutdown"), "{:?}", m.msgs);
+    m.assert_healthy();
 }
 
 // ---------------------------------------------------------------------------

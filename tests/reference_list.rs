@@ -69,16 +69,21 @@ fn every_reference_message_is_in_the_dictionary() {
     }
 }
 
+/// `got` (None: missing) is the JSON `value` the reference list gives
+/// `what`.
+fn assert_value(got: Option<&Value>, value: &str, what: &str) {
+    let got = got.unwrap_or_else(|| panic!("no {what}"));
+    let want: Value = serde_json::from_str(value).unwrap();
+    assert_eq!(got, &want, "{what}");
+}
+
 #[test]
 fn every_reference_constant_is_in_the_dictionary() {
     let d = dictionary(Dialect::Klipper);
     for line in section("[constants]") {
         let (name, value) = line.split_once(" = ").unwrap();
-        let got = d
-            .constant(name)
-            .unwrap_or_else(|| panic!("no constant {name}"));
-        let want: Value = serde_json::from_str(value).unwrap();
-        assert_eq!(got, &want, "constant {name}");
+        let got = d.constant(name);
+        assert_value(got, value, &format!("constant {name}"));
     }
 }
 
@@ -95,11 +100,7 @@ fn every_reference_enumeration_is_in_the_dictionary() {
             .get(enum_name)
             .and_then(Value::as_object)
             .unwrap_or_else(|| panic!("no enumeration {enum_name}"));
-        let got = e
-            .get(name)
-            .unwrap_or_else(|| panic!("no {enum_name} {name}"));
-        let want: Value = serde_json::from_str(value).unwrap();
-        assert_eq!(got, &want, "{enum_name} {name}");
+        assert_value(e.get(name), value, &format!("{enum_name} {name}"));
     }
 }
 

@@ -168,12 +168,8 @@ fn max31855_fault_shuts_down_after_max_invalid_count() {
     chip(&mut b, "max31855 fault 4");
     let (_, reason) = b.wait_shutdown();
     assert_eq!(reason, "Thermocouple reader fault");
-    let faults: Vec<i64> = b
-        .take_all("thermocouple_result")
-        .iter()
-        .map(|r| r.int("fault"))
-        .filter(|&f| f != 0)
-        .collect();
+    let mut faults = b.take_ints("thermocouple_result", "fault");
+    faults.retain(|&f| f != 0);
     assert_eq!(faults, vec![4, 4, 4], "faulty results before the shutdown");
     b.settle(Duration::from_millis(300));
     assert!(b.take_all("thermocouple_result").is_empty());
@@ -195,20 +191,21 @@ fn out_of_range_temperature_shuts_down() {
 
 #[test]
 fn invalid_chip_type_shuts_down() {
-    let mut b = Board::sim_realtime();
-    b.send_all(&[
-        "allocate_oids count=2".into(),
-        "config_spi_without_cs oid=0".into(),
-        "config_thermocouple oid=1 spi_oid=0 thermocouple_type=4".into(),
-    ]);
-    assert_eq!(b.wait_shutdown().1, "Invalid thermocouple chip type");
-    let mut b = Board::sim_realtime();
-    b.send_all(&[
-        "allocate_oids count=2".into(),
-        "config_spi oid=0 pin=gpio30 cs_active_high=0".into(),
-        "config_spi_angle oid=1 spi_oid=0 spi_angle_type=6".into(),
-    ]);
-    assert_eq!(b.wait_shutdown().1, "Invalid spi_angle chip type");
+    for (spi, config, reason) in [
+        (
+            "config_spi_without_cs oid=0",
+            "config_thermocouple oid=1 spi_oid=0 thermocouple_type=4",
+            "Invalid thermocouple chip type",
+        ),
+        (
+            "config_spi oid=0 pin=gpio30 cs_active_high=0",
+            "config_spi_angle oid=1 spi_oid=0 spi_angle_type=6",
+            "Invalid spi_angle chip type",
+        ),
+    ] {
+        let cmds = ["allocate_oids count=2", spi, config];
+        assert_eq!(Board::shutdown_reason_of(&cmds), reason);
+    }
 }
 
 #[test]
@@ -393,24 +390,21 @@ fn as5047d_streams_angles() {
     assert!(!s.is_empty() && s.iter().all(|&x| x == (0xff, 5)), "{s:?}");
 }
 
-#[test]
-fn a1333_streams_angles() {
-    check_static_angle(A1333_BUS, 0, "a1333", 2);
+/// One test per sensor: `check_static_angle(bus, chip type, chip, ...)`.
+macro_rules! static_angle_tests {
+    ($($name:ident: $($arg:expr),+;)+) => {$(
+        #[test]
+        fn $name() {
+            check_static_angle($($arg),+);
+        }
+    )+};
 }
 
-#[test]
-fn mt6816_streams_angles() {
-    check_static_angle(MT6816_BUS, 3, "mt6816", 4);
-}
-
-#[test]
-fn mt6826s_streams_angles() {
-    check_static_angle(MT6826S_BUS, 4, "mt6826s", 2);
-}
-
-#[test]
-fn tle5012b_streams_angles() {
-    check_static_angle(TLE5012B_BUS, 2, "tle5012b", 2);
+static_angle_tests! {
+    a1333_streams_angles: A1333_BUS, 0, "a1333", 2;
+    mt6816_streams_angles: MT6816_BUS, 3, "mt6816", 4;
+    mt6826s_streams_angles: MT6826S_BUS, 4, "mt6826s", 2;
+    tle5012b_streams_angles: TLE5012B_BUS, 2, "tle5012b", 2;
 }
 
 #[test]

@@ -7,17 +7,17 @@
 
 #[path = "../simboard/exe.rs"]
 mod exe;
+#[path = "../simboard/port.rs"]
+mod port;
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::ErrorKind;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use klipper_protocol::dictionary::{Dictionary, Json};
+use klipper_protocol::dictionary::Dictionary;
 use klipper_protocol::host::{HostCodec, Response};
 
 /// How long any single wait may take: generous, CI machines are small and
@@ -25,31 +25,7 @@ use klipper_protocol::host::{HostCodec, Response};
 pub const TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A scratch directory, removed on drop.
-pub struct TempDir {
-    pub path: PathBuf,
-}
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let path = std::env::temp_dir().join(format!(
-            "klipper-mcu-{tag}-{}-{}-{nanos}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path).expect("create a scratch directory");
-        TempDir { path }
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
+pub use port::Scratch as TempDir;
 
 /// One `klipper_mcu` process and, once opened, a host connection to it.
 pub struct Mcu {
@@ -145,47 +121,15 @@ impl Mcu {
     /// Wait until the link exists, points at an existing terminal, and
     /// (if `old` is given) no longer points at `old`. Returns its target.
     pub fn wait_link(&mut self, old: Option<&Path>, timeout: Duration) -> Result<PathBuf, String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(target) = std::fs::read_link(&self.link) {
-                if Some(target.as_path()) != old && target.exists() {
-                    return Ok(target);
-                }
-            }
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return Err(format!(
-                    "klipper_mcu exited ({st}) before linking {}; stderr:\n{}",
-                    self.link.display(),
-                    self.stderr()
-                ));
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "no link at {} after {timeout:?}; stderr:\n{}",
-                    self.link.display(),
-                    self.stderr()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        port::wait_link(&self.link, old, Some(&mut self.child), timeout)
+            .map_err(|e| format!("{e}; stderr:\n{}", self.stderr()))
     }
 
     /// Open the link as klippy does (read-write, no controlling terminal,
     /// raw mode) and start a fresh host session on it.
     pub fn open(&mut self) {
         self.tty = std::fs::read_link(&self.link).expect("read the link");
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
-            .open(&self.link)
-            .unwrap_or_else(|e| panic!("open {}: {e}", self.link.display()));
-        let mut t = nix::sys::termios::tcgetattr(&f).expect("tcgetattr");
-        nix::sys::termios::cfmakeraw(&mut t);
-        // TCSANOW: keep what the MCU already wrote (its `starting`).
-        nix::sys::termios::tcsetattr(&f, nix::sys::termios::SetArg::TCSANOW, &t)
-            .expect("tcsetattr");
-        self.port = Some(f);
+        self.port = Some(port::open_raw(&self.link));
         self.codec = HostCodec::new();
         self.acks.clear();
         self.msgs.clear();
@@ -206,20 +150,11 @@ impl Mcu {
     /// Fetch and install the data dictionary (`identify` in 40-byte
     /// chunks until an empty one).
     pub fn identify(&mut self) {
-        let mut data = Vec::new();
-        loop {
-            let offset = data.len();
+        self.codec.dict = port::fetch_dictionary(|offset| {
             self.send(&format!("identify offset={offset} count=40"));
             let r = self.wait_msg_where("identify_response", |r| r.int("offset") == offset as i64);
-            let chunk = r.bytes("data");
-            if chunk.is_empty() {
-                break;
-            }
-            data.extend_from_slice(chunk);
-            assert!(data.len() < 1 << 20, "dictionary too large");
-        }
-        self.codec.dict = Dictionary::from_compressed(&data)
-            .unwrap_or_else(|e| panic!("dictionary does not decompress/parse: {e}"));
+            r.bytes("data").to_vec()
+        });
         // Decode what arrived before the dictionary, in front of the rest.
         let pending = std::mem::take(&mut self.undecoded);
         let mut early = Vec::new();
@@ -280,24 +215,10 @@ impl Mcu {
 
     /// Write bytes as they are, reading whatever the MCU sends meanwhile
     /// so that neither side blocks.
-    pub fn write_raw(&mut self, mut data: &[u8]) {
-        let deadline = Instant::now() + TIMEOUT;
-        while !data.is_empty() {
-            let n = unsafe { libc::write(self.fd(), data.as_ptr().cast(), data.len()) };
-            if n > 0 {
-                data = &data[n as usize..];
-                continue;
-            }
-            let e = std::io::Error::last_os_error();
-            if n < 0 && e.kind() != ErrorKind::WouldBlock && e.kind() != ErrorKind::Interrupted {
-                panic!("write to the MCU's terminal: {e}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the MCU stopped reading (write blocked for {TIMEOUT:?})"
-            );
+    pub fn write_raw(&mut self, data: &[u8]) {
+        port::write_all(self.fd(), data, TIMEOUT, || {
             self.poll_io(libc::POLLIN | libc::POLLOUT, Duration::from_millis(50));
-        }
+        });
     }
 
     /// Write what the terminal takes now, without reading anything (a
@@ -322,17 +243,11 @@ impl Mcu {
     }
 
     fn poll_io(&mut self, events: i16, timeout: Duration) -> bool {
-        let mut pfd = libc::pollfd {
-            fd: self.fd(),
-            events,
-            revents: 0,
-        };
-        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if r <= 0 {
+        let revents = port::poll(self.fd(), events, timeout);
+        if revents == 0 {
             return false;
         }
-        if pfd.revents & libc::POLLHUP != 0 && pfd.revents & libc::POLLIN == 0 {
+        if revents & libc::POLLHUP != 0 && revents & libc::POLLIN == 0 {
             self.hung_up = true;
             // Do not spin on a hung-up terminal.
             std::thread::sleep(timeout.min(Duration::from_millis(20)));
@@ -342,21 +257,8 @@ impl Mcu {
     }
 
     fn read_available(&mut self) -> bool {
-        let mut got = false;
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = unsafe { libc::read(self.fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n <= 0 {
-                if n < 0 {
-                    let e = std::io::Error::last_os_error();
-                    if e.raw_os_error() == Some(libc::EIO) {
-                        self.hung_up = true;
-                    }
-                }
-                return got;
-            }
-            got = true;
-            for b in self.codec.feed(&buf[..n as usize]) {
+        let (got, err) = port::read_available(self.fd(), |chunk| {
+            for b in self.codec.feed(chunk) {
                 if b.payload.is_empty() {
                     self.acks.push(b.seq);
                     continue;
@@ -366,7 +268,11 @@ impl Mcu {
                     Err(_) => self.undecoded.push(b.payload),
                 }
             }
+        });
+        if err.and_then(|e| e.raw_os_error()) == Some(libc::EIO) {
+            self.hung_up = true;
         }
+        got
     }
 
     /// Pump until `cond` holds; panics after [`TIMEOUT`] naming `what`.
@@ -422,14 +328,9 @@ impl Mcu {
 
     /// Read for `d` (to check that nothing more arrives).
     pub fn settle(&mut self, d: Duration) {
-        let end = Instant::now() + d;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
+        port::for_a_while(d, Duration::MAX, |left| {
             self.pump(left);
-        }
+        });
     }
 
     pub fn has_msg(&self, name: &str) -> bool {
@@ -439,15 +340,7 @@ impl Mcu {
     /// The text of a `static_string_id`, through the dictionary's
     /// `static_string_id` enumeration.
     pub fn static_string(&self, id: i64) -> String {
-        let e = self
-            .dict()
-            .enumerations
-            .get("static_string_id")
-            .and_then(Json::as_object)
-            .expect("a static_string_id enumeration");
-        e.iter()
-            .find(|(_, v)| v.as_i64() == Some(id))
-            .map(|(k, _)| k.clone())
+        port::static_string(self.dict(), id)
             .unwrap_or_else(|| panic!("static_string_id {id} is not in the dictionary"))
     }
 
@@ -455,6 +348,12 @@ impl Mcu {
     pub fn wait_shutdown(&mut self) -> String {
         let r = self.wait_msg("shutdown");
         self.static_string(r.int("static_string_id"))
+    }
+
+    /// The MCU shuts down for `reason`, and says so in `get_config`.
+    pub fn assert_shut_down(&mut self, reason: &str) {
+        assert_eq!(self.wait_shutdown(), reason);
+        assert_eq!(self.config().int("is_shutdown"), 1);
     }
 
     /// `get_config`, as a response.
@@ -473,18 +372,15 @@ impl Mcu {
         r.int("clock") as u32
     }
 
+    /// [`Mcu::assert_alive`], and no `shutdown` came.
+    pub fn assert_healthy(&mut self) {
+        self.assert_alive();
+        assert!(!self.has_msg("shutdown"), "{:?}", self.msgs);
+    }
+
     /// Wait for the process to exit.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return Some(st);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        port::wait_exit(&mut self.child, timeout)
     }
 
     /// Send a signal to the process.

@@ -34,6 +34,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import conformance  # noqa: E402
 import gpio_conformance  # noqa: E402
 from conformance import Failure  # noqa: E402
 
@@ -46,14 +47,7 @@ MEASURE_SECS = 5.0
 # The waveform of the measurement: raw counts (256 = 1 g on z).
 X_AMP, X_FREQ, Y_RAW, Z_RAW = 1000, 40.0, 100, 256
 
-PRINTER_CFG = """\
-[mcu]
-serial: {tty}
-
-[printer]
-kinematics: none
-max_velocity: 100
-max_accel: 1000
+PRINTER_CFG = conformance.CFG_HEAD + """
 
 [adxl345]
 cs_pin: mcu:None
@@ -61,12 +55,7 @@ spi_bus: spidev0.0
 rate: {rate}
 """
 
-T0 = time.monotonic()
-
-
-def log(msg):
-    sys.stdout.write("[accel %7.2fs] %s\n" % (time.monotonic() - T0, msg))
-    sys.stdout.flush()
+log = conformance.make_log("accel")
 
 
 class SimBoard(gpio_conformance.SimBoard):
@@ -297,17 +286,11 @@ class AccelHarness(gpio_conformance.SimHarness):
                     % (span, RATE, len(rows), skip))
 
     def run(self):
-        a = self.args
         log("sim board clock: %d" % self.sim.wait_up())
-        self.start_kalico()
-        self.wait_ready(a.timeout, "startup")
-        self.check_healthy("startup")
-        for name, test in (("debug read", self.test_debug_read),
-                           ("query", self.test_query),
-                           ("measure", self.test_measure)):
-            log("--- %s ---" % name)
-            test()
-            self.check_healthy("after " + name)
+        self.start_ready()
+        self.run_checks((("debug read", self.test_debug_read),
+                         ("query", self.test_query),
+                         ("measure", self.test_measure)))
 
 
 def main():

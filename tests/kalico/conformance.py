@@ -29,15 +29,17 @@ import subprocess
 import sys
 import time
 
-PRINTER_CFG = """\
-[mcu]
-serial: {tty}
 
-[printer]
-kinematics: none
-max_velocity: 1
-max_accel: 1
-"""
+def cfg_head(max_velocity, max_accel):
+    """The head of every driver's printer.cfg: [mcu] on the pty link
+    ({tty}, filled in at launch) and a [printer] without kinematics."""
+    return ("[mcu]\nserial: {tty}\n\n[printer]\nkinematics: none\n"
+            "max_velocity: %d\nmax_accel: %d\n" % (max_velocity, max_accel))
+
+
+PRINTER_CFG = cfg_head(1, 1)
+# The sim-board and fault drivers add their sections to this one.
+CFG_HEAD = cfg_head(100, 1000)
 
 EXPECTED_CONSTANTS = {
     "MCU": "linux",
@@ -63,12 +65,18 @@ class ConnectionLost(Exception):
     pass
 
 
-def log(msg):
-    sys.stdout.write("[conformance %7.2fs] %s\n" % (time.monotonic() - T0, msg))
-    sys.stdout.flush()
+def make_log(tag, width=7):
+    """A driver's log: its lines tagged and timed from the driver's start."""
+    t0 = time.monotonic()
+
+    def log(msg):
+        sys.stdout.write("[%s %*.2fs] %s\n"
+                         % (tag, width, time.monotonic() - t0, msg))
+        sys.stdout.flush()
+    return log
 
 
-T0 = time.monotonic()
+log = make_log("conformance")
 
 
 def _set_pdeathsig():
@@ -168,8 +176,12 @@ class Harness:
 
     # -- processes -----------------------------------------------------
     def start_kalico(self):
+        self.launch(PRINTER_CFG.format(tty=self.args.tty))
+
+    def launch(self, cfg, env_extra=None):
+        """Write printer.cfg and start Kalico on it."""
         with open(self.cfg, "w") as f:
-            f.write(PRINTER_CFG.format(tty=self.args.tty))
+            f.write(cfg)
         argv = [self.args.kalico, self.cfg, "-a", self.sock_path,
                 "-l", self.log_path,
                 # Its own G-code pty: the default /tmp/printer is shared by
@@ -179,6 +191,7 @@ class Harness:
         out = open(self.out_path, "wb")
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
+        env.update(env_extra or {})
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                      stdout=out, stderr=subprocess.STDOUT,
                                      cwd=self.workdir, env=env,
@@ -321,16 +334,21 @@ class Harness:
             phase, st.get("mcu_version"), st.get("app"),
             " ".join("%s=%s" % kv for kv in sorted(consts.items()))))
 
+    def require_ready(self, phase, what):
+        """Kalico and the MCU running and the printer ready, or fail with
+        `what` and klippy's state."""
+        self.check_processes()
+        res = self.info(timeout=15.0)
+        st = None if res is None else res.get("state")
+        if st != "ready":
+            raise Failure("%s: %s: %r %s" % (
+                phase, what, st, "" if res is None
+                else res.get("state_message", "").strip()))
+
     def stays_ready(self, secs, phase):
         deadline = time.monotonic() + secs
         while time.monotonic() < deadline:
-            self.check_processes()
-            res = self.info(timeout=15.0)
-            st = None if res is None else res.get("state")
-            if st != "ready":
-                raise Failure("%s: printer left ready state: %r %s" % (
-                    phase, st, "" if res is None
-                    else res.get("state_message", "").strip()))
+            self.require_ready(phase, "printer left ready state")
             time.sleep(0.5)
 
     def log_text(self):
@@ -386,22 +404,27 @@ class Harness:
         self.check_processes()
 
 
-def tail(path, lines):
+def read_lines(path):
+    """The lines of a log, or (a string) why it cannot be read."""
     try:
         with open(path, errors="replace") as f:
-            data = f.read().splitlines()
+            return f.read().splitlines()
     except OSError as e:
         return "<cannot read %s: %s>" % (path, e)
+
+
+def tail(path, lines):
+    data = read_lines(path)
+    if isinstance(data, str):
+        return data
     return "\n".join(data[-lines:])
 
 
 def key_lines(path, n):
     """The first n log lines that mention the MCU, shutdowns or errors."""
-    try:
-        with open(path, errors="replace") as f:
-            data = f.read().splitlines()
-    except OSError as e:
-        return "<cannot read %s: %s>" % (path, e)
+    data = read_lines(path)
+    if isinstance(data, str):
+        return data
     keys = ("mcu '", "MCU '", "shutdown", "Shutdown", "error", "Error",
             "Restarting", "Start printer")
     out = [l for l in data if not l.startswith((" ", "Traceback"))

@@ -36,14 +36,7 @@ from conformance import ConnectionLost, Failure, log  # noqa: E402
 
 # Lines on gpiochip0 the fake chip backs: outputs, a soft-PWM output, a
 # stepper's step/dir/enable and a pulled-up button input.
-PRINTER_CFG = """\
-[mcu]
-serial: {tty}
-
-[printer]
-kinematics: none
-max_velocity: 100
-max_accel: 1000
+PRINTER_CFG = conformance.CFG_HEAD + """
 
 [output_pin fan]
 pin: gpio17
@@ -69,9 +62,6 @@ pin: ^gpio23
 press_gcode:
 """
 
-# The base harness writes conformance.PRINTER_CFG: ours has the lines.
-conformance.PRINTER_CFG = PRINTER_CFG
-
 CONNECT_MSG = "Starting serial connect"
 CONFIG_MSG = "Sending MCU 'mcu' printer configuration"
 
@@ -92,6 +82,9 @@ def fd_census(pid):
 
 
 class FaultHarness(conformance.Harness):
+    def start_kalico(self):
+        self.launch(PRINTER_CFG.format(tty=self.args.tty))
+
     def summary(self, log):
         log("states seen (last 40): %s" % " -> ".join(
             map(str, self.states_seen[-40:])))

@@ -28,7 +28,6 @@ library (and the sibling conformance.py) is used.
 """
 import os
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -49,14 +48,7 @@ X_MOVE = 10.0
 Z_MOVE = 50.0
 Z_SPEED = 5.0
 
-PRINTER_CFG = """\
-[mcu]
-serial: {tty}
-
-[printer]
-kinematics: none
-max_velocity: 100
-max_accel: 1000
+PRINTER_CFG = conformance.CFG_HEAD + """
 
 [output_pin led]
 pin: gpio20
@@ -94,12 +86,7 @@ release_gcode:
   SET_PIN PIN=button_led VALUE=0
 """
 
-T0 = time.monotonic()
-
-
-def log(msg):
-    sys.stdout.write("[gpio %7.2fs] %s\n" % (time.monotonic() - T0, msg))
-    sys.stdout.flush()
+log = conformance.make_log("gpio")
 
 
 class SimBoard:
@@ -231,25 +218,8 @@ class SimHarness(conformance.Harness):
         self.results = []
 
     def launch(self, cfg, env_extra=None):
-        """Write printer.cfg and start Kalico on it."""
-        with open(self.cfg, "w") as f:
-            f.write(cfg)
         log("printer.cfg:\n" + cfg)
-        argv = [self.args.kalico, self.cfg, "-a", self.sock_path,
-                "-l", self.log_path,
-                # Its own G-code pty: the default /tmp/printer is shared by
-                # every Kalico on the machine, and parallel tests race on it.
-                "-I", os.path.join(os.path.dirname(self.log_path), "printer")]
-        log("starting: %s" % " ".join(argv))
-        out = open(self.out_path, "wb")
-        env = dict(os.environ)
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        env.update(env_extra or {})
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                     stdout=out, stderr=subprocess.STDOUT,
-                                     cwd=self.workdir, env=env,
-                                     preexec_fn=conformance._set_pdeathsig)
-        out.close()
+        conformance.Harness.launch(self, cfg, env_extra)
 
     def close(self):
         self.sim.close()
@@ -282,14 +252,21 @@ class SimHarness(conformance.Harness):
             raise Failure("objects/query %s: unexpected result %r"
                           % (obj, res))
 
+    def start_ready(self):
+        """Start Kalico; the printer must become ready and healthy."""
+        self.start_kalico()
+        self.wait_ready(self.args.timeout, "startup")
+        self.check_healthy("startup")
+
+    def run_checks(self, checks):
+        """Each (name, check) in turn, the printer healthy after each."""
+        for name, check in checks:
+            log("--- %s ---" % name)
+            check()
+            self.check_healthy("after " + name)
+
     def check_healthy(self, phase):
-        self.check_processes()
-        res = self.info(timeout=15.0)
-        st = None if res is None else res.get("state")
-        if st != "ready":
-            raise Failure("%s: printer not ready: %r %s" % (
-                phase, st, "" if res is None
-                else res.get("state_message", "").strip()))
+        self.require_ready(phase, "printer not ready")
         if self.CHECK_WEBHOOKS:
             wh = self.query("webhooks")
             if wh.get("state") != "ready":
@@ -570,19 +547,13 @@ class GpioHarness(SimHarness):
                     % (what, steps, full, late * 1e3, d, back))
 
     def run(self):
-        a = self.args
         log("sim board clock: %d" % self.sim.wait_up())
-        self.start_kalico()
-        self.wait_ready(a.timeout, "startup")
-        self.check_healthy("startup")
-        for name, test in (("digital output", self.test_digital_out),
-                           ("soft PWM", self.test_soft_pwm),
-                           ("stepper move", self.test_stepper_move),
-                           ("button", self.test_button),
-                           ("homing", self.test_homing)):
-            log("--- %s ---" % name)
-            test()
-            self.check_healthy("after " + name)
+        self.start_ready()
+        self.run_checks((("digital output", self.test_digital_out),
+                         ("soft PWM", self.test_soft_pwm),
+                         ("stepper move", self.test_stepper_move),
+                         ("button", self.test_button),
+                         ("homing", self.test_homing)))
         time.sleep(1.0)
         self.check_healthy("end")
 

@@ -32,6 +32,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import conformance  # noqa: E402
 import gpio_conformance  # noqa: E402
 from conformance import Failure  # noqa: E402
 
@@ -47,16 +48,6 @@ THERM_PULLUP = 4700.0
 THERM_R25 = 100000.0
 ADC_MAX = 4095  # the MCU's ADC_MAX constant
 THERM_TARGET_C = 25.0
-
-CFG_HEAD = """\
-[mcu]
-serial: {tty}
-
-[printer]
-kinematics: none
-max_velocity: 100
-max_accel: 1000
-"""
 
 CFG_PARTS = {
     "pwm": """
@@ -92,12 +83,7 @@ max_temp: 120
 """,
 }
 
-T0 = time.monotonic()
-
-
-def log(msg):
-    sys.stdout.write("[periph %7.2fs] %s\n" % (time.monotonic() - T0, msg))
-    sys.stdout.flush()
+log = conformance.make_log("periph")
 
 
 def first_line(path):
@@ -150,7 +136,7 @@ class PeriphHarness(gpio_conformance.SimHarness):
                     "f8 01 4b 46 7f ff 08 10 6e t=%d\n" % DS18B20_MILLIC)
 
     def start_kalico(self):
-        cfg = CFG_HEAD.format(tty=self.args.tty)
+        cfg = conformance.CFG_HEAD.format(tty=self.args.tty)
         for p in self.parts:
             cfg += CFG_PARTS[p].format(pullup=THERM_PULLUP,
                                        serial=DS18B20_SERIAL)
@@ -222,19 +208,14 @@ class PeriphHarness(gpio_conformance.SimHarness):
         self.passed("%s reads %.2f C" % (what, t))
 
     def run(self):
-        a = self.args
         log("sim board clock: %d" % self.sim.wait_up())
         self.fill_tree()
         r = self.sim.request("htu21d %g %g" % (HTU21D_TEMP, HTU21D_HUMIDITY))
         if r != "ok":
             raise Failure("sim: htu21d -> %r" % r)
-        self.start_kalico()
-        self.wait_ready(a.timeout, "startup")
-        self.check_healthy("startup")
-        for name in self.parts:
-            log("--- %s ---" % name)
-            getattr(self, "test_" + name)()
-            self.check_healthy("after " + name)
+        self.start_ready()
+        self.run_checks([(name, getattr(self, "test_" + name))
+                         for name in self.parts])
         time.sleep(1.0)
         self.check_healthy("end")
 

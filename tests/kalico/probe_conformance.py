@@ -35,34 +35,54 @@ Exit status 0 on success, 1 with a message otherwise.
 """
 import argparse
 import os
-import socket
 import struct
 import sys
-import time
 import traceback
 
-REFERENCE = [
-    "config_sos_filter oid=%c max_sections=%c",
-    "sos_filter_set_section oid=%c section_idx=%c sos0=%i sos1=%i sos2=%i sos3=%i sos4=%i",
-    "sos_filter_set_state oid=%c section_idx=%c state0=%i state1=%i",
-    "sos_filter_set_offset_scale oid=%c offset=%i scale=%i scale_frac_bits=%c auto_offset=%c",
-    "sos_filter_set_active oid=%c n_sections=%c coeff_frac_bits=%c",
-    "config_trigger_analog oid=%c sos_filter_oid=%c",
-    "trigger_analog_set_raw_range oid=%c raw_min=%i raw_max=%i",
-    "trigger_analog_set_trigger oid=%c trigger_analog_type=%c trigger_value=%i",
-    "trigger_analog_home oid=%c trsync_oid=%c trigger_reason=%c error_reason=%c clock=%u monitor_ticks=%u monitor_max=%u",
-    "trigger_analog_query_state oid=%c",
-    "config_hx71x oid=%c gain_channel=%c dout_pin=%u sclk_pin=%u",
-    "hx71x_attach_trigger_analog oid=%c trigger_analog_oid=%c",
-    "query_hx71x oid=%c rest_ticks=%u",
-    "query_hx71x_status oid=%c",
-    "config_ldc1612 oid=%c i2c_oid=%c",
-    "config_ldc1612_with_intb oid=%c i2c_oid=%c intb_pin=%c",
-    "query_ldc1612 oid=%c rest_ticks=%u",
-    "query_status_ldc1612 oid=%c",
-    "config_ads1220 oid=%c spi_oid=%c data_ready_pin=%u",
-    "query_ads1220 oid=%c rest_ticks=%u",
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import conformance  # noqa: E402
+from conformance import Failure  # noqa: E402
+from gpio_conformance import SimBoard  # noqa: E402
+
+# The probe commands of the reference list, by name: their formats are
+# those of tests/data/linux-mcu-messages.txt.
+REFERENCE_NAMES = [
+    "config_sos_filter",
+    "sos_filter_set_section",
+    "sos_filter_set_state",
+    "sos_filter_set_offset_scale",
+    "sos_filter_set_active",
+    "config_trigger_analog",
+    "trigger_analog_set_raw_range",
+    "trigger_analog_set_trigger",
+    "trigger_analog_home",
+    "trigger_analog_query_state",
+    "config_hx71x",
+    "hx71x_attach_trigger_analog",
+    "query_hx71x",
+    "query_hx71x_status",
+    "config_ldc1612",
+    "config_ldc1612_with_intb",
+    "query_ldc1612",
+    "query_status_ldc1612",
+    "config_ads1220",
+    "query_ads1220",
 ]
+
+
+def reference_formats(names):
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                        os.pardir, "data", "linux-mcu-messages.txt")
+    formats = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                formats.setdefault(line.split()[0], line)
+    return [formats[n] for n in names]
+
+
+REFERENCE = reference_formats(REFERENCE_NAMES)
 KALICO_WANTS = [
     "hx71x_attach_load_cell_probe oid=%c load_cell_probe_oid=%c",
     "ads1220_attach_load_cell_probe oid=%c load_cell_probe_oid=%c",
@@ -74,38 +94,13 @@ KALICO_WANTS = [
 ]
 
 STEP, DIR, DOUT, SCLK = 50, 51, 56, 57
-T0 = time.monotonic()
 SERIAL = []
-
-
-def log(msg):
-    sys.stdout.write("[probe %6.2fs] %s\n" % (time.monotonic() - T0, msg))
-    sys.stdout.flush()
-
-
-class Failure(Exception):
-    pass
+log = conformance.make_log("probe", 6)
 
 
 def check(cond, what):
     if not cond:
         raise Failure(what)
-
-
-class SimBoard:
-    def __init__(self, path, client_path):
-        self.path = path
-        try:
-            os.unlink(client_path)
-        except OSError:
-            pass
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(client_path)
-        self.sock.settimeout(5.0)
-
-    def request(self, text):
-        self.sock.sendto(text.encode(), self.path)
-        return self.sock.recv(65536).decode()
 
 
 def run(r, args, sim):
@@ -241,6 +236,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tty", required=True)
     ap.add_argument("--workdir", required=True)
+    # Given to every driver; this one runs Kalico's library, not `kalico`,
+    # and its own waits are shorter.
+    ap.add_argument("--kalico")
+    ap.add_argument("--mcu-pid", type=int)
+    ap.add_argument("--timeout", type=float)
     args = ap.parse_args()
     from klippy import reactor
     sim = SimBoard(args.tty + ".sim", os.path.join(args.workdir, "probe-ctl"))

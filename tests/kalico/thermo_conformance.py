@@ -29,17 +29,11 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import conformance  # noqa: E402
 import gpio_conformance  # noqa: E402
 from conformance import Failure  # noqa: E402
 
-PRINTER_CFG = """\
-[mcu]
-serial: {tty}
-
-[printer]
-kinematics: none
-max_velocity: 100
-max_accel: 1000
+PRINTER_CFG = conformance.CFG_HEAD + """
 
 [temperature_sensor chamber]
 sensor_type: MAX31855
@@ -84,12 +78,7 @@ OTHERS = [
 
 SENSOR = "temperature_sensor chamber"
 
-T0 = time.monotonic()
-
-
-def log(msg):
-    sys.stdout.write("[thermo %7.2fs] %s\n" % (time.monotonic() - T0, msg))
-    sys.stdout.flush()
+log = conformance.make_log("thermo")
 
 class ThermoHarness(gpio_conformance.SimHarness):
     def start_kalico(self):
@@ -158,13 +147,10 @@ class ThermoHarness(gpio_conformance.SimHarness):
                     % (n, msg.strip().splitlines()[0]))
 
     def run(self):
-        a = self.args
         log("sim board clock: %d" % self.sim.wait_up())
         self.sim.chip("max31855 temp 215.5")
         self.sim.chip("max31855 fault 0")
-        self.start_kalico()
-        self.wait_ready(a.timeout, "startup")
-        self.check_healthy("startup")
+        self.start_ready()
         log("--- temperature ---")
         self.test_temperature()
         self.check_healthy("after temperature")

@@ -143,22 +143,7 @@ pub fn hex(data: &[u8]) -> String {
 /// terminal, then open it with a fresh host session and fetch the
 /// dictionary.
 pub fn reconnect(b: &mut Board, old_target: &Path) {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        if let Ok(t) = std::fs::read_link(&b.link) {
-            if t != old_target && t.exists() {
-                break;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no new link at {} after config_reset; stderr:\n{}",
-            b.link.display(),
-            b.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
     b.codec = HostCodec::new();
     b.msgs.clear();
-    b.connect();
+    b.connect_after(Some(old_target));
 }

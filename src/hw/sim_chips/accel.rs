@@ -120,9 +120,24 @@ pub struct Sampler {
     pub latest: [i16; 3],
     min: i32,
     max: i32,
+    /// Bytes of the oldest entry already read, for the chips whose FIFO
+    /// is read a byte at a time (six a 3-axis entry).
+    byte_head: usize,
 }
 
 impl Sampler {
+    /// A FIFO of `capacity` entries of `bits`-bit samples, showing a 40 Hz
+    /// sine of `amp` counts on x, y = 100 and z = `z`.
+    pub fn sine(capacity: usize, bits: u32, amp: f64, z: i16) -> Sampler {
+        let wave = Wave::Sine {
+            amp,
+            freq: 40.0,
+            y: 100,
+            z,
+        };
+        Sampler::new(capacity, -(1 << (bits - 1)), (1 << (bits - 1)) - 1, wave)
+    }
+
     pub fn new(capacity: usize, min: i32, max: i32, wave: Wave) -> Sampler {
         Sampler {
             wave,
@@ -143,6 +158,7 @@ impl Sampler {
             latest: [0; 3],
             min,
             max,
+            byte_head: 0,
         }
     }
 
@@ -220,6 +236,33 @@ impl Sampler {
 
     pub fn clear(&mut self) {
         self.len = 0;
+        self.byte_head = 0;
+    }
+
+    /// The bytes in the FIFO, read a byte at a time.
+    pub fn fifo_bytes(&self) -> usize {
+        (self.len * 6).saturating_sub(self.byte_head)
+    }
+
+    /// The FIFO's next byte (each axis big- or little-endian), or None
+    /// when it is empty.
+    pub fn pop_byte(&mut self, little_endian: bool) -> Option<u8> {
+        if self.is_empty() {
+            return None;
+        }
+        let v = self.front()[self.byte_head / 2];
+        let bytes = if little_endian {
+            v.to_le_bytes()
+        } else {
+            v.to_be_bytes()
+        };
+        let b = bytes[self.byte_head % 2];
+        self.byte_head += 1;
+        if self.byte_head == 6 {
+            self.byte_head = 0;
+            self.pop();
+        }
+        Some(b)
     }
 
     pub fn len(&self) -> usize {
@@ -296,17 +339,7 @@ impl Adxl345 {
         Adxl345 {
             regs,
             // A 40 Hz sine of 1000 counts on x, y = 100, z = 1 g.
-            s: Sampler::new(
-                32,
-                -4096,
-                4095,
-                Wave::Sine {
-                    amp: 1000.0,
-                    freq: 40.0,
-                    y: 100,
-                    z: 256,
-                },
-            ),
+            s: Sampler::sine(32, 13, 1000.0, 256),
             transfers: 0,
         }
     }
@@ -372,11 +405,8 @@ impl Adxl345 {
     }
 
     fn control(&mut self, words: &[&str]) -> Option<String> {
-        let ["adxl345", rest @ ..] = words else {
-            return None;
-        };
-        if rest == ["status"] {
-            return Some(format!(
+        Some(match chip_request("adxl345", words)? {
+            Request::Status => format!(
                 "{} transfers={} reg2c={:#04x} reg2d={:#04x} reg31={:#04x} reg38={:#04x}",
                 self.s.status(),
                 self.transfers,
@@ -384,15 +414,8 @@ impl Adxl345 {
                 self.regs[ADXL_POWER_CTL],
                 self.regs[ADXL_DATA_FORMAT],
                 self.regs[ADXL_FIFO_CTL]
-            ));
-        }
-        Some(match self.s.wave.parse(rest) {
-            Some(Ok(w)) => {
-                self.s.wave = w;
-                "ok".into()
-            }
-            Some(Err(e)) => format!("error {e}"),
-            None => "error adxl345: wave XAMP XFREQ Y Z | const X Y Z | counter | status".into(),
+            ),
+            Request::Wave(rest) => set_wave("adxl345", &mut self.s, rest),
         })
     }
 }
@@ -442,6 +465,64 @@ impl SimSpiDevice for Adxl345 {
     }
 }
 
+/// The register-file glue of an accelerometer model: [`RegFile`] through
+/// the model's own `read_byte`, `write_byte` and `next`; with `i2c`, also
+/// its I2C device on that register file (its sampler brought up to each
+/// transfer's clock, the counter field given after `i2c` bumped), whose
+/// control requests go to the model's own `control`.
+macro_rules! reg_file_chip {
+    ($ty:ident) => {
+        impl RegFile for $ty {
+            fn read_byte(&mut self, r: usize) -> u8 {
+                $ty::read_byte(self, r)
+            }
+            fn write_byte(&mut self, r: usize, v: u8) {
+                $ty::write_byte(self, r, v)
+            }
+            fn next(&self, r: usize) -> usize {
+                $ty::next(self, r)
+            }
+        }
+    };
+    ($ty:ident, i2c $(, $count:ident)?) => {
+        reg_file_chip!($ty);
+
+        impl I2cRegFile for $ty {
+            fn pointer(&mut self) -> &mut usize {
+                &mut self.pointer
+            }
+        }
+
+        impl SimI2cDevice for $ty {
+            fn write(&mut self, clock: u32, data: &[u8]) -> u8 {
+                self.s.advance(clock);
+                $(self.$count += 1;)?
+                reg_i2c_write(self, data)
+            }
+
+            fn read(&mut self, clock: u32, reg: &[u8], out: &mut [u8]) -> u8 {
+                self.s.advance(clock);
+                $(self.$count += 1;)?
+                reg_i2c_read(self, reg, out)
+            }
+
+            fn control(&mut self, words: &[&str]) -> Option<String> {
+                $ty::control(self, words)
+            }
+        }
+    };
+}
+
+/// The register after `r` in a burst: `r` again where the address stays
+/// (a FIFO data register), else the next one.
+fn burst_next(r: usize, stay: bool) -> usize {
+    if stay {
+        r
+    } else {
+        (r + 1) & 0x7f
+    }
+}
+
 /// A chip seen as a register file behind a pointer: what its bus
 /// transfers need. The transfers themselves are [`reg_i2c_write`],
 /// [`reg_i2c_read`] and [`reg_spi_transfer`], shared by the chips.
@@ -450,7 +531,7 @@ pub trait RegFile {
     fn write_byte(&mut self, r: usize, v: u8);
     /// The register after `r` in a burst (FIFO data registers stay put).
     fn next(&self, r: usize) -> usize {
-        (r + 1) & 0x7f
+        burst_next(r, false)
     }
 }
 
@@ -532,8 +613,6 @@ pub struct Mpu9250 {
     regs: [u8; 128],
     pointer: usize,
     pub s: Sampler,
-    /// Bytes of the oldest entry already read out.
-    head_bytes: usize,
 }
 
 impl Default for Mpu9250 {
@@ -551,18 +630,7 @@ impl Mpu9250 {
             regs,
             pointer: 0,
             // ±8 g (klippy's ACCEL_CONFIG): 4096 counts = 1 g.
-            s: Sampler::new(
-                MPU_FIFO_BYTES / 6,
-                -32768,
-                32767,
-                Wave::Sine {
-                    amp: 2000.0,
-                    freq: 40.0,
-                    y: 100,
-                    z: 4096,
-                },
-            ),
-            head_bytes: 0,
+            s: Sampler::sine(MPU_FIFO_BYTES / 6, 16, 2000.0, 4096),
         }
     }
 
@@ -592,7 +660,7 @@ impl Mpu9250 {
     }
 
     fn fifo_count(&self) -> usize {
-        (self.s.len() * 6).saturating_sub(self.head_bytes)
+        self.s.fifo_bytes()
     }
 
     fn read_byte(&mut self, r: usize) -> u8 {
@@ -604,19 +672,7 @@ impl Mpu9250 {
                 self.s.overflow_flag = false;
                 v
             }
-            MPU_FIFO_R_W => {
-                if self.s.is_empty() {
-                    return 0xff;
-                }
-                let e = self.s.front();
-                let b = e[self.head_bytes / 2].to_be_bytes()[self.head_bytes % 2];
-                self.head_bytes += 1;
-                if self.head_bytes == 6 {
-                    self.head_bytes = 0;
-                    self.s.pop();
-                }
-                b
-            }
+            MPU_FIFO_R_W => self.s.pop_byte(false).unwrap_or(0xff),
             _ => self.regs[r & 0x7f],
         }
     }
@@ -628,7 +684,6 @@ impl Mpu9250 {
             MPU_USER_CTRL => {
                 if v & 0x04 != 0 {
                     self.s.clear();
-                    self.head_bytes = 0;
                 }
                 self.regs[r] = v & !0x07;
             }
@@ -638,60 +693,44 @@ impl Mpu9250 {
     }
 }
 
-impl RegFile for Mpu9250 {
-    fn read_byte(&mut self, r: usize) -> u8 {
-        Mpu9250::read_byte(self, r)
-    }
-    fn write_byte(&mut self, r: usize, v: u8) {
-        Mpu9250::write_byte(self, r, v)
-    }
+impl Mpu9250 {
     /// FIFO_R_W does not advance the address; other registers do.
     fn next(&self, r: usize) -> usize {
-        if r == MPU_FIFO_R_W {
-            r
-        } else {
-            (r + 1) & 0x7f
-        }
-    }
-}
-
-impl I2cRegFile for Mpu9250 {
-    fn pointer(&mut self) -> &mut usize {
-        &mut self.pointer
-    }
-}
-
-impl SimI2cDevice for Mpu9250 {
-    fn write(&mut self, clock: u32, data: &[u8]) -> u8 {
-        self.s.advance(clock);
-        reg_i2c_write(self, data)
-    }
-
-    fn read(&mut self, clock: u32, reg: &[u8], out: &mut [u8]) -> u8 {
-        self.s.advance(clock);
-        reg_i2c_read(self, reg, out)
+        burst_next(r, r == MPU_FIFO_R_W)
     }
 
     fn control(&mut self, words: &[&str]) -> Option<String> {
-        let ["mpu9250", rest @ ..] = words else {
-            return None;
-        };
-        if rest == ["status"] {
-            return Some(format!(
-                "{} fifo_bytes={}",
-                self.s.status(),
-                self.fifo_count()
-            ));
-        }
-        Some(match self.s.wave.parse(rest) {
-            Some(Ok(w)) => {
-                self.s.wave = w;
-                "ok".into()
-            }
-            Some(Err(e)) => format!("error {e}"),
-            None => "error mpu9250: wave XAMP XFREQ Y Z | const X Y Z | counter | status".into(),
+        Some(match chip_request("mpu9250", words)? {
+            Request::Status => format!("{} fifo_bytes={}", self.s.status(), self.fifo_count()),
+            Request::Wave(rest) => set_wave("mpu9250", &mut self.s, rest),
         })
     }
+}
+
+reg_file_chip!(Mpu9250, i2c);
+
+/// What a control request to an accelerometer asks for.
+enum Request<'a, 'b> {
+    /// `NAME status`.
+    Status,
+    /// `NAME wave ...`, `NAME const ...` or `NAME counter` (see
+    /// [`set_wave`]): the words after the name.
+    Wave(&'a [&'b str]),
+}
+
+/// A control request, if it is to chip `name`.
+fn chip_request<'a, 'b>(name: &str, words: &'a [&'b str]) -> Option<Request<'a, 'b>> {
+    let [first, rest @ ..] = words else {
+        return None;
+    };
+    if *first != name {
+        return None;
+    }
+    Some(if rest == ["status"] {
+        Request::Status
+    } else {
+        Request::Wave(rest)
+    })
 }
 
 /// A control request `wave ...`, `const ...` or `counter` for chip `name`.
@@ -758,17 +797,7 @@ impl Lis2dw {
             regs: [0; 64],
             pointer: 0,
             // A 40 Hz sine of 1000 counts on x, y = 100, z = 1 g (14-bit).
-            s: Sampler::new(
-                32,
-                -8192,
-                8191,
-                Wave::Sine {
-                    amp: 1000.0,
-                    freq: 40.0,
-                    y: 100,
-                    z: 512,
-                },
-            ),
+            s: Sampler::sine(32, 14, 1000.0, 512),
             transfers: 0,
         };
         c.reset();
@@ -877,69 +906,30 @@ impl Lis2dw {
     }
 
     fn control(&mut self, words: &[&str]) -> Option<String> {
-        let [name, rest @ ..] = words else {
-            return None;
-        };
-        if *name != self.name {
-            return None;
-        }
-        if rest == ["status"] {
-            return Some(format!(
-                "{} transfers={} fifo_on={} reg20={:#04x} reg21={:#04x} reg25={:#04x} reg2e={:#04x}",
-                self.s.status(),
-                self.transfers,
-                self.s.fifo_on as u8,
-                self.regs[LIS_CTRL1],
-                self.regs[LIS_CTRL2],
-                self.regs[LIS_CTRL6],
-                self.regs[LIS_FIFO_CTRL]
-            ));
-        }
-        Some(set_wave(self.name, &mut self.s, rest))
+        Some(match chip_request(self.name, words)? {
+            Request::Status => format!(
+
+            "{} transfers={} fifo_on={} reg20={:#04x} reg21={:#04x} reg25={:#04x} reg2e={:#04x}",
+            self.s.status(),
+            self.transfers,
+            self.s.fifo_on as u8,
+            self.regs[LIS_CTRL1],
+            self.regs[LIS_CTRL2],
+            self.regs[LIS_CTRL6],
+            self.regs[LIS_FIFO_CTRL]
+            ),
+            Request::Wave(rest) => set_wave(self.name, &mut self.s, rest),
+        })
     }
 }
 
-impl RegFile for Lis2dw {
-    fn read_byte(&mut self, r: usize) -> u8 {
-        Lis2dw::read_byte(self, r)
-    }
-    fn write_byte(&mut self, r: usize, v: u8) {
-        Lis2dw::write_byte(self, r, v)
-    }
-    fn next(&self, r: usize) -> usize {
-        Lis2dw::next(self, r)
-    }
-}
-
-impl I2cRegFile for Lis2dw {
-    fn pointer(&mut self) -> &mut usize {
-        &mut self.pointer
-    }
-}
+reg_file_chip!(Lis2dw, i2c, transfers);
 
 impl SimSpiDevice for Lis2dw {
     fn transfer(&mut self, clock: u32, data: &mut [u8]) {
         self.s.advance(clock);
         self.transfers += 1;
         reg_spi_transfer(self, data)
-    }
-
-    fn control(&mut self, words: &[&str]) -> Option<String> {
-        Lis2dw::control(self, words)
-    }
-}
-
-impl SimI2cDevice for Lis2dw {
-    fn write(&mut self, clock: u32, data: &[u8]) -> u8 {
-        self.s.advance(clock);
-        self.transfers += 1;
-        reg_i2c_write(self, data)
-    }
-
-    fn read(&mut self, clock: u32, reg: &[u8], out: &mut [u8]) -> u8 {
-        self.s.advance(clock);
-        self.transfers += 1;
-        reg_i2c_read(self, reg, out)
     }
 
     fn control(&mut self, words: &[&str]) -> Option<String> {
@@ -989,7 +979,6 @@ pub struct Icm20948 {
     bank: usize,
     pointer: usize,
     pub s: Sampler,
-    head_bytes: usize,
 }
 
 impl Default for Icm20948 {
@@ -1005,18 +994,7 @@ impl Icm20948 {
             bank: 0,
             pointer: 0,
             // ±16 g (klippy's ACCEL_CONFIG): 2048 counts = 1 g.
-            s: Sampler::new(
-                ICM_FIFO_BYTES / 6,
-                -32768,
-                32767,
-                Wave::Sine {
-                    amp: 2000.0,
-                    freq: 40.0,
-                    y: 100,
-                    z: 2048,
-                },
-            ),
-            head_bytes: 0,
+            s: Sampler::sine(ICM_FIFO_BYTES / 6, 16, 2000.0, 2048),
         };
         c.reset();
         c
@@ -1029,7 +1007,6 @@ impl Icm20948 {
         self.banks[2][ICM_ACCEL_CONFIG] = 0x01;
         self.s.clear();
         self.s.overflow_flag = false;
-        self.head_bytes = 0;
         self.update();
     }
 
@@ -1061,11 +1038,10 @@ impl Icm20948 {
 
     fn clear_fifo(&mut self) {
         self.s.clear();
-        self.head_bytes = 0;
     }
 
     fn fifo_count(&self) -> usize {
-        (self.s.len() * 6).saturating_sub(self.head_bytes)
+        self.s.fifo_bytes()
     }
 
     /// Whether `r` of the selected bank is FIFO_R_W (no auto-increment).
@@ -1094,19 +1070,7 @@ impl Icm20948 {
             }
             ICM_FIFO_COUNTH => (self.fifo_count() >> 8) as u8 & 0x1f,
             ICM_FIFO_COUNTL => self.fifo_count() as u8,
-            ICM_FIFO_R_W => {
-                if self.s.is_empty() {
-                    return 0xff;
-                }
-                let e = self.s.front();
-                let b = e[self.head_bytes / 2].to_be_bytes()[self.head_bytes % 2];
-                self.head_bytes += 1;
-                if self.head_bytes == 6 {
-                    self.head_bytes = 0;
-                    self.s.pop();
-                }
-                b
-            }
+            ICM_FIFO_R_W => self.s.pop_byte(false).unwrap_or(0xff),
             _ => self.banks[0][r],
         }
     }
@@ -1144,46 +1108,15 @@ impl Icm20948 {
     }
 }
 
-impl RegFile for Icm20948 {
-    fn read_byte(&mut self, r: usize) -> u8 {
-        Icm20948::read_byte(self, r)
-    }
-    fn write_byte(&mut self, r: usize, v: u8) {
-        Icm20948::write_byte(self, r, v)
-    }
+impl Icm20948 {
     /// FIFO_R_W does not advance the address; other registers do.
     fn next(&self, r: usize) -> usize {
-        if self.is_fifo_rw(r) {
-            r
-        } else {
-            (r + 1) & 0x7f
-        }
-    }
-}
-
-impl I2cRegFile for Icm20948 {
-    fn pointer(&mut self) -> &mut usize {
-        &mut self.pointer
-    }
-}
-
-impl SimI2cDevice for Icm20948 {
-    fn write(&mut self, clock: u32, data: &[u8]) -> u8 {
-        self.s.advance(clock);
-        reg_i2c_write(self, data)
-    }
-
-    fn read(&mut self, clock: u32, reg: &[u8], out: &mut [u8]) -> u8 {
-        self.s.advance(clock);
-        reg_i2c_read(self, reg, out)
+        burst_next(r, self.is_fifo_rw(r))
     }
 
     fn control(&mut self, words: &[&str]) -> Option<String> {
-        let ["icm20948", rest @ ..] = words else {
-            return None;
-        };
-        if rest == ["status"] {
-            return Some(format!(
+        Some(match chip_request("icm20948", words)? {
+            Request::Status => format!(
                 "{} fifo_bytes={} bank={} user_ctrl={:#04x} fifo_en_2={:#04x} accel_config={:#04x}",
                 self.s.status(),
                 self.fifo_count(),
@@ -1191,11 +1124,13 @@ impl SimI2cDevice for Icm20948 {
                 self.banks[0][ICM_USER_CTRL],
                 self.banks[0][ICM_FIFO_EN_2],
                 self.banks[2][ICM_ACCEL_CONFIG]
-            ));
-        }
-        Some(set_wave("icm20948", &mut self.s, rest))
+            ),
+            Request::Wave(rest) => set_wave("icm20948", &mut self.s, rest),
+        })
     }
 }
+
+reg_file_chip!(Icm20948, i2c);
 
 // ---------------------------------------------------------------------------
 // BMI160
@@ -1238,7 +1173,6 @@ pub struct Bmi160 {
     spi_mode: bool,
     acc_on: bool,
     pub s: Sampler,
-    head_bytes: usize,
     transfers: u64,
 }
 
@@ -1255,18 +1189,7 @@ impl Bmi160 {
             spi_mode: false,
             acc_on: false,
             // ±16 g (klippy's ACC_RANGE): 2048 counts = 1 g.
-            s: Sampler::new(
-                BMI_FIFO_BYTES / 6,
-                -32768,
-                32767,
-                Wave::Sine {
-                    amp: 2000.0,
-                    freq: 40.0,
-                    y: 100,
-                    z: 2048,
-                },
-            ),
-            head_bytes: 0,
+            s: Sampler::sine(BMI_FIFO_BYTES / 6, 16, 2000.0, 2048),
             transfers: 0,
         };
         c.reset();
@@ -1306,11 +1229,10 @@ impl Bmi160 {
     fn clear_fifo(&mut self) {
         self.s.clear();
         self.s.overflow_flag = false;
-        self.head_bytes = 0;
     }
 
     fn fifo_length(&self) -> usize {
-        (self.s.len() * 6).saturating_sub(self.head_bytes)
+        self.s.fifo_bytes()
     }
 
     fn read_byte(&mut self, r: usize) -> u8 {
@@ -1324,19 +1246,7 @@ impl Bmi160 {
             BMI_STATUS => (self.s.running() as u8) << 7,
             BMI_FIFO_LENGTH_0 => self.fifo_length() as u8,
             BMI_FIFO_LENGTH_1 => (self.fifo_length() >> 8) as u8 & 0x07,
-            BMI_FIFO_DATA => {
-                if self.s.is_empty() {
-                    return 0x80;
-                }
-                let e = self.s.front();
-                let b = e[self.head_bytes / 2].to_le_bytes()[self.head_bytes % 2];
-                self.head_bytes += 1;
-                if self.head_bytes == 6 {
-                    self.head_bytes = 0;
-                    self.s.pop();
-                }
-                b
-            }
+            BMI_FIFO_DATA => self.s.pop_byte(true).unwrap_or(0x80),
             BMI_CMD => 0,
             _ => self.regs[r],
         }
@@ -1358,43 +1268,32 @@ impl Bmi160 {
     }
 
     fn control(&mut self, words: &[&str]) -> Option<String> {
-        let ["bmi160", rest @ ..] = words else {
-            return None;
-        };
-        if rest == ["status"] {
-            return Some(format!(
-                "{} fifo_bytes={} transfers={} spi_mode={} acc_on={} reg40={:#04x} reg41={:#04x} reg45={:#04x} reg47={:#04x}",
-                self.s.status(),
-                self.fifo_length(),
-                self.transfers,
-                self.spi_mode as u8,
-                self.acc_on as u8,
-                self.regs[BMI_ACC_CONF],
-                self.regs[BMI_ACC_RANGE],
-                self.regs[BMI_FIFO_DOWNS],
-                self.regs[BMI_FIFO_CONFIG_1]
-            ));
-        }
-        Some(set_wave("bmi160", &mut self.s, rest))
+        Some(match chip_request("bmi160", words)? {
+            Request::Status => format!(
+            "{} fifo_bytes={} transfers={} spi_mode={} acc_on={} reg40={:#04x} reg41={:#04x} reg45={:#04x} reg47={:#04x}",
+            self.s.status(),
+            self.fifo_length(),
+            self.transfers,
+            self.spi_mode as u8,
+            self.acc_on as u8,
+            self.regs[BMI_ACC_CONF],
+            self.regs[BMI_ACC_RANGE],
+            self.regs[BMI_FIFO_DOWNS],
+            self.regs[BMI_FIFO_CONFIG_1]
+            ),
+            Request::Wave(rest) => set_wave("bmi160", &mut self.s, rest),
+        })
     }
 }
 
-impl RegFile for Bmi160 {
-    fn read_byte(&mut self, r: usize) -> u8 {
-        Bmi160::read_byte(self, r)
-    }
-    fn write_byte(&mut self, r: usize, v: u8) {
-        Bmi160::write_byte(self, r, v)
-    }
+impl Bmi160 {
     /// FIFO_DATA does not advance the address; other registers do.
     fn next(&self, r: usize) -> usize {
-        if r == BMI_FIFO_DATA {
-            r
-        } else {
-            (r + 1) & 0x7f
-        }
+        burst_next(r, r == BMI_FIFO_DATA)
     }
 }
+
+reg_file_chip!(Bmi160);
 
 impl SimSpiDevice for Bmi160 {
     fn transfer(&mut self, clock: u32, data: &mut [u8]) {

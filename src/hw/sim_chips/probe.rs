@@ -93,6 +93,10 @@ impl Converter {
         }
         (now - self.epoch) / self.period
     }
+    /// The 64-bit time of `clock` (through `clk`), if converting.
+    fn running_at(&self, clk: &mut Clock64, clock: u32) -> Option<u64> {
+        self.running.then(|| clk.update(clock))
+    }
     fn ready(&self, now: u64) -> bool {
         self.running && self.index(now) > self.consumed
     }
@@ -391,33 +395,53 @@ impl SimI2cDevice for Ldc1612 {
 
 /// The LDC1612's INTB line: low while a conversion is unread and STATUS
 /// has not been read since it completed.
-struct LdcIntb(Rc<RefCell<Ldc1612>>);
-
-impl SimGpioDevice for LdcIntb {
-    fn on_write(&mut self, _clock: u32, _pin: u32, _value: bool, _levels: &mut [bool]) {}
-    fn on_read(&mut self, clock: u32, pin: u32, levels: &mut [bool]) {
-        if pin != LDC_INTB {
-            return;
-        }
-        let mut l = self.0.borrow_mut();
-        if !l.conv.running {
-            return;
-        }
-        let now = l.clk.update(clock);
-        let idx = l.conv.index(now);
-        let asserted = l.unread(now) && l.status_seen != idx;
-        levels[pin as usize] = !asserted;
+impl DataReady for Ldc1612 {
+    const PIN: u32 = LDC_INTB;
+    fn asserted(&mut self, clock: u32) -> Option<bool> {
+        let now = self.conv.running_at(&mut self.clk, clock)?;
+        let idx = self.conv.index(now);
+        Some(self.unread(now) && self.status_seen != idx)
     }
 }
 
-struct LdcI2c(Rc<RefCell<Ldc1612>>);
+/// A chip the board holds twice, on its bus (through this) and by a
+/// data-ready line.
+struct Shared<T>(Rc<RefCell<T>>);
 
-impl SimI2cDevice for LdcI2c {
+impl<T: SimI2cDevice> SimI2cDevice for Shared<T> {
     fn write(&mut self, clock: u32, data: &[u8]) -> u8 {
         self.0.borrow_mut().write(clock, data)
     }
     fn read(&mut self, clock: u32, reg: &[u8], out: &mut [u8]) -> u8 {
         self.0.borrow_mut().read(clock, reg, out)
+    }
+    fn control(&mut self, w: &[&str]) -> Option<String> {
+        self.0.borrow_mut().control(w)
+    }
+}
+
+/// A chip's data-ready line on the simulated board (active low).
+trait DataReady {
+    const PIN: u32;
+    /// Whether the line is asserted at `clock` (None: left as it is).
+    fn asserted(&mut self, clock: u32) -> Option<bool>;
+}
+
+impl<T: DataReady> SimGpioDevice for Shared<T> {
+    fn on_write(&mut self, _clock: u32, _pin: u32, _value: bool, _levels: &mut [bool]) {}
+    fn on_read(&mut self, clock: u32, pin: u32, levels: &mut [bool]) {
+        if pin != T::PIN {
+            return;
+        }
+        if let Some(asserted) = self.0.borrow_mut().asserted(clock) {
+            levels[pin as usize] = !asserted;
+        }
+    }
+}
+
+impl<T: SimSpiDevice> SimSpiDevice for Shared<T> {
+    fn transfer(&mut self, clock: u32, data: &mut [u8]) {
+        self.0.borrow_mut().transfer(clock, data)
     }
     fn control(&mut self, w: &[&str]) -> Option<String> {
         self.0.borrow_mut().control(w)
@@ -508,31 +532,12 @@ impl SimSpiDevice for Ads1220 {
     }
 }
 
-struct AdsSpi(Rc<RefCell<Ads1220>>);
-
-impl SimSpiDevice for AdsSpi {
-    fn transfer(&mut self, clock: u32, data: &mut [u8]) {
-        self.0.borrow_mut().transfer(clock, data)
-    }
-    fn control(&mut self, w: &[&str]) -> Option<String> {
-        self.0.borrow_mut().control(w)
-    }
-}
-
-struct AdsDrdy(Rc<RefCell<Ads1220>>);
-
-impl SimGpioDevice for AdsDrdy {
-    fn on_write(&mut self, _clock: u32, _pin: u32, _value: bool, _levels: &mut [bool]) {}
-    fn on_read(&mut self, clock: u32, pin: u32, levels: &mut [bool]) {
-        if pin != ADS1220_DRDY {
-            return;
-        }
-        let mut a = self.0.borrow_mut();
-        if !a.conv.running {
-            return;
-        }
-        let now = a.clk.update(clock);
-        levels[pin as usize] = !a.conv.ready(now);
+/// DRDY: low while a conversion is unread (left alone when stopped).
+impl DataReady for Ads1220 {
+    const PIN: u32 = ADS1220_DRDY;
+    fn asserted(&mut self, clock: u32) -> Option<bool> {
+        let now = self.conv.running_at(&mut self.clk, clock)?;
+        Some(self.conv.ready(now))
     }
 }
 
@@ -875,29 +880,12 @@ impl SimSpiDevice for Ads131m0x {
     }
 }
 
-struct A131Spi(Rc<RefCell<Ads131m0x>>);
-
-impl SimSpiDevice for A131Spi {
-    fn transfer(&mut self, clock: u32, data: &mut [u8]) {
-        self.0.borrow_mut().transfer(clock, data)
-    }
-    fn control(&mut self, w: &[&str]) -> Option<String> {
-        self.0.borrow_mut().control(w)
-    }
-}
-
 /// DRDY: low while a conversion is unread (high in standby).
-struct A131Drdy(Rc<RefCell<Ads131m0x>>);
-
-impl SimGpioDevice for A131Drdy {
-    fn on_write(&mut self, _clock: u32, _pin: u32, _value: bool, _levels: &mut [bool]) {}
-    fn on_read(&mut self, clock: u32, pin: u32, levels: &mut [bool]) {
-        if pin != ADS131_DRDY {
-            return;
-        }
-        let mut a = self.0.borrow_mut();
-        let now = a.power_up(clock);
-        levels[pin as usize] = !a.conv.ready(now);
+impl DataReady for Ads131m0x {
+    const PIN: u32 = ADS131_DRDY;
+    fn asserted(&mut self, clock: u32) -> Option<bool> {
+        let now = self.power_up(clock);
+        Some(self.conv.ready(now))
     }
 }
 
@@ -906,8 +894,8 @@ pub fn attach(s: &mut SimState) {
     s.gpio_devices.push(Box::new(Hx711::new()));
     let ldc = Rc::new(RefCell::new(Ldc1612::new()));
     s.i2c_devices
-        .push((LDC_BUS, LDC_ADDR, Box::new(LdcI2c(ldc.clone()))));
-    s.gpio_devices.push(Box::new(LdcIntb(ldc)));
+        .push((LDC_BUS, LDC_ADDR, Box::new(Shared(ldc.clone()))));
+    s.gpio_devices.push(Box::new(Shared(ldc)));
     let ads = Rc::new(RefCell::new(Ads1220 {
         clk: Clock64::default(),
         conv: Converter::default(),
@@ -915,12 +903,12 @@ pub fn attach(s: &mut SimState) {
         load: 0,
     }));
     s.spi_devices
-        .push((ADS1220_BUS, Box::new(AdsSpi(ads.clone()))));
-    s.gpio_devices.push(Box::new(AdsDrdy(ads)));
+        .push((ADS1220_BUS, Box::new(Shared(ads.clone()))));
+    s.gpio_devices.push(Box::new(Shared(ads)));
     let a131 = Rc::new(RefCell::new(Ads131m0x::new(2)));
     s.spi_devices
-        .push((ADS131_BUS, Box::new(A131Spi(a131.clone()))));
-    s.gpio_devices.push(Box::new(A131Drdy(a131)));
+        .push((ADS131_BUS, Box::new(Shared(a131.clone()))));
+    s.gpio_devices.push(Box::new(Shared(a131)));
 }
 
 #[cfg(test)]

@@ -122,12 +122,16 @@ impl Max31855 {
     }
 }
 
+/// A read-only converter's transfer: its word, then zeros.
+fn shift_out(word: &[u8], data: &mut [u8]) {
+    for (k, b) in data.iter_mut().enumerate() {
+        *b = word.get(k).copied().unwrap_or(0);
+    }
+}
+
 impl SimSpiDevice for Max31855 {
     fn transfer(&mut self, _clock: u32, data: &mut [u8]) {
-        let w = self.word().to_be_bytes();
-        for (k, b) in data.iter_mut().enumerate() {
-            *b = w.get(k).copied().unwrap_or(0);
-        }
+        shift_out(&self.word().to_be_bytes(), data);
     }
     fn control(&mut self, words: &[&str]) -> Option<String> {
         let word = self.word();
@@ -302,10 +306,7 @@ impl Max6675 {
 
 impl SimSpiDevice for Max6675 {
     fn transfer(&mut self, _clock: u32, data: &mut [u8]) {
-        let w = self.word().to_be_bytes();
-        for (k, b) in data.iter_mut().enumerate() {
-            *b = w.get(k).copied().unwrap_or(0);
-        }
+        shift_out(&self.word().to_be_bytes(), data);
     }
     fn control(&mut self, words: &[&str]) -> Option<String> {
         let word = self.word();

@@ -11,16 +11,18 @@
 //! and prints for each `KTEST-RESULT NAME ok|FAIL SECONDS`, then on
 //! failure the child's output, each line prefixed `KTEST| `.
 
-use std::fs::{File, OpenOptions};
-use std::io::ErrorKind;
+use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use klipper_protocol::dictionary::{Dictionary, Json};
+use klipper_protocol::dictionary::Json;
 use klipper_protocol::host::{HostCodec, Response};
+
+// The host side of the terminal, shared with the project's pty tests.
+#[path = "../../../simboard/port.rs"]
+mod port;
 
 /// Generous: the VM runs under TCG on a busy machine.
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -329,47 +331,17 @@ impl Mcu {
     /// Wait for the link (to a terminal other than `old`), open it as
     /// klippy does, and fetch the dictionary.
     fn connect(&mut self, old: Option<&Path>) {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            if let Ok(t) = std::fs::read_link(&self.link) {
-                if Some(t.as_path()) != old && t.exists() {
-                    break;
-                }
-            }
-            if let Ok(Some(st)) = self.child.try_wait() {
-                panic!("klipper_mcu exited ({st}); stderr:\n{}", self.stderr());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no link; stderr:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(10));
+        if let Err(e) = port::wait_link(&self.link, old, Some(&mut self.child), TIMEOUT) {
+            panic!("{e}; stderr:\n{}", self.stderr());
         }
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
-            .open(&self.link)
-            .expect("open the link");
-        let mut t = nix::sys::termios::tcgetattr(&f).expect("tcgetattr");
-        nix::sys::termios::cfmakeraw(&mut t);
-        nix::sys::termios::tcsetattr(&f, nix::sys::termios::SetArg::TCSANOW, &t).unwrap();
-        self.port = Some(f);
+        self.port = Some(port::open_raw(&self.link));
         self.codec = HostCodec::new();
         self.msgs.clear();
-        let mut data = Vec::new();
-        loop {
-            let offset = data.len();
+        self.codec.dict = port::fetch_dictionary(|offset| {
             self.send(&format!("identify offset={offset} count=40"));
             let r = self.wait_where("identify_response", |r| r.int("offset") == offset as i64);
-            let chunk = r.bytes("data").to_vec();
-            if chunk.is_empty() {
-                break;
-            }
-            data.extend_from_slice(&chunk);
-        }
-        self.codec.dict = Dictionary::from_compressed(&data).expect("dictionary");
+            r.bytes("data").to_vec()
+        });
         self.msgs.clear();
     }
 
@@ -383,48 +355,25 @@ impl Mcu {
             .encode_text(text)
             .unwrap_or_else(|e| panic!("encode {text:?}: {e:?}"));
         let block = self.codec.frame(&payload);
-        let mut data = &block[..];
-        let deadline = Instant::now() + TIMEOUT;
-        while !data.is_empty() {
-            let n = unsafe { libc::write(self.fd(), data.as_ptr().cast(), data.len()) };
-            if n > 0 {
-                data = &data[n as usize..];
-                continue;
-            }
-            let e = std::io::Error::last_os_error();
-            assert!(
-                n == 0 || matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted),
-                "write to the MCU: {e}"
-            );
-            assert!(Instant::now() < deadline, "the MCU stopped reading");
-            self.pump(Duration::from_millis(10));
-        }
+        port::write_all(self.fd(), &block, TIMEOUT, || {
+            self.pump(Duration::from_millis(10))
+        });
     }
 
     /// Wait up to `timeout` for input and decode all of it.
     fn pump(&mut self, timeout: Duration) {
-        let mut pfd = libc::pollfd {
-            fd: self.fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        if unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as i32) } <= 0 {
+        if port::poll(self.fd(), libc::POLLIN, timeout) == 0 {
             return;
         }
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = unsafe { libc::read(self.fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n <= 0 {
-                return;
-            }
-            for b in self.codec.feed(&buf[..n as usize]) {
+        port::read_available(self.fd(), |chunk| {
+            for b in self.codec.feed(chunk) {
                 if !b.payload.is_empty() {
                     if let Ok(ms) = self.codec.decode(&b.payload) {
                         self.msgs.extend(ms);
                     }
                 }
             }
-        }
+        });
     }
 
     fn wait_where(&mut self, name: &str, pred: impl Fn(&Response) -> bool) -> Response {
@@ -473,17 +422,7 @@ impl Mcu {
     fn shutdown_reason(&mut self) -> String {
         let r = self.wait("shutdown");
         let id = r.int("static_string_id");
-        let e = self
-            .codec
-            .dict
-            .enumerations
-            .get("static_string_id")
-            .and_then(Json::as_object)
-            .expect("static_string_id");
-        e.iter()
-            .find(|(_, v)| v.as_i64() == Some(id))
-            .map(|(k, _)| k.clone())
-            .unwrap_or_else(|| format!("#{id}"))
+        port::static_string(&self.codec.dict, id).unwrap_or_else(|| format!("#{id}"))
     }
 
     /// The value of `name` in the dictionary's enumeration `enumeration`.
