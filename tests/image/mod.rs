@@ -4,16 +4,18 @@
 
 #![allow(dead_code)]
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::ErrorKind;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use klipper_protocol::dictionary::Dictionary;
 use klipper_protocol::host::{HostCodec, Response};
+
+#[path = "../simboard/port.rs"]
+mod port;
 
 /// A short name for this checkout's `state` folder (for run-time folders
 /// and container names).
@@ -330,16 +332,7 @@ pub struct Port {
 
 impl Port {
     pub fn open(link: &Path) -> Port {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
-            .open(link)
-            .unwrap_or_else(|e| panic!("open {} from the host: {e}", link.display()));
-        let mut t = nix::sys::termios::tcgetattr(&file).expect("tcgetattr");
-        nix::sys::termios::cfmakeraw(&mut t);
-        nix::sys::termios::tcsetattr(&file, nix::sys::termios::SetArg::TCSANOW, &t)
-            .expect("tcsetattr");
+        let file = port::open_raw(link);
         Port {
             file,
             codec: HostCodec::new(),
