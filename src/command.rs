@@ -95,15 +95,6 @@ pub struct Args<'a> {
     pub format: &'static str,
 }
 
-/// A family's command table, one line a command: `"format" => handler`,
-/// with `; HF_IN_SHUTDOWN` for one that runs while shut down.
-#[macro_export]
-macro_rules! commands {
-    ($($fmt:expr => $h:expr $(; $flags:expr)?),* $(,)?) => {
-        &[$($crate::command::Command::new($fmt, 0 $(| $flags)?, $h)),*]
-    };
-}
-
 /// Bind a handler's arguments to names, in the order of its format string:
 /// `args!(a => oid, clock, data: buf)` makes `oid` and `clock` `u32`s and
 /// `data` a `&[u8]`. Debug builds check each name (and buffer-ness)

@@ -4,7 +4,7 @@
 
 use klipper_protocol::format::Arg;
 
-use crate::command::{Args, CmdResult, Command, Constant, Module, Response, Shutdown};
+use crate::command::{Args, CmdResult, Constant, Module, Response, Shutdown};
 use crate::hw::sysfs::AdcChannel;
 use crate::mcu::Mcu;
 use crate::mcu::TimerId;
@@ -83,6 +83,7 @@ fn run_timer(mcu: &mut Mcu, i: u32, waketime: u32) -> Result<TimerResult, Shutdo
     Ok(TimerResult::Reschedule(next))
 }
 
+crate::command!(CONFIG_ANALOG_IN = "config_analog_in oid=%c pin=%u" => config_analog_in);
 fn config_analog_in(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, pin);
     if !(ANALOG_BASE..ANALOG_BASE + ANALOG_COUNT).contains(&pin) {
@@ -113,6 +114,7 @@ fn config_analog_in(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(CMD_QUERY_ANALOG_IN = "query_analog_in oid=%c clock=%u sample_ticks=%u sample_count=%c rest_ticks=%u bytes_per_report=%c min_value=%hu max_value=%hu range_check_count=%c" => query_analog_in);
 fn query_analog_in(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let s = |k: usize| a.get(k);
     query(
@@ -122,6 +124,7 @@ fn query_analog_in(mcu: &mut Mcu, a: &Args) -> CmdResult {
     )
 }
 
+crate::command!(QUERY_ANALOG_IN = "query_analog_in oid=%c clock=%u sample_ticks=%u sample_count=%c rest_ticks=%u min_value=%hu max_value=%hu range_check_count=%c" => query_analog_in_legacy);
 /// The older form, without `bytes_per_report` (one sum per report).
 fn query_analog_in_legacy(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let s = |k: usize| a.get(k);
@@ -222,24 +225,15 @@ pub fn task(mcu: &mut Mcu) {
 static ANALOG_IN_STATE_LEGACY: Response =
     Response::new("analog_in_state oid=%c next_clock=%u value=%hu");
 
-static KALICO_COMMANDS: &[Command<Mcu>] = crate::commands![
-    "query_analog_in oid=%c clock=%u sample_ticks=%u sample_count=%c rest_ticks=%u min_value=%hu max_value=%hu range_check_count=%c" => query_analog_in_legacy,
-];
-
 /// Kalico 2026.10's forms (see `commands::dialect_overrides`).
 pub static KALICO: Module<Mcu> = Module {
-    commands: KALICO_COMMANDS,
+    commands: &[QUERY_ANALOG_IN],
     responses: &[&ANALOG_IN_STATE_LEGACY],
     ..Module::EMPTY
 };
 
-static COMMANDS: &[Command<Mcu>] = crate::commands![
-    "config_analog_in oid=%c pin=%u" => config_analog_in,
-    "query_analog_in oid=%c clock=%u sample_ticks=%u sample_count=%c rest_ticks=%u bytes_per_report=%c min_value=%hu max_value=%hu range_check_count=%c" => query_analog_in,
-];
-
 pub static MODULE: Module<Mcu> = Module {
-    commands: COMMANDS,
+    commands: &[CONFIG_ANALOG_IN, CMD_QUERY_ANALOG_IN],
     responses: &[&ANALOG_IN_STATE],
     constants: &[("ADC_MAX", Constant::Int(ADC_MAX))],
     static_strings: &[OUT_OF_RANGE.0, BAD_BYTES_PER_REPORT.0, NOT_ADC_PIN.0],

@@ -6,9 +6,7 @@ use klipper_protocol::dictionary::{IDENTIFY, IDENTIFY_RESPONSE};
 use klipper_protocol::format::Arg;
 
 use crate::clock::CLOCK_FREQ;
-use crate::command::{
-    Args, CmdResult, Command, Constant, Module, Response, Shutdown, HF_IN_SHUTDOWN,
-};
+use crate::command::{Args, CmdResult, Constant, Module, Response, Shutdown, HF_IN_SHUTDOWN};
 use crate::mcu::{Mcu, IS_SHUTDOWN, SHUTDOWN, STARTING};
 use crate::sched::{STATS, STATS_SUMSQ_BASE};
 
@@ -27,6 +25,7 @@ const OIDS_ALLOCATED: Shutdown = Shutdown("oids already allocated");
 const RESET_NOT_SHUTDOWN: Shutdown = Shutdown("config_reset only available when shutdown");
 const EXEC_FAILED: Shutdown = Shutdown("Unable to restart (execv failed)");
 
+crate::command!(IDENTIFY_CMD = IDENTIFY => identify; HF_IN_SHUTDOWN);
 fn identify(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let data = &mcu.registry.dictionary;
     crate::args!(a => offset, count);
@@ -45,6 +44,7 @@ fn identify(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(ALLOCATE_OIDS = "allocate_oids count=%c" => allocate_oids);
 fn allocate_oids(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => count);
     if mcu.oids.is_some() {
@@ -54,6 +54,7 @@ fn allocate_oids(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(GET_CONFIG = "get_config" => get_config; HF_IN_SHUTDOWN);
 fn get_config(mcu: &mut Mcu, _a: &Args) -> CmdResult {
     let args = [
         Arg::Int(mcu.is_finalized() as u32),
@@ -65,6 +66,7 @@ fn get_config(mcu: &mut Mcu, _a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(FINALIZE_CONFIG = "finalize_config crc=%u" => finalize_config);
 fn finalize_config(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => crc);
     if mcu.is_finalized() {
@@ -76,12 +78,14 @@ fn finalize_config(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(GET_CLOCK = "get_clock" => get_clock; HF_IN_SHUTDOWN);
 fn get_clock(mcu: &mut Mcu, _a: &Args) -> CmdResult {
     let now = mcu.clock.now();
     mcu.send(&CLOCK, &[Arg::Int(now)]);
     Ok(())
 }
 
+crate::command!(GET_UPTIME = "get_uptime" => get_uptime; HF_IN_SHUTDOWN);
 fn get_uptime(mcu: &mut Mcu, _a: &Args) -> CmdResult {
     let now = mcu.clock.now64();
     mcu.send(
@@ -91,14 +95,17 @@ fn get_uptime(mcu: &mut Mcu, _a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(EMERGENCY_STOP = "emergency_stop" => emergency_stop; HF_IN_SHUTDOWN);
 fn emergency_stop(_mcu: &mut Mcu, _a: &Args) -> CmdResult {
     Err(COMMAND_REQUEST)
 }
 
+crate::command!(CLEAR_SHUTDOWN = "clear_shutdown" => clear_shutdown; HF_IN_SHUTDOWN);
 fn clear_shutdown(mcu: &mut Mcu, _a: &Args) -> CmdResult {
     mcu.clear_shutdown()
 }
 
+crate::command!(CONFIG_RESET = "config_reset" => config_reset; HF_IN_SHUTDOWN);
 /// As the reference on Linux: start the program afresh, so every device is
 /// released and the next configuration starts clean (FIRMWARE_RESTART).
 fn config_reset(mcu: &mut Mcu, _a: &Args) -> CmdResult {
@@ -109,21 +116,21 @@ fn config_reset(mcu: &mut Mcu, _a: &Args) -> CmdResult {
     Err(EXEC_FAILED)
 }
 
-static COMMANDS: &[Command<Mcu>] = crate::commands![
-    IDENTIFY => identify; HF_IN_SHUTDOWN,
-    "allocate_oids count=%c" => allocate_oids,
-    "get_config" => get_config; HF_IN_SHUTDOWN,
-    "finalize_config crc=%u" => finalize_config,
-    "get_clock" => get_clock; HF_IN_SHUTDOWN,
-    "get_uptime" => get_uptime; HF_IN_SHUTDOWN,
-    "emergency_stop" => emergency_stop; HF_IN_SHUTDOWN,
-    "clear_shutdown" => clear_shutdown; HF_IN_SHUTDOWN,
-    "config_reset" => config_reset; HF_IN_SHUTDOWN,
-    "debug_nop" => |_, _| Ok(()); HF_IN_SHUTDOWN,
-];
+crate::command!(DEBUG_NOP = "debug_nop" => |_, _| Ok(()); HF_IN_SHUTDOWN);
 
 pub static MODULE: Module<Mcu> = Module {
-    commands: COMMANDS,
+    commands: &[
+        IDENTIFY_CMD,
+        ALLOCATE_OIDS,
+        GET_CONFIG,
+        FINALIZE_CONFIG,
+        GET_CLOCK,
+        GET_UPTIME,
+        EMERGENCY_STOP,
+        CLEAR_SHUTDOWN,
+        CONFIG_RESET,
+        DEBUG_NOP,
+    ],
     responses: &[
         &IDENTIFY_RESP,
         &CONFIG,

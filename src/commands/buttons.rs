@@ -4,7 +4,7 @@
 
 use klipper_protocol::format::Arg;
 
-use crate::command::{Args, CmdResult, Command, Module, Response, Shutdown};
+use crate::command::{Args, CmdResult, Module, Response, Shutdown};
 use crate::hw::{Bias, GpioIn};
 use crate::mcu::Mcu;
 use crate::mcu::TimerId;
@@ -85,6 +85,7 @@ fn timer_event(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
     TimerResult::Reschedule(next)
 }
 
+crate::command!(CONFIG_BUTTONS = "config_buttons oid=%c button_count=%c" => config_buttons);
 fn config_buttons(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, button_count);
     let count = button_count as u8;
@@ -109,6 +110,7 @@ fn config_buttons(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(BUTTONS_ADD = "buttons_add oid=%c pos=%c pin=%u pull_up=%c" => buttons_add);
 fn buttons_add(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, pos, pin, pull_up);
     let i = lookup(mcu, oid)?;
@@ -121,6 +123,7 @@ fn buttons_add(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(BUTTONS_QUERY = "buttons_query oid=%c clock=%u rest_ticks=%u retransmit_count=%c invert=%c" => buttons_query);
 fn buttons_query(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, clock, rest_ticks, retransmit_count, invert);
     let i = lookup(mcu, oid)?;
@@ -144,6 +147,7 @@ fn buttons_query(mcu: &mut Mcu, a: &Args) -> CmdResult {
     mcu.timers.add(id, clock, now)
 }
 
+crate::command!(BUTTONS_ACK = "buttons_ack oid=%c count=%c" => buttons_ack);
 fn buttons_ack(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, count);
     let i = lookup(mcu, oid)?;
@@ -181,15 +185,8 @@ pub fn task(mcu: &mut Mcu) {
     }
 }
 
-static COMMANDS: &[Command<Mcu>] = crate::commands![
-    "config_buttons oid=%c button_count=%c" => config_buttons,
-    "buttons_add oid=%c pos=%c pin=%u pull_up=%c" => buttons_add,
-    "buttons_query oid=%c clock=%u rest_ticks=%u retransmit_count=%c invert=%c" => buttons_query,
-    "buttons_ack oid=%c count=%c" => buttons_ack,
-];
-
 pub static MODULE: Module<Mcu> = Module {
-    commands: COMMANDS,
+    commands: &[CONFIG_BUTTONS, BUTTONS_ADD, BUTTONS_QUERY, BUTTONS_ACK],
     responses: &[&BUTTONS_STATE],
     static_strings: &[MAX_BUTTONS.0, PAST_MAXIMUM.0, INVALID_RETRANSMIT.0],
     task: Some(task),

@@ -4,7 +4,7 @@
 use klipper_protocol::format::Arg;
 
 use crate::clock::is_before;
-use crate::command::{Args, CmdResult, Command, Module, Response, Shutdown};
+use crate::command::{Args, CmdResult, Module, Response, Shutdown};
 use crate::hw::{Bias, GpioIn};
 use crate::mcu::Mcu;
 use crate::mcu::TimerId;
@@ -57,6 +57,7 @@ fn timer_event(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
     TimerResult::Reschedule(next)
 }
 
+crate::command!(CONFIG_COUNTER = "config_counter oid=%c pin=%u pull_up=%c" => config_counter);
 fn config_counter(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, pin, pull_up);
     let pin = mcu.gpio.setup_input(pin, Bias::from_arg(pull_up))?;
@@ -76,6 +77,7 @@ fn config_counter(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(QUERY_COUNTER = "query_counter oid=%c clock=%u poll_ticks=%u sample_ticks=%u" => query_counter);
 fn query_counter(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, clock, poll_ticks, sample_ticks);
     let i = lookup(mcu, oid)?;
@@ -108,13 +110,8 @@ pub fn task(mcu: &mut Mcu) {
     }
 }
 
-static COMMANDS: &[Command<Mcu>] = crate::commands![
-    "config_counter oid=%c pin=%u pull_up=%c" => config_counter,
-    "query_counter oid=%c clock=%u poll_ticks=%u sample_ticks=%u" => query_counter,
-];
-
 pub static MODULE: Module<Mcu> = Module {
-    commands: COMMANDS,
+    commands: &[CONFIG_COUNTER, QUERY_COUNTER],
     responses: &[&COUNTER_STATE],
     task: Some(task),
     ..Module::EMPTY

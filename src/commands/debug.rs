@@ -8,7 +8,7 @@
 
 use klipper_protocol::format::Arg;
 
-use crate::command::{Args, CmdResult, Command, Module, Response, HF_IN_SHUTDOWN};
+use crate::command::{Args, CmdResult, Module, Response, HF_IN_SHUTDOWN};
 use crate::mcu::Mcu;
 
 static PONG: Response = Response::new("pong data=%*s");
@@ -23,6 +23,7 @@ fn width(order: u32) -> usize {
     }
 }
 
+crate::command!(DEBUG_READ = "debug_read order=%c addr=%u" => debug_read; HF_IN_SHUTDOWN);
 fn debug_read(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => order, addr);
     let (w, addr) = (width(order), addr as usize);
@@ -34,6 +35,7 @@ fn debug_read(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(DEBUG_WRITE = "debug_write order=%c addr=%u val=%u" => debug_write; HF_IN_SHUTDOWN);
 fn debug_write(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => order, addr, val);
     let (w, addr, val) = (width(order), addr as usize, val);
@@ -43,20 +45,15 @@ fn debug_write(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(DEBUG_PING = "debug_ping data=%*s" => debug_ping; HF_IN_SHUTDOWN);
 fn debug_ping(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => data: buf);
     mcu.out.send(&PONG, &[Arg::Bytes(data)]);
     Ok(())
 }
 
-static COMMANDS: &[Command<Mcu>] = crate::commands![
-    "debug_read order=%c addr=%u" => debug_read; HF_IN_SHUTDOWN,
-    "debug_write order=%c addr=%u val=%u" => debug_write; HF_IN_SHUTDOWN,
-    "debug_ping data=%*s" => debug_ping; HF_IN_SHUTDOWN,
-];
-
 pub static MODULE: Module<Mcu> = Module {
-    commands: COMMANDS,
+    commands: &[DEBUG_READ, DEBUG_WRITE, DEBUG_PING],
     responses: &[&PONG, &DEBUG_RESULT],
     ..Module::EMPTY
 };

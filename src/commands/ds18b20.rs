@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use klipper_protocol::format::Arg;
 
-use crate::command::{Args, CmdResult, Command, Module, Response, Shutdown};
+use crate::command::{Args, CmdResult, Module, Response, Shutdown};
 use crate::mcu::Mcu;
 use crate::mcu::TimerId;
 use crate::sched::TimerResult;
@@ -113,11 +113,13 @@ fn timer_event(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
     TimerResult::Reschedule(next)
 }
 
+crate::command!(CMD_CONFIG_DS18B20 = "config_ds18b20 oid=%c serial=%*s max_error_count=%c" => config_ds18b20);
 fn config_ds18b20(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, serial: buf, max_error_count);
     config(mcu, oid, serial, max_error_count, false)
 }
 
+crate::command!(CONFIG_DS18B20 = "config_ds18b20 oid=%c serial=%*s max_error_count=%c ignore_limits=%c" => config_ds18b20_kalico);
 /// Kalico's form, with `ignore_limits`.
 fn config_ds18b20_kalico(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, serial: buf, max_error_count, ignore_limits);
@@ -175,6 +177,7 @@ fn config(
     Ok(())
 }
 
+crate::command!(QUERY_DS18B20 = "query_ds18b20 oid=%c clock=%u rest_ticks=%u min_value=%i max_value=%i" => query_ds18b20);
 fn query_ds18b20(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, clock, rest_ticks, min_value, max_value);
     let i = mcu.oid_lookup::<Ds18b20>(oid)? as usize;
@@ -254,23 +257,14 @@ pub fn task(mcu: &mut Mcu) {
     }
 }
 
-static KALICO_COMMANDS: &[Command<Mcu>] = crate::commands![
-    "config_ds18b20 oid=%c serial=%*s max_error_count=%c ignore_limits=%c" => config_ds18b20_kalico,
-];
-
 /// Kalico 2026.10's form (see `commands::dialect_overrides`).
 pub static KALICO: Module<Mcu> = Module {
-    commands: KALICO_COMMANDS,
+    commands: &[CONFIG_DS18B20],
     ..Module::EMPTY
 };
 
-static COMMANDS: &[Command<Mcu>] = crate::commands![
-    "config_ds18b20 oid=%c serial=%*s max_error_count=%c" => config_ds18b20,
-    "query_ds18b20 oid=%c clock=%u rest_ticks=%u min_value=%i max_value=%i" => query_ds18b20,
-];
-
 pub static MODULE: Module<Mcu> = Module {
-    commands: COMMANDS,
+    commands: &[CMD_CONFIG_DS18B20, QUERY_DS18B20],
     responses: &[&DS18B20_RESULT],
     static_strings: &[
         BAD_SERIAL.0,

@@ -4,7 +4,7 @@
 
 use klipper_protocol::format::Arg;
 
-use crate::command::{Args, CmdResult, Command, Module, Response, Shutdown};
+use crate::command::{Args, CmdResult, Module, Response, Shutdown};
 use crate::commands::trsync;
 use crate::hw::{Bias, GpioIn};
 use crate::mcu::Mcu;
@@ -67,6 +67,7 @@ fn timer_event(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
     TimerResult::Reschedule(waketime.wrapping_add(e.sample_time))
 }
 
+crate::command!(CONFIG_ENDSTOP = "config_endstop oid=%c pin=%c pull_up=%c" => config_endstop);
 fn config_endstop(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, pin, pull_up);
     let pin = mcu.gpio.setup_input(pin, Bias::from_arg(pull_up))?;
@@ -87,6 +88,7 @@ fn config_endstop(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(ENDSTOP_HOME = "endstop_home oid=%c clock=%u sample_ticks=%u sample_count=%c rest_ticks=%u pin_value=%c trsync_oid=%c trigger_reason=%c" => endstop_home);
 fn endstop_home(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, clock, sample_ticks, sample_count, rest_ticks, pin_value, trsync_oid, trigger_reason);
     let i = lookup(mcu, oid)?;
@@ -112,6 +114,7 @@ fn endstop_home(mcu: &mut Mcu, a: &Args) -> CmdResult {
     mcu.timers.add(id, clock, now)
 }
 
+crate::command!(ENDSTOP_QUERY_STATE = "endstop_query_state oid=%c" => endstop_query_state);
 fn endstop_query_state(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid);
     let i = lookup(mcu, oid)?;
@@ -128,14 +131,8 @@ fn endstop_query_state(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
-static COMMANDS: &[Command<Mcu>] = crate::commands![
-    "config_endstop oid=%c pin=%c pull_up=%c" => config_endstop,
-    "endstop_home oid=%c clock=%u sample_ticks=%u sample_count=%c rest_ticks=%u pin_value=%c trsync_oid=%c trigger_reason=%c" => endstop_home,
-    "endstop_query_state oid=%c" => endstop_query_state,
-];
-
 pub static MODULE: Module<Mcu> = Module {
-    commands: COMMANDS,
+    commands: &[CONFIG_ENDSTOP, ENDSTOP_HOME, ENDSTOP_QUERY_STATE],
     responses: &[&ENDSTOP_STATE],
     ..Module::EMPTY
 };

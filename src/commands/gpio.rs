@@ -3,7 +3,7 @@
 //! `set_digital_out`, `set_digital_out_pwm_cycle`.
 
 use crate::clock::is_before;
-use crate::command::{Args, CmdResult, Command, Module, Shutdown};
+use crate::command::{Args, CmdResult, Module, Shutdown};
 use crate::hw::GpioOut;
 use crate::mcu::Mcu;
 use crate::mcu::TimerId;
@@ -129,6 +129,7 @@ fn load_event(mcu: &mut Mcu, i: usize, waketime: u32) -> Result<TimerResult, Shu
     Ok(TimerResult::Reschedule(wake))
 }
 
+crate::command!(CONFIG_DIGITAL_OUT = "config_digital_out oid=%c pin=%u value=%c default_value=%c max_duration=%u" => config_digital_out);
 fn config_digital_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, pin, value, default_value, max_duration);
     let value = value != 0;
@@ -151,6 +152,7 @@ fn config_digital_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(SET_DIGITAL_OUT_PWM_CYCLE = "set_digital_out_pwm_cycle oid=%c cycle_ticks=%u" => set_digital_out_pwm_cycle);
 fn set_digital_out_pwm_cycle(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, cycle_ticks);
     let i = lookup(mcu, oid)?;
@@ -162,6 +164,7 @@ fn set_digital_out_pwm_cycle(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(QUEUE_DIGITAL_OUT = "queue_digital_out oid=%c clock=%u on_ticks=%u" => queue_digital_out);
 fn queue_digital_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, clock, on_ticks);
     let i = lookup(mcu, oid)?;
@@ -197,6 +200,7 @@ fn queue_digital_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
     mcu.timers.add(timer_id(i as u16), time, now)
 }
 
+crate::command!(UPDATE_DIGITAL_OUT = "update_digital_out oid=%c value=%c" => update_digital_out);
 fn update_digital_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, value);
     let i = lookup(mcu, oid)?;
@@ -223,6 +227,7 @@ fn update_digital_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
     }
 }
 
+crate::command!(SET_DIGITAL_OUT = "set_digital_out pin=%u value=%c" => set_digital_out);
 fn set_digital_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => pin, value);
     mcu.gpio.setup_output(pin, value != 0).map(|_| ())
@@ -241,16 +246,14 @@ pub fn shutdown(mcu: &mut Mcu) {
     }
 }
 
-static COMMANDS: &[Command<Mcu>] = crate::commands![
-    "config_digital_out oid=%c pin=%u value=%c default_value=%c max_duration=%u" => config_digital_out,
-    "set_digital_out_pwm_cycle oid=%c cycle_ticks=%u" => set_digital_out_pwm_cycle,
-    "queue_digital_out oid=%c clock=%u on_ticks=%u" => queue_digital_out,
-    "update_digital_out oid=%c value=%c" => update_digital_out,
-    "set_digital_out pin=%u value=%c" => set_digital_out,
-];
-
 pub static MODULE: Module<Mcu> = Module {
-    commands: COMMANDS,
+    commands: &[
+        CONFIG_DIGITAL_OUT,
+        SET_DIGITAL_OUT_PWM_CYCLE,
+        QUEUE_DIGITAL_OUT,
+        UPDATE_DIGITAL_OUT,
+        SET_DIGITAL_OUT,
+    ],
     static_strings: &[
         MISSED_EVENT.0,
         EXCEEDS_MAX_DURATION.0,

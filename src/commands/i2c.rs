@@ -8,7 +8,7 @@ use klipper_protocol::dictionary::EnumValue;
 use klipper_protocol::format::Arg;
 
 use crate::clock::Spin;
-use crate::command::{Args, CmdResult, Command, Module, Response, Shutdown};
+use crate::command::{Args, CmdResult, Module, Response, Shutdown};
 use crate::hw::bus::{
     I2cHandle, I2C_BUS_TIMEOUT, I2C_NACK, I2C_START_NACK, I2C_START_READ_NACK, I2C_SUCCESS,
 };
@@ -202,6 +202,7 @@ pub fn read(mcu: &mut Mcu, i: usize, reg: &[u8], out: &mut [u8]) -> Result<u8, S
     }
 }
 
+crate::command!(CONFIG_I2C = "config_i2c oid=%c" => config_i2c);
 fn config_i2c(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid);
     let index = mcu.objs.of::<I2cDev>().len() as u16;
@@ -210,6 +211,7 @@ fn config_i2c(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(I2C_SET_BUS = "i2c_set_bus oid=%c i2c_bus=%u rate=%u address=%u" => i2c_set_bus);
 fn i2c_set_bus(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, i2c_bus, rate, address);
     let i = lookup(mcu, oid)?;
@@ -219,6 +221,7 @@ fn i2c_set_bus(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(I2C_SET_SW_BUS = "i2c_set_sw_bus oid=%c scl_pin=%u sda_pin=%u pulse_ticks=%u address=%u" => i2c_set_sw_bus);
 fn i2c_set_sw_bus(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, scl_pin, sda_pin, pulse_ticks, address);
     let i = lookup(mcu, oid)?;
@@ -235,6 +238,7 @@ fn i2c_set_sw_bus(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(I2C_TRANSFER = "i2c_transfer oid=%c write=%*s read_len=%u" => i2c_transfer);
 fn i2c_transfer(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, write: buf, read_len);
     let i = lookup(mcu, oid)?;
@@ -254,6 +258,7 @@ fn i2c_transfer(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(I2C_WRITE = "i2c_write oid=%c data=%*s" => i2c_write);
 fn i2c_write(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, data: buf);
     let i = lookup(mcu, oid)?;
@@ -261,6 +266,7 @@ fn i2c_write(mcu: &mut Mcu, a: &Args) -> CmdResult {
     status_error(status).map_or(Ok(()), Err)
 }
 
+crate::command!(I2C_READ = "i2c_read oid=%c reg=%*s read_len=%u" => i2c_read);
 fn i2c_read(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, reg: buf, read_len);
     let i = lookup(mcu, oid)?;
@@ -277,17 +283,15 @@ fn i2c_read(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
-static COMMANDS: &[Command<Mcu>] = crate::commands![
-    "config_i2c oid=%c" => config_i2c,
-    "i2c_set_bus oid=%c i2c_bus=%u rate=%u address=%u" => i2c_set_bus,
-    "i2c_set_sw_bus oid=%c scl_pin=%u sda_pin=%u pulse_ticks=%u address=%u" => i2c_set_sw_bus,
-    "i2c_transfer oid=%c write=%*s read_len=%u" => i2c_transfer,
-    "i2c_read oid=%c reg=%*s read_len=%u" => i2c_read,
-    "i2c_write oid=%c data=%*s" => i2c_write,
-];
-
 pub static MODULE: Module<Mcu> = Module {
-    commands: COMMANDS,
+    commands: &[
+        CONFIG_I2C,
+        I2C_SET_BUS,
+        I2C_SET_SW_BUS,
+        I2C_TRANSFER,
+        I2C_READ,
+        I2C_WRITE,
+    ],
     responses: &[&I2C_RESPONSE, &I2C_READ_RESPONSE],
     enumerations: &[
         ("i2c_bus", "i2c.0", EnumValue::Range(0, 15)),

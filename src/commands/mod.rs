@@ -1,5 +1,17 @@
 //! Command families, one module each, as the reference keeps them.
 
+/// Declares one command beside its handler, as the reference's
+/// `DECL_COMMAND`: `crate::command!(NAME = "format" => handler)`, with
+/// `; HF_IN_SHUTDOWN` for one that runs while shut down. The family lists
+/// its commands by these names in its `MODULE`, in dictionary order.
+#[macro_export]
+macro_rules! command {
+    ($name:ident = $fmt:expr => $h:expr $(; $flags:expr)?) => {
+        const $name: $crate::command::Command<$crate::mcu::Mcu> =
+            $crate::command::Command::new($fmt, 0 $(| $flags)?, $h);
+    };
+}
+
 pub mod accel;
 pub mod adc;
 pub mod base;

@@ -1,7 +1,7 @@
 //! PCA9685 PWM boards over I2C (the reference's linux/pca9685.c):
 //! `config_pca9685`, `queue_pca9685_out`, `set_pca9685_out`.
 
-use crate::command::{Args, CmdResult, Command, Constant, Module, Shutdown};
+use crate::command::{Args, CmdResult, Constant, Module, Shutdown};
 use crate::hw::bus::{I2cHandle, I2C_SUCCESS};
 use crate::mcu::Mcu;
 use crate::mcu::TimerId;
@@ -113,6 +113,7 @@ fn run_timer(mcu: &mut Mcu, i: u32, waketime: u32) -> Result<TimerResult, Shutdo
     Ok(next.map_or(TimerResult::Done, TimerResult::Reschedule))
 }
 
+crate::command!(CONFIG_PCA9685 = "config_pca9685 oid=%c bus=%c addr=%c channel=%c cycle_ticks=%u value=%hu default_value=%hu max_duration=%u" => config_pca9685);
 fn config_pca9685(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, bus, addr, channel, cycle_ticks, value, default_value, max_duration);
     let (bus, addr, channel) = (bus & 0xff, addr as u8, channel & 0xff);
@@ -135,6 +136,7 @@ fn config_pca9685(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(QUEUE_PCA9685_OUT = "queue_pca9685_out oid=%c clock=%u value=%hu" => queue_pca9685_out);
 fn queue_pca9685_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, clock, value);
     let i = mcu.oid_lookup::<Pca9685Out>(oid)? as usize;
@@ -155,6 +157,7 @@ fn queue_pca9685_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(SET_PCA9685_OUT = "set_pca9685_out bus=%c addr=%c channel=%c cycle_ticks=%u value=%hu" => set_pca9685_out);
 fn set_pca9685_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => bus, addr, channel, cycle_ticks, value);
     let (bus, addr, channel, value) = (bus & 0xff, addr as u8, channel & 0xff, value & 0xffff);
@@ -183,14 +186,8 @@ pub fn shutdown(mcu: &mut Mcu) {
     }
 }
 
-static COMMANDS: &[Command<Mcu>] = crate::commands![
-    "config_pca9685 oid=%c bus=%c addr=%c channel=%c cycle_ticks=%u value=%hu default_value=%hu max_duration=%u" => config_pca9685,
-    "queue_pca9685_out oid=%c clock=%u value=%hu" => queue_pca9685_out,
-    "set_pca9685_out bus=%c addr=%c channel=%c cycle_ticks=%u value=%hu" => set_pca9685_out,
-];
-
 pub static MODULE: Module<Mcu> = Module {
-    commands: COMMANDS,
+    commands: &[CONFIG_PCA9685, QUEUE_PCA9685_OUT, SET_PCA9685_OUT],
     constants: &[("PCA9685_MAX", Constant::Int(VALUE_MAX as i64))],
     static_strings: &[
         MISSED_EVENT.0,

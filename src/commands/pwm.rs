@@ -2,7 +2,7 @@
 //! `config_pwm_out`, `queue_pwm_out`, `set_pwm_out` on `pwmchipK/pwmN`
 //! pins, through sysfs.
 
-use crate::command::{Args, CmdResult, Command, Constant, Module, Shutdown};
+use crate::command::{Args, CmdResult, Constant, Module, Shutdown};
 use crate::hw::sysfs::{PwmChannel, PWM_MAX};
 use crate::mcu::Mcu;
 use crate::mcu::TimerId;
@@ -75,6 +75,7 @@ fn run_timer(mcu: &mut Mcu, i: u32, waketime: u32) -> Result<TimerResult, Shutdo
     Ok(next.map_or(TimerResult::Done, TimerResult::Reschedule))
 }
 
+crate::command!(CONFIG_PWM_OUT = "config_pwm_out oid=%c pin=%u cycle_ticks=%u value=%hu default_value=%hu max_duration=%u" => config_pwm_out);
 fn config_pwm_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, pin, cycle_ticks, value, default_value, max_duration);
     let channel = channel(mcu, pin, cycle_ticks, value & 0xffff)?;
@@ -87,6 +88,7 @@ fn config_pwm_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(QUEUE_PWM_OUT = "queue_pwm_out oid=%c clock=%u value=%hu" => queue_pwm_out);
 fn queue_pwm_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, clock, value);
     let i = mcu.oid_lookup::<PwmOut>(oid)? as usize;
@@ -106,6 +108,7 @@ fn queue_pwm_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(SET_PWM_OUT = "set_pwm_out pin=%u cycle_ticks=%u value=%hu" => set_pwm_out);
 fn set_pwm_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => pin, cycle_ticks, value);
     channel(mcu, pin, cycle_ticks, value & 0xffff).map(|_| ())
@@ -120,14 +123,8 @@ pub fn shutdown(mcu: &mut Mcu) {
     }
 }
 
-static COMMANDS: &[Command<Mcu>] = crate::commands![
-    "config_pwm_out oid=%c pin=%u cycle_ticks=%u value=%hu default_value=%hu max_duration=%u" => config_pwm_out,
-    "queue_pwm_out oid=%c clock=%u value=%hu" => queue_pwm_out,
-    "set_pwm_out pin=%u cycle_ticks=%u value=%hu" => set_pwm_out,
-];
-
 pub static MODULE: Module<Mcu> = Module {
-    commands: COMMANDS,
+    commands: &[CONFIG_PWM_OUT, QUEUE_PWM_OUT, SET_PWM_OUT],
     constants: &[("PWM_MAX", Constant::Int(PWM_MAX as i64))],
     static_strings: &[MISSED_EVENT.0, EXCEEDS_MAX_DURATION.0, NOT_PWM_PIN.0],
     shutdown: Some(shutdown),

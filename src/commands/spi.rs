@@ -7,7 +7,7 @@ use klipper_protocol::dictionary::EnumValue;
 use klipper_protocol::format::Arg;
 
 use crate::clock::Spin;
-use crate::command::{Args, CmdResult, Command, Module, Response, Shutdown};
+use crate::command::{Args, CmdResult, Module, Response, Shutdown};
 use crate::hw::bus::SpiHandle;
 use crate::hw::{Bias, GpioIn, GpioOut};
 use crate::mcu::Mcu;
@@ -153,6 +153,7 @@ fn new_spi(mcu: &mut Mcu, oid: u32, cs: Option<GpioOut>, high: bool) -> CmdResul
     Ok(())
 }
 
+crate::command!(CONFIG_SPI = "config_spi oid=%c pin=%u cs_active_high=%c" => config_spi);
 fn config_spi(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, pin, cs_active_high);
     let high = cs_active_high != 0;
@@ -160,11 +161,13 @@ fn config_spi(mcu: &mut Mcu, a: &Args) -> CmdResult {
     new_spi(mcu, oid, Some(cs), high)
 }
 
+crate::command!(CONFIG_SPI_WITHOUT_CS = "config_spi_without_cs oid=%c" => config_spi_without_cs);
 fn config_spi_without_cs(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid);
     new_spi(mcu, oid, None, false)
 }
 
+crate::command!(SPI_SET_BUS = "spi_set_bus oid=%c spi_bus=%u mode=%u rate=%u" => spi_set_bus);
 fn spi_set_bus(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, spi_bus, mode, rate);
     let i = lookup(mcu, oid)?;
@@ -176,6 +179,7 @@ fn spi_set_bus(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(SPI_SET_SW_BUS = "spi_set_sw_bus oid=%c miso_pin=%u mosi_pin=%u sclk_pin=%u mode=%u pulse_ticks=%u" => spi_set_sw_bus);
 fn spi_set_sw_bus(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, miso_pin, mosi_pin, sclk_pin, mode, pulse_ticks);
     if mode > 3 {
@@ -214,14 +218,17 @@ fn transfer_cmd(mcu: &mut Mcu, a: &Args, receive: bool) -> CmdResult {
     Ok(())
 }
 
+crate::command!(SPI_TRANSFER = "spi_transfer oid=%c data=%*s" => spi_transfer);
 fn spi_transfer(mcu: &mut Mcu, a: &Args) -> CmdResult {
     transfer_cmd(mcu, a, true)
 }
 
+crate::command!(SPI_SEND = "spi_send oid=%c data=%*s" => spi_send);
 fn spi_send(mcu: &mut Mcu, a: &Args) -> CmdResult {
     transfer_cmd(mcu, a, false)
 }
 
+crate::command!(CONFIG_SPI_SHUTDOWN = "config_spi_shutdown oid=%c spi_oid=%c shutdown_msg=%*s" => config_spi_shutdown);
 fn config_spi_shutdown(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, spi_oid, shutdown_msg: buf);
     let spi = lookup(mcu, spi_oid)?;
@@ -247,22 +254,20 @@ pub fn shutdown(mcu: &mut Mcu) {
     }
 }
 
-static COMMANDS: &[Command<Mcu>] = crate::commands![
-    "config_spi oid=%c pin=%u cs_active_high=%c" => config_spi,
-    "config_spi_without_cs oid=%c" => config_spi_without_cs,
-    "spi_set_bus oid=%c spi_bus=%u mode=%u rate=%u" => spi_set_bus,
-    "spi_set_sw_bus oid=%c miso_pin=%u mosi_pin=%u sclk_pin=%u mode=%u pulse_ticks=%u" => spi_set_sw_bus,
-    "spi_transfer oid=%c data=%*s" => spi_transfer,
-    "spi_send oid=%c data=%*s" => spi_send,
-    "config_spi_shutdown oid=%c spi_oid=%c shutdown_msg=%*s" => config_spi_shutdown,
-];
-
 const fn bus(b: i64) -> EnumValue {
     EnumValue::Range(b << 8, 16)
 }
 
 pub static MODULE: Module<Mcu> = Module {
-    commands: COMMANDS,
+    commands: &[
+        CONFIG_SPI,
+        CONFIG_SPI_WITHOUT_CS,
+        SPI_SET_BUS,
+        SPI_SET_SW_BUS,
+        SPI_TRANSFER,
+        SPI_SEND,
+        CONFIG_SPI_SHUTDOWN,
+    ],
     responses: &[&SPI_TRANSFER_RESPONSE],
     enumerations: &[
         ("spi_bus", "spidev0.0", bus(0)),

@@ -10,7 +10,7 @@
 use klipper_protocol::format::Arg;
 
 use crate::clock::{from_us, is_before, Spin};
-use crate::command::{Args, CmdResult, Command, Constant, Module, Response, Shutdown};
+use crate::command::{Args, CmdResult, Constant, Module, Response, Shutdown};
 use crate::commands::trsync;
 use crate::hw::GpioOut;
 use crate::mcu::Mcu;
@@ -163,6 +163,7 @@ pub fn step_event(mcu: &mut Mcu, i: u32, _waketime: u32) -> Result<TimerResult, 
     load_next(mcu, i)
 }
 
+crate::command!(CONFIG_STEPPER = "config_stepper oid=%c step_pin=%c dir_pin=%c invert_step=%c step_pulse_ticks=%u" => config_stepper);
 fn config_stepper(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, step_pin, dir_pin, invert_step, step_pulse_ticks);
     let invert_step = invert_step as u8 as i8;
@@ -194,6 +195,7 @@ fn config_stepper(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(QUEUE_STEP = "queue_step oid=%c interval=%u count=%hu add=%hi" => queue_step);
 fn queue_step(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, interval, count, add);
     let i = lookup(mcu, oid)?;
@@ -231,6 +233,7 @@ fn queue_step(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(SET_NEXT_STEP_DIR = "set_next_step_dir oid=%c dir=%c" => set_next_step_dir);
 fn set_next_step_dir(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, dir);
     let i = lookup(mcu, oid)?;
@@ -239,6 +242,7 @@ fn set_next_step_dir(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(RESET_STEP_CLOCK = "reset_step_clock oid=%c clock=%u" => reset_step_clock);
 fn reset_step_clock(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, clock);
     let i = lookup(mcu, oid)?;
@@ -267,6 +271,7 @@ fn position(s: &Stepper) -> u32 {
     }
 }
 
+crate::command!(STEPPER_GET_POSITION = "stepper_get_position oid=%c" => stepper_get_position);
 fn stepper_get_position(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid);
     let i = lookup(mcu, oid)?;
@@ -297,6 +302,7 @@ pub fn stop(mcu: &mut Mcu, i: usize) {
     }
 }
 
+crate::command!(STEPPER_STOP_ON_TRIGGER = "stepper_stop_on_trigger oid=%c trsync_oid=%c" => stepper_stop_on_trigger);
 fn stepper_stop_on_trigger(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, trsync_oid);
     let i = lookup(mcu, oid)?;
@@ -310,17 +316,15 @@ pub fn shutdown(mcu: &mut Mcu) {
     }
 }
 
-static COMMANDS: &[Command<Mcu>] = crate::commands![
-    "config_stepper oid=%c step_pin=%c dir_pin=%c invert_step=%c step_pulse_ticks=%u" => config_stepper,
-    "queue_step oid=%c interval=%u count=%hu add=%hi" => queue_step,
-    "set_next_step_dir oid=%c dir=%c" => set_next_step_dir,
-    "reset_step_clock oid=%c clock=%u" => reset_step_clock,
-    "stepper_get_position oid=%c" => stepper_get_position,
-    "stepper_stop_on_trigger oid=%c trsync_oid=%c" => stepper_stop_on_trigger,
-];
-
 pub static MODULE: Module<Mcu> = Module {
-    commands: COMMANDS,
+    commands: &[
+        CONFIG_STEPPER,
+        QUEUE_STEP,
+        SET_NEXT_STEP_DIR,
+        RESET_STEP_CLOCK,
+        STEPPER_GET_POSITION,
+        STEPPER_STOP_ON_TRIGGER,
+    ],
     responses: &[&STEPPER_POSITION],
     constants: &[("STEPPER_STEP_BOTH_EDGE", Constant::Int(1))],
     static_strings: &[TOO_FAR_IN_PAST.0, INVALID_COUNT.0, RESET_WHILE_ACTIVE.0],

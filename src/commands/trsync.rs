@@ -4,7 +4,7 @@
 
 use klipper_protocol::format::Arg;
 
-use crate::command::{Args, CmdResult, Command, Module, Response, Shutdown};
+use crate::command::{Args, CmdResult, Module, Response, Shutdown};
 use crate::commands::stepper;
 use crate::mcu::Mcu;
 use crate::mcu::TimerId;
@@ -100,6 +100,7 @@ fn clear(mcu: &mut Mcu, i: usize) {
     t.expire_reason = 0;
 }
 
+crate::command!(CONFIG_TRSYNC = "config_trsync oid=%c" => config_trsync);
 fn config_trsync(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid);
     let index = mcu.objs.of::<Trsync>().len() as u16;
@@ -116,6 +117,7 @@ fn config_trsync(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(TRSYNC_START = "trsync_start oid=%c report_clock=%u report_ticks=%u expire_reason=%c" => trsync_start);
 fn trsync_start(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, report_clock, report_ticks, expire_reason);
     let i = lookup(mcu, oid)?;
@@ -134,6 +136,7 @@ fn trsync_start(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(TRSYNC_SET_TIMEOUT = "trsync_set_timeout oid=%c clock=%u" => trsync_set_timeout);
 fn trsync_set_timeout(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, clock);
     let i = lookup(mcu, oid)?;
@@ -146,6 +149,7 @@ fn trsync_set_timeout(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(TRSYNC_TRIGGER = "trsync_trigger oid=%c reason=%c" => trsync_trigger);
 fn trsync_trigger(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, reason);
     let i = lookup(mcu, oid)?;
@@ -189,15 +193,13 @@ pub fn shutdown(mcu: &mut Mcu) {
     }
 }
 
-static COMMANDS: &[Command<Mcu>] = crate::commands![
-    "config_trsync oid=%c" => config_trsync,
-    "trsync_start oid=%c report_clock=%u report_ticks=%u expire_reason=%c" => trsync_start,
-    "trsync_set_timeout oid=%c clock=%u" => trsync_set_timeout,
-    "trsync_trigger oid=%c reason=%c" => trsync_trigger,
-];
-
 pub static MODULE: Module<Mcu> = Module {
-    commands: COMMANDS,
+    commands: &[
+        CONFIG_TRSYNC,
+        TRSYNC_START,
+        TRSYNC_SET_TIMEOUT,
+        TRSYNC_TRIGGER,
+    ],
     responses: &[&TRSYNC_STATE],
     static_strings: &[SIGNAL_ACTIVE.0],
     task: Some(task),

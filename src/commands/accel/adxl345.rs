@@ -2,7 +2,7 @@
 //! 9-byte burst read (DATAX0..DATAZ1, FIFO_CTL, FIFO_STATUS), packed into
 //! 5 bytes per sample.
 
-use crate::command::{Args, CmdResult, Command, Module, Shutdown};
+use crate::command::{Args, CmdResult, Module, Shutdown};
 use crate::commands::spi;
 use crate::mcu::Mcu;
 use crate::sched::{TimerFn, TimerResult};
@@ -49,6 +49,7 @@ fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
     mcu.oid_lookup::<Adxl345>(oid).map(|i| i as usize)
 }
 
+crate::command!(CONFIG_ADXL345 = "config_adxl345 oid=%c spi_oid=%c" => config_adxl345);
 fn config_adxl345(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, spi_oid);
     let index = mcu.objs.of::<Adxl345>().len() as u16;
@@ -105,26 +106,22 @@ fn query(mcu: &mut Mcu, i: usize) -> Result<bool, Shutdown> {
     Ok(fifo_status > 1)
 }
 
+crate::command!(QUERY_ADXL345 = "query_adxl345 oid=%c rest_ticks=%u" => query_adxl345);
 fn query_adxl345(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, rest_ticks);
     let i = lookup(mcu, oid)?;
     query_cmd::<Adxl345>(mcu, i, rest_ticks)
 }
 
+crate::command!(QUERY_ADXL345_STATUS = "query_adxl345_status oid=%c" => query_adxl345_status);
 fn query_adxl345_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid);
     let i = lookup(mcu, oid)?;
     status_cmd::<Adxl345>(mcu, i)
 }
 
-static COMMANDS: &[Command<Mcu>] = crate::commands![
-    "config_adxl345 oid=%c spi_oid=%c" => config_adxl345,
-    "query_adxl345 oid=%c rest_ticks=%u" => query_adxl345,
-    "query_adxl345_status oid=%c" => query_adxl345_status,
-];
-
 pub static MODULE: Module<Mcu> = Module {
-    commands: COMMANDS,
+    commands: &[CONFIG_ADXL345, QUERY_ADXL345, QUERY_ADXL345_STATUS],
     ..Module::EMPTY
 };
 

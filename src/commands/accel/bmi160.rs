@@ -2,7 +2,7 @@
 //! read, then whole 48-byte blocks of FIFO_DATA (accelerometer-only,
 //! header-less frames) straight into `sensor_bulk_data` messages.
 
-use crate::command::{Args, CmdResult, Command, Module, Shutdown};
+use crate::command::{Args, CmdResult, Module, Shutdown};
 use crate::commands::spi;
 use crate::mcu::Mcu;
 use crate::sched::{TimerFn, TimerResult};
@@ -44,6 +44,7 @@ fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
     mcu.oid_lookup::<Bmi160>(oid).map(|i| i as usize)
 }
 
+crate::command!(CONFIG_BMI160 = "config_bmi160 oid=%c bus_oid=%c bus_oid_type=%c" => config_bmi160);
 fn config_bmi160(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, bus_oid, bus_oid_type);
     let index = mcu.objs.of::<Bmi160>().len() as u16;
@@ -91,25 +92,21 @@ fn read_block(mcu: &mut Mcu, i: usize, block: &mut [u8; BLOCK]) -> CmdResult {
     }
 }
 
+crate::command!(QUERY_BMI160 = "query_bmi160 oid=%c rest_ticks=%u" => query_bmi160);
 fn query_bmi160(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, rest_ticks);
     let i = lookup(mcu, oid)?;
     query_cmd::<Bmi160>(mcu, i, rest_ticks)
 }
 
+crate::command!(QUERY_BMI160_STATUS = "query_bmi160_status oid=%c" => query_bmi160_status);
 fn query_bmi160_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid);
     let i = lookup(mcu, oid)?;
     status_cmd::<Bmi160>(mcu, i)
 }
 
-static COMMANDS: &[Command<Mcu>] = crate::commands![
-    "config_bmi160 oid=%c bus_oid=%c bus_oid_type=%c" => config_bmi160,
-    "query_bmi160 oid=%c rest_ticks=%u" => query_bmi160,
-    "query_bmi160_status oid=%c" => query_bmi160_status,
-];
-
 pub static MODULE: Module<Mcu> = Module {
-    commands: COMMANDS,
+    commands: &[CONFIG_BMI160, QUERY_BMI160, QUERY_BMI160_STATUS],
     ..Module::EMPTY
 };

@@ -2,7 +2,7 @@
 //! FIFO is read 8 samples (48 bytes, the chip's raw OUT_X_L..OUT_Z_H) at a
 //! time, straight into one `sensor_bulk_data` message.
 
-use crate::command::{Args, CmdResult, Command, Module, Shutdown};
+use crate::command::{Args, CmdResult, Module, Shutdown};
 use crate::commands::spi;
 use crate::mcu::Mcu;
 use crate::sched::{TimerFn, TimerResult};
@@ -54,6 +54,7 @@ fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
     mcu.oid_lookup::<Lis2dw>(oid).map(|i| i as usize)
 }
 
+crate::command!(CONFIG_LIS2DW = "config_lis2dw oid=%c bus_oid=%c bus_oid_type=%c lis_chip_type=%c" => config_lis2dw);
 fn config_lis2dw(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, bus_oid, bus_oid_type, lis_chip_type);
     let index = mcu.objs.of::<Lis2dw>().len() as u16;
@@ -123,25 +124,21 @@ fn read_block(mcu: &mut Mcu, i: usize, block: &mut [u8; BLOCK]) -> CmdResult {
     }
 }
 
+crate::command!(QUERY_LIS2DW = "query_lis2dw oid=%c rest_ticks=%u" => query_lis2dw);
 fn query_lis2dw(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, rest_ticks);
     let i = lookup(mcu, oid)?;
     query_cmd::<Lis2dw>(mcu, i, rest_ticks)
 }
 
+crate::command!(QUERY_LIS2DW_STATUS = "query_lis2dw_status oid=%c" => query_lis2dw_status);
 fn query_lis2dw_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid);
     let i = lookup(mcu, oid)?;
     status_cmd::<Lis2dw>(mcu, i)
 }
 
-static COMMANDS: &[Command<Mcu>] = crate::commands![
-    "config_lis2dw oid=%c bus_oid=%c bus_oid_type=%c lis_chip_type=%c" => config_lis2dw,
-    "query_lis2dw oid=%c rest_ticks=%u" => query_lis2dw,
-    "query_lis2dw_status oid=%c" => query_lis2dw_status,
-];
-
 pub static MODULE: Module<Mcu> = Module {
-    commands: COMMANDS,
+    commands: &[CONFIG_LIS2DW, QUERY_LIS2DW, QUERY_LIS2DW_STATUS],
     ..Module::EMPTY
 };

@@ -3,7 +3,7 @@
 //! registers): the FIFO byte count is read, then whole 48-byte blocks of
 //! the FIFO straight into `sensor_bulk_data` messages.
 
-use crate::command::{Args, CmdResult, Command, Module, Shutdown};
+use crate::command::{Args, CmdResult, Module, Shutdown};
 use crate::commands::i2c;
 use crate::mcu::Mcu;
 use crate::sched::{TimerFn, TimerResult};
@@ -117,25 +117,22 @@ pub(super) fn status_cmd(mcu: &mut Mcu, a: &Args, regs: &MpuRegs) -> CmdResult {
     super::status_cmd::<Mpu>(mcu, i)
 }
 
+crate::command!(CONFIG_MPU9250 = "config_mpu9250 oid=%c i2c_oid=%c" => config_mpu9250);
 fn config_mpu9250(mcu: &mut Mcu, a: &Args) -> CmdResult {
     config(mcu, a, &MPU9250_REGS)
 }
 
+crate::command!(QUERY_MPU9250 = "query_mpu9250 oid=%c rest_ticks=%u" => query_mpu9250);
 fn query_mpu9250(mcu: &mut Mcu, a: &Args) -> CmdResult {
     query_cmd(mcu, a, &MPU9250_REGS)
 }
 
+crate::command!(QUERY_MPU9250_STATUS = "query_mpu9250_status oid=%c" => query_mpu9250_status);
 fn query_mpu9250_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
     status_cmd(mcu, a, &MPU9250_REGS)
 }
 
-static COMMANDS: &[Command<Mcu>] = crate::commands![
-    "config_mpu9250 oid=%c i2c_oid=%c" => config_mpu9250,
-    "query_mpu9250 oid=%c rest_ticks=%u" => query_mpu9250,
-    "query_mpu9250_status oid=%c" => query_mpu9250_status,
-];
-
 pub static MODULE: Module<Mcu> = Module {
-    commands: COMMANDS,
+    commands: &[CONFIG_MPU9250, QUERY_MPU9250, QUERY_MPU9250_STATUS],
     ..Module::EMPTY
 };

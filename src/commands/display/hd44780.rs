@@ -9,7 +9,7 @@
 
 use super::{ndelay, ns_to_ticks};
 use crate::clock::{Clock, Spin};
-use crate::command::{Args, CmdResult, Command, Module};
+use crate::command::{Args, CmdResult, Module};
 use crate::hw::{Gpio, GpioOut};
 use crate::mcu::Mcu;
 
@@ -64,6 +64,7 @@ fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, crate::command::Shutdown> {
     mcu.oid_lookup::<Hd44780>(oid).map(|i| i as usize)
 }
 
+crate::command!(CONFIG_HD44780 = "config_hd44780 oid=%c rs_pin=%u e_pin=%u d4_pin=%u d5_pin=%u d6_pin=%u d7_pin=%u delay_ticks=%u" => config_hd44780);
 fn config_hd44780(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, rs_pin, e_pin, d4_pin, d5_pin, d6_pin, d7_pin, delay_ticks);
     let rs = mcu.gpio.setup_output(rs_pin, false)?;
@@ -97,11 +98,13 @@ fn send(mcu: &mut Mcu, oid: u32, data: &[u8], rs: bool) -> CmdResult {
     Ok(())
 }
 
+crate::command!(HD44780_SEND_CMDS = "hd44780_send_cmds oid=%c cmds=%*s" => hd44780_send_cmds);
 fn hd44780_send_cmds(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, cmds: buf);
     send(mcu, oid, cmds, false)
 }
 
+crate::command!(HD44780_SEND_DATA = "hd44780_send_data oid=%c data=%*s" => hd44780_send_data);
 fn hd44780_send_data(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, data: buf);
     send(mcu, oid, data, true)
@@ -119,14 +122,8 @@ pub fn shutdown(mcu: &mut Mcu) {
     }
 }
 
-static COMMANDS: &[Command<Mcu>] = crate::commands![
-    "config_hd44780 oid=%c rs_pin=%u e_pin=%u d4_pin=%u d5_pin=%u d6_pin=%u d7_pin=%u delay_ticks=%u" => config_hd44780,
-    "hd44780_send_cmds oid=%c cmds=%*s" => hd44780_send_cmds,
-    "hd44780_send_data oid=%c data=%*s" => hd44780_send_data,
-];
-
 pub static MODULE: Module<Mcu> = Module {
-    commands: COMMANDS,
+    commands: &[CONFIG_HD44780, HD44780_SEND_CMDS, HD44780_SEND_DATA],
     shutdown: Some(shutdown),
     ..Module::EMPTY
 };

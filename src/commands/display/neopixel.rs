@@ -17,7 +17,7 @@ use klipper_protocol::format::Arg;
 // The WS2812 timings are the program's constants, not the host's, so
 // they wait with the unbounded `spin_for`.
 use crate::clock::{spin_for, Clock, Spin};
-use crate::command::{Args, CmdResult, Command, Module, Response, Shutdown};
+use crate::command::{Args, CmdResult, Module, Response, Shutdown};
 use crate::hw::{Gpio, GpioOut};
 use crate::mcu::Mcu;
 
@@ -95,6 +95,7 @@ fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
     mcu.oid_lookup::<Neopixel>(oid).map(|i| i as usize)
 }
 
+crate::command!(CONFIG_NEOPIXEL = "config_neopixel oid=%c pin=%u data_size=%hu bit_max_ticks=%u reset_min_ticks=%u" => config_neopixel);
 fn config_neopixel(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, pin, data_size, bit_max_ticks, reset_min_ticks);
     let pin = mcu.gpio.setup_output(pin, false)?;
@@ -116,6 +117,7 @@ fn config_neopixel(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(NEOPIXEL_UPDATE = "neopixel_update oid=%c pos=%hu data=%*s" => neopixel_update);
 fn neopixel_update(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, pos, data: buf);
     let i = lookup(mcu, oid)?;
@@ -128,6 +130,7 @@ fn neopixel_update(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(NEOPIXEL_SEND = "neopixel_send oid=%c" => neopixel_send);
 fn neopixel_send(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid);
     let i = lookup(mcu, oid)?;
@@ -146,14 +149,8 @@ pub fn shutdown(mcu: &mut Mcu) {
     }
 }
 
-static COMMANDS: &[Command<Mcu>] = crate::commands![
-    "config_neopixel oid=%c pin=%u data_size=%hu bit_max_ticks=%u reset_min_ticks=%u" => config_neopixel,
-    "neopixel_update oid=%c pos=%hu data=%*s" => neopixel_update,
-    "neopixel_send oid=%c" => neopixel_send,
-];
-
 pub static MODULE: Module<Mcu> = Module {
-    commands: COMMANDS,
+    commands: &[CONFIG_NEOPIXEL, NEOPIXEL_UPDATE, NEOPIXEL_SEND],
     responses: &[&NEOPIXEL_RESULT],
     static_strings: &[INVALID_DATA_SIZE.0, INVALID_UPDATE.0],
     shutdown: Some(shutdown),

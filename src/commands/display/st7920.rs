@@ -10,7 +10,7 @@
 
 use super::{ndelay, ns_to_ticks};
 use crate::clock::{Clock, Spin};
-use crate::command::{Args, CmdResult, Command, Module};
+use crate::command::{Args, CmdResult, Module};
 use crate::hw::{Gpio, GpioOut};
 use crate::mcu::Mcu;
 
@@ -59,6 +59,7 @@ impl St7920 {
     }
 }
 
+crate::command!(CONFIG_ST7920 = "config_st7920 oid=%c cs_pin=%u sclk_pin=%u sid_pin=%u sync_delay_ticks=%u cmd_delay_ticks=%u" => config_st7920);
 fn config_st7920(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, cs_pin, sclk_pin, sid_pin, sync_delay_ticks, cmd_delay_ticks);
     let sclk = mcu.gpio.setup_output(sclk_pin, false)?;
@@ -89,11 +90,13 @@ fn send(mcu: &mut Mcu, oid: u32, data: &[u8], sync: u8) -> CmdResult {
     Ok(())
 }
 
+crate::command!(ST7920_SEND_CMDS = "st7920_send_cmds oid=%c cmds=%*s" => st7920_send_cmds);
 fn st7920_send_cmds(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, cmds: buf);
     send(mcu, oid, cmds, SYNC_CMD)
 }
 
+crate::command!(ST7920_SEND_DATA = "st7920_send_data oid=%c data=%*s" => st7920_send_data);
 fn st7920_send_data(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, data: buf);
     send(mcu, oid, data, SYNC_DATA)
@@ -108,14 +111,8 @@ pub fn shutdown(mcu: &mut Mcu) {
     }
 }
 
-static COMMANDS: &[Command<Mcu>] = crate::commands![
-    "config_st7920 oid=%c cs_pin=%u sclk_pin=%u sid_pin=%u sync_delay_ticks=%u cmd_delay_ticks=%u" => config_st7920,
-    "st7920_send_cmds oid=%c cmds=%*s" => st7920_send_cmds,
-    "st7920_send_data oid=%c data=%*s" => st7920_send_data,
-];
-
 pub static MODULE: Module<Mcu> = Module {
-    commands: COMMANDS,
+    commands: &[CONFIG_ST7920, ST7920_SEND_CMDS, ST7920_SEND_DATA],
     shutdown: Some(shutdown),
     ..Module::EMPTY
 };

@@ -23,7 +23,7 @@
 use klipper_protocol::format::Arg;
 
 use crate::clock::{from_us, is_before};
-use crate::command::{Args, CmdResult, Command, Module, Response, Shutdown};
+use crate::command::{Args, CmdResult, Module, Response, Shutdown};
 use crate::hw::{Bias, GpioIn, GpioOut};
 use crate::mcu::Mcu;
 use crate::mcu::TimerId;
@@ -248,6 +248,7 @@ fn store_bit(mcu: &mut Mcu, i: usize, v: bool) -> Result<TimerResult, Shutdown> 
     Ok(TimerResult::Reschedule(t.waketime))
 }
 
+crate::command!(CONFIG_TMCUART = "config_tmcuart oid=%c rx_pin=%u pull_up=%c tx_pin=%u bit_time=%u" => config_tmcuart);
 fn config_tmcuart(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, rx_pin, pull_up, tx_pin, bit_time);
     let (rx_pin, pull_up, tx_pin) = (rx_pin, pull_up, tx_pin);
@@ -288,6 +289,7 @@ fn config_tmcuart(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(TMCUART_SEND = "tmcuart_send oid=%c write=%*s read=%c" => tmcuart_send);
 fn tmcuart_send(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, write: buf, read);
     let i = mcu.oid_lookup::<TmcUart>(oid)? as usize;
@@ -342,13 +344,8 @@ pub fn shutdown(mcu: &mut Mcu) {
     }
 }
 
-static COMMANDS: &[Command<Mcu>] = crate::commands![
-    "config_tmcuart oid=%c rx_pin=%u pull_up=%c tx_pin=%u bit_time=%u" => config_tmcuart,
-    "tmcuart_send oid=%c write=%*s read=%c" => tmcuart_send,
-];
-
 pub static MODULE: Module<Mcu> = Module {
-    commands: COMMANDS,
+    commands: &[CONFIG_TMCUART, TMCUART_SEND],
     responses: &[&TMCUART_RESPONSE],
     static_strings: &[DATA_TOO_LARGE.0],
     task: Some(task),

@@ -11,7 +11,7 @@ use klipper_protocol::dictionary::EnumValue;
 use super::trigger_analog;
 use klipper_protocol::crc::crc16_ccitt;
 
-use crate::command::{Args, CmdResult, Command, Module, Shutdown};
+use crate::command::{Args, CmdResult, Module, Shutdown};
 use crate::commands::sensor_bulk::{SensorBulk, BULK_DATA_SIZE};
 use crate::commands::spi;
 use crate::hw::{Bias, GpioIn};
@@ -201,11 +201,13 @@ fn new_adc(
     Ok(())
 }
 
+crate::command!(CONFIG_ADS1220 = "config_ads1220 oid=%c spi_oid=%c data_ready_pin=%u" => config_ads1220);
 fn config_ads1220(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, spi_oid, data_ready_pin);
     new_adc(mcu, false, oid, spi_oid, 0, 0, data_ready_pin)
 }
 
+crate::command!(CONFIG_ADS131M0X = "config_ads131m0x oid=%c spi_oid=%c channel=%c num_channels=%c data_ready_pin=%u" => config_ads131m0x);
 fn config_ads131m0x(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, spi_oid, channel, num_channels, data_ready_pin);
     new_adc(
@@ -265,38 +267,42 @@ fn status(mcu: &mut Mcu, ads131: bool, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(ADS1220_ATTACH_TRIGGER_ANALOG = "ads1220_attach_trigger_analog oid=%c trigger_analog_oid=%c" => ads1220_attach_trigger_analog);
 fn ads1220_attach_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
     attach(mcu, false, a)
 }
+crate::command!(ADS131M0X_ATTACH_TRIGGER_ANALOG = "ads131m0x_attach_trigger_analog oid=%c trigger_analog_oid=%c" => ads131m0x_attach_trigger_analog);
 fn ads131m0x_attach_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
     attach(mcu, true, a)
 }
+crate::command!(QUERY_ADS1220 = "query_ads1220 oid=%c rest_ticks=%u" => query_ads1220);
 fn query_ads1220(mcu: &mut Mcu, a: &Args) -> CmdResult {
     query(mcu, false, a)
 }
+crate::command!(QUERY_ADS131M0X = "query_ads131m0x oid=%c rest_ticks=%u" => query_ads131m0x);
 fn query_ads131m0x(mcu: &mut Mcu, a: &Args) -> CmdResult {
     query(mcu, true, a)
 }
+crate::command!(QUERY_ADS1220_STATUS = "query_ads1220_status oid=%c" => query_ads1220_status);
 fn query_ads1220_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
     status(mcu, false, a)
 }
+crate::command!(QUERY_ADS131M0X_STATUS = "query_ads131m0x_status oid=%c" => query_ads131m0x_status);
 fn query_ads131m0x_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
     status(mcu, true, a)
 }
 
-pub static COMMANDS: &[Command<Mcu>] = crate::commands![
-    "config_ads1220 oid=%c spi_oid=%c data_ready_pin=%u" => config_ads1220,
-    "ads1220_attach_trigger_analog oid=%c trigger_analog_oid=%c" => ads1220_attach_trigger_analog,
-    "query_ads1220 oid=%c rest_ticks=%u" => query_ads1220,
-    "query_ads1220_status oid=%c" => query_ads1220_status,
-    "config_ads131m0x oid=%c spi_oid=%c channel=%c num_channels=%c data_ready_pin=%u" => config_ads131m0x,
-    "ads131m0x_attach_trigger_analog oid=%c trigger_analog_oid=%c" => ads131m0x_attach_trigger_analog,
-    "query_ads131m0x oid=%c rest_ticks=%u" => query_ads131m0x,
-    "query_ads131m0x_status oid=%c" => query_ads131m0x_status,
-];
-
 pub static MODULE: Module<Mcu> = Module {
-    commands: COMMANDS,
+    commands: &[
+        CONFIG_ADS1220,
+        ADS1220_ATTACH_TRIGGER_ANALOG,
+        QUERY_ADS1220,
+        QUERY_ADS1220_STATUS,
+        CONFIG_ADS131M0X,
+        ADS131M0X_ATTACH_TRIGGER_ANALOG,
+        QUERY_ADS131M0X,
+        QUERY_ADS131M0X_STATUS,
+    ],
     enumerations: ENUMERATIONS,
     static_strings: STATIC_STRINGS,
     task: Some(task),

@@ -4,7 +4,7 @@
 //! the signed counts (4 bytes, little endian) through sensor_bulk.
 
 use super::trigger_analog;
-use crate::command::{Args, CmdResult, Command, Module, Shutdown};
+use crate::command::{Args, CmdResult, Module, Shutdown};
 use crate::commands::sensor_bulk::{SensorBulk, BULK_DATA_SIZE};
 use crate::hw::{Bias, GpioIn, GpioOut};
 use crate::mcu::Mcu;
@@ -117,6 +117,7 @@ pub fn task(mcu: &mut Mcu) {
     }
 }
 
+crate::command!(CONFIG_HX71X = "config_hx71x oid=%c gain_channel=%c dout_pin=%u sclk_pin=%u" => config_hx71x);
 fn config_hx71x(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, gain_channel, dout_pin, sclk_pin);
     let gc = gain_channel as u8;
@@ -143,6 +144,7 @@ fn config_hx71x(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(HX71X_ATTACH_TRIGGER_ANALOG = "hx71x_attach_trigger_analog oid=%c trigger_analog_oid=%c" => hx71x_attach_trigger_analog);
 fn hx71x_attach_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, trigger_analog_oid);
     let i = lookup(mcu, oid)?;
@@ -151,6 +153,7 @@ fn hx71x_attach_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(QUERY_HX71X = "query_hx71x oid=%c rest_ticks=%u" => query_hx71x);
 fn query_hx71x(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, rest_ticks);
     let i = lookup(mcu, oid)?;
@@ -173,6 +176,7 @@ fn query_hx71x(mcu: &mut Mcu, a: &Args) -> CmdResult {
     mcu.timers.add(id, when, now)
 }
 
+crate::command!(QUERY_HX71X_STATUS = "query_hx71x_status oid=%c" => query_hx71x_status);
 fn query_hx71x_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid);
     let i = lookup(mcu, oid)?;
@@ -194,15 +198,13 @@ pub fn shutdown(mcu: &mut Mcu) {
     }
 }
 
-pub static COMMANDS: &[Command<Mcu>] = crate::commands![
-    "config_hx71x oid=%c gain_channel=%c dout_pin=%u sclk_pin=%u" => config_hx71x,
-    "hx71x_attach_trigger_analog oid=%c trigger_analog_oid=%c" => hx71x_attach_trigger_analog,
-    "query_hx71x oid=%c rest_ticks=%u" => query_hx71x,
-    "query_hx71x_status oid=%c" => query_hx71x_status,
-];
-
 pub static MODULE: Module<Mcu> = Module {
-    commands: COMMANDS,
+    commands: &[
+        CONFIG_HX71X,
+        HX71X_ATTACH_TRIGGER_ANALOG,
+        QUERY_HX71X,
+        QUERY_HX71X_STATUS,
+    ],
     static_strings: STATIC_STRINGS,
     task: Some(task),
     shutdown: Some(shutdown),

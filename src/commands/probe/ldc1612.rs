@@ -7,7 +7,7 @@
 use klipper_protocol::dictionary::EnumValue;
 
 use super::trigger_analog;
-use crate::command::{Args, CmdResult, Command, Module, Shutdown};
+use crate::command::{Args, CmdResult, Module, Shutdown};
 use crate::commands::i2c;
 use crate::commands::sensor_bulk::{SensorBulk, BULK_DATA_SIZE};
 use crate::hw::bus::I2C_SUCCESS;
@@ -187,11 +187,13 @@ fn new_ldc(mcu: &mut Mcu, oid: u32, i2c_oid: u32, intb: Option<GpioIn>) -> CmdRe
     Ok(())
 }
 
+crate::command!(CONFIG_LDC1612 = "config_ldc1612 oid=%c i2c_oid=%c" => config_ldc1612);
 fn config_ldc1612(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, i2c_oid);
     new_ldc(mcu, oid, i2c_oid, None)
 }
 
+crate::command!(CONFIG_LDC1612_WITH_INTB = "config_ldc1612_with_intb oid=%c i2c_oid=%c intb_pin=%c" => config_ldc1612_with_intb);
 fn config_ldc1612_with_intb(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, i2c_oid, intb_pin);
     i2c::lookup(mcu, i2c_oid)?;
@@ -199,6 +201,7 @@ fn config_ldc1612_with_intb(mcu: &mut Mcu, a: &Args) -> CmdResult {
     new_ldc(mcu, oid, i2c_oid, Some(pin))
 }
 
+crate::command!(LDC1612_ATTACH_TRIGGER_ANALOG = "ldc1612_attach_trigger_analog oid=%c trigger_analog_oid=%c" => ldc1612_attach_trigger_analog);
 fn ldc1612_attach_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, trigger_analog_oid);
     let i = lookup(mcu, oid)?;
@@ -207,6 +210,7 @@ fn ldc1612_attach_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(QUERY_LDC1612 = "query_ldc1612 oid=%c rest_ticks=%u" => query_ldc1612);
 fn query_ldc1612(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, rest_ticks);
     let i = lookup(mcu, oid)?;
@@ -224,6 +228,7 @@ fn query_ldc1612(mcu: &mut Mcu, a: &Args) -> CmdResult {
     mcu.timers.add(id, when, now)
 }
 
+crate::command!(QUERY_STATUS_LDC1612 = "query_status_ldc1612 oid=%c" => query_status_ldc1612);
 fn query_status_ldc1612(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid);
     let i = lookup(mcu, oid)?;
@@ -262,16 +267,14 @@ fn query_status_ldc1612(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
-pub static COMMANDS: &[Command<Mcu>] = crate::commands![
-    "config_ldc1612 oid=%c i2c_oid=%c" => config_ldc1612,
-    "config_ldc1612_with_intb oid=%c i2c_oid=%c intb_pin=%c" => config_ldc1612_with_intb,
-    "ldc1612_attach_trigger_analog oid=%c trigger_analog_oid=%c" => ldc1612_attach_trigger_analog,
-    "query_ldc1612 oid=%c rest_ticks=%u" => query_ldc1612,
-    "query_status_ldc1612 oid=%c" => query_status_ldc1612,
-];
-
 pub static MODULE: Module<Mcu> = Module {
-    commands: COMMANDS,
+    commands: &[
+        CONFIG_LDC1612,
+        CONFIG_LDC1612_WITH_INTB,
+        LDC1612_ATTACH_TRIGGER_ANALOG,
+        QUERY_LDC1612,
+        QUERY_STATUS_LDC1612,
+    ],
     enumerations: ENUMERATIONS,
     task: Some(task),
     shutdown: Some(shutdown),

@@ -7,7 +7,7 @@
 //! fractional bits and checked against the 32-bit range; sums of state
 //! wrap as 32-bit integers do.
 
-use crate::command::{Args, CmdResult, Command, Module, Shutdown};
+use crate::command::{Args, CmdResult, Module, Shutdown};
 use crate::mcu::Mcu;
 
 const BAD_SECTION: Shutdown = Shutdown("Filter section index larger than max_sections");
@@ -97,6 +97,7 @@ pub fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
     mcu.oid_lookup::<SosFilter>(oid).map(|i| i as usize)
 }
 
+crate::command!(CONFIG_SOS_FILTER = "config_sos_filter oid=%c max_sections=%c" => config_sos_filter);
 fn config_sos_filter(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, max_sections);
     let index = mcu.objs.of::<SosFilter>().len() as u16;
@@ -117,6 +118,7 @@ fn section_of(mcu: &mut Mcu, a: &Args) -> Result<(usize, usize), Shutdown> {
     Ok((i, idx as usize))
 }
 
+crate::command!(SOS_FILTER_SET_SECTION = "sos_filter_set_section oid=%c section_idx=%c sos0=%i sos1=%i sos2=%i sos3=%i sos4=%i" => sos_filter_set_section);
 fn sos_filter_set_section(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let (i, s) = section_of(mcu, a)?;
     let sec = &mut mcu.objs.of::<SosFilter>()[i].sections[s];
@@ -126,6 +128,7 @@ fn sos_filter_set_section(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(SOS_FILTER_SET_STATE = "sos_filter_set_state oid=%c section_idx=%c state0=%i state1=%i" => sos_filter_set_state);
 fn sos_filter_set_state(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, section_idx, state0, state1);
     let (i, s) = section_of(mcu, a)?;
@@ -134,6 +137,7 @@ fn sos_filter_set_state(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(SOS_FILTER_SET_OFFSET_SCALE = "sos_filter_set_offset_scale oid=%c offset=%i scale=%i scale_frac_bits=%c auto_offset=%c" => sos_filter_set_offset_scale);
 fn sos_filter_set_offset_scale(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, offset, scale, scale_frac_bits, auto_offset);
     let i = lookup(mcu, oid)?;
@@ -145,6 +149,7 @@ fn sos_filter_set_offset_scale(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(SOS_FILTER_SET_ACTIVE = "sos_filter_set_active oid=%c n_sections=%c coeff_frac_bits=%c" => sos_filter_set_active);
 fn sos_filter_set_active(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, n_sections, coeff_frac_bits);
     let i = lookup(mcu, oid)?;
@@ -158,16 +163,14 @@ fn sos_filter_set_active(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
-pub static COMMANDS: &[Command<Mcu>] = crate::commands![
-    "config_sos_filter oid=%c max_sections=%c" => config_sos_filter,
-    "sos_filter_set_section oid=%c section_idx=%c sos0=%i sos1=%i sos2=%i sos3=%i sos4=%i" => sos_filter_set_section,
-    "sos_filter_set_state oid=%c section_idx=%c state0=%i state1=%i" => sos_filter_set_state,
-    "sos_filter_set_offset_scale oid=%c offset=%i scale=%i scale_frac_bits=%c auto_offset=%c" => sos_filter_set_offset_scale,
-    "sos_filter_set_active oid=%c n_sections=%c coeff_frac_bits=%c" => sos_filter_set_active,
-];
-
 pub static MODULE: Module<Mcu> = Module {
-    commands: COMMANDS,
+    commands: &[
+        CONFIG_SOS_FILTER,
+        SOS_FILTER_SET_SECTION,
+        SOS_FILTER_SET_STATE,
+        SOS_FILTER_SET_OFFSET_SCALE,
+        SOS_FILTER_SET_ACTIVE,
+    ],
     ..Module::EMPTY
 };
 

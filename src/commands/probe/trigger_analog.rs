@@ -7,7 +7,7 @@ use klipper_protocol::dictionary::EnumValue;
 use klipper_protocol::format::Arg;
 
 use super::sos_filter;
-use crate::command::{Args, CmdResult, Command, Module, Response, Shutdown};
+use crate::command::{Args, CmdResult, Module, Response, Shutdown};
 use crate::commands::trsync;
 use crate::mcu::Mcu;
 use crate::mcu::TimerId;
@@ -188,6 +188,7 @@ pub fn update(mcu: &mut Mcu, i: usize, sample: i32) {
     ta.flags = flags;
 }
 
+crate::command!(CONFIG_TRIGGER_ANALOG = "config_trigger_analog oid=%c sos_filter_oid=%c" => config_trigger_analog);
 fn config_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, sos_filter_oid);
     let sf = sos_filter::lookup(mcu, sos_filter_oid)?;
@@ -200,6 +201,7 @@ fn config_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(TRIGGER_ANALOG_SET_RAW_RANGE = "trigger_analog_set_raw_range oid=%c raw_min=%i raw_max=%i" => trigger_analog_set_raw_range);
 fn trigger_analog_set_raw_range(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, raw_min, raw_max);
     let i = lookup(mcu, oid)?;
@@ -209,6 +211,7 @@ fn trigger_analog_set_raw_range(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(TRIGGER_ANALOG_SET_TRIGGER = "trigger_analog_set_trigger oid=%c trigger_analog_type=%c trigger_value=%i" => trigger_analog_set_trigger);
 fn trigger_analog_set_trigger(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, trigger_analog_type, trigger_value);
     let i = lookup(mcu, oid)?;
@@ -218,6 +221,7 @@ fn trigger_analog_set_trigger(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(TRIGGER_ANALOG_HOME = "trigger_analog_home oid=%c trsync_oid=%c trigger_reason=%c error_reason=%c clock=%u monitor_ticks=%u monitor_max=%u" => trigger_analog_home);
 fn trigger_analog_home(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, trsync_oid, trigger_reason, error_reason, clock, monitor_ticks, monitor_max);
     let i = lookup(mcu, oid)?;
@@ -244,6 +248,7 @@ fn trigger_analog_home(mcu: &mut Mcu, a: &Args) -> CmdResult {
     mcu.timers.add(id, clock, now)
 }
 
+crate::command!(TRIGGER_ANALOG_QUERY_STATE = "trigger_analog_query_state oid=%c" => trigger_analog_query_state);
 fn trigger_analog_query_state(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid);
     let i = lookup(mcu, oid)?;
@@ -257,6 +262,7 @@ fn trigger_analog_query_state(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(ANALOG_IN_ATTACH_TRIGGER_ANALOG = "analog_in_attach_trigger_analog oid=%c trigger_analog_oid=%c" => analog_in_attach_trigger_analog);
 /// `analog_in_attach_trigger_analog`: feed an analog input's sums to a
 /// trigger_analog (the input lives in `adc.rs`).
 fn analog_in_attach_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
@@ -267,17 +273,15 @@ fn analog_in_attach_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
-pub static COMMANDS: &[Command<Mcu>] = crate::commands![
-    "config_trigger_analog oid=%c sos_filter_oid=%c" => config_trigger_analog,
-    "trigger_analog_set_raw_range oid=%c raw_min=%i raw_max=%i" => trigger_analog_set_raw_range,
-    "trigger_analog_set_trigger oid=%c trigger_analog_type=%c trigger_value=%i" => trigger_analog_set_trigger,
-    "trigger_analog_home oid=%c trsync_oid=%c trigger_reason=%c error_reason=%c clock=%u monitor_ticks=%u monitor_max=%u" => trigger_analog_home,
-    "trigger_analog_query_state oid=%c" => trigger_analog_query_state,
-    "analog_in_attach_trigger_analog oid=%c trigger_analog_oid=%c" => analog_in_attach_trigger_analog,
-];
-
 pub static MODULE: Module<Mcu> = Module {
-    commands: COMMANDS,
+    commands: &[
+        CONFIG_TRIGGER_ANALOG,
+        TRIGGER_ANALOG_SET_RAW_RANGE,
+        TRIGGER_ANALOG_SET_TRIGGER,
+        TRIGGER_ANALOG_HOME,
+        TRIGGER_ANALOG_QUERY_STATE,
+        ANALOG_IN_ATTACH_TRIGGER_ANALOG,
+    ],
     responses: &[&TRIGGER_ANALOG_STATE],
     enumerations: ENUMERATIONS,
     static_strings: sos_filter::STATIC_STRINGS,

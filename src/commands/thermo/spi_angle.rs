@@ -11,7 +11,7 @@ use klipper_protocol::format::Arg;
 use klipper_protocol::crc::{crc8_07, crc8_1d};
 
 use crate::clock::from_us;
-use crate::command::{Args, CmdResult, Command, Module, Response, Shutdown};
+use crate::command::{Args, CmdResult, Module, Response, Shutdown};
 use crate::commands::sensor_bulk::{SensorBulk, BULK_DATA_SIZE};
 use crate::commands::spi;
 use crate::mcu::Mcu;
@@ -87,6 +87,7 @@ fn timer_event(mcu: &mut Mcu, i: usize) -> TimerResult {
     TimerResult::Reschedule(next)
 }
 
+crate::command!(CONFIG_SPI_ANGLE = "config_spi_angle oid=%c spi_oid=%c spi_angle_type=%c" => config_spi_angle);
 fn config_spi_angle(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, spi_oid, spi_angle_type);
     let chip_type = spi_angle_type;
@@ -113,6 +114,7 @@ fn config_spi_angle(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(QUERY_SPI_ANGLE = "query_spi_angle oid=%c clock=%u rest_ticks=%u time_shift=%c" => query_spi_angle);
 fn query_spi_angle(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, clock, rest_ticks, time_shift);
     let i = mcu.oid_lookup::<SpiAngle>(oid)? as usize;
@@ -140,6 +142,7 @@ fn tle_latch(mcu: &mut Mcu, spi_i: usize) -> Result<u32, Shutdown> {
     Ok(mcu.clock.now())
 }
 
+crate::command!(SPI_ANGLE_TRANSFER = "spi_angle_transfer oid=%c data=%*s" => spi_angle_transfer);
 fn spi_angle_transfer(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, data: buf);
     let i = mcu.oid_lookup::<SpiAngle>(oid)? as usize;
@@ -344,14 +347,8 @@ pub fn task(mcu: &mut Mcu) {
     }
 }
 
-static COMMANDS: &[Command<Mcu>] = crate::commands![
-    "config_spi_angle oid=%c spi_oid=%c spi_angle_type=%c" => config_spi_angle,
-    "query_spi_angle oid=%c clock=%u rest_ticks=%u time_shift=%c" => query_spi_angle,
-    "spi_angle_transfer oid=%c data=%*s" => spi_angle_transfer,
-];
-
 pub static MODULE: Module<Mcu> = Module {
-    commands: COMMANDS,
+    commands: &[CONFIG_SPI_ANGLE, QUERY_SPI_ANGLE, SPI_ANGLE_TRANSFER],
     responses: &[&SPI_ANGLE_TRANSFER_RESPONSE],
     enumerations: &[
         (

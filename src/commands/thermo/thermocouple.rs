@@ -7,7 +7,7 @@
 use klipper_protocol::dictionary::EnumValue;
 use klipper_protocol::format::Arg;
 
-use crate::command::{Args, CmdResult, Command, Module, Response, Shutdown};
+use crate::command::{Args, CmdResult, Module, Response, Shutdown};
 use crate::commands::spi;
 use crate::mcu::Mcu;
 use crate::mcu::TimerId;
@@ -63,6 +63,7 @@ fn timer_event(mcu: &mut Mcu, i: usize) -> TimerResult {
     TimerResult::Reschedule(next)
 }
 
+crate::command!(CONFIG_THERMOCOUPLE = "config_thermocouple oid=%c spi_oid=%c thermocouple_type=%c" => config_thermocouple);
 fn config_thermocouple(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, spi_oid, thermocouple_type);
     let chip_type = thermocouple_type;
@@ -87,6 +88,7 @@ fn config_thermocouple(mcu: &mut Mcu, a: &Args) -> CmdResult {
     Ok(())
 }
 
+crate::command!(QUERY_THERMOCOUPLE = "query_thermocouple oid=%c clock=%u rest_ticks=%u min_value=%u max_value=%u max_invalid_count=%c" => query_thermocouple);
 fn query_thermocouple(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, clock, rest_ticks, min_value, max_value, max_invalid_count);
     let i = mcu.oid_lookup::<Thermocouple>(oid)? as usize;
@@ -189,13 +191,8 @@ pub fn task(mcu: &mut Mcu) {
     }
 }
 
-static COMMANDS: &[Command<Mcu>] = crate::commands![
-    "config_thermocouple oid=%c spi_oid=%c thermocouple_type=%c" => config_thermocouple,
-    "query_thermocouple oid=%c clock=%u rest_ticks=%u min_value=%u max_value=%u max_invalid_count=%c" => query_thermocouple,
-];
-
 pub static MODULE: Module<Mcu> = Module {
-    commands: COMMANDS,
+    commands: &[CONFIG_THERMOCOUPLE, QUERY_THERMOCOUPLE],
     responses: &[&THERMOCOUPLE_RESULT],
     enumerations: &[
         (
