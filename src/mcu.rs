@@ -189,8 +189,16 @@ impl Mcu {
         id.run(self, waketime)
     }
 
+    /// Claim `oid` for the next `T`, the one `objs.push` adds next (the
+    /// reference's `oid_alloc`); returns its index in the `T` table.
+    pub fn oid_new<T: 'static>(&mut self, oid: u32) -> Result<usize, Shutdown> {
+        let index = self.objs.of::<T>().len();
+        self.oid_alloc::<T>(oid, index as u16)?;
+        Ok(index)
+    }
+
     /// Claim `oid` for the object of type `T` at `index` in its table.
-    pub fn oid_alloc<T: 'static>(&mut self, oid: u32, index: u16) -> Result<(), Shutdown> {
+    fn oid_alloc<T: 'static>(&mut self, oid: u32, index: u16) -> Result<(), Shutdown> {
         if self.is_finalized() {
             return Err(CANT_ASSIGN_OID);
         }
@@ -202,9 +210,9 @@ impl Mcu {
 
     /// The index of the `T` that `oid` names.
     #[inline]
-    pub fn oid_lookup<T: 'static>(&self, oid: u32) -> Result<u16, Shutdown> {
+    pub fn oid_lookup<T: 'static>(&self, oid: u32) -> Result<usize, Shutdown> {
         match &self.oids {
-            Some(t) => t.lookup::<T>(oid),
+            Some(t) => t.lookup::<T>(oid).map(usize::from),
             None => Err(INVALID_OID_TYPE),
         }
     }

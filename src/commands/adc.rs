@@ -90,8 +90,7 @@ fn config_analog_in(mcu: &mut Mcu, a: &Args) -> CmdResult {
         return Err(NOT_ADC_PIN);
     }
     let chan = AdcChannel::open(&mcu.sysfs_root, pin - ANALOG_BASE)?;
-    let index = mcu.objs.of::<AnalogIn>().len() as u16;
-    mcu.oid_alloc::<AnalogIn>(oid, index)?;
+    mcu.oid_new::<AnalogIn>(oid)?;
     mcu.objs.push(AnalogIn {
         oid: oid as u8,
         chan,

@@ -34,10 +34,6 @@ pub struct Buttons {
     button_count: u8,
 }
 
-fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
-    mcu.oid_lookup::<Buttons>(oid).map(|i| i as usize)
-}
-
 fn run_timer(mcu: &mut Mcu, i: u32, waketime: u32) -> Result<TimerResult, Shutdown> {
     Ok(timer_event(mcu, i as usize, waketime))
 }
@@ -92,8 +88,7 @@ fn config_buttons(mcu: &mut Mcu, a: &Args) -> CmdResult {
     if count > 8 {
         return Err(MAX_BUTTONS);
     }
-    let index = mcu.objs.of::<Buttons>().len() as u16;
-    mcu.oid_alloc::<Buttons>(oid, index)?;
+    mcu.oid_new::<Buttons>(oid)?;
     mcu.objs.push(Buttons {
         oid: oid as u8,
         rest_ticks: 0,
@@ -113,7 +108,7 @@ fn config_buttons(mcu: &mut Mcu, a: &Args) -> CmdResult {
 crate::command!(BUTTONS_ADD = "buttons_add oid=%c pos=%c pin=%u pull_up=%c" => buttons_add);
 fn buttons_add(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, pos, pin, pull_up);
-    let i = lookup(mcu, oid)?;
+    let i = mcu.oid_lookup::<Buttons>(oid)?;
     let pos = pos as u8;
     if pos >= mcu.objs.of::<Buttons>()[i].button_count {
         return Err(PAST_MAXIMUM);
@@ -126,7 +121,7 @@ fn buttons_add(mcu: &mut Mcu, a: &Args) -> CmdResult {
 crate::command!(BUTTONS_QUERY = "buttons_query oid=%c clock=%u rest_ticks=%u retransmit_count=%c invert=%c" => buttons_query);
 fn buttons_query(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, clock, rest_ticks, retransmit_count, invert);
-    let i = lookup(mcu, oid)?;
+    let i = mcu.oid_lookup::<Buttons>(oid)?;
     let id = TimerId::new(run_timer, i as u32);
     mcu.timers.remove(id);
     let b = &mut mcu.objs.of::<Buttons>()[i];
@@ -150,7 +145,7 @@ fn buttons_query(mcu: &mut Mcu, a: &Args) -> CmdResult {
 crate::command!(BUTTONS_ACK = "buttons_ack oid=%c count=%c" => buttons_ack);
 fn buttons_ack(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, count);
-    let i = lookup(mcu, oid)?;
+    let i = mcu.oid_lookup::<Buttons>(oid)?;
     let count = count as u8;
     let b = &mut mcu.objs.of::<Buttons>()[i];
     b.ack_count = b.ack_count.wrapping_add(count);

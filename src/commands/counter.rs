@@ -26,10 +26,6 @@ pub struct Counter {
     pending: bool,
 }
 
-fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
-    mcu.oid_lookup::<Counter>(oid).map(|i| i as usize)
-}
-
 fn run_timer(mcu: &mut Mcu, i: u32, waketime: u32) -> Result<TimerResult, Shutdown> {
     Ok(timer_event(mcu, i as usize, waketime))
 }
@@ -61,8 +57,7 @@ crate::command!(CONFIG_COUNTER = "config_counter oid=%c pin=%u pull_up=%c" => co
 fn config_counter(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, pin, pull_up);
     let pin = mcu.gpio.setup_input(pin, Bias::from_arg(pull_up))?;
-    let index = mcu.objs.of::<Counter>().len() as u16;
-    mcu.oid_alloc::<Counter>(oid, index)?;
+    mcu.oid_new::<Counter>(oid)?;
     mcu.objs.push(Counter {
         oid: oid as u8,
         pin,
@@ -80,7 +75,7 @@ fn config_counter(mcu: &mut Mcu, a: &Args) -> CmdResult {
 crate::command!(QUERY_COUNTER = "query_counter oid=%c clock=%u poll_ticks=%u sample_ticks=%u" => query_counter);
 fn query_counter(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, clock, poll_ticks, sample_ticks);
-    let i = lookup(mcu, oid)?;
+    let i = mcu.oid_lookup::<Counter>(oid)?;
     let id = TimerId::new(run_timer, i as u32);
     mcu.timers.remove(id);
     let c = &mut mcu.objs.of::<Counter>()[i];

@@ -161,8 +161,7 @@ fn config(
         .name(format!("ds18b20-{serial}"))
         .spawn(move || reader(file, s2, max_error_count))
         .map_err(|_| NO_THREAD)?;
-    let index = mcu.objs.of::<Ds18b20>().len() as u16;
-    mcu.oid_alloc::<Ds18b20>(oid, index)?;
+    mcu.oid_new::<Ds18b20>(oid)?;
     mcu.objs.push(Ds18b20 {
         oid: oid as u8,
         rest_time: 0,
@@ -180,7 +179,7 @@ fn config(
 crate::command!(QUERY_DS18B20 = "query_ds18b20 oid=%c clock=%u rest_ticks=%u min_value=%i max_value=%i" => query_ds18b20);
 fn query_ds18b20(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, clock, rest_ticks, min_value, max_value);
-    let i = mcu.oid_lookup::<Ds18b20>(oid)? as usize;
+    let i = mcu.oid_lookup::<Ds18b20>(oid)?;
     let id = TimerId::new(run_timer, i as u32);
     mcu.timers.remove(id);
     let d = &mut mcu.objs.of::<Ds18b20>()[i];

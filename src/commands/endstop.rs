@@ -31,10 +31,6 @@ pub struct Endstop {
     oversampling: bool,
 }
 
-fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
-    mcu.oid_lookup::<Endstop>(oid).map(|i| i as usize)
-}
-
 fn run_timer(mcu: &mut Mcu, i: u32, waketime: u32) -> Result<TimerResult, Shutdown> {
     Ok(timer_event(mcu, i as usize, waketime))
 }
@@ -71,8 +67,7 @@ crate::command!(CONFIG_ENDSTOP = "config_endstop oid=%c pin=%c pull_up=%c" => co
 fn config_endstop(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, pin, pull_up);
     let pin = mcu.gpio.setup_input(pin, Bias::from_arg(pull_up))?;
-    let index = mcu.objs.of::<Endstop>().len() as u16;
-    mcu.oid_alloc::<Endstop>(oid, index)?;
+    mcu.oid_new::<Endstop>(oid)?;
     mcu.objs.push(Endstop {
         pin,
         rest_time: 0,
@@ -91,7 +86,7 @@ fn config_endstop(mcu: &mut Mcu, a: &Args) -> CmdResult {
 crate::command!(ENDSTOP_HOME = "endstop_home oid=%c clock=%u sample_ticks=%u sample_count=%c rest_ticks=%u pin_value=%c trsync_oid=%c trigger_reason=%c" => endstop_home);
 fn endstop_home(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, clock, sample_ticks, sample_count, rest_ticks, pin_value, trsync_oid, trigger_reason);
-    let i = lookup(mcu, oid)?;
+    let i = mcu.oid_lookup::<Endstop>(oid)?;
     let id = TimerId::new(run_timer, i as u32);
     mcu.timers.remove(id);
     let sample_count = sample_count as u8;
@@ -117,7 +112,7 @@ fn endstop_home(mcu: &mut Mcu, a: &Args) -> CmdResult {
 crate::command!(ENDSTOP_QUERY_STATE = "endstop_query_state oid=%c" => endstop_query_state);
 fn endstop_query_state(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid);
-    let i = lookup(mcu, oid)?;
+    let i = mcu.oid_lookup::<Endstop>(oid)?;
     let pin = mcu.objs.of::<Endstop>()[i].pin;
     let val = mcu.gpio.read(pin);
     let e = &mcu.objs.of::<Endstop>()[i];

@@ -47,10 +47,6 @@ fn timer_id(index: u16) -> TimerId {
     TimerId::new(run_timer, index as u32)
 }
 
-fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
-    mcu.oid_lookup::<DigitalOut>(oid).map(|i| i as usize)
-}
-
 /// Run digital output `index`'s timer, due at `waketime`.
 fn run_timer(mcu: &mut Mcu, index: u32, waketime: u32) -> Result<TimerResult, Shutdown> {
     let i = index as usize;
@@ -134,8 +130,7 @@ fn config_digital_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, pin, value, default_value, max_duration);
     let value = value != 0;
     let pin = mcu.gpio.setup_output(pin, value)?;
-    let index = mcu.objs.of::<DigitalOut>().len() as u16;
-    mcu.oid_alloc::<DigitalOut>(oid, index)?;
+    mcu.oid_new::<DigitalOut>(oid)?;
     mcu.objs.push(DigitalOut {
         pin,
         on_duration: 0,
@@ -155,7 +150,7 @@ fn config_digital_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
 crate::command!(SET_DIGITAL_OUT_PWM_CYCLE = "set_digital_out_pwm_cycle oid=%c cycle_ticks=%u" => set_digital_out_pwm_cycle);
 fn set_digital_out_pwm_cycle(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, cycle_ticks);
-    let i = lookup(mcu, oid)?;
+    let i = mcu.oid_lookup::<DigitalOut>(oid)?;
     let d = &mut mcu.objs.of::<DigitalOut>()[i];
     if !d.mq.is_empty() {
         return Err(CYCLE_WHILE_PENDING);
@@ -167,7 +162,7 @@ fn set_digital_out_pwm_cycle(mcu: &mut Mcu, a: &Args) -> CmdResult {
 crate::command!(QUEUE_DIGITAL_OUT = "queue_digital_out oid=%c clock=%u on_ticks=%u" => queue_digital_out);
 fn queue_digital_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, clock, on_ticks);
-    let i = lookup(mcu, oid)?;
+    let i = mcu.oid_lookup::<DigitalOut>(oid)?;
     let time = clock;
     let mut q = mcu.objs.of::<DigitalOut>()[i].mq;
     let first = mcu.moves.push(
@@ -203,7 +198,7 @@ fn queue_digital_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
 crate::command!(UPDATE_DIGITAL_OUT = "update_digital_out oid=%c value=%c" => update_digital_out);
 fn update_digital_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, value);
-    let i = lookup(mcu, oid)?;
+    let i = mcu.oid_lookup::<DigitalOut>(oid)?;
     mcu.timers.remove(timer_id(i as u16));
     let now = mcu.clock.now();
     let d = &mut mcu.objs.of::<DigitalOut>()[i];

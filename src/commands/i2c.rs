@@ -51,7 +51,7 @@ pub struct I2cDev {
 
 /// The I2C device an oid names (for the sensor families).
 pub fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
-    mcu.oid_lookup::<I2cDev>(oid).map(|i| i as usize)
+    mcu.oid_lookup::<I2cDev>(oid)
 }
 
 fn status_error(status: u8) -> Option<Shutdown> {
@@ -205,8 +205,7 @@ pub fn read(mcu: &mut Mcu, i: usize, reg: &[u8], out: &mut [u8]) -> Result<u8, S
 crate::command!(CONFIG_I2C = "config_i2c oid=%c" => config_i2c);
 fn config_i2c(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid);
-    let index = mcu.objs.of::<I2cDev>().len() as u16;
-    mcu.oid_alloc::<I2cDev>(oid, index)?;
+    mcu.oid_new::<I2cDev>(oid)?;
     mcu.objs.push(I2cDev { bus: Bus::None });
     Ok(())
 }

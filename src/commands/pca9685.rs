@@ -126,8 +126,7 @@ fn config_pca9685(mcu: &mut Mcu, a: &Args) -> CmdResult {
     if value != 0 {
         update(mcu, h, channel as u8, value);
     }
-    let index = mcu.objs.of::<Pca9685Out>().len() as u16;
-    mcu.oid_alloc::<Pca9685Out>(oid, index)?;
+    mcu.oid_new::<Pca9685Out>(oid)?;
     mcu.objs.push(Pca9685Out {
         chip: c,
         channel: channel as u8,
@@ -139,7 +138,7 @@ fn config_pca9685(mcu: &mut Mcu, a: &Args) -> CmdResult {
 crate::command!(QUEUE_PCA9685_OUT = "queue_pca9685_out oid=%c clock=%u value=%hu" => queue_pca9685_out);
 fn queue_pca9685_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, clock, value);
-    let i = mcu.oid_lookup::<Pca9685Out>(oid)? as usize;
+    let i = mcu.oid_lookup::<Pca9685Out>(oid)?;
     let (when, value) = (clock, value & 0xffff);
     if value > VALUE_MAX {
         return Err(INVALID_VALUE);

@@ -79,8 +79,7 @@ crate::command!(CONFIG_PWM_OUT = "config_pwm_out oid=%c pin=%u cycle_ticks=%u va
 fn config_pwm_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, pin, cycle_ticks, value, default_value, max_duration);
     let channel = channel(mcu, pin, cycle_ticks, value & 0xffff)?;
-    let index = mcu.objs.of::<PwmOut>().len() as u16;
-    mcu.oid_alloc::<PwmOut>(oid, index)?;
+    mcu.oid_new::<PwmOut>(oid)?;
     mcu.objs.push(PwmOut {
         channel,
         values: TimedValues::new(default_value & 0xffff, max_duration),
@@ -91,7 +90,7 @@ fn config_pwm_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
 crate::command!(QUEUE_PWM_OUT = "queue_pwm_out oid=%c clock=%u value=%hu" => queue_pwm_out);
 fn queue_pwm_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, clock, value);
-    let i = mcu.oid_lookup::<PwmOut>(oid)? as usize;
+    let i = mcu.oid_lookup::<PwmOut>(oid)?;
     let (id, when) = (timer_id(i), clock);
     let due = mcu.timers.waketime_of(id);
     if mcu.objs.of::<PwmOut>()[i].values.push(

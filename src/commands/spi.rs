@@ -48,7 +48,7 @@ pub struct SpiShutdown {
 
 /// The SPI device an oid names (for the sensor families).
 pub fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
-    mcu.oid_lookup::<SpiDev>(oid).map(|i| i as usize)
+    mcu.oid_lookup::<SpiDev>(oid)
 }
 
 /// SPI device `i`'s chip-select line and whether it is active high.
@@ -143,8 +143,7 @@ pub fn transfer(mcu: &mut Mcu, i: usize, receive: bool, data: &mut [u8]) -> CmdR
 }
 
 fn new_spi(mcu: &mut Mcu, oid: u32, cs: Option<GpioOut>, high: bool) -> CmdResult {
-    let index = mcu.objs.of::<SpiDev>().len() as u16;
-    mcu.oid_alloc::<SpiDev>(oid, index)?;
+    mcu.oid_new::<SpiDev>(oid)?;
     mcu.objs.push(SpiDev {
         bus: Bus::None,
         cs,
@@ -232,8 +231,7 @@ crate::command!(CONFIG_SPI_SHUTDOWN = "config_spi_shutdown oid=%c spi_oid=%c shu
 fn config_spi_shutdown(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, spi_oid, shutdown_msg: buf);
     let spi = lookup(mcu, spi_oid)?;
-    let index = mcu.objs.of::<SpiShutdown>().len() as u16;
-    mcu.oid_alloc::<SpiShutdown>(oid, index)?;
+    mcu.oid_new::<SpiShutdown>(oid)?;
     let msg = heapless::Vec::from_slice(shutdown_msg).map_err(|_| INVALID_CONFIG)?;
     mcu.objs.push(SpiShutdown { spi, msg });
     Ok(())

@@ -56,10 +56,6 @@ fn timer_id(i: usize) -> TimerId {
     TimerId::new(step_event, i as u32)
 }
 
-fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
-    mcu.oid_lookup::<Stepper>(oid).map(|i| i as usize)
-}
-
 fn toggle_dir(mcu: &mut Mcu, i: usize) {
     let s = &mut mcu.objs.of::<Stepper>()[i];
     s.dir_level = !s.dir_level;
@@ -175,8 +171,7 @@ fn config_stepper(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let step_level = flags & SF_INVERT_STEP != 0;
     let step_pin = mcu.gpio.setup_output(step_pin, step_level)?;
     let dir_pin = mcu.gpio.setup_output(dir_pin, false)?;
-    let index = mcu.objs.of::<Stepper>().len() as u16;
-    mcu.oid_alloc::<Stepper>(oid, index)?;
+    mcu.oid_new::<Stepper>(oid)?;
     mcu.objs.push(Stepper {
         interval: 0,
         add: 0,
@@ -198,7 +193,7 @@ fn config_stepper(mcu: &mut Mcu, a: &Args) -> CmdResult {
 crate::command!(QUEUE_STEP = "queue_step oid=%c interval=%u count=%hu add=%hi" => queue_step);
 fn queue_step(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, interval, count, add);
-    let i = lookup(mcu, oid)?;
+    let i = mcu.oid_lookup::<Stepper>(oid)?;
     let count = count & 0xffff;
     if count == 0 {
         return Err(INVALID_COUNT);
@@ -236,7 +231,7 @@ fn queue_step(mcu: &mut Mcu, a: &Args) -> CmdResult {
 crate::command!(SET_NEXT_STEP_DIR = "set_next_step_dir oid=%c dir=%c" => set_next_step_dir);
 fn set_next_step_dir(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, dir);
-    let i = lookup(mcu, oid)?;
+    let i = mcu.oid_lookup::<Stepper>(oid)?;
     let s = &mut mcu.objs.of::<Stepper>()[i];
     s.flags = (s.flags & !SF_NEXT_DIR) | if dir != 0 { SF_NEXT_DIR } else { 0 };
     Ok(())
@@ -245,7 +240,7 @@ fn set_next_step_dir(mcu: &mut Mcu, a: &Args) -> CmdResult {
 crate::command!(RESET_STEP_CLOCK = "reset_step_clock oid=%c clock=%u" => reset_step_clock);
 fn reset_step_clock(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, clock);
-    let i = lookup(mcu, oid)?;
+    let i = mcu.oid_lookup::<Stepper>(oid)?;
     let s = &mut mcu.objs.of::<Stepper>()[i];
     if s.count != 0 {
         return Err(RESET_WHILE_ACTIVE);
@@ -274,7 +269,7 @@ fn position(s: &Stepper) -> u32 {
 crate::command!(STEPPER_GET_POSITION = "stepper_get_position oid=%c" => stepper_get_position);
 fn stepper_get_position(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid);
-    let i = lookup(mcu, oid)?;
+    let i = mcu.oid_lookup::<Stepper>(oid)?;
     let pos = position(&mcu.objs.of::<Stepper>()[i]).wrapping_sub(POSITION_BIAS);
     mcu.send(&STEPPER_POSITION, &[Arg::Int(oid), Arg::Int(pos)]);
     Ok(())
@@ -305,7 +300,7 @@ pub fn stop(mcu: &mut Mcu, i: usize) {
 crate::command!(STEPPER_STOP_ON_TRIGGER = "stepper_stop_on_trigger oid=%c trsync_oid=%c" => stepper_stop_on_trigger);
 fn stepper_stop_on_trigger(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, trsync_oid);
-    let i = lookup(mcu, oid)?;
+    let i = mcu.oid_lookup::<Stepper>(oid)?;
     let t = trsync::oid_lookup(mcu, trsync_oid)?;
     trsync::add_signal(mcu, t, i as u16)
 }

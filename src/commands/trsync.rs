@@ -32,13 +32,9 @@ pub struct Trsync {
     expire_reason: u8,
 }
 
-fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
-    mcu.oid_lookup::<Trsync>(oid).map(|i| i as usize)
-}
-
 /// The trsync an oid names (for other families' commands).
 pub fn oid_lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
-    lookup(mcu, oid)
+    mcu.oid_lookup::<Trsync>(oid)
 }
 
 /// Trigger trsync `i`: stop its steppers and schedule a report.
@@ -103,8 +99,7 @@ fn clear(mcu: &mut Mcu, i: usize) {
 crate::command!(CONFIG_TRSYNC = "config_trsync oid=%c" => config_trsync);
 fn config_trsync(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid);
-    let index = mcu.objs.of::<Trsync>().len() as u16;
-    mcu.oid_alloc::<Trsync>(oid, index)?;
+    mcu.oid_new::<Trsync>(oid)?;
     mcu.objs.push(Trsync {
         oid: oid as u8,
         report_ticks: 0,
@@ -120,7 +115,7 @@ fn config_trsync(mcu: &mut Mcu, a: &Args) -> CmdResult {
 crate::command!(TRSYNC_START = "trsync_start oid=%c report_clock=%u report_ticks=%u expire_reason=%c" => trsync_start);
 fn trsync_start(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, report_clock, report_ticks, expire_reason);
-    let i = lookup(mcu, oid)?;
+    let i = mcu.oid_lookup::<Trsync>(oid)?;
     clear(mcu, i);
     let now = mcu.clock.now();
     let t = &mut mcu.objs.of::<Trsync>()[i];
@@ -139,7 +134,7 @@ fn trsync_start(mcu: &mut Mcu, a: &Args) -> CmdResult {
 crate::command!(TRSYNC_SET_TIMEOUT = "trsync_set_timeout oid=%c clock=%u" => trsync_set_timeout);
 fn trsync_set_timeout(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, clock);
-    let i = lookup(mcu, oid)?;
+    let i = mcu.oid_lookup::<Trsync>(oid)?;
     if mcu.objs.of::<Trsync>()[i].flags & TSF_CAN_TRIGGER != 0 {
         let id = TimerId::new(expire_event, i as u32);
         mcu.timers.remove(id);
@@ -152,7 +147,7 @@ fn trsync_set_timeout(mcu: &mut Mcu, a: &Args) -> CmdResult {
 crate::command!(TRSYNC_TRIGGER = "trsync_trigger oid=%c reason=%c" => trsync_trigger);
 fn trsync_trigger(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, reason);
-    let i = lookup(mcu, oid)?;
+    let i = mcu.oid_lookup::<Trsync>(oid)?;
     do_trigger(mcu, i, reason as u8);
     mcu.timers.remove(TimerId::new(report_event, i as u32));
     mcu.timers.remove(TimerId::new(expire_event, i as u32));

@@ -45,15 +45,10 @@ fn event(mcu: &mut Mcu, i: u32, _waketime: u32) -> Result<TimerResult, Shutdown>
     mark_pending::<Adxl345>(mcu, i)
 }
 
-fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
-    mcu.oid_lookup::<Adxl345>(oid).map(|i| i as usize)
-}
-
 crate::command!(CONFIG_ADXL345 = "config_adxl345 oid=%c spi_oid=%c" => config_adxl345);
 fn config_adxl345(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, spi_oid);
-    let index = mcu.objs.of::<Adxl345>().len() as u16;
-    mcu.oid_alloc::<Adxl345>(oid, index)?;
+    mcu.oid_new::<Adxl345>(oid)?;
     let spi = spi::lookup(mcu, spi_oid)?;
     mcu.objs.push(Adxl345 {
         st: Stream::new(oid),
@@ -109,14 +104,14 @@ fn query(mcu: &mut Mcu, i: usize) -> Result<bool, Shutdown> {
 crate::command!(QUERY_ADXL345 = "query_adxl345 oid=%c rest_ticks=%u" => query_adxl345);
 fn query_adxl345(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, rest_ticks);
-    let i = lookup(mcu, oid)?;
+    let i = mcu.oid_lookup::<Adxl345>(oid)?;
     query_cmd::<Adxl345>(mcu, i, rest_ticks)
 }
 
 crate::command!(QUERY_ADXL345_STATUS = "query_adxl345_status oid=%c" => query_adxl345_status);
 fn query_adxl345_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid);
-    let i = lookup(mcu, oid)?;
+    let i = mcu.oid_lookup::<Adxl345>(oid)?;
     status_cmd::<Adxl345>(mcu, i)
 }
 

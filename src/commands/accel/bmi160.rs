@@ -40,15 +40,10 @@ fn event(mcu: &mut Mcu, i: u32, _waketime: u32) -> Result<TimerResult, Shutdown>
     mark_pending::<Bmi160>(mcu, i)
 }
 
-fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
-    mcu.oid_lookup::<Bmi160>(oid).map(|i| i as usize)
-}
-
 crate::command!(CONFIG_BMI160 = "config_bmi160 oid=%c bus_oid=%c bus_oid_type=%c" => config_bmi160);
 fn config_bmi160(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, bus_oid, bus_oid_type);
-    let index = mcu.objs.of::<Bmi160>().len() as u16;
-    mcu.oid_alloc::<Bmi160>(oid, index)?;
+    mcu.oid_new::<Bmi160>(oid)?;
     let bus = BusDev::lookup(mcu, bus_oid, bus_oid_type)?;
     mcu.objs.push(Bmi160 {
         st: Stream::new(oid),
@@ -95,14 +90,14 @@ fn read_block(mcu: &mut Mcu, i: usize, block: &mut [u8; BLOCK]) -> CmdResult {
 crate::command!(QUERY_BMI160 = "query_bmi160 oid=%c rest_ticks=%u" => query_bmi160);
 fn query_bmi160(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, rest_ticks);
-    let i = lookup(mcu, oid)?;
+    let i = mcu.oid_lookup::<Bmi160>(oid)?;
     query_cmd::<Bmi160>(mcu, i, rest_ticks)
 }
 
 crate::command!(QUERY_BMI160_STATUS = "query_bmi160_status oid=%c" => query_bmi160_status);
 fn query_bmi160_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid);
-    let i = lookup(mcu, oid)?;
+    let i = mcu.oid_lookup::<Bmi160>(oid)?;
     status_cmd::<Bmi160>(mcu, i)
 }
 

@@ -50,15 +50,10 @@ fn event(mcu: &mut Mcu, i: u32, _waketime: u32) -> Result<TimerResult, Shutdown>
     mark_pending::<Lis2dw>(mcu, i)
 }
 
-fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
-    mcu.oid_lookup::<Lis2dw>(oid).map(|i| i as usize)
-}
-
 crate::command!(CONFIG_LIS2DW = "config_lis2dw oid=%c bus_oid=%c bus_oid_type=%c lis_chip_type=%c" => config_lis2dw);
 fn config_lis2dw(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, bus_oid, bus_oid_type, lis_chip_type);
-    let index = mcu.objs.of::<Lis2dw>().len() as u16;
-    mcu.oid_alloc::<Lis2dw>(oid, index)?;
+    mcu.oid_new::<Lis2dw>(oid)?;
     let bus = BusDev::lookup(mcu, bus_oid, bus_oid_type)?;
     if lis_chip_type != LIS2DW && lis_chip_type != LIS3DH {
         return Err(MODEL_INVALID);
@@ -127,14 +122,14 @@ fn read_block(mcu: &mut Mcu, i: usize, block: &mut [u8; BLOCK]) -> CmdResult {
 crate::command!(QUERY_LIS2DW = "query_lis2dw oid=%c rest_ticks=%u" => query_lis2dw);
 fn query_lis2dw(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, rest_ticks);
-    let i = lookup(mcu, oid)?;
+    let i = mcu.oid_lookup::<Lis2dw>(oid)?;
     query_cmd::<Lis2dw>(mcu, i, rest_ticks)
 }
 
 crate::command!(QUERY_LIS2DW_STATUS = "query_lis2dw_status oid=%c" => query_lis2dw_status);
 fn query_lis2dw_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid);
-    let i = lookup(mcu, oid)?;
+    let i = mcu.oid_lookup::<Lis2dw>(oid)?;
     status_cmd::<Lis2dw>(mcu, i)
 }
 

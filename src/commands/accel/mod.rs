@@ -6,7 +6,7 @@
 //! - commands live in this folder, one file per chip, format strings beside
 //!   their handlers; [`modules`] lists their `Module`s;
 //! - objects: each chip's own type, in its own table
-//!   (`mcu.objs.push(obj)`, `mcu.oid_alloc::<T>(oid, index)`, looked up
+//!   (`mcu.oid_new::<T>(oid)` then `mcu.objs.push(obj)`, looked up
 //!   with `mcu.oid_lookup::<T>(oid)`, type-checked by the oid table);
 //! - timers: `TimerId::new(callback, index)`, the callback in the chip's
 //!   file; the group's task and shutdown hooks are declared in its

@@ -60,7 +60,7 @@ fn event(mcu: &mut Mcu, i: u32, _waketime: u32) -> Result<TimerResult, Shutdown>
 }
 
 pub(super) fn lookup(mcu: &Mcu, oid: u32, regs: &MpuRegs) -> Result<usize, Shutdown> {
-    let i = mcu.oid_lookup::<Mpu>(oid)? as usize;
+    let i = mcu.oid_lookup::<Mpu>(oid)?;
     // The MPU-9250 and the ICM-20948 share the type: an oid names one model.
     match mcu.objs.get::<Mpu>().get(i) {
         Some(c) if std::ptr::eq(c.regs, regs) => Ok(i),
@@ -70,8 +70,7 @@ pub(super) fn lookup(mcu: &Mcu, oid: u32, regs: &MpuRegs) -> Result<usize, Shutd
 
 pub(super) fn config(mcu: &mut Mcu, a: &Args, regs: &'static MpuRegs) -> CmdResult {
     crate::args!(a => oid, i2c_oid);
-    let index = mcu.objs.of::<Mpu>().len() as u16;
-    mcu.oid_alloc::<Mpu>(oid, index)?;
+    mcu.oid_new::<Mpu>(oid)?;
     let i2c = i2c::lookup(mcu, i2c_oid)?;
     mcu.objs.push(Mpu {
         st: Stream::new(oid),

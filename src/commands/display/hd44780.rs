@@ -60,10 +60,6 @@ impl Hd44780 {
     }
 }
 
-fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, crate::command::Shutdown> {
-    mcu.oid_lookup::<Hd44780>(oid).map(|i| i as usize)
-}
-
 crate::command!(CONFIG_HD44780 = "config_hd44780 oid=%c rs_pin=%u e_pin=%u d4_pin=%u d5_pin=%u d6_pin=%u d7_pin=%u delay_ticks=%u" => config_hd44780);
 fn config_hd44780(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, rs_pin, e_pin, d4_pin, d5_pin, d6_pin, d7_pin, delay_ticks);
@@ -73,8 +69,7 @@ fn config_hd44780(mcu: &mut Mcu, a: &Args) -> CmdResult {
     for (k, slot) in d.iter_mut().enumerate() {
         *slot = mcu.gpio.setup_output(a.get(3 + k), false)?;
     }
-    let index = mcu.objs.of::<Hd44780>().len() as u16;
-    mcu.oid_alloc::<Hd44780>(oid, index)?;
+    mcu.oid_new::<Hd44780>(oid)?;
     mcu.objs.push(Hd44780 {
         last_cmd_time: 0,
         // Linux has no strict timing: the host's delay, uncalibrated.
@@ -88,7 +83,7 @@ fn config_hd44780(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn send(mcu: &mut Mcu, oid: u32, data: &[u8], rs: bool) -> CmdResult {
-    let i = lookup(mcu, oid)?;
+    let i = mcu.oid_lookup::<Hd44780>(oid)?;
     let Mcu {
         gpio, objs, clock, ..
     } = mcu;

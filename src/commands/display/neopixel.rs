@@ -91,10 +91,6 @@ impl Neopixel {
     }
 }
 
-fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
-    mcu.oid_lookup::<Neopixel>(oid).map(|i| i as usize)
-}
-
 crate::command!(CONFIG_NEOPIXEL = "config_neopixel oid=%c pin=%u data_size=%hu bit_max_ticks=%u reset_min_ticks=%u" => config_neopixel);
 fn config_neopixel(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, pin, data_size, bit_max_ticks, reset_min_ticks);
@@ -105,8 +101,7 @@ fn config_neopixel(mcu: &mut Mcu, a: &Args) -> CmdResult {
     if data_size & 0x8000 != 0 {
         return Err(INVALID_DATA_SIZE);
     }
-    let index = mcu.objs.of::<Neopixel>().len() as u16;
-    mcu.oid_alloc::<Neopixel>(oid, index)?;
+    mcu.oid_new::<Neopixel>(oid)?;
     mcu.objs.push(Neopixel {
         pin,
         bit_max_ticks,
@@ -120,7 +115,7 @@ fn config_neopixel(mcu: &mut Mcu, a: &Args) -> CmdResult {
 crate::command!(NEOPIXEL_UPDATE = "neopixel_update oid=%c pos=%hu data=%*s" => neopixel_update);
 fn neopixel_update(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, pos, data: buf);
-    let i = lookup(mcu, oid)?;
+    let i = mcu.oid_lookup::<Neopixel>(oid)?;
     let pos = pos as usize;
     let n = &mut mcu.objs.of::<Neopixel>()[i];
     if pos & 0x8000 != 0 || pos + data.len() > n.data.len() {
@@ -133,7 +128,7 @@ fn neopixel_update(mcu: &mut Mcu, a: &Args) -> CmdResult {
 crate::command!(NEOPIXEL_SEND = "neopixel_send oid=%c" => neopixel_send);
 fn neopixel_send(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid);
-    let i = lookup(mcu, oid)?;
+    let i = mcu.oid_lookup::<Neopixel>(oid)?;
     let Mcu {
         gpio, objs, clock, ..
     } = mcu;

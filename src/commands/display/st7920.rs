@@ -65,8 +65,7 @@ fn config_st7920(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let sclk = mcu.gpio.setup_output(sclk_pin, false)?;
     let sid = mcu.gpio.setup_output(sid_pin, false)?;
     mcu.gpio.setup_output(cs_pin, true)?;
-    let index = mcu.objs.of::<St7920>().len() as u16;
-    mcu.oid_alloc::<St7920>(oid, index)?;
+    mcu.oid_new::<St7920>(oid)?;
     mcu.objs.push(St7920 {
         last_cmd_time: 0,
         // Linux has no strict timing: the host's delays, uncalibrated.
@@ -80,7 +79,7 @@ fn config_st7920(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn send(mcu: &mut Mcu, oid: u32, data: &[u8], sync: u8) -> CmdResult {
-    let i = mcu.oid_lookup::<St7920>(oid)? as usize;
+    let i = mcu.oid_lookup::<St7920>(oid)?;
     let Mcu {
         gpio, objs, clock, ..
     } = mcu;

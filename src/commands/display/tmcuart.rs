@@ -260,8 +260,7 @@ fn config_tmcuart(mcu: &mut Mcu, a: &Args) -> CmdResult {
     };
     let rx = mcu.gpio.setup_input(rx_pin, bias)?;
     let tx = mcu.gpio.setup_output(tx_pin, true)?;
-    let index = mcu.objs.of::<TmcUart>().len() as u16;
-    mcu.oid_alloc::<TmcUart>(oid, index)?;
+    mcu.oid_new::<TmcUart>(oid)?;
     let mut flags = TU_LINE_HIGH;
     if pull_up != 0 {
         flags |= TU_PULLUP;
@@ -292,7 +291,7 @@ fn config_tmcuart(mcu: &mut Mcu, a: &Args) -> CmdResult {
 crate::command!(TMCUART_SEND = "tmcuart_send oid=%c write=%*s read=%c" => tmcuart_send);
 fn tmcuart_send(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, write: buf, read);
-    let i = mcu.oid_lookup::<TmcUart>(oid)? as usize;
+    let i = mcu.oid_lookup::<TmcUart>(oid)?;
     let t = &mut mcu.objs.of::<TmcUart>()[i];
     if t.flags & TU_ACTIVE != 0 {
         // Busy: drop the request silently (the host retransmits).

@@ -183,8 +183,7 @@ fn new_adc(
         return Err(BAD_CHANNELS);
     }
     let data_ready = mcu.gpio.setup_input(pin, Bias::AsIs)?;
-    let index = adcs(mcu).len() as u16;
-    mcu.oid_alloc::<SpiAdc>(oid, index)?;
+    mcu.oid_new::<SpiAdc>(oid)?;
     mcu.objs.push(SpiAdc {
         oid: oid as u8,
         ads131,
@@ -222,7 +221,7 @@ fn config_ads131m0x(mcu: &mut Mcu, a: &Args) -> CmdResult {
 }
 
 fn lookup(mcu: &Mcu, ads131: bool, oid: u32) -> Result<usize, Shutdown> {
-    let i = mcu.oid_lookup::<SpiAdc>(oid)? as usize;
+    let i = mcu.oid_lookup::<SpiAdc>(oid)?;
     match mcu.objs.get::<SpiAdc>().get(i) {
         Some(d) if d.ads131 == ads131 => Ok(i),
         _ => Err(crate::mcu::INVALID_OID_TYPE),

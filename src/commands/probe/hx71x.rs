@@ -35,10 +35,6 @@ pub struct Hx71x {
     pub ta: Option<usize>,
 }
 
-fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
-    mcu.oid_lookup::<Hx71x>(oid).map(|i| i as usize)
-}
-
 fn delay(mcu: &Mcu) {
     crate::clock::spin_for(&mcu.clock, mcu.clock.now(), MIN_PULSE_TICKS);
 }
@@ -128,8 +124,7 @@ fn config_hx71x(mcu: &mut Mcu, a: &Args) -> CmdResult {
     let sclk = mcu.gpio.setup_output(sclk_pin, false)?;
     // Power the chip down until sampling starts.
     mcu.gpio.write(sclk, true);
-    let index = mcu.objs.of::<Hx71x>().len() as u16;
-    mcu.oid_alloc::<Hx71x>(oid, index)?;
+    mcu.oid_new::<Hx71x>(oid)?;
     mcu.objs.push(Hx71x {
         oid: oid as u8,
         gain_channel: gc,
@@ -147,7 +142,7 @@ fn config_hx71x(mcu: &mut Mcu, a: &Args) -> CmdResult {
 crate::command!(HX71X_ATTACH_TRIGGER_ANALOG = "hx71x_attach_trigger_analog oid=%c trigger_analog_oid=%c" => hx71x_attach_trigger_analog);
 fn hx71x_attach_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, trigger_analog_oid);
-    let i = lookup(mcu, oid)?;
+    let i = mcu.oid_lookup::<Hx71x>(oid)?;
     let ta = trigger_analog::lookup(mcu, trigger_analog_oid)?;
     mcu.objs.of::<Hx71x>()[i].ta = Some(ta);
     Ok(())
@@ -156,7 +151,7 @@ fn hx71x_attach_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
 crate::command!(QUERY_HX71X = "query_hx71x oid=%c rest_ticks=%u" => query_hx71x);
 fn query_hx71x(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, rest_ticks);
-    let i = lookup(mcu, oid)?;
+    let i = mcu.oid_lookup::<Hx71x>(oid)?;
     let id = TimerId::new(run_timer, i as u32);
     mcu.timers.remove(id);
     let h = &mut mcu.objs.of::<Hx71x>()[i];
@@ -179,7 +174,7 @@ fn query_hx71x(mcu: &mut Mcu, a: &Args) -> CmdResult {
 crate::command!(QUERY_HX71X_STATUS = "query_hx71x_status oid=%c" => query_hx71x_status);
 fn query_hx71x_status(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid);
-    let i = lookup(mcu, oid)?;
+    let i = mcu.oid_lookup::<Hx71x>(oid)?;
     let start = mcu.clock.now();
     let dout = mcu.objs.of::<Hx71x>()[i].dout;
     let ready = !mcu.gpio.read(dout);

@@ -69,10 +69,6 @@ impl Ldc1612 {
     }
 }
 
-fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
-    mcu.oid_lookup::<Ldc1612>(oid).map(|i| i as usize)
-}
-
 fn intb_asserted(mcu: &mut Mcu, intb: Option<GpioIn>) -> bool {
     intb.is_some_and(|p| !mcu.gpio.read(p))
 }
@@ -173,8 +169,7 @@ pub fn task(mcu: &mut Mcu) {
 
 fn new_ldc(mcu: &mut Mcu, oid: u32, i2c_oid: u32, intb: Option<GpioIn>) -> CmdResult {
     let dev = i2c::lookup(mcu, i2c_oid)?;
-    let index = mcu.objs.of::<Ldc1612>().len() as u16;
-    mcu.oid_alloc::<Ldc1612>(oid, index)?;
+    mcu.oid_new::<Ldc1612>(oid)?;
     mcu.objs.push(Ldc1612 {
         oid: oid as u8,
         rest_ticks: 0,
@@ -204,7 +199,7 @@ fn config_ldc1612_with_intb(mcu: &mut Mcu, a: &Args) -> CmdResult {
 crate::command!(LDC1612_ATTACH_TRIGGER_ANALOG = "ldc1612_attach_trigger_analog oid=%c trigger_analog_oid=%c" => ldc1612_attach_trigger_analog);
 fn ldc1612_attach_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, trigger_analog_oid);
-    let i = lookup(mcu, oid)?;
+    let i = mcu.oid_lookup::<Ldc1612>(oid)?;
     let ta = trigger_analog::lookup(mcu, trigger_analog_oid)?;
     mcu.objs.of::<Ldc1612>()[i].ta = Some(ta);
     Ok(())
@@ -213,7 +208,7 @@ fn ldc1612_attach_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
 crate::command!(QUERY_LDC1612 = "query_ldc1612 oid=%c rest_ticks=%u" => query_ldc1612);
 fn query_ldc1612(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, rest_ticks);
-    let i = lookup(mcu, oid)?;
+    let i = mcu.oid_lookup::<Ldc1612>(oid)?;
     let id = TimerId::new(run_timer, i as u32);
     mcu.timers.remove(id);
     let l = &mut mcu.objs.of::<Ldc1612>()[i];
@@ -231,7 +226,7 @@ fn query_ldc1612(mcu: &mut Mcu, a: &Args) -> CmdResult {
 crate::command!(QUERY_STATUS_LDC1612 = "query_status_ldc1612 oid=%c" => query_status_ldc1612);
 fn query_status_ldc1612(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid);
-    let i = lookup(mcu, oid)?;
+    let i = mcu.oid_lookup::<Ldc1612>(oid)?;
     let oid = oid as u8;
     let (dev, intb) = (
         mcu.objs.of::<Ldc1612>()[i].i2c,

@@ -94,14 +94,13 @@ impl SosFilter {
 
 /// The sos_filter an oid names (an index in the probe group's state).
 pub fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
-    mcu.oid_lookup::<SosFilter>(oid).map(|i| i as usize)
+    mcu.oid_lookup::<SosFilter>(oid)
 }
 
 crate::command!(CONFIG_SOS_FILTER = "config_sos_filter oid=%c max_sections=%c" => config_sos_filter);
 fn config_sos_filter(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, max_sections);
-    let index = mcu.objs.of::<SosFilter>().len() as u16;
-    mcu.oid_alloc::<SosFilter>(oid, index)?;
+    mcu.oid_new::<SosFilter>(oid)?;
     mcu.objs.push(SosFilter::new(max_sections as u8));
     Ok(())
 }

@@ -85,7 +85,7 @@ pub struct TriggerAnalog {
 
 /// The trigger_analog an oid names.
 pub fn lookup(mcu: &Mcu, oid: u32) -> Result<usize, Shutdown> {
-    mcu.oid_lookup::<TriggerAnalog>(oid).map(|i| i as usize)
+    mcu.oid_lookup::<TriggerAnalog>(oid)
 }
 
 fn trigger_ts(mcu: &mut Mcu, ts: Option<usize>, reason: u8) {
@@ -192,8 +192,7 @@ crate::command!(CONFIG_TRIGGER_ANALOG = "config_trigger_analog oid=%c sos_filter
 fn config_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, sos_filter_oid);
     let sf = sos_filter::lookup(mcu, sos_filter_oid)?;
-    let index = mcu.objs.of::<TriggerAnalog>().len() as u16;
-    mcu.oid_alloc::<TriggerAnalog>(oid, index)?;
+    mcu.oid_new::<TriggerAnalog>(oid)?;
     mcu.objs.push(TriggerAnalog {
         sf,
         ..Default::default()
@@ -267,7 +266,7 @@ crate::command!(ANALOG_IN_ATTACH_TRIGGER_ANALOG = "analog_in_attach_trigger_anal
 /// trigger_analog (the input lives in `adc.rs`).
 fn analog_in_attach_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, trigger_analog_oid);
-    let ai = mcu.oid_lookup::<crate::commands::adc::AnalogIn>(oid)? as usize;
+    let ai = mcu.oid_lookup::<crate::commands::adc::AnalogIn>(oid)?;
     let ta = lookup(mcu, trigger_analog_oid)?;
     mcu.objs.of::<crate::commands::adc::AnalogIn>()[ai].trigger_analog = Some(ta);
     Ok(())

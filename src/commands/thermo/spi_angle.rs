@@ -94,8 +94,7 @@ fn config_spi_angle(mcu: &mut Mcu, a: &Args) -> CmdResult {
     if chip_type > CHIP_MAX as u32 {
         return Err(INVALID_TYPE);
     }
-    let index = mcu.objs.of::<SpiAngle>().len() as u16;
-    mcu.oid_alloc::<SpiAngle>(oid, index)?;
+    mcu.oid_new::<SpiAngle>(oid)?;
     let spi = spi::lookup(mcu, spi_oid)?;
     if spi::cs_pin(mcu, spi).is_none() {
         return Err(NEEDS_CS);
@@ -117,7 +116,7 @@ fn config_spi_angle(mcu: &mut Mcu, a: &Args) -> CmdResult {
 crate::command!(QUERY_SPI_ANGLE = "query_spi_angle oid=%c clock=%u rest_ticks=%u time_shift=%c" => query_spi_angle);
 fn query_spi_angle(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, clock, rest_ticks, time_shift);
-    let i = mcu.oid_lookup::<SpiAngle>(oid)? as usize;
+    let i = mcu.oid_lookup::<SpiAngle>(oid)?;
     mcu.timers.remove(timer_id(i));
     let sa = &mut mcu.objs.of::<SpiAngle>()[i];
     sa.pending = false;
@@ -145,7 +144,7 @@ fn tle_latch(mcu: &mut Mcu, spi_i: usize) -> Result<u32, Shutdown> {
 crate::command!(SPI_ANGLE_TRANSFER = "spi_angle_transfer oid=%c data=%*s" => spi_angle_transfer);
 fn spi_angle_transfer(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, data: buf);
-    let i = mcu.oid_lookup::<SpiAngle>(oid)? as usize;
+    let i = mcu.oid_lookup::<SpiAngle>(oid)?;
     let (spi_i, chip) = {
         let sa = &mcu.objs.of::<SpiAngle>()[i];
         (sa.spi, sa.chip_type)

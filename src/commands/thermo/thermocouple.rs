@@ -70,8 +70,7 @@ fn config_thermocouple(mcu: &mut Mcu, a: &Args) -> CmdResult {
     if chip_type > CHIP_MAX6675 as u32 {
         return Err(INVALID_TYPE);
     }
-    let index = mcu.objs.of::<Thermocouple>().len() as u16;
-    mcu.oid_alloc::<Thermocouple>(oid, index)?;
+    mcu.oid_new::<Thermocouple>(oid)?;
     let spi = spi::lookup(mcu, spi_oid)?;
     mcu.objs.push(Thermocouple {
         oid: oid as u8,
@@ -91,7 +90,7 @@ fn config_thermocouple(mcu: &mut Mcu, a: &Args) -> CmdResult {
 crate::command!(QUERY_THERMOCOUPLE = "query_thermocouple oid=%c clock=%u rest_ticks=%u min_value=%u max_value=%u max_invalid_count=%c" => query_thermocouple);
 fn query_thermocouple(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, clock, rest_ticks, min_value, max_value, max_invalid_count);
-    let i = mcu.oid_lookup::<Thermocouple>(oid)? as usize;
+    let i = mcu.oid_lookup::<Thermocouple>(oid)?;
     mcu.timers.remove(timer_id(i));
     let t = &mut mcu.objs.of::<Thermocouple>()[i];
     t.waketime = clock;
