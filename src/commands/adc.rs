@@ -136,7 +136,7 @@ fn query_analog_in_legacy(mcu: &mut Mcu, a: &Args) -> CmdResult {
 
 fn query(mcu: &mut Mcu, args: [u32; 9], legacy: bool) -> CmdResult {
     let a = Slots(args);
-    let i = mcu.oid_lookup::<AnalogIn>(a.get(0))? as usize;
+    let i = mcu.oid_lookup::<AnalogIn>(a.get(0))?;
     mcu.objs.of::<AnalogIn>()[i].legacy = legacy;
     let id = TimerId::new(run_timer, i as u32);
     mcu.timers.remove(id);
