@@ -9,7 +9,8 @@
 use klipper_protocol::block::{
     finish_block, MESSAGE_HEADER_SIZE, MESSAGE_MAX, MESSAGE_MIN, MESSAGE_TRAILER_SIZE,
 };
-use klipper_protocol::dictionary::{DictionaryBuilder, EnumValue, IDENTIFY, IDENTIFY_RESPONSE};
+pub use klipper_protocol::dictionary::EnumValue;
+use klipper_protocol::dictionary::{DictionaryBuilder, IDENTIFY, IDENTIFY_RESPONSE};
 use klipper_protocol::format::{encode_args, Arg, ParamList};
 use klipper_protocol::vlq::{encode_msgid, msgid_dictionary_value};
 
@@ -93,6 +94,15 @@ pub struct Args<'a> {
     /// The command's format, so that debug builds check the names
     /// handlers give the arguments ([`args!`](crate::args)).
     pub format: &'static str,
+}
+
+/// A family's dictionary enumerations, one `"enum" { "name" = value, ... }`
+/// group an enum, each value an [`EnumValue::Single`].
+#[macro_export]
+macro_rules! enumerations {
+    ($($enum:literal { $($name:literal = $v:expr),* $(,)? }),* $(,)?) => {
+        &[$($(($enum, $name, $crate::command::EnumValue::Single($v as i64)),)*)*]
+    };
 }
 
 /// Bind a handler's arguments to names, in the order of its format string:

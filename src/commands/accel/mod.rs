@@ -31,8 +31,6 @@ pub mod icm20948;
 pub mod lis2dw;
 pub mod mpu9250;
 
-use klipper_protocol::dictionary::EnumValue;
-
 use crate::clock::is_before;
 use crate::command::{CmdResult, Module, Shutdown};
 use crate::commands::sensor_bulk::SensorBulk;
@@ -105,18 +103,11 @@ pub fn modules() -> Vec<&'static Module<Mcu>> {
 
 /// The group's enumerations and shared shutdown reasons.
 static MODULE: Module<Mcu> = Module {
-    enumerations: &[
-        (
-            "lis_chip_type",
-            "LIS2DW",
-            EnumValue::Single(lis2dw::LIS2DW as i64),
-        ),
-        (
-            "lis_chip_type",
-            "LIS3DH",
-            EnumValue::Single(lis2dw::LIS3DH as i64),
-        ),
-    ],
+    enumerations: crate::enumerations! {
+        "lis_chip_type" {
+            "LIS2DW" = lis2dw::LIS2DW, "LIS3DH" = lis2dw::LIS3DH,
+        },
+    },
     static_strings: &[
         BUS_TYPE_INVALID.0,
         I2C_NACK_ERR.0,

@@ -25,18 +25,11 @@ pub const STATIC_STRINGS: &[&str] = &[BAD_CHANNELS.0];
 const SE_ERROR_CRC: u8 = 1;
 const SE_ERROR_RESET: u8 = 2;
 
-pub const ENUMERATIONS: &[(&str, &str, EnumValue)] = &[
-    (
-        "ads131m0x_error:",
-        "SENSOR_ERROR_CRC",
-        EnumValue::Single(SE_ERROR_CRC as i64),
-    ),
-    (
-        "ads131m0x_error:",
-        "SENSOR_ERROR_RESET",
-        EnumValue::Single(SE_ERROR_RESET as i64),
-    ),
-];
+pub const ENUMERATIONS: &[(&str, &str, EnumValue)] = crate::enumerations! {
+    "ads131m0x_error:" {
+        "SENSOR_ERROR_CRC" = SE_ERROR_CRC, "SENSOR_ERROR_RESET" = SE_ERROR_RESET,
+    },
+};
 
 const BYTES_PER_SAMPLE: usize = 4;
 const WORD: usize = 3;

@@ -24,28 +24,12 @@ const SE_I2C_STATUS: u8 = 1;
 const SE_I2C_DATA: u8 = 2;
 const SE_INVALID_DATA: u8 = 3;
 
-pub const ENUMERATIONS: &[(&str, &str, EnumValue)] = &[
-    (
-        "ldc1612_error:",
-        "SENSOR_REPORTS_ERROR",
-        EnumValue::Single(SE_SENSOR_ERROR as i64),
-    ),
-    (
-        "ldc1612_error:",
-        "I2C_STATUS_ERROR",
-        EnumValue::Single(SE_I2C_STATUS as i64),
-    ),
-    (
-        "ldc1612_error:",
-        "I2C_DATA_ERROR",
-        EnumValue::Single(SE_I2C_DATA as i64),
-    ),
-    (
-        "ldc1612_error:",
-        "INVALID_READ_DATA",
-        EnumValue::Single(SE_INVALID_DATA as i64),
-    ),
-];
+pub const ENUMERATIONS: &[(&str, &str, EnumValue)] = crate::enumerations! {
+    "ldc1612_error:" {
+        "SENSOR_REPORTS_ERROR" = SE_SENSOR_ERROR, "I2C_STATUS_ERROR" = SE_I2C_STATUS,
+        "I2C_DATA_ERROR" = SE_I2C_DATA, "INVALID_READ_DATA" = SE_INVALID_DATA,
+    },
+};
 
 const REG_DATA0_MSB: u8 = 0x00;
 const REG_DATA0_LSB: u8 = 0x01;

@@ -30,39 +30,15 @@ pub const TE_OVERFLOW: u8 = 1;
 pub const TE_MONITOR: u8 = 2;
 pub const TE_SENSOR_SPECIFIC: u8 = 3;
 
-pub const ENUMERATIONS: &[(&str, &str, EnumValue)] = &[
-    (
-        "trigger_analog_type",
-        "abs_ge",
-        EnumValue::Single(TT_ABS_GE as i64),
-    ),
-    ("trigger_analog_type", "gt", EnumValue::Single(TT_GT as i64)),
-    (
-        "trigger_analog_type",
-        "diff_peak_gt",
-        EnumValue::Single(TT_DIFF_PEAK_GT as i64),
-    ),
-    (
-        "trigger_analog_error:",
-        "RAW_RANGE",
-        EnumValue::Single(TE_RAW_RANGE as i64),
-    ),
-    (
-        "trigger_analog_error:",
-        "OVERFLOW",
-        EnumValue::Single(TE_OVERFLOW as i64),
-    ),
-    (
-        "trigger_analog_error:",
-        "MONITOR",
-        EnumValue::Single(TE_MONITOR as i64),
-    ),
-    (
-        "trigger_analog_error:",
-        "SENSOR_SPECIFIC",
-        EnumValue::Single(TE_SENSOR_SPECIFIC as i64),
-    ),
-];
+pub const ENUMERATIONS: &[(&str, &str, EnumValue)] = crate::enumerations! {
+    "trigger_analog_type" {
+        "abs_ge" = TT_ABS_GE, "gt" = TT_GT, "diff_peak_gt" = TT_DIFF_PEAK_GT,
+    },
+    "trigger_analog_error:" {
+        "RAW_RANGE" = TE_RAW_RANGE, "OVERFLOW" = TE_OVERFLOW, "MONITOR" = TE_MONITOR,
+        "SENSOR_SPECIFIC" = TE_SENSOR_SPECIFIC,
+    },
+};
 
 #[derive(Debug, Clone, Default)]
 pub struct TriggerAnalog {

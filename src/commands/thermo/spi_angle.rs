@@ -5,7 +5,6 @@
 //! `sensor_bulk_data`. `spi_angle_transfer` exchanges raw messages and
 //! reports when the chip latched its data.
 
-use klipper_protocol::dictionary::EnumValue;
 use klipper_protocol::format::Arg;
 
 use klipper_protocol::crc::{crc8_07, crc8_1d};
@@ -349,33 +348,12 @@ pub fn task(mcu: &mut Mcu) {
 pub static MODULE: Module<Mcu> = Module {
     commands: &[CONFIG_SPI_ANGLE, QUERY_SPI_ANGLE, SPI_ANGLE_TRANSFER],
     responses: &[&SPI_ANGLE_TRANSFER_RESPONSE],
-    enumerations: &[
-        (
-            "spi_angle_type",
-            "a1333",
-            EnumValue::Single(CHIP_A1333 as i64),
-        ),
-        (
-            "spi_angle_type",
-            "as5047d",
-            EnumValue::Single(CHIP_AS5047D as i64),
-        ),
-        (
-            "spi_angle_type",
-            "tle5012b",
-            EnumValue::Single(CHIP_TLE5012B as i64),
-        ),
-        (
-            "spi_angle_type",
-            "mt6816",
-            EnumValue::Single(CHIP_MT6816 as i64),
-        ),
-        (
-            "spi_angle_type",
-            "mt6826s",
-            EnumValue::Single(CHIP_MT6826S as i64),
-        ),
-    ],
+    enumerations: crate::enumerations! {
+        "spi_angle_type" {
+            "a1333" = CHIP_A1333, "as5047d" = CHIP_AS5047D, "tle5012b" = CHIP_TLE5012B,
+            "mt6816" = CHIP_MT6816, "mt6826s" = CHIP_MT6826S,
+        },
+    },
     static_strings: &[INVALID_TYPE.0, NEEDS_CS.0],
     task: Some(task),
     ..Module::EMPTY

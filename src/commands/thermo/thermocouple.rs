@@ -4,7 +4,6 @@
 //! shuts down after `max_invalid_count` faulty or out-of-range readings in
 //! a row.
 
-use klipper_protocol::dictionary::EnumValue;
 use klipper_protocol::format::Arg;
 
 use crate::command::{Args, CmdResult, Module, Response, Shutdown};
@@ -193,28 +192,12 @@ pub fn task(mcu: &mut Mcu) {
 pub static MODULE: Module<Mcu> = Module {
     commands: &[CONFIG_THERMOCOUPLE, QUERY_THERMOCOUPLE],
     responses: &[&THERMOCOUPLE_RESULT],
-    enumerations: &[
-        (
-            "thermocouple_type",
-            "MAX31855",
-            EnumValue::Single(CHIP_MAX31855 as i64),
-        ),
-        (
-            "thermocouple_type",
-            "MAX31856",
-            EnumValue::Single(CHIP_MAX31856 as i64),
-        ),
-        (
-            "thermocouple_type",
-            "MAX31865",
-            EnumValue::Single(CHIP_MAX31865 as i64),
-        ),
-        (
-            "thermocouple_type",
-            "MAX6675",
-            EnumValue::Single(CHIP_MAX6675 as i64),
-        ),
-    ],
+    enumerations: crate::enumerations! {
+        "thermocouple_type" {
+            "MAX31855" = CHIP_MAX31855, "MAX31856" = CHIP_MAX31856, "MAX31865" = CHIP_MAX31865,
+            "MAX6675" = CHIP_MAX6675,
+        },
+    },
     static_strings: &[INVALID_TYPE.0, READER_FAULT.0],
     task: Some(task),
     ..Module::EMPTY
