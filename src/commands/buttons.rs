@@ -20,6 +20,7 @@ const BF_NO_RETRANSMIT: u8 = 0x80;
 const BF_PENDING: u8 = 0xff;
 const BF_ACKED: u8 = 0xfe;
 
+#[derive(Default)]
 pub struct Buttons {
     oid: u8,
     rest_ticks: u32,
@@ -91,16 +92,8 @@ fn config_buttons(mcu: &mut Mcu, a: &Args) -> CmdResult {
     mcu.oid_new::<Buttons>(oid)?;
     mcu.objs.push(Buttons {
         oid: oid as u8,
-        rest_ticks: 0,
-        pressed: 0,
-        last_pressed: 0,
-        report_count: 0,
-        reports: [0; 8],
-        ack_count: 0,
-        retransmit_state: 0,
-        retransmit_count: 0,
-        pins: [None; 8],
         button_count: count,
+        ..Default::default()
     });
     Ok(())
 }

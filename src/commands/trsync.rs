@@ -21,6 +21,7 @@ const TSF_REPORT: u8 = 1 << 2;
 /// Most steppers one trsync stops (a printer has far fewer).
 const MAX_SIGNALS: usize = 32;
 
+#[derive(Default)]
 pub struct Trsync {
     oid: u8,
     report_ticks: u32,
@@ -102,12 +103,8 @@ fn config_trsync(mcu: &mut Mcu, a: &Args) -> CmdResult {
     mcu.oid_new::<Trsync>(oid)?;
     mcu.objs.push(Trsync {
         oid: oid as u8,
-        report_ticks: 0,
-        report_time: 0,
         signals: heapless::Vec::new(),
-        flags: 0,
-        trigger_reason: 0,
-        expire_reason: 0,
+        ..Default::default()
     });
     Ok(())
 }

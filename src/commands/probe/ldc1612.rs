@@ -37,6 +37,7 @@ const REG_STATUS: u8 = 0x18;
 const STATUS_UNREADCONV0: u16 = 1 << 3;
 const BYTES_PER_SAMPLE: usize = 4;
 
+#[derive(Default)]
 pub struct Ldc1612 {
     oid: u8,
     rest_ticks: u32,
@@ -156,12 +157,10 @@ fn new_ldc(mcu: &mut Mcu, oid: u32, i2c_oid: u32, intb: Option<GpioIn>) -> CmdRe
     mcu.oid_new::<Ldc1612>(oid)?;
     mcu.objs.push(Ldc1612 {
         oid: oid as u8,
-        rest_ticks: 0,
         i2c: dev,
         flags: if intb.is_some() { LDC_HAVE_INTB } else { 0 },
-        sb: SensorBulk::default(),
         intb,
-        ta: None,
+        ..Default::default()
     });
     Ok(())
 }

@@ -50,6 +50,7 @@ const TLE_REG_AVAL: u8 = 0x02;
 /// periods of its 750 kHz / 32 frame counter.
 const TLE_MAX_LATCH: u32 = from_us(32 * 32 * 1_000_000 / 750_000);
 
+#[derive(Default)]
 pub struct SpiAngle {
     oid: u8,
     spi: usize,
@@ -102,12 +103,7 @@ fn config_spi_angle(mcu: &mut Mcu, a: &Args) -> CmdResult {
         oid: oid as u8,
         spi,
         chip_type: chip_type as u8,
-        time_shift: 0,
-        overflow: 0,
-        pending: false,
-        waketime: 0,
-        rest_ticks: 0,
-        sb: SensorBulk::default(),
+        ..Default::default()
     });
     Ok(())
 }

@@ -28,6 +28,7 @@ const MAX31856_SR_REG: u8 = 0x0F;
 const MAX31865_RTDMSB_REG: u8 = 0x01;
 const MAX31865_FAULTSTAT_REG: u8 = 0x07;
 
+#[derive(Default)]
 pub struct Thermocouple {
     oid: u8,
     spi: usize,
@@ -75,13 +76,7 @@ fn config_thermocouple(mcu: &mut Mcu, a: &Args) -> CmdResult {
         oid: oid as u8,
         spi,
         chip_type: chip_type as u8,
-        waketime: 0,
-        rest_time: 0,
-        min_value: 0,
-        max_value: 0,
-        max_invalid: 0,
-        invalid_count: 0,
-        pending: false,
+        ..Default::default()
     });
     Ok(())
 }
