@@ -36,10 +36,7 @@ pub struct Buttons {
 }
 
 fn run_timer(mcu: &mut Mcu, i: u32, waketime: u32) -> Result<TimerResult, Shutdown> {
-    Ok(timer_event(mcu, i as usize, waketime))
-}
-
-fn timer_event(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
+    let i = i as usize;
     let mut status = 0u8;
     for (bit, pin) in mcu.objs.of::<Buttons>()[i].pins.iter().enumerate() {
         if let Some(p) = pin {
@@ -79,7 +76,7 @@ fn timer_event(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
     if wake {
         mcu.wake_task(&MODULE);
     }
-    TimerResult::Reschedule(next)
+    Ok(TimerResult::Reschedule(next))
 }
 
 crate::command!(CONFIG_BUTTONS = "config_buttons oid=%c button_count=%c" => config_buttons);

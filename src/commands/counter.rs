@@ -27,10 +27,7 @@ pub struct Counter {
 }
 
 fn run_timer(mcu: &mut Mcu, i: u32, waketime: u32) -> Result<TimerResult, Shutdown> {
-    Ok(timer_event(mcu, i as usize, waketime))
-}
-
-fn timer_event(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
+    let i = i as usize;
     let pin = mcu.objs.of::<Counter>()[i].pin;
     let value = mcu.gpio.read(pin);
     let c = &mut mcu.objs.of::<Counter>()[i];
@@ -50,7 +47,7 @@ fn timer_event(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
     if wake {
         mcu.wake_task(&MODULE);
     }
-    TimerResult::Reschedule(next)
+    Ok(TimerResult::Reschedule(next))
 }
 
 crate::command!(CONFIG_COUNTER = "config_counter oid=%c pin=%u pull_up=%c" => config_counter);

@@ -101,16 +101,13 @@ fn reader(file: File, shared: Channel, max_error_count: u8) {
 }
 
 fn run_timer(mcu: &mut Mcu, i: u32, waketime: u32) -> Result<TimerResult, Shutdown> {
-    Ok(timer_event(mcu, i as usize, waketime))
-}
-
-fn timer_event(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
+    let i = i as usize;
     let d = &mut mcu.objs.of::<Ds18b20>()[i];
     d.pending = true;
     d.waketime = waketime.wrapping_add(d.rest_time);
     let next = d.waketime;
     mcu.wake_task(&MODULE);
-    TimerResult::Reschedule(next)
+    Ok(TimerResult::Reschedule(next))
 }
 
 crate::command!(CMD_CONFIG_DS18B20 = "config_ds18b20 oid=%c serial=%*s max_error_count=%c" => config_ds18b20);

@@ -32,10 +32,7 @@ pub struct Endstop {
 }
 
 fn run_timer(mcu: &mut Mcu, i: u32, waketime: u32) -> Result<TimerResult, Shutdown> {
-    Ok(timer_event(mcu, i as usize, waketime))
-}
-
-fn timer_event(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
+    let i = i as usize;
     let pin = mcu.objs.of::<Endstop>()[i].pin;
     let val = mcu.gpio.read(pin);
     let e = &mut mcu.objs.of::<Endstop>()[i];
@@ -43,7 +40,7 @@ fn timer_event(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
     if !e.oversampling {
         let nextwake = waketime.wrapping_add(e.rest_time);
         if !matches {
-            return TimerResult::Reschedule(nextwake);
+            return Ok(TimerResult::Reschedule(nextwake));
         }
         e.nextwake = nextwake;
         e.oversampling = true;
@@ -51,16 +48,18 @@ fn timer_event(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
         // The run broke: back to sampling at the rest interval.
         e.oversampling = false;
         e.trigger_count = e.sample_count;
-        return TimerResult::Reschedule(e.nextwake);
+        return Ok(TimerResult::Reschedule(e.nextwake));
     }
     let count = e.trigger_count.wrapping_sub(1);
     if count == 0 {
         let (t, reason) = (e.trsync, e.trigger_reason);
         trsync::do_trigger(mcu, t, reason);
-        return TimerResult::Done;
+        return Ok(TimerResult::Done);
     }
     e.trigger_count = count;
-    TimerResult::Reschedule(waketime.wrapping_add(e.sample_time))
+    Ok(TimerResult::Reschedule(
+        waketime.wrapping_add(e.sample_time),
+    ))
 }
 
 crate::command!(CONFIG_ENDSTOP = "config_endstop oid=%c pin=%c pull_up=%c" => config_endstop);

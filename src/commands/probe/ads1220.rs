@@ -61,10 +61,7 @@ fn adcs(mcu: &mut Mcu) -> &mut [SpiAdc] {
 }
 
 fn run_timer(mcu: &mut Mcu, i: u32, waketime: u32) -> Result<TimerResult, Shutdown> {
-    Ok(timer_event(mcu, i as usize, waketime))
-}
-
-fn timer_event(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
+    let i = i as usize;
     let (pending, drdy, mut rest) = {
         let d = &adcs(mcu)[i];
         (d.pending, d.data_ready, d.rest_ticks)
@@ -78,7 +75,7 @@ fn timer_event(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
         mcu.wake_task(&MODULE);
         rest = rest.wrapping_mul(8);
     }
-    TimerResult::Reschedule(waketime.wrapping_add(rest))
+    Ok(TimerResult::Reschedule(waketime.wrapping_add(rest)))
 }
 
 fn append(mcu: &mut Mcu, i: usize, value: u32) {

@@ -53,10 +53,7 @@ fn raw_read(mcu: &mut Mcu, dout: GpioIn, sclk: GpioOut, bits: u32) -> u32 {
 }
 
 fn run_timer(mcu: &mut Mcu, i: u32, waketime: u32) -> Result<TimerResult, Shutdown> {
-    Ok(timer_event(mcu, i as usize, waketime))
-}
-
-fn timer_event(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
+    let i = i as usize;
     let dout = mcu.objs.of::<Hx71x>()[i].dout;
     let h = &mcu.objs.of::<Hx71x>()[i];
     let mut rest = h.rest_ticks;
@@ -70,7 +67,7 @@ fn timer_event(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
         mcu.wake_task(&MODULE);
         rest = rest.wrapping_mul(8);
     }
-    TimerResult::Reschedule(waketime.wrapping_add(rest))
+    Ok(TimerResult::Reschedule(waketime.wrapping_add(rest)))
 }
 
 fn read_adc(mcu: &mut Mcu, i: usize) {

@@ -59,10 +59,7 @@ fn intb_asserted(mcu: &mut Mcu, intb: Option<GpioIn>) -> bool {
 }
 
 fn run_timer(mcu: &mut Mcu, i: u32, waketime: u32) -> Result<TimerResult, Shutdown> {
-    Ok(timer_event(mcu, i as usize, waketime))
-}
-
-fn timer_event(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
+    let i = i as usize;
     let (flags, intb) = (
         mcu.objs.of::<Ldc1612>()[i].flags,
         mcu.objs.of::<Ldc1612>()[i].intb,
@@ -75,7 +72,9 @@ fn timer_event(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
         mcu.objs.of::<Ldc1612>()[i].flags |= LDC_PENDING;
         mcu.wake_task(&MODULE);
     }
-    TimerResult::Reschedule(waketime.wrapping_add(mcu.objs.of::<Ldc1612>()[i].rest_ticks))
+    Ok(TimerResult::Reschedule(
+        waketime.wrapping_add(mcu.objs.of::<Ldc1612>()[i].rest_ticks),
+    ))
 }
 
 /// Read a 16-bit register; `None` on a bus error (a shutdown for the

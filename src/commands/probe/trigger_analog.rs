@@ -73,21 +73,20 @@ fn trigger_ts(mcu: &mut Mcu, ts: Option<usize>, reason: u8) {
 /// The monitor timer: end homing when no sample arrived for
 /// `monitor_max` periods.
 fn run_timer(mcu: &mut Mcu, i: u32, waketime: u32) -> Result<TimerResult, Shutdown> {
-    Ok(timer_event(mcu, i as usize, waketime))
-}
-
-fn timer_event(mcu: &mut Mcu, i: usize, waketime: u32) -> TimerResult {
+    let i = i as usize;
     let ta = &mut mcu.objs.of::<TriggerAnalog>()[i];
     if ta.flags & TA_CAN_TRIGGER == 0 {
-        return TimerResult::Done;
+        return Ok(TimerResult::Done);
     }
     if ta.monitor_count > ta.monitor_max {
         let (ts, reason) = (ta.ts, ta.error_reason.wrapping_add(TE_MONITOR));
         trigger_ts(mcu, ts, reason);
-        return TimerResult::Done;
+        return Ok(TimerResult::Done);
     }
     ta.monitor_count = ta.monitor_count.wrapping_add(1);
-    TimerResult::Reschedule(waketime.wrapping_add(ta.monitor_ticks))
+    Ok(TimerResult::Reschedule(
+        waketime.wrapping_add(ta.monitor_ticks),
+    ))
 }
 
 fn check_trigger(ta: &mut TriggerAnalog, value: i32) -> bool {

@@ -69,12 +69,9 @@ fn timer_id(i: usize) -> TimerId {
 }
 
 fn run_timer(mcu: &mut Mcu, i: u32, _waketime: u32) -> Result<TimerResult, Shutdown> {
-    Ok(timer_event(mcu, i as usize))
-}
-
-fn timer_event(mcu: &mut Mcu, i: usize) -> TimerResult {
+    let i = i as usize;
     let Some(sa) = mcu.objs.of::<SpiAngle>().get_mut(i) else {
-        return TimerResult::Done;
+        return Ok(TimerResult::Done);
     };
     if sa.pending {
         sa.overflow = sa.overflow.wrapping_add(1);
@@ -84,7 +81,7 @@ fn timer_event(mcu: &mut Mcu, i: usize) -> TimerResult {
     sa.waketime = sa.waketime.wrapping_add(sa.rest_ticks);
     let next = sa.waketime;
     mcu.wake_task(&MODULE);
-    TimerResult::Reschedule(next)
+    Ok(TimerResult::Reschedule(next))
 }
 
 crate::command!(CONFIG_SPI_ANGLE = "config_spi_angle oid=%c spi_oid=%c spi_angle_type=%c" => config_spi_angle);

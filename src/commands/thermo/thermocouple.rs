@@ -49,18 +49,15 @@ fn timer_id(i: usize) -> TimerId {
 
 /// The sampling timer: mark the sensor due and wake the task.
 fn run_timer(mcu: &mut Mcu, i: u32, _waketime: u32) -> Result<TimerResult, Shutdown> {
-    Ok(timer_event(mcu, i as usize))
-}
-
-fn timer_event(mcu: &mut Mcu, i: usize) -> TimerResult {
+    let i = i as usize;
     let Some(t) = mcu.objs.of::<Thermocouple>().get_mut(i) else {
-        return TimerResult::Done;
+        return Ok(TimerResult::Done);
     };
     t.pending = true;
     t.waketime = t.waketime.wrapping_add(t.rest_time);
     let next = t.waketime;
     mcu.wake_task(&MODULE);
-    TimerResult::Reschedule(next)
+    Ok(TimerResult::Reschedule(next))
 }
 
 crate::command!(CONFIG_THERMOCOUPLE = "config_thermocouple oid=%c spi_oid=%c thermocouple_type=%c" => config_thermocouple);
