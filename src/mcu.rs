@@ -183,6 +183,14 @@ impl Mcu {
         }
     }
 
+    /// Schedule timer `id` at `waketime`; "Timer too close" when that is
+    /// already past and would run first (the reference's
+    /// `sched_add_timer`, which reads the clock itself).
+    pub fn add_timer(&mut self, id: TimerId, waketime: u32) -> Result<(), Shutdown> {
+        let now = self.clock.now();
+        self.timers.add(id, waketime, now)
+    }
+
     /// Run one timer: its callback, with its argument.
     #[inline]
     pub fn run_timer(&mut self, id: TimerId, waketime: u32) -> Result<TimerResult, Shutdown> {

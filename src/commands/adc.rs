@@ -157,8 +157,8 @@ fn query(mcu: &mut Mcu, args: [u32; 9], legacy: bool) -> CmdResult {
     if x.bytes_per_report as usize > x.data.len() {
         return Err(BAD_BYTES_PER_REPORT);
     }
-    let (when, now) = (x.next_begin_time, mcu.clock.now());
-    mcu.timers.add(id, when, now)
+    let when = x.next_begin_time;
+    mcu.add_timer(id, when)
 }
 
 /// Sampling goes on while shut down, as in the reference, so the host

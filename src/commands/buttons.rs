@@ -128,8 +128,7 @@ fn buttons_query(mcu: &mut Mcu, a: &Args) -> CmdResult {
     if b.rest_ticks == 0 {
         return Ok(());
     }
-    let now = mcu.clock.now();
-    mcu.timers.add(id, clock, now)
+    mcu.add_timer(id, clock)
 }
 
 crate::command!(BUTTONS_ACK = "buttons_ack oid=%c count=%c" => buttons_ack);

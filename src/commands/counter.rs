@@ -81,8 +81,7 @@ fn query_counter(mcu: &mut Mcu, a: &Args) -> CmdResult {
     c.sample_ticks = sample_ticks;
     // Sample at once.
     c.next_sample_time = c.waketime;
-    let now = mcu.clock.now();
-    mcu.timers.add(id, clock, now)
+    mcu.add_timer(id, clock)
 }
 
 pub fn task(mcu: &mut Mcu) {

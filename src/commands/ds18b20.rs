@@ -187,8 +187,8 @@ fn query_ds18b20(mcu: &mut Mcu, a: &Args) -> CmdResult {
     }
     d.min_value = min_value as i32;
     d.max_value = max_value as i32;
-    let (when, now) = (d.waketime, mcu.clock.now());
-    mcu.timers.add(id, when, now)
+    let when = d.waketime;
+    mcu.add_timer(id, when)
 }
 
 /// Report the last reading and ask the reader thread for the next one.

@@ -104,8 +104,7 @@ fn endstop_home(mcu: &mut Mcu, a: &Args) -> CmdResult {
     e.flags = ESF_HOMING | if pin_value != 0 { ESF_PIN_HIGH } else { 0 };
     e.trsync = t;
     e.trigger_reason = trigger_reason as u8;
-    let now = mcu.clock.now();
-    mcu.timers.add(id, clock, now)
+    mcu.add_timer(id, clock)
 }
 
 crate::command!(ENDSTOP_QUERY_STATE = "endstop_query_state oid=%c" => endstop_query_state);

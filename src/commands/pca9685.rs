@@ -150,8 +150,7 @@ fn queue_pca9685_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
         .push(&mut mcu.moves, when, value, due, &REASONS)?
     {
         mcu.timers.remove(id);
-        let now = mcu.clock.now();
-        mcu.timers.add(id, when, now)?;
+        mcu.add_timer(id, when)?;
     }
     Ok(())
 }

@@ -101,8 +101,7 @@ fn queue_pwm_out(mcu: &mut Mcu, a: &Args) -> CmdResult {
         &REASONS,
     )? {
         mcu.timers.remove(id);
-        let now = mcu.clock.now();
-        mcu.timers.add(id, when, now)?;
+        mcu.add_timer(id, when)?;
     }
     Ok(())
 }

@@ -135,8 +135,7 @@ fn trsync_set_timeout(mcu: &mut Mcu, a: &Args) -> CmdResult {
     if mcu.objs.of::<Trsync>()[i].flags & TSF_CAN_TRIGGER != 0 {
         let id = TimerId::new(expire_event, i as u32);
         mcu.timers.remove(id);
-        let now = mcu.clock.now();
-        mcu.timers.add(id, clock, now)?;
+        mcu.add_timer(id, clock)?;
     }
     Ok(())
 }

@@ -218,8 +218,7 @@ fn trigger_analog_home(mcu: &mut Mcu, a: &Args) -> CmdResult {
     ta.monitor_count = 0;
     ta.flags = TA_AWAIT_HOMING | TA_CAN_TRIGGER;
     ta.trigger_peak = i32::MIN;
-    let now = mcu.clock.now();
-    mcu.timers.add(id, clock, now)
+    mcu.add_timer(id, clock)
 }
 
 crate::command!(TRIGGER_ANALOG_QUERY_STATE = "trigger_analog_query_state oid=%c" => trigger_analog_query_state);

@@ -120,8 +120,8 @@ fn query_spi_angle(mcu: &mut Mcu, a: &Args) -> CmdResult {
     sa.rest_ticks = rest_ticks;
     sa.sb.reset();
     sa.time_shift = time_shift as u8;
-    let (when, now) = (sa.waketime, mcu.clock.now());
-    mcu.timers.add(timer_id(i), when, now)
+    let when = sa.waketime;
+    mcu.add_timer(timer_id(i), when)
 }
 
 /// Latch a TLE5012B: a chip-select pulse with no data. Returns the time

@@ -93,8 +93,8 @@ fn query_thermocouple(mcu: &mut Mcu, a: &Args) -> CmdResult {
     t.max_value = max_value;
     t.max_invalid = max_invalid_count as u8;
     t.invalid_count = 0;
-    let (when, now) = (t.waketime, mcu.clock.now());
-    mcu.timers.add(timer_id(i), when, now)
+    let when = t.waketime;
+    mcu.add_timer(timer_id(i), when)
 }
 
 /// Report one reading and check it; `Err` when the MCU shut down.
