@@ -138,11 +138,7 @@ fn config_hx71x(mcu: &mut Mcu, a: &Args) -> CmdResult {
 
 crate::command!(HX71X_ATTACH_TRIGGER_ANALOG = "hx71x_attach_trigger_analog oid=%c trigger_analog_oid=%c" => hx71x_attach_trigger_analog);
 fn hx71x_attach_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    crate::args!(a => oid, trigger_analog_oid);
-    let i = mcu.oid_lookup::<Hx71x>(oid)?;
-    let ta = trigger_analog::lookup(mcu, trigger_analog_oid)?;
-    mcu.objs.of::<Hx71x>()[i].ta = Some(ta);
-    Ok(())
+    trigger_analog::attach::<Hx71x>(mcu, a, |h| &mut h.ta)
 }
 
 crate::command!(QUERY_HX71X = "query_hx71x oid=%c rest_ticks=%u" => query_hx71x);

@@ -180,11 +180,7 @@ fn config_ldc1612_with_intb(mcu: &mut Mcu, a: &Args) -> CmdResult {
 
 crate::command!(LDC1612_ATTACH_TRIGGER_ANALOG = "ldc1612_attach_trigger_analog oid=%c trigger_analog_oid=%c" => ldc1612_attach_trigger_analog);
 fn ldc1612_attach_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
-    crate::args!(a => oid, trigger_analog_oid);
-    let i = mcu.oid_lookup::<Ldc1612>(oid)?;
-    let ta = trigger_analog::lookup(mcu, trigger_analog_oid)?;
-    mcu.objs.of::<Ldc1612>()[i].ta = Some(ta);
-    Ok(())
+    trigger_analog::attach::<Ldc1612>(mcu, a, |l| &mut l.ta)
 }
 
 crate::command!(QUERY_LDC1612 = "query_ldc1612 oid=%c rest_ticks=%u" => query_ldc1612);

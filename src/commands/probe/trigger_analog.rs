@@ -239,10 +239,21 @@ crate::command!(ANALOG_IN_ATTACH_TRIGGER_ANALOG = "analog_in_attach_trigger_anal
 /// `analog_in_attach_trigger_analog`: feed an analog input's sums to a
 /// trigger_analog (the input lives in `adc.rs`).
 fn analog_in_attach_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
+    attach::<crate::commands::adc::AnalogIn>(mcu, a, |ai| &mut ai.trigger_analog)
+}
+
+/// `<sensor>_attach_trigger_analog oid=%c trigger_analog_oid=%c`: the
+/// sensor `T` that `oid` names feeds its readings to the trigger_analog;
+/// `slot` is the sensor's field that keeps it.
+pub fn attach<T: 'static>(
+    mcu: &mut Mcu,
+    a: &Args,
+    slot: fn(&mut T) -> &mut Option<usize>,
+) -> CmdResult {
     crate::args!(a => oid, trigger_analog_oid);
-    let ai = mcu.oid_lookup::<crate::commands::adc::AnalogIn>(oid)?;
+    let i = mcu.oid_lookup::<T>(oid)?;
     let ta = lookup(mcu, trigger_analog_oid)?;
-    mcu.objs.of::<crate::commands::adc::AnalogIn>()[ai].trigger_analog = Some(ta);
+    *slot(&mut mcu.objs.of::<T>()[i]) = Some(ta);
     Ok(())
 }
 
