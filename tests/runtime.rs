@@ -12,8 +12,10 @@ use std::sync::Arc;
 
 use klipper_mcu::commands::{registry, Dialect};
 use klipper_mcu::hw::Board;
-use klipper_mcu::mcu::Mcu;
+use klipper_mcu::mcu::{Mcu, TimerId};
 use klipper_mcu::runtime;
+use klipper_mcu::sched::{TimerResult, MAX_TIMER_LATENESS};
+use klipper_mcu::shutdown::Shutdown;
 use klipper_protocol::dictionary::Dictionary;
 use klipper_protocol::host::HostCodec;
 
@@ -199,4 +201,73 @@ fn an_idle_loop_reports_stats_and_sleeps() {
     // An idle pass costs a wake-up: a few per report (the report's own,
     // the host's open), never a spinning loop's millions.
     assert!(stats[1] < 100, "loop passes while idle: {stats:?}");
+}
+
+/// A bare MCU on the simulated board, for driving timers by hand.
+fn bare_mcu() -> (Mcu, HostCodec) {
+    let reg = registry(Dialect::Klipper);
+    let mut codec = HostCodec::new();
+    codec.dict = Dictionary::from_compressed(&reg.dictionary).unwrap();
+    let tmp = std::env::temp_dir();
+    let (board, _state) = Board::sim(tmp.clone(), tmp);
+    (
+        Mcu::new(reg, vec![CString::new("t").unwrap()], board),
+        codec,
+    )
+}
+
+/// The shutdown reasons the MCU sent so far, as static string ids.
+fn shutdown_ids(mcu: &mut Mcu, codec: &mut HostCodec) -> Vec<i64> {
+    let out = mcu.out.pending().to_vec();
+    mcu.out.consume(out.len());
+    let mut ids = Vec::new();
+    for b in codec.feed(&out) {
+        for r in codec.decode(&b.payload).unwrap() {
+            if r.name == "shutdown" {
+                ids.push(r.int("static_string_id"));
+            }
+        }
+    }
+    ids
+}
+
+static LATE_RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+fn late_once(_: &mut Mcu, _: u32, _: u32) -> Result<TimerResult, Shutdown> {
+    LATE_RUNS.fetch_add(1, Ordering::Relaxed);
+    Ok(TimerResult::Done)
+}
+
+/// One timer found far behind (the process was not scheduled for a while
+/// on a loaded machine) runs late, as in the reference: it is no runaway.
+#[test]
+fn a_timer_found_late_runs_without_a_shutdown() {
+    let (mut mcu, mut codec) = bare_mcu();
+    let late = mcu.clock.now().wrapping_sub(3 * MAX_TIMER_LATENESS);
+    mcu.timers.insert(TimerId::new(late_once, 0), late);
+    runtime::run_timers(&mut mcu, runtime::TIMER_MIN_TRY_TICKS);
+    assert_eq!(LATE_RUNS.load(Ordering::Relaxed), 1);
+    assert!(!mcu.is_shutdown());
+    assert!(mcu.timers.is_empty());
+    assert_eq!(shutdown_ids(&mut mcu, &mut codec), Vec::<i64>::new());
+}
+
+/// Always due again one tick after it ran: never catches up.
+fn never_catches_up(_: &mut Mcu, _: u32, waketime: u32) -> Result<TimerResult, Shutdown> {
+    Ok(TimerResult::Reschedule(waketime.wrapping_add(1)))
+}
+
+/// Timers still far behind after a run of them are a runaway: "Rescheduled
+/// timer in the past", as the reference.
+#[test]
+fn timers_that_never_catch_up_shut_down() {
+    let (mut mcu, mut codec) = bare_mcu();
+    let late = mcu.clock.now().wrapping_sub(3 * MAX_TIMER_LATENESS);
+    mcu.timers.insert(TimerId::new(never_catches_up, 0), late);
+    runtime::run_timers(&mut mcu, runtime::TIMER_MIN_TRY_TICKS);
+    assert!(mcu.is_shutdown());
+    let want = mcu
+        .registry
+        .static_string_id("Rescheduled timer in the past") as i64;
+    assert_eq!(shutdown_ids(&mut mcu, &mut codec), vec![want]);
 }
