@@ -69,10 +69,7 @@ pub fn run_timers(mcu: &mut Mcu, spin: u32) {
     // a sleep.
     mcu.clock.now();
     let mut repeat = TIMER_REPEAT_COUNT;
-    loop {
-        let Some(next) = mcu.timers.next_wake() else {
-            break;
-        };
+    while let Some(next) = mcu.timers.next_wake() {
         let mut diff = next.wrapping_sub(mcu.clock.last_read()) as i32;
         if diff > 0 || repeat == 0 {
             diff = next.wrapping_sub(mcu.clock.now()) as i32;
