@@ -33,58 +33,37 @@ const fn range(first: u32, count: u32) -> EnumValue {
     EnumValue::Range(first as i64, count as i64)
 }
 
-const G: u32 = GPIO_LINES_PER_CHIP;
+/// The `pin` entries: `gpio0` and `analog0`, then one a GPIO chip
+/// (`gpiochipK/gpio0`) and one a PWM chip (`pwmchipK/pwm0`), each chip's
+/// numbers after the previous one's. The chip numbers are spelled out
+/// because the names must be string literals.
+macro_rules! pin_enumerations {
+    (gpiochips: $($g:literal)*; pwmchips: $($p:literal)*) => {
+        &[
+            ("pin", "gpio0", range(0, GPIO_LINES_PER_CHIP)),
+            $((
+                "pin",
+                concat!("gpiochip", $g, "/gpio0"),
+                range($g * GPIO_LINES_PER_CHIP, GPIO_LINES_PER_CHIP),
+            ),)*
+            ("pin", "analog0", range(ANALOG_BASE, ANALOG_COUNT)),
+            $((
+                "pin",
+                concat!("pwmchip", $p, "/pwm0"),
+                range(PWM_BASE + $p * PWM_PER_CHIP, PWM_PER_CHIP),
+            ),)*
+        ]
+    };
+}
 
 /// The `pin` enumeration of the dictionary.
-pub const ENUMERATIONS: &[(&str, &str, EnumValue)] = &[
-    ("pin", "gpio0", range(0, G)),
-    ("pin", "gpiochip0/gpio0", range(0, G)),
-    ("pin", "gpiochip1/gpio0", range(G, G)),
-    ("pin", "gpiochip2/gpio0", range(2 * G, G)),
-    ("pin", "gpiochip3/gpio0", range(3 * G, G)),
-    ("pin", "gpiochip4/gpio0", range(4 * G, G)),
-    ("pin", "gpiochip5/gpio0", range(5 * G, G)),
-    ("pin", "gpiochip6/gpio0", range(6 * G, G)),
-    ("pin", "gpiochip7/gpio0", range(7 * G, G)),
-    ("pin", "gpiochip8/gpio0", range(8 * G, G)),
-    ("pin", "analog0", range(ANALOG_BASE, ANALOG_COUNT)),
-    ("pin", "pwmchip0/pwm0", range(PWM_BASE, PWM_PER_CHIP)),
-    (
-        "pin",
-        "pwmchip1/pwm0",
-        range(PWM_BASE + PWM_PER_CHIP, PWM_PER_CHIP),
-    ),
-    (
-        "pin",
-        "pwmchip2/pwm0",
-        range(PWM_BASE + 2 * PWM_PER_CHIP, PWM_PER_CHIP),
-    ),
-    (
-        "pin",
-        "pwmchip3/pwm0",
-        range(PWM_BASE + 3 * PWM_PER_CHIP, PWM_PER_CHIP),
-    ),
-    (
-        "pin",
-        "pwmchip4/pwm0",
-        range(PWM_BASE + 4 * PWM_PER_CHIP, PWM_PER_CHIP),
-    ),
-    (
-        "pin",
-        "pwmchip5/pwm0",
-        range(PWM_BASE + 5 * PWM_PER_CHIP, PWM_PER_CHIP),
-    ),
-    (
-        "pin",
-        "pwmchip6/pwm0",
-        range(PWM_BASE + 6 * PWM_PER_CHIP, PWM_PER_CHIP),
-    ),
-    (
-        "pin",
-        "pwmchip7/pwm0",
-        range(PWM_BASE + 7 * PWM_PER_CHIP, PWM_PER_CHIP),
-    ),
-];
+pub const ENUMERATIONS: &[(&str, &str, EnumValue)] = pin_enumerations!(
+    gpiochips: 0 1 2 3 4 5 6 7 8;
+    pwmchips: 0 1 2 3 4 5 6 7
+);
+
+// One entry a chip, as many chips as the constants say.
+const _: () = assert!(ENUMERATIONS.len() == 2 + GPIO_CHIPS as usize + PWM_CHIPS as usize);
 
 #[cfg(test)]
 mod tests {

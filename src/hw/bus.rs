@@ -40,13 +40,15 @@ pub trait I2c {
     fn read(&mut self, h: I2cHandle, reg: &[u8], out: &mut [u8]) -> u8;
 }
 
-pub const SPI_OPEN_FAILED: Shutdown = Shutdown("Unable to open spi device");
-pub const SPI_SPEED_FAILED: Shutdown = Shutdown("Unable to set SPI speed");
-pub const SPI_IOCTL_FAILED: Shutdown = Shutdown("Unable to issue spi ioctl");
-pub const SPI_WRITE_FAILED: Shutdown = Shutdown("Unable to write to spi");
-pub const TOO_MANY_SPI: Shutdown = Shutdown("Too many spi devices");
-pub const I2C_OPEN_FAILED: Shutdown = Shutdown("Unable to open i2c device");
-pub const TOO_MANY_I2C: Shutdown = Shutdown("Too many i2c devices");
+shutdown_reasons! {
+    SPI_OPEN_FAILED = "Unable to open spi device";
+    SPI_SPEED_FAILED = "Unable to set SPI speed";
+    SPI_IOCTL_FAILED = "Unable to issue spi ioctl";
+    SPI_WRITE_FAILED = "Unable to write to spi";
+    TOO_MANY_SPI = "Too many spi devices";
+    I2C_OPEN_FAILED = "Unable to open i2c device";
+    TOO_MANY_I2C = "Too many i2c devices";
+}
 
 /// Most SPI devices and I2C targets open at once (as the reference).
 const MAX_DEVICES: usize = 16;
@@ -281,16 +283,6 @@ impl I2c for LinuxI2c {
         }
     }
 }
-
-pub const STATIC_STRINGS: &[&str] = &[
-    SPI_OPEN_FAILED.0,
-    SPI_SPEED_FAILED.0,
-    SPI_IOCTL_FAILED.0,
-    SPI_WRITE_FAILED.0,
-    TOO_MANY_SPI.0,
-    I2C_OPEN_FAILED.0,
-    TOO_MANY_I2C.0,
-];
 
 /// I2C transfers through the kernel's I2C_RDWR ioctl, with nix's ioctl
 /// wrapper. (The `i2cdev` crate does the same, but pulls in a second,

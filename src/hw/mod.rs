@@ -1,6 +1,17 @@
 //! Hardware behind small traits, each with a Linux implementation and a
 //! simulated one (`--sim`, only in builds with the `sim` feature).
 
+/// Shutdown reasons as constants, and `STATIC_STRINGS`, the same texts
+/// for the dictionary: one list, so that no reason is left out of it.
+macro_rules! shutdown_reasons {
+    ($($name:ident = $text:literal;)*) => {
+        $(pub const $name: Shutdown = Shutdown($text);)*
+
+        /// The shutdown reasons above, for the dictionary.
+        pub const STATIC_STRINGS: &[&str] = &[$($name.0),*];
+    };
+}
+
 pub mod bus;
 pub mod linux_gpio;
 #[cfg(feature = "sim")]
@@ -101,20 +112,12 @@ pub trait Gpio {
     fn read(&mut self, inp: GpioIn) -> bool;
 }
 
-/// Shutdown reasons of the GPIO backends, as the reference words them.
-pub const GPIO_NOT_FOUND: Shutdown = Shutdown("GPIO chip device not found");
-pub const GPIO_OPEN_FAILED: Shutdown = Shutdown("Unable to open GPIO chip device");
-pub const GPIO_OUT_LINE_FAILED: Shutdown = Shutdown("Unable to open out GPIO chip line");
-pub const GPIO_IN_LINE_FAILED: Shutdown = Shutdown("Unable to open in GPIO chip line");
-pub const NOT_OUTPUT_PIN: Shutdown = Shutdown("Not an output pin");
-pub const NOT_INPUT_PIN: Shutdown = Shutdown("Not an input pin");
-
-/// Shutdown reasons of the GPIO backends, for the dictionary.
-pub const STATIC_STRINGS: &[&str] = &[
-    GPIO_NOT_FOUND.0,
-    GPIO_OPEN_FAILED.0,
-    GPIO_OUT_LINE_FAILED.0,
-    GPIO_IN_LINE_FAILED.0,
-    NOT_OUTPUT_PIN.0,
-    NOT_INPUT_PIN.0,
-];
+// The GPIO backends' shutdown reasons, as the reference words them.
+shutdown_reasons! {
+    GPIO_NOT_FOUND = "GPIO chip device not found";
+    GPIO_OPEN_FAILED = "Unable to open GPIO chip device";
+    GPIO_OUT_LINE_FAILED = "Unable to open out GPIO chip line";
+    GPIO_IN_LINE_FAILED = "Unable to open in GPIO chip line";
+    NOT_OUTPUT_PIN = "Not an output pin";
+    NOT_INPUT_PIN = "Not an input pin";
+}

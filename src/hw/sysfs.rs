@@ -8,9 +8,11 @@ use std::path::{Path, PathBuf};
 
 use crate::shutdown::Shutdown;
 
-pub const PWM_CONFIG_FAILED: Shutdown = Shutdown("Unable to config pwm device");
-pub const ADC_OPEN_FAILED: Shutdown = Shutdown("Unable to open adc device");
-pub const ADC_READ_FAILED: Shutdown = Shutdown("Error on analog read");
+shutdown_reasons! {
+    PWM_CONFIG_FAILED = "Unable to config pwm device";
+    ADC_OPEN_FAILED = "Unable to open adc device";
+    ADC_READ_FAILED = "Error on analog read";
+}
 
 /// Tell stderr what failed, where, and what to do.
 pub fn report(path: &Path, what: &str, e: &std::io::Error) {
@@ -178,8 +180,6 @@ impl AdcChannel {
             })
     }
 }
-
-pub const STATIC_STRINGS: &[&str] = &[PWM_CONFIG_FAILED.0, ADC_OPEN_FAILED.0, ADC_READ_FAILED.0];
 
 #[cfg(test)]
 mod tests {

@@ -226,6 +226,15 @@ impl Sampler {
         self.running = false;
     }
 
+    /// Run at `rate`, or stop with None: what a chip's power and rate
+    /// registers say.
+    pub fn power(&mut self, rate: Option<f64>) {
+        match rate {
+            Some(rate) => self.start(rate),
+            None => self.stop(),
+        }
+    }
+
     pub fn running(&self) -> bool {
         self.running
     }
@@ -239,6 +248,12 @@ impl Sampler {
         self.byte_head = 0;
     }
 
+    /// Empty the FIFO and forget an overflow (a FIFO reset).
+    pub fn flush(&mut self) {
+        self.clear();
+        self.overflow_flag = false;
+    }
+
     /// The bytes in the FIFO, read a byte at a time.
     pub fn fifo_bytes(&self) -> usize {
         (self.len * 6).saturating_sub(self.byte_head)
@@ -250,13 +265,7 @@ impl Sampler {
         if self.is_empty() {
             return None;
         }
-        let v = self.front()[self.byte_head / 2];
-        let bytes = if little_endian {
-            v.to_le_bytes()
-        } else {
-            v.to_be_bytes()
-        };
-        let b = bytes[self.byte_head % 2];
+        let b = axis_byte(self.front(), self.byte_head, little_endian);
         self.byte_head += 1;
         if self.byte_head == 6 {
             self.byte_head = 0;
@@ -301,6 +310,65 @@ impl Sampler {
     }
 }
 
+/// Byte `k` of an x, y, z entry laid out as 16-bit values (a chip's data
+/// registers or FIFO entry), each little- or big-endian.
+fn axis_byte(entry: [i16; 3], k: usize, little_endian: bool) -> u8 {
+    let v = entry[k / 2];
+    let bytes = if little_endian {
+        v.to_le_bytes()
+    } else {
+        v.to_be_bytes()
+    };
+    bytes[k % 2]
+}
+
+/// A control request to accelerometer `name` (sampler `s`): `NAME status`
+/// answers the sampler's fields and then `fields(s)`, the chip's own; the
+/// other requests set the waveform (see [`Wave::parse`]).
+fn accel_control(
+    name: &str,
+    s: &mut Sampler,
+    words: &[&str],
+    fields: impl FnOnce(&Sampler) -> String,
+) -> Option<String> {
+    let [first, rest @ ..] = words else {
+        return None;
+    };
+    if *first != name {
+        return None;
+    }
+    if rest == ["status"] {
+        return Some(format!("{} {}", s.status(), fields(s)));
+    }
+    Some(match s.wave.parse(rest) {
+        Some(Ok(w)) => {
+            s.wave = w;
+            "ok".into()
+        }
+        Some(Err(e)) => format!("error {e}"),
+        None => format!("error {name}: wave XAMP XFREQ Y Z | const X Y Z | counter | status"),
+    })
+}
+
+/// An accelerometer model's SPI device: each transfer brings its sampler
+/// up to the transfer's clock, bumps the counter field given and goes to
+/// `$transfer`; control requests go to the model's own `control`.
+macro_rules! spi_chip {
+    ($ty:ident, $transfer:path, $count:ident) => {
+        impl SimSpiDevice for $ty {
+            fn transfer(&mut self, clock: u32, data: &mut [u8]) {
+                self.s.advance(clock);
+                self.$count += 1;
+                $transfer(self, data)
+            }
+
+            fn control(&mut self, words: &[&str]) -> Option<String> {
+                $ty::control(self, words)
+            }
+        }
+    };
+}
+
 // ---------------------------------------------------------------------------
 // ADXL345
 
@@ -324,14 +392,8 @@ pub struct Adxl345 {
     transfers: u64,
 }
 
-impl Default for Adxl345 {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Adxl345 {
-    pub fn new() -> Adxl345 {
+    pub(crate) fn new() -> Adxl345 {
         let mut regs = [0u8; 64];
         regs[ADXL_DEVID as usize] = 0xE5;
         regs[ADXL_BW_RATE] = 0x0A;
@@ -355,10 +417,7 @@ impl Adxl345 {
 
     fn read_reg(&self, r: usize, entry: [i16; 3]) -> u8 {
         match r {
-            ADXL_DATAX0..=ADXL_DATAZ1 => {
-                let v = entry[(r - ADXL_DATAX0) / 2].to_le_bytes();
-                v[(r - ADXL_DATAX0) % 2]
-            }
+            ADXL_DATAX0..=ADXL_DATAZ1 => axis_byte(entry, r - ADXL_DATAX0, true),
             ADXL_FIFO_STATUS => {
                 if self.stream() {
                     self.s.len() as u8
@@ -382,12 +441,8 @@ impl Adxl345 {
             ADXL_BW_RATE | ADXL_DATA_FORMAT | 0x1D..=0x2A | 0x2E | 0x2F => self.regs[r] = v,
             ADXL_POWER_CTL => {
                 self.regs[r] = v;
-                if v & 0x08 != 0 {
-                    let rate = self.rate();
-                    self.s.start(rate);
-                } else {
-                    self.s.stop();
-                }
+                let rate = (v & 0x08 != 0).then(|| self.rate());
+                self.s.power(rate);
             }
             ADXL_FIFO_CTL => {
                 self.regs[r] = v;
@@ -405,25 +460,21 @@ impl Adxl345 {
     }
 
     fn control(&mut self, words: &[&str]) -> Option<String> {
-        Some(match chip_request("adxl345", words)? {
-            Request::Status => format!(
-                "{} transfers={} reg2c={:#04x} reg2d={:#04x} reg31={:#04x} reg38={:#04x}",
-                self.s.status(),
+        accel_control("adxl345", &mut self.s, words, |_| {
+            format!(
+                "transfers={} reg2c={:#04x} reg2d={:#04x} reg31={:#04x} reg38={:#04x}",
                 self.transfers,
                 self.regs[ADXL_BW_RATE],
                 self.regs[ADXL_POWER_CTL],
                 self.regs[ADXL_DATA_FORMAT],
                 self.regs[ADXL_FIFO_CTL]
-            ),
-            Request::Wave(rest) => set_wave("adxl345", &mut self.s, rest),
+            )
         })
     }
-}
 
-impl SimSpiDevice for Adxl345 {
-    fn transfer(&mut self, clock: u32, data: &mut [u8]) {
-        self.s.advance(clock);
-        self.transfers += 1;
+    /// Its SPI protocol: bit 7 read, bit 6 multi-byte, bits 5:0 the
+    /// register.
+    fn spi_transfer(&mut self, data: &mut [u8]) {
         let Some(&cmd) = data.first() else {
             return;
         };
@@ -459,11 +510,9 @@ impl SimSpiDevice for Adxl345 {
             }
         }
     }
-
-    fn control(&mut self, words: &[&str]) -> Option<String> {
-        Adxl345::control(self, words)
-    }
 }
+
+spi_chip!(Adxl345, Adxl345::spi_transfer, transfers);
 
 /// The register-file glue of an accelerometer model: [`RegFile`] through
 /// the model's own `read_byte`, `write_byte` and `next`; with `i2c`, also
@@ -615,14 +664,8 @@ pub struct Mpu9250 {
     pub s: Sampler,
 }
 
-impl Default for Mpu9250 {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Mpu9250 {
-    pub fn new() -> Mpu9250 {
+    pub(crate) fn new() -> Mpu9250 {
         let mut regs = [0u8; 128];
         regs[MPU_WHO_AM_I] = 0x71;
         regs[MPU_PWR_MGMT_1] = 0x01;
@@ -651,22 +694,14 @@ impl Mpu9250 {
     }
 
     fn update(&mut self) {
-        if self.filling() {
-            let rate = self.rate();
-            self.s.start(rate);
-        } else {
-            self.s.stop();
-        }
-    }
-
-    fn fifo_count(&self) -> usize {
-        self.s.fifo_bytes()
+        let rate = self.filling().then(|| self.rate());
+        self.s.power(rate);
     }
 
     fn read_byte(&mut self, r: usize) -> u8 {
         match r {
-            MPU_FIFO_COUNT_H => (self.fifo_count() >> 8) as u8,
-            MPU_FIFO_COUNT_L => self.fifo_count() as u8,
+            MPU_FIFO_COUNT_H => (self.s.fifo_bytes() >> 8) as u8,
+            MPU_FIFO_COUNT_L => self.s.fifo_bytes() as u8,
             MPU_INT_STATUS => {
                 let v = (self.s.overflow_flag as u8) << 4 | (!self.s.is_empty()) as u8;
                 self.s.overflow_flag = false;
@@ -691,59 +726,20 @@ impl Mpu9250 {
         }
         self.update();
     }
-}
 
-impl Mpu9250 {
     /// FIFO_R_W does not advance the address; other registers do.
     fn next(&self, r: usize) -> usize {
         burst_next(r, r == MPU_FIFO_R_W)
     }
 
     fn control(&mut self, words: &[&str]) -> Option<String> {
-        Some(match chip_request("mpu9250", words)? {
-            Request::Status => format!("{} fifo_bytes={}", self.s.status(), self.fifo_count()),
-            Request::Wave(rest) => set_wave("mpu9250", &mut self.s, rest),
+        accel_control("mpu9250", &mut self.s, words, |s| {
+            format!("fifo_bytes={}", s.fifo_bytes())
         })
     }
 }
 
 reg_file_chip!(Mpu9250, i2c);
-
-/// What a control request to an accelerometer asks for.
-enum Request<'a, 'b> {
-    /// `NAME status`.
-    Status,
-    /// `NAME wave ...`, `NAME const ...` or `NAME counter` (see
-    /// [`set_wave`]): the words after the name.
-    Wave(&'a [&'b str]),
-}
-
-/// A control request, if it is to chip `name`.
-fn chip_request<'a, 'b>(name: &str, words: &'a [&'b str]) -> Option<Request<'a, 'b>> {
-    let [first, rest @ ..] = words else {
-        return None;
-    };
-    if *first != name {
-        return None;
-    }
-    Some(if rest == ["status"] {
-        Request::Status
-    } else {
-        Request::Wave(rest)
-    })
-}
-
-/// A control request `wave ...`, `const ...` or `counter` for chip `name`.
-fn set_wave(name: &str, s: &mut Sampler, rest: &[&str]) -> String {
-    match s.wave.parse(rest) {
-        Some(Ok(w)) => {
-            s.wave = w;
-            "ok".into()
-        }
-        Some(Err(e)) => format!("error {e}"),
-        None => format!("error {name}: wave XAMP XFREQ Y Z | const X Y Z | counter | status"),
-    }
-}
 
 // ---------------------------------------------------------------------------
 // LIS2DW
@@ -791,7 +787,7 @@ pub struct Lis2dw {
 
 impl Lis2dw {
     /// `name` is the chip's name for control requests.
-    pub fn new(name: &'static str) -> Lis2dw {
+    pub(crate) fn new(name: &'static str) -> Lis2dw {
         let mut c = Lis2dw {
             name,
             regs: [0; 64],
@@ -809,9 +805,8 @@ impl Lis2dw {
         self.regs[LIS_WHO_AM_I] = 0x44;
         self.regs[LIS_CTRL2] = LIS_IF_ADD_INC;
         self.s.stop();
-        self.s.clear();
+        self.s.flush();
         self.s.fifo_on = false;
-        self.s.overflow_flag = false;
     }
 
     /// Samples per second of CTRL1 (0 when powered down).
@@ -834,15 +829,10 @@ impl Lis2dw {
 
     fn update(&mut self) {
         let rate = self.rate();
-        if rate > 0.0 {
-            self.s.start(rate);
-        } else {
-            self.s.stop();
-        }
+        self.s.power((rate > 0.0).then_some(rate));
         let on = self.fifo_mode() != 0;
         if !on {
-            self.s.clear();
-            self.s.overflow_flag = false;
+            self.s.flush();
         }
         self.s.fifo_on = on;
     }
@@ -864,8 +854,8 @@ impl Lis2dw {
                 } else {
                     self.s.latest
                 };
-                let k = r - LIS_OUT_X_L;
-                let b = (e[k / 2] << 2).to_le_bytes()[k % 2];
+                // 14-bit samples, left-justified.
+                let b = axis_byte(e.map(|v| v << 2), r - LIS_OUT_X_L, true);
                 if r == LIS_OUT_Z_H && self.s.fifo_on && self.s.pop().is_some() {
                     self.s.overflow_flag = false;
                 }
@@ -906,36 +896,22 @@ impl Lis2dw {
     }
 
     fn control(&mut self, words: &[&str]) -> Option<String> {
-        Some(match chip_request(self.name, words)? {
-            Request::Status => format!(
-
-            "{} transfers={} fifo_on={} reg20={:#04x} reg21={:#04x} reg25={:#04x} reg2e={:#04x}",
-            self.s.status(),
-            self.transfers,
-            self.s.fifo_on as u8,
-            self.regs[LIS_CTRL1],
-            self.regs[LIS_CTRL2],
-            self.regs[LIS_CTRL6],
-            self.regs[LIS_FIFO_CTRL]
-            ),
-            Request::Wave(rest) => set_wave(self.name, &mut self.s, rest),
+        accel_control(self.name, &mut self.s, words, |s| {
+            format!(
+                "transfers={} fifo_on={} reg20={:#04x} reg21={:#04x} reg25={:#04x} reg2e={:#04x}",
+                self.transfers,
+                s.fifo_on as u8,
+                self.regs[LIS_CTRL1],
+                self.regs[LIS_CTRL2],
+                self.regs[LIS_CTRL6],
+                self.regs[LIS_FIFO_CTRL]
+            )
         })
     }
 }
 
 reg_file_chip!(Lis2dw, i2c, transfers);
-
-impl SimSpiDevice for Lis2dw {
-    fn transfer(&mut self, clock: u32, data: &mut [u8]) {
-        self.s.advance(clock);
-        self.transfers += 1;
-        reg_spi_transfer(self, data)
-    }
-
-    fn control(&mut self, words: &[&str]) -> Option<String> {
-        Lis2dw::control(self, words)
-    }
-}
+spi_chip!(Lis2dw, reg_spi_transfer, transfers);
 
 // ---------------------------------------------------------------------------
 // ICM-20948
@@ -981,14 +957,8 @@ pub struct Icm20948 {
     pub s: Sampler,
 }
 
-impl Default for Icm20948 {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Icm20948 {
-    pub fn new() -> Icm20948 {
+    pub(crate) fn new() -> Icm20948 {
         let mut c = Icm20948 {
             banks: [[0; 128]; 4],
             bank: 0,
@@ -1005,8 +975,7 @@ impl Icm20948 {
         self.bank = 0;
         self.banks[0][ICM_PWR_MGMT_1] = 0x41;
         self.banks[2][ICM_ACCEL_CONFIG] = 0x01;
-        self.s.clear();
-        self.s.overflow_flag = false;
+        self.s.flush();
         self.update();
     }
 
@@ -1028,25 +997,8 @@ impl Icm20948 {
         self.s.fifo_on = b0[ICM_USER_CTRL] & 0x40 != 0
             && b0[ICM_FIFO_EN_2] & 0x10 != 0
             && b0[ICM_FIFO_RST] & 0x01 == 0;
-        if on {
-            let rate = self.rate();
-            self.s.start(rate);
-        } else {
-            self.s.stop();
-        }
-    }
-
-    fn clear_fifo(&mut self) {
-        self.s.clear();
-    }
-
-    fn fifo_count(&self) -> usize {
-        self.s.fifo_bytes()
-    }
-
-    /// Whether `r` of the selected bank is FIFO_R_W (no auto-increment).
-    fn is_fifo_rw(&self, r: usize) -> bool {
-        self.bank == 0 && r == ICM_FIFO_R_W
+        let rate = on.then(|| self.rate());
+        self.s.power(rate);
     }
 
     fn read_byte(&mut self, r: usize) -> u8 {
@@ -1065,11 +1017,10 @@ impl Icm20948 {
                 v
             }
             ICM_ACCEL_XOUT_H..=ICM_ACCEL_ZOUT_L => {
-                let k = r - ICM_ACCEL_XOUT_H;
-                self.s.latest[k / 2].to_be_bytes()[k % 2]
+                axis_byte(self.s.latest, r - ICM_ACCEL_XOUT_H, false)
             }
-            ICM_FIFO_COUNTH => (self.fifo_count() >> 8) as u8 & 0x1f,
-            ICM_FIFO_COUNTL => self.fifo_count() as u8,
+            ICM_FIFO_COUNTH => (self.s.fifo_bytes() >> 8) as u8 & 0x1f,
+            ICM_FIFO_COUNTL => self.s.fifo_bytes() as u8,
             ICM_FIFO_R_W => self.s.pop_byte(false).unwrap_or(0xff),
             _ => self.banks[0][r],
         }
@@ -1091,14 +1042,14 @@ impl Icm20948 {
             ICM_PWR_MGMT_1 if v & 0x80 != 0 => return self.reset(),
             ICM_USER_CTRL => {
                 if v & 0x04 != 0 {
-                    self.clear_fifo();
+                    self.s.clear();
                 }
                 // DMP_RST, SRAM_RST, I2C_MST_RST clear themselves.
                 self.banks[0][r] = v & 0xF0;
             }
             ICM_FIFO_RST => {
                 if v & 0x1f != 0 {
-                    self.clear_fifo();
+                    self.s.clear();
                 }
                 self.banks[0][r] = v & 0x1f;
             }
@@ -1106,26 +1057,22 @@ impl Icm20948 {
         }
         self.update();
     }
-}
 
-impl Icm20948 {
-    /// FIFO_R_W does not advance the address; other registers do.
+    /// Bank 0's FIFO_R_W does not advance the address; other registers do.
     fn next(&self, r: usize) -> usize {
-        burst_next(r, self.is_fifo_rw(r))
+        burst_next(r, self.bank == 0 && r == ICM_FIFO_R_W)
     }
 
     fn control(&mut self, words: &[&str]) -> Option<String> {
-        Some(match chip_request("icm20948", words)? {
-            Request::Status => format!(
-                "{} fifo_bytes={} bank={} user_ctrl={:#04x} fifo_en_2={:#04x} accel_config={:#04x}",
-                self.s.status(),
-                self.fifo_count(),
+        accel_control("icm20948", &mut self.s, words, |s| {
+            format!(
+                "fifo_bytes={} bank={} user_ctrl={:#04x} fifo_en_2={:#04x} accel_config={:#04x}",
+                s.fifo_bytes(),
                 self.bank,
                 self.banks[0][ICM_USER_CTRL],
                 self.banks[0][ICM_FIFO_EN_2],
                 self.banks[2][ICM_ACCEL_CONFIG]
-            ),
-            Request::Wave(rest) => set_wave("icm20948", &mut self.s, rest),
+            )
         })
     }
 }
@@ -1176,14 +1123,8 @@ pub struct Bmi160 {
     transfers: u64,
 }
 
-impl Default for Bmi160 {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Bmi160 {
-    pub fn new() -> Bmi160 {
+    pub(crate) fn new() -> Bmi160 {
         let mut c = Bmi160 {
             regs: [0; 128],
             spi_mode: false,
@@ -1206,7 +1147,7 @@ impl Bmi160 {
         self.regs[BMI_FIFO_CONFIG_1] = 0x10;
         self.spi_mode = false;
         self.acc_on = false;
-        self.clear_fifo();
+        self.s.flush();
         self.update();
     }
 
@@ -1218,34 +1159,20 @@ impl Bmi160 {
 
     fn update(&mut self) {
         self.s.fifo_on = self.regs[BMI_FIFO_CONFIG_1] & 0x40 != 0;
-        if self.acc_on {
-            let rate = self.rate();
-            self.s.start(rate);
-        } else {
-            self.s.stop();
-        }
-    }
-
-    fn clear_fifo(&mut self) {
-        self.s.clear();
-        self.s.overflow_flag = false;
-    }
-
-    fn fifo_length(&self) -> usize {
-        self.s.fifo_bytes()
+        let rate = self.acc_on.then(|| self.rate());
+        self.s.power(rate);
     }
 
     fn read_byte(&mut self, r: usize) -> u8 {
         match r {
             BMI_PMU_STATUS => (self.acc_on as u8) << 4,
             BMI_DATA_ACC_X_L..=BMI_DATA_ACC_Z_H => {
-                let k = r - BMI_DATA_ACC_X_L;
-                self.s.latest[k / 2].to_le_bytes()[k % 2]
+                axis_byte(self.s.latest, r - BMI_DATA_ACC_X_L, true)
             }
             // drdy_acc.
             BMI_STATUS => (self.s.running() as u8) << 7,
-            BMI_FIFO_LENGTH_0 => self.fifo_length() as u8,
-            BMI_FIFO_LENGTH_1 => (self.fifo_length() >> 8) as u8 & 0x07,
+            BMI_FIFO_LENGTH_0 => self.s.fifo_bytes() as u8,
+            BMI_FIFO_LENGTH_1 => (self.s.fifo_bytes() >> 8) as u8 & 0x07,
             BMI_FIFO_DATA => self.s.pop_byte(true).unwrap_or(0x80),
             BMI_CMD => 0,
             _ => self.regs[r],
@@ -1257,7 +1184,7 @@ impl Bmi160 {
             BMI_CMD => match v {
                 0x10 => self.acc_on = false,
                 0x11 | 0x12 => self.acc_on = true,
-                0xB0 => self.clear_fifo(),
+                0xB0 => self.s.flush(),
                 0xB6 => return self.reset(),
                 _ => {}
             },
@@ -1268,37 +1195,28 @@ impl Bmi160 {
     }
 
     fn control(&mut self, words: &[&str]) -> Option<String> {
-        Some(match chip_request("bmi160", words)? {
-            Request::Status => format!(
-            "{} fifo_bytes={} transfers={} spi_mode={} acc_on={} reg40={:#04x} reg41={:#04x} reg45={:#04x} reg47={:#04x}",
-            self.s.status(),
-            self.fifo_length(),
-            self.transfers,
-            self.spi_mode as u8,
-            self.acc_on as u8,
-            self.regs[BMI_ACC_CONF],
-            self.regs[BMI_ACC_RANGE],
-            self.regs[BMI_FIFO_DOWNS],
-            self.regs[BMI_FIFO_CONFIG_1]
-            ),
-            Request::Wave(rest) => set_wave("bmi160", &mut self.s, rest),
+        accel_control("bmi160", &mut self.s, words, |s| {
+            format!(
+                "fifo_bytes={} transfers={} spi_mode={} acc_on={} \
+                 reg40={:#04x} reg41={:#04x} reg45={:#04x} reg47={:#04x}",
+                s.fifo_bytes(),
+                self.transfers,
+                self.spi_mode as u8,
+                self.acc_on as u8,
+                self.regs[BMI_ACC_CONF],
+                self.regs[BMI_ACC_RANGE],
+                self.regs[BMI_FIFO_DOWNS],
+                self.regs[BMI_FIFO_CONFIG_1]
+            )
         })
     }
-}
 
-impl Bmi160 {
     /// FIFO_DATA does not advance the address; other registers do.
     fn next(&self, r: usize) -> usize {
         burst_next(r, r == BMI_FIFO_DATA)
     }
-}
 
-reg_file_chip!(Bmi160);
-
-impl SimSpiDevice for Bmi160 {
-    fn transfer(&mut self, clock: u32, data: &mut [u8]) {
-        self.s.advance(clock);
-        self.transfers += 1;
+    fn spi_transfer(&mut self, data: &mut [u8]) {
         if !self.spi_mode {
             // The rising edge of CSB at the end switches to SPI.
             self.spi_mode = true;
@@ -1307,11 +1225,10 @@ impl SimSpiDevice for Bmi160 {
         }
         reg_spi_transfer(self, data)
     }
-
-    fn control(&mut self, words: &[&str]) -> Option<String> {
-        Bmi160::control(self, words)
-    }
 }
+
+reg_file_chip!(Bmi160);
+spi_chip!(Bmi160, Bmi160::spi_transfer, transfers);
 
 /// Add this group's chips to the simulated board.
 pub fn attach(s: &mut SimState) {

@@ -739,14 +739,28 @@ mod tests {
         assert_eq!(tmc_crc8(&[0xf5, 0x00, 0x90, 0, 7, 0x17, 3]), 0xc2);
     }
 
-    /// The MCU's edges for `msg` sent from `t0`, `b` ticks a bit.
-    fn uart_edges(msg: &[u8], t0: u32, b: u32) -> Vec<(u32, bool)> {
+    /// The UART frames of `msg`: start bit, 8 data bits LSB first, stop
+    /// bit.
+    fn uart_bits(msg: &[u8]) -> Vec<bool> {
         let mut bits = Vec::new();
         for &m in msg {
             bits.push(false);
             bits.extend((0..8).map(|k| m >> k & 1 != 0));
             bits.push(true);
         }
+        bits
+    }
+
+    /// `msg` and its CRC: a datagram.
+    fn datagram(msg: &[u8]) -> Vec<u8> {
+        let mut d = msg.to_vec();
+        d.push(tmc_crc8(msg));
+        d
+    }
+
+    /// The MCU's edges for `msg` sent from `t0`, `b` ticks a bit.
+    fn uart_edges(msg: &[u8], t0: u32, b: u32) -> Vec<(u32, bool)> {
+        let bits = uart_bits(msg);
         let mut level = true;
         let mut out = Vec::new();
         for (n, &v) in bits.iter().enumerate() {
@@ -765,18 +779,25 @@ mod tests {
         t.after_write(clock);
     }
 
+    /// The bit time of the TMC tests, in ticks.
+    const B: u32 = 1250;
+
+    /// The TMC tests' start: a driver on lines 1 (input) and 2 (output),
+    /// the lines' levels (idle high) and a datagram writing 0x00071703
+    /// to register 0x10.
+    fn tmc_setup() -> (TmcSim, Vec<bool>, Vec<u8>) {
+        let t = TmcSim::new("t", 1, 2, 0);
+        (t, vec![true; 4], datagram(&[0xf5, 0, 0x90, 0, 7, 0x17, 3]))
+    }
+
     #[test]
     fn tmc_answers_a_read_and_takes_a_write() {
-        let b = 1250;
-        let mut t = TmcSim::new("t", 1, 2, 0);
-        let mut levels = vec![true; 4];
-        let mut w = vec![0xf5, 0, 0x90, 0, 7, 0x17, 3];
-        w.push(tmc_crc8(&w));
+        let b = B;
+        let (mut t, mut levels, w) = tmc_setup();
         for (c, v) in uart_edges(&w, 1000, b) {
             tmc_write(&mut t, c, 1, v, &mut levels);
         }
-        let mut r = vec![0xf5, 0, 0x10];
-        r.push(tmc_crc8(&r));
+        let r = datagram(&[0xf5, 0, 0x10]);
         let t0 = 1000 + 100 * b;
         for (c, v) in uart_edges(&r, t0, b) {
             tmc_write(&mut t, c, 1, v, &mut levels);
@@ -799,24 +820,14 @@ mod tests {
             c += b;
         }
         assert_eq!(join(&t.log), format!("{} {}", hex(&w), hex(&r)));
-        let mut reply = vec![0x05, 0xff, 0x10, 0, 7, 0x17, 3];
-        reply.push(tmc_crc8(&reply));
-        let mut want = Vec::new();
-        for &m in &reply {
-            want.push(false);
-            want.extend((0..8).map(|k| m >> k & 1 != 0));
-            want.push(true);
-        }
-        assert_eq!(got, want);
+        let reply = datagram(&[0x05, 0xff, 0x10, 0, 7, 0x17, 3]);
+        assert_eq!(got, uart_bits(&reply));
     }
 
     #[test]
     fn tmc_resyncs_after_a_broken_datagram() {
-        let b = 1250;
-        let mut t = TmcSim::new("t", 1, 2, 0);
-        let mut levels = vec![true; 4];
-        let mut w = vec![0xf5, 0, 0x90, 0, 7, 0x17, 3];
-        w.push(tmc_crc8(&w));
+        let b = B;
+        let (mut t, mut levels, w) = tmc_setup();
         // The first try breaks off after 30 bits.
         for (c, v) in uart_edges(&w, 1000, b)
             .into_iter()

@@ -25,6 +25,15 @@ pub fn attach(s: &mut SimState) {
     display::attach(s);
 }
 
+/// The words of a control request after the chip's name, if it is to
+/// chip `name`.
+pub fn request_to<'a, 'b>(name: &str, words: &'a [&'b str]) -> Option<&'a [&'b str]> {
+    match words {
+        [first, rest @ ..] if *first == name => Some(rest),
+        _ => None,
+    }
+}
+
 /// A control request setting a number: store `value` when it parsed (and
 /// passed the request's checks) and answer "ok", else the usage.
 pub fn set<T>(field: &mut T, value: Option<T>, usage: &str) -> String {

@@ -27,7 +27,7 @@ use std::rc::Rc;
 
 use klipper_protocol::crc::crc16_ccitt;
 
-use super::set;
+use super::{request_to, set};
 use crate::hw::bus::{I2C_NACK, I2C_SUCCESS};
 use crate::hw::sim::{SimGpioDevice, SimI2cDevice, SimSpiDevice, SimState};
 
@@ -110,6 +110,33 @@ impl Converter {
     }
 }
 
+/// A load-cell bridge's reading: `load` counts plus `ramp` a conversion
+/// (`chip NAME load COUNTS`, `chip NAME ramp STEP`).
+#[derive(Default)]
+struct Load {
+    load: i32,
+    ramp: i32,
+}
+
+impl Load {
+    /// Conversion `n`, clamped to 24 bits.
+    fn sample(&self, n: u64) -> i32 {
+        (self.load as i64 + self.ramp as i64 * n as i64).clamp(-0x80_0000, 0x7f_ffff) as i32
+    }
+
+    /// A `load N` or `ramp N` request to chip `name` (`rest` as the
+    /// chip's match saw it).
+    fn control(&mut self, name: &str, rest: &[&str]) -> String {
+        let (field, usage) = match rest.first() {
+            Some(&"ramp") => (&mut self.ramp, "ramp STEP"),
+            _ => (&mut self.load, "load COUNTS"),
+        };
+        // Wider numbers wrap, as they always have here.
+        let n = rest.get(1).and_then(|n| n.parse::<i64>().ok());
+        set(field, n.map(|n| n as i32), &format!("{name} {usage}"))
+    }
+}
+
 // ---------------------------------------------------------------------------
 // HX711
 
@@ -118,8 +145,7 @@ struct Hx711 {
     conv: Converter,
     active: bool,
     sps: u32,
-    load: i32,
-    ramp: i32,
+    load: Load,
     sclk: bool,
     sclk_high_since: u64,
     powered_down: bool,
@@ -137,8 +163,7 @@ impl Hx711 {
             conv: Converter::default(),
             active: false,
             sps: 80,
-            load: 0,
-            ramp: 0,
+            load: Load::default(),
             sclk: false,
             sclk_high_since: 0,
             powered_down: true,
@@ -157,8 +182,7 @@ impl Hx711 {
     }
 
     fn sample(&self, n: u64) -> u32 {
-        let v = (self.load as i64 + self.ramp as i64 * n as i64).clamp(-0x80_0000, 0x7f_ffff);
-        (v as u32) & 0xff_ffff
+        (self.load.sample(n) as u32) & 0xff_ffff
     }
 }
 
@@ -217,20 +241,12 @@ impl SimGpioDevice for Hx711 {
     }
 
     fn control(&mut self, w: &[&str]) -> Option<String> {
-        let ["hx71x", rest @ ..] = w else {
-            return None;
-        };
-        let num = |s: &str| s.parse::<i64>().ok();
+        let rest = request_to("hx71x", w)?;
         Some(match rest {
-            ["load", n] => set(
-                &mut self.load,
-                num(n).map(|n| n as i32),
-                "hx71x load COUNTS",
-            ),
-            ["ramp", n] => set(&mut self.ramp, num(n).map(|n| n as i32), "hx71x ramp STEP"),
+            ["load" | "ramp", _] => self.load.control("hx71x", rest),
             ["rate", n] => set(
                 &mut self.sps,
-                num(n).filter(|&n| n > 0).map(|n| n as u32),
+                n.parse::<i64>().ok().filter(|&n| n > 0).map(|n| n as u32),
                 "hx71x rate SPS",
             ),
             ["glitch"] => {
@@ -364,9 +380,7 @@ impl SimI2cDevice for Ldc1612 {
     }
 
     fn control(&mut self, w: &[&str]) -> Option<String> {
-        let ["ldc1612", rest @ ..] = w else {
-            return None;
-        };
+        let rest = request_to("ldc1612", w)?;
         let num = |s: &str| s.parse::<u32>().ok();
         Some(match rest {
             ["raw", n] => set(
@@ -509,9 +523,7 @@ impl SimSpiDevice for Ads1220 {
     }
 
     fn control(&mut self, w: &[&str]) -> Option<String> {
-        let ["ads1220", rest @ ..] = w else {
-            return None;
-        };
+        let rest = request_to("ads1220", w)?;
         Some(match rest {
             ["load", n] => match n.parse::<i32>() {
                 Ok(n) => {
@@ -583,8 +595,7 @@ struct Ads131m0x {
     response: A131Response,
     /// The conversion results shifted out (until a newer one is read).
     latest: i32,
-    load: i32,
-    ramp: i32,
+    load: Load,
     bad_crc: u32,
     frames: u64,
     resets: u64,
@@ -603,8 +614,7 @@ impl Ads131m0x {
             regs: [0; 64],
             response: A131Response::Status,
             latest: 0,
-            load: 0,
-            ramp: 0,
+            load: Load::default(),
             bad_crc: 0,
             frames: 0,
             resets: 0,
@@ -708,10 +718,6 @@ impl Ads131m0x {
         }
     }
 
-    fn sample(&self, n: u64) -> i32 {
-        (self.load as i64 + self.ramp as i64 * n as i64).clamp(-0x80_0000, 0x7f_ffff) as i32
-    }
-
     fn write_regs(&mut self, now: u64, addr: usize, words: &[u16]) {
         let mut restart = false;
         for (k, &v) in words.iter().enumerate() {
@@ -794,7 +800,7 @@ impl SimSpiDevice for Ads131m0x {
         }
         if ready {
             let n = self.conv.consume(now);
-            self.latest = self.sample(n);
+            self.latest = self.load.sample(n);
         }
         if extra.is_empty() {
             let enabled = self.regs[A131_CLOCK] >> 8;
@@ -833,13 +839,10 @@ impl SimSpiDevice for Ads131m0x {
     }
 
     fn control(&mut self, w: &[&str]) -> Option<String> {
-        let ["ads131m0x", rest @ ..] = w else {
-            return None;
-        };
+        let rest = request_to("ads131m0x", w)?;
         let num = |s: &str| s.parse::<i64>().ok();
         Some(match rest {
-            ["load", n] => set(&mut self.load, num(n).map(|n| n as i32), "ads131m0x load COUNTS"),
-            ["ramp", n] => set(&mut self.ramp, num(n).map(|n| n as i32), "ads131m0x ramp STEP"),
+            ["load" | "ramp", _] => self.load.control("ads131m0x", rest),
             ["clkin", n] => set(&mut self.clkin, num(n).filter(|&n| n > 0).map(|n| n as u32), "ads131m0x clkin HZ"),
             ["channels", n] => match num(n) {
                 Some(n @ (2 | 4)) => {
@@ -918,7 +921,7 @@ mod tests {
     #[test]
     fn hx711_clocks_out_the_load_when_ready() {
         let mut h = Hx711::new();
-        h.load = -1234;
+        h.load.load = -1234;
         let mut lv = vec![false; 128];
         let mut t = 1000u32;
         h.on_write(t, HX_SCLK, true, &mut lv);
@@ -959,7 +962,7 @@ mod tests {
     #[test]
     fn ads131m0x_answers_a_frame_late_and_converts_at_its_rate() {
         let mut a = Ads131m0x::new(2);
-        a.load = -2;
+        a.load.load = -2;
         let t = 1000u32;
         let mut f = frame(&[0xa000]); // RREG ID
         a.transfer(t, &mut f);
