@@ -12,7 +12,7 @@ use crate::hw::bus::{I2c, Spi};
 use crate::hw::{Board, Gpio};
 use crate::moveq::MovePool;
 use crate::objects::{Objects, OidTable, CANT_ASSIGN_OID};
-use crate::sched::{Stats, TimerQueue, TimerResult, STATS};
+use crate::sched::{Stats, TimerFn, TimerQueue, TimerResult, STATS};
 use crate::shutdown::Shutdown;
 
 pub use crate::objects::INVALID_OID_TYPE;
@@ -181,6 +181,19 @@ impl Mcu {
                 (task.1)(self);
             }
         }
+    }
+
+    /// Look up `oid`'s `T` and stop its timer `func`, as a query that
+    /// (re)starts sampling does first: the index and the timer.
+    pub fn oid_stop_timer<T: 'static>(
+        &mut self,
+        oid: u32,
+        func: TimerFn<Mcu>,
+    ) -> Result<(usize, TimerId), Shutdown> {
+        let i = self.oid_lookup::<T>(oid)?;
+        let id = TimerId::new(func, i as u32);
+        self.timers.remove(id);
+        Ok((i, id))
     }
 
     /// Schedule timer `id` at `waketime`; "Timer too close" when that is

@@ -7,7 +7,6 @@ use klipper_protocol::format::Arg;
 use crate::command::{Args, CmdResult, Module, Response, Shutdown};
 use crate::hw::{Bias, GpioIn};
 use crate::mcu::Mcu;
-use crate::mcu::TimerId;
 use crate::sched::TimerResult;
 
 static BUTTONS_STATE: Response = Response::new("buttons_state oid=%c ack_count=%c state=%*s");
@@ -111,9 +110,7 @@ fn buttons_add(mcu: &mut Mcu, a: &Args) -> CmdResult {
 crate::command!(BUTTONS_QUERY = "buttons_query oid=%c clock=%u rest_ticks=%u retransmit_count=%c invert=%c" => buttons_query);
 fn buttons_query(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, clock, rest_ticks, retransmit_count, invert);
-    let i = mcu.oid_lookup::<Buttons>(oid)?;
-    let id = TimerId::new(run_timer, i as u32);
-    mcu.timers.remove(id);
+    let (i, id) = mcu.oid_stop_timer::<Buttons>(oid, run_timer)?;
     let b = &mut mcu.objs.of::<Buttons>()[i];
     b.rest_ticks = rest_ticks;
     b.pressed = invert as u8;

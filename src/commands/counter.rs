@@ -7,7 +7,6 @@ use crate::clock::is_before;
 use crate::command::{Args, CmdResult, Module, Response, Shutdown};
 use crate::hw::{Bias, GpioIn};
 use crate::mcu::Mcu;
-use crate::mcu::TimerId;
 use crate::sched::TimerResult;
 
 static COUNTER_STATE: Response =
@@ -72,9 +71,7 @@ fn config_counter(mcu: &mut Mcu, a: &Args) -> CmdResult {
 crate::command!(QUERY_COUNTER = "query_counter oid=%c clock=%u poll_ticks=%u sample_ticks=%u" => query_counter);
 fn query_counter(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, clock, poll_ticks, sample_ticks);
-    let i = mcu.oid_lookup::<Counter>(oid)?;
-    let id = TimerId::new(run_timer, i as u32);
-    mcu.timers.remove(id);
+    let (i, id) = mcu.oid_stop_timer::<Counter>(oid, run_timer)?;
     let c = &mut mcu.objs.of::<Counter>()[i];
     c.waketime = clock;
     c.poll_ticks = poll_ticks;

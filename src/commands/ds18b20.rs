@@ -12,7 +12,6 @@ use klipper_protocol::format::Arg;
 
 use crate::command::{Args, CmdResult, Module, Response, Shutdown};
 use crate::mcu::Mcu;
-use crate::mcu::TimerId;
 use crate::sched::TimerResult;
 
 static DS18B20_RESULT: Response =
@@ -176,9 +175,7 @@ fn config(
 crate::command!(QUERY_DS18B20 = "query_ds18b20 oid=%c clock=%u rest_ticks=%u min_value=%i max_value=%i" => query_ds18b20);
 fn query_ds18b20(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, clock, rest_ticks, min_value, max_value);
-    let i = mcu.oid_lookup::<Ds18b20>(oid)?;
-    let id = TimerId::new(run_timer, i as u32);
-    mcu.timers.remove(id);
+    let (i, id) = mcu.oid_stop_timer::<Ds18b20>(oid, run_timer)?;
     let d = &mut mcu.objs.of::<Ds18b20>()[i];
     d.waketime = clock;
     d.rest_time = rest_ticks;

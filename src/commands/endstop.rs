@@ -8,7 +8,6 @@ use crate::command::{Args, CmdResult, Module, Response, Shutdown};
 use crate::commands::trsync;
 use crate::hw::{Bias, GpioIn};
 use crate::mcu::Mcu;
-use crate::mcu::TimerId;
 use crate::sched::TimerResult;
 
 static ENDSTOP_STATE: Response =
@@ -85,9 +84,7 @@ fn config_endstop(mcu: &mut Mcu, a: &Args) -> CmdResult {
 crate::command!(ENDSTOP_HOME = "endstop_home oid=%c clock=%u sample_ticks=%u sample_count=%c rest_ticks=%u pin_value=%c trsync_oid=%c trigger_reason=%c" => endstop_home);
 fn endstop_home(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, clock, sample_ticks, sample_count, rest_ticks, pin_value, trsync_oid, trigger_reason);
-    let i = mcu.oid_lookup::<Endstop>(oid)?;
-    let id = TimerId::new(run_timer, i as u32);
-    mcu.timers.remove(id);
+    let (i, id) = mcu.oid_stop_timer::<Endstop>(oid, run_timer)?;
     let sample_count = sample_count as u8;
     if sample_count == 0 {
         // Homing off.

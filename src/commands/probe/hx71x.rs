@@ -8,7 +8,6 @@ use crate::command::{Args, CmdResult, Module, Shutdown};
 use crate::commands::sensor_bulk::{SensorBulk, BULK_DATA_SIZE};
 use crate::hw::{Bias, GpioIn, GpioOut};
 use crate::mcu::Mcu;
-use crate::mcu::TimerId;
 use crate::sched::TimerResult;
 
 const BAD_GAIN: Shutdown = Shutdown("HX71x gain/channel out of range 1-4");
@@ -144,9 +143,7 @@ fn hx71x_attach_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
 crate::command!(QUERY_HX71X = "query_hx71x oid=%c rest_ticks=%u" => query_hx71x);
 fn query_hx71x(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, rest_ticks);
-    let i = mcu.oid_lookup::<Hx71x>(oid)?;
-    let id = TimerId::new(run_timer, i as u32);
-    mcu.timers.remove(id);
+    let (i, id) = mcu.oid_stop_timer::<Hx71x>(oid, run_timer)?;
     let h = &mut mcu.objs.of::<Hx71x>()[i];
     h.flags = 0;
     h.last_error = 0;

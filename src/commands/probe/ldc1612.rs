@@ -13,7 +13,6 @@ use crate::commands::sensor_bulk::{SensorBulk, BULK_DATA_SIZE};
 use crate::hw::bus::I2C_SUCCESS;
 use crate::hw::{Bias, GpioIn};
 use crate::mcu::Mcu;
-use crate::mcu::TimerId;
 use crate::sched::TimerResult;
 
 const LDC_PENDING: u8 = 1 << 0;
@@ -186,9 +185,7 @@ fn ldc1612_attach_trigger_analog(mcu: &mut Mcu, a: &Args) -> CmdResult {
 crate::command!(QUERY_LDC1612 = "query_ldc1612 oid=%c rest_ticks=%u" => query_ldc1612);
 fn query_ldc1612(mcu: &mut Mcu, a: &Args) -> CmdResult {
     crate::args!(a => oid, rest_ticks);
-    let i = mcu.oid_lookup::<Ldc1612>(oid)?;
-    let id = TimerId::new(run_timer, i as u32);
-    mcu.timers.remove(id);
+    let (i, id) = mcu.oid_stop_timer::<Ldc1612>(oid, run_timer)?;
     let l = &mut mcu.objs.of::<Ldc1612>()[i];
     l.flags &= !LDC_PENDING;
     if rest_ticks == 0 {
