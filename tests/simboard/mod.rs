@@ -236,6 +236,26 @@ impl Board {
         &self.codec.dict
     }
 
+    /// Each of `formats` (a command's full format, name first) is in the
+    /// dictionary, spelled exactly so.
+    pub fn assert_command_formats(&self, formats: &[&str]) {
+        for c in formats {
+            let name = c.split(' ').next().unwrap();
+            let m = self
+                .dict()
+                .commands
+                .get(name)
+                .unwrap_or_else(|| panic!("{name} missing"));
+            assert_eq!(m.format.format, *c);
+        }
+    }
+
+    /// The value of `key` in the dictionary's enumeration `name`.
+    pub fn enumeration(&self, name: &str, key: &str) -> Option<i64> {
+        let e = self.dict().enumerations.get(name)?;
+        e.get(key).and_then(|v| v.as_i64())
+    }
+
     fn fd(&self) -> i32 {
         self.port.as_ref().expect("port open").as_raw_fd()
     }
