@@ -45,10 +45,8 @@ fn digital_out_initial_level_and_queued_edges_on_time() {
             "config_digital_out oid=1 pin=18 value=0 default_value=0 max_duration=0".into(),
         ],
     );
-    let p17 = b.get(17);
-    assert_eq!((p17.level, p17.output), (1, 1), "{p17:?}");
-    let p18 = b.get(18);
-    assert_eq!((p18.level, p18.output), (0, 1), "{p18:?}");
+    b.assert_output(17, 1, "gpio17");
+    b.assert_output(18, 0, "gpio18");
 
     let mark = b.sim_clock();
     let now = b.clock();
@@ -127,8 +125,7 @@ fn update_and_set_digital_out_act_at_once() {
     // set_digital_out: any line, no oid, at once.
     b.send("set_digital_out pin=21 value=1");
     b.clock();
-    let p = b.get(21);
-    assert_eq!((p.level, p.output), (1, 1), "{p:?}");
+    b.assert_output(21, 1, "gpio21");
     b.send("set_digital_out pin=21 value=0");
     b.clock();
     assert_eq!(b.get(21).level, 0);

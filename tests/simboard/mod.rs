@@ -497,6 +497,12 @@ impl Board {
         }
     }
 
+    /// `pin` is an output at `level` (`what` says which, on failure).
+    pub fn assert_output(&mut self, pin: u32, level: u8, what: &str) {
+        let p = self.get(pin);
+        assert_eq!((p.level, p.output), (level, 1), "{what}: {p:?}");
+    }
+
     /// The last `n` (at most 512) writes of a line: (clock, value), in
     /// MCU clock (corrected by [`Board::sim_offset`]).
     pub fn history(&mut self, pin: u32, n: usize) -> Vec<(u32, u8)> {
