@@ -11,7 +11,7 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 mod exe;
@@ -156,13 +156,7 @@ impl Board {
         let link = dir.path.join("tty");
         let stderr_path = dir.path.join("stderr.log");
         let stderr = File::create(&stderr_path).expect("create the stderr log");
-        let mut cmd = exe::mcu_command();
-        cmd.arg("-I")
-            .arg(&link)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr);
+        let mut cmd = port::mcu_on_link(exe::mcu_command(), &link, args, stderr.into());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -268,25 +262,14 @@ impl Board {
 
     /// Send one command (text, see `HostCodec::encode_text`) in a block.
     pub fn send(&mut self, text: &str) {
-        let p = self
-            .codec
-            .encode_text(text)
-            .unwrap_or_else(|e| panic!("cannot encode {text:?}: {e:?}"));
-        let b = self.codec.frame(&p);
+        let b = port::block(&mut self.codec, text);
         self.write_all(&b);
     }
 
     /// Send several commands packed into as few blocks as fit, so that
     /// the MCU runs them back to back.
     pub fn send_all(&mut self, cmds: &[String]) {
-        let enc: Vec<Vec<u8>> = cmds
-            .iter()
-            .map(|t| {
-                self.codec
-                    .encode_text(t)
-                    .unwrap_or_else(|e| panic!("cannot encode {t:?}: {e:?}"))
-            })
-            .collect();
+        let enc: Vec<Vec<u8>> = cmds.iter().map(|t| port::encode(&self.codec, t)).collect();
         let b = self.codec.frame_all(&enc);
         self.write_all(&b);
     }
