@@ -8,7 +8,6 @@
 #![allow(dead_code)]
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -19,7 +18,7 @@ mod port;
 mod rt;
 
 use klipper_protocol::dictionary::Dictionary;
-use klipper_protocol::host::{HostCodec, Response};
+use klipper_protocol::host::Response;
 
 /// Longest single wait: CI machines are small and busy.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
@@ -93,10 +92,8 @@ pub struct Board {
     child: Child,
     pub link: PathBuf,
     stderr_path: PathBuf,
-    port: Option<File>,
-    pub codec: HostCodec,
-    /// Decoded messages not yet taken, oldest first.
-    pub msgs: Vec<Response>,
+    /// The host's session on the terminal.
+    pub io: port::Session,
     /// The control socket of the simulated board (with `--sim`).
     ctl: Option<UnixDatagram>,
     /// How far the simulator's clock runs ahead of the MCU's (a lower
@@ -165,9 +162,7 @@ impl Board {
             child,
             link,
             stderr_path,
-            port: None,
-            codec: HostCodec::new(),
-            msgs: Vec::new(),
+            io: port::Session::default(),
             ctl: None,
             sim_offset: 0,
             dir,
@@ -196,19 +191,19 @@ impl Board {
         if let Err(e) = port::wait_link(&self.link, old, Some(&mut self.child), TIMEOUT) {
             panic!("{e}; stderr:\n{}", self.stderr());
         }
-        self.port = Some(port::open_raw(&self.link));
+        self.io = port::Session::open(&self.link);
         self.identify();
     }
 
     fn identify(&mut self) {
-        self.codec.dict = port::fetch_dictionary(|offset| {
+        self.io.codec.dict = port::fetch_dictionary(|offset| {
             self.send(&format!("identify offset={offset} count=40"));
             let r = self.wait_msg_where("identify_response", |r| r.int("offset") == offset as i64);
             r.bytes("data").to_vec()
         });
         // Messages before the dictionary (`starting`) could not be decoded
         // and were dropped; nothing else is expected yet.
-        self.msgs.clear();
+        self.io.msgs.clear();
     }
 
     pub fn stderr(&self) -> String {
@@ -227,7 +222,7 @@ impl Board {
     }
 
     pub fn dict(&self) -> &Dictionary {
-        &self.codec.dict
+        &self.io.codec.dict
     }
 
     /// Each of `formats` (a command's full format, name first) is in the
@@ -251,7 +246,7 @@ impl Board {
     }
 
     fn fd(&self) -> i32 {
-        self.port.as_ref().expect("port open").as_raw_fd()
+        self.io.fd()
     }
 
     fn write_all(&mut self, data: &[u8]) {
@@ -262,15 +257,18 @@ impl Board {
 
     /// Send one command (text, see `HostCodec::encode_text`) in a block.
     pub fn send(&mut self, text: &str) {
-        let b = port::block(&mut self.codec, text);
+        let b = port::block(&mut self.io.codec, text);
         self.write_all(&b);
     }
 
     /// Send several commands packed into as few blocks as fit, so that
     /// the MCU runs them back to back.
     pub fn send_all(&mut self, cmds: &[String]) {
-        let enc: Vec<Vec<u8>> = cmds.iter().map(|t| port::encode(&self.codec, t)).collect();
-        let b = self.codec.frame_all(&enc);
+        let enc: Vec<Vec<u8>> = cmds
+            .iter()
+            .map(|t| port::encode(&self.io.codec, t))
+            .collect();
+        let b = self.io.codec.frame_all(&enc);
         self.write_all(&b);
     }
 
@@ -285,17 +283,7 @@ impl Board {
             std::thread::sleep(timeout.min(Duration::from_millis(20)));
             return false;
         }
-        port::read_available(self.fd(), |chunk| {
-            for b in self.codec.feed(chunk) {
-                if b.payload.is_empty() {
-                    continue; // an ack or nak
-                }
-                if let Ok(ms) = self.codec.decode(&b.payload) {
-                    self.msgs.extend(ms);
-                }
-            }
-        })
-        .0
+        port::read_available(self.fd(), |chunk| self.io.feed(chunk)).0
     }
 
     /// Read for `d`, collecting messages.
@@ -307,7 +295,7 @@ impl Board {
 
     pub fn fail(&mut self, why: &str) -> ! {
         let status = self.child.try_wait().ok().flatten();
-        let msgs: Vec<&Response> = self.msgs.iter().filter(|m| m.name != "stats").collect();
+        let msgs: Vec<&Response> = self.io.msgs.iter().filter(|m| m.name != "stats").collect();
         panic!(
             "{why}\n  messages: {msgs:?}\n  process: {}\n  stderr:\n{}",
             status.map_or("running".to_string(), |s| s.to_string()),
@@ -335,8 +323,8 @@ impl Board {
     ) -> Option<Response> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(i) = self.msgs.iter().position(|r| r.name == name && pred(r)) {
-                return Some(self.msgs.remove(i));
+            if let Some(i) = self.io.msgs.iter().position(|r| r.name == name && pred(r)) {
+                return Some(self.io.msgs.remove(i));
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -362,10 +350,10 @@ impl Board {
 
     /// Take every message named `name` received so far.
     pub fn take_all(&mut self, name: &str) -> Vec<Response> {
-        let (take, keep) = std::mem::take(&mut self.msgs)
+        let (take, keep) = std::mem::take(&mut self.io.msgs)
             .into_iter()
             .partition(|r| r.name == name);
-        self.msgs = keep;
+        self.io.msgs = keep;
         take
     }
 
@@ -400,7 +388,7 @@ impl Board {
 
     pub fn assert_not_shutdown(&mut self) {
         self.pump(Duration::ZERO);
-        if let Some(s) = self.msgs.iter().find(|m| m.name == "shutdown").cloned() {
+        if let Some(s) = self.io.msgs.iter().find(|m| m.name == "shutdown").cloned() {
             let why = format!(
                 "unexpected shutdown: {}",
                 self.static_string(s.int("static_string_id"))
@@ -539,7 +527,7 @@ impl Board {
 
 impl Drop for Board {
     fn drop(&mut self) {
-        self.port = None;
+        self.io.port = None;
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

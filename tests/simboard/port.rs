@@ -7,6 +7,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -14,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use klipper_protocol::dictionary::{Dictionary, Json};
-use klipper_protocol::host::HostCodec;
+use klipper_protocol::host::{HostCodec, Response};
 
 /// A scratch directory, removed (whatever its files' modes) on drop.
 pub struct Scratch {
@@ -191,6 +192,44 @@ pub fn for_a_while(d: Duration, step: Duration, mut pump: impl FnMut(Duration)) 
             return;
         }
         pump(left.min(step));
+    }
+}
+
+/// The host's side of a session on the MCU's terminal: the port once
+/// open, the codec (with the MCU's dictionary once fetched), the messages
+/// decoded and not yet taken, oldest first.
+#[derive(Default)]
+pub struct Session {
+    pub port: Option<File>,
+    pub codec: HostCodec,
+    pub msgs: Vec<Response>,
+}
+
+impl Session {
+    /// `link` opened as klippy opens it, with a fresh codec and no
+    /// message.
+    pub fn open(link: &Path) -> Session {
+        Session {
+            port: Some(open_raw(link)),
+            ..Session::default()
+        }
+    }
+
+    pub fn fd(&self) -> i32 {
+        self.port.as_ref().expect("port open").as_raw_fd()
+    }
+
+    /// Decode the blocks `chunk` completes into messages (acks and naks
+    /// carry none; what the dictionary cannot decode yet is dropped).
+    pub fn feed(&mut self, chunk: &[u8]) {
+        for b in self.codec.feed(chunk) {
+            if b.payload.is_empty() {
+                continue;
+            }
+            if let Ok(ms) = self.codec.decode(&b.payload) {
+                self.msgs.extend(ms);
+            }
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use klipper_protocol::dictionary::Json;
-use klipper_protocol::host::{HostCodec, Response};
+use klipper_protocol::host::Response;
 
 // The host side of the terminal, shared with the project's pty tests.
 #[path = "../../../simboard/port.rs"]
@@ -285,9 +285,7 @@ struct Mcu {
     child: Child,
     link: PathBuf,
     stderr_path: PathBuf,
-    port: Option<File>,
-    codec: HostCodec,
-    msgs: Vec<Response>,
+    io: port::Session,
 }
 
 impl Mcu {
@@ -308,9 +306,7 @@ impl Mcu {
             child,
             link,
             stderr_path,
-            port: None,
-            codec: HostCodec::new(),
-            msgs: Vec::new(),
+            io: port::Session::default(),
         };
         m.connect(None);
         m
@@ -330,23 +326,21 @@ impl Mcu {
         if let Err(e) = port::wait_link(&self.link, old, Some(&mut self.child), TIMEOUT) {
             panic!("{e}; stderr:\n{}", self.stderr());
         }
-        self.port = Some(port::open_raw(&self.link));
-        self.codec = HostCodec::new();
-        self.msgs.clear();
-        self.codec.dict = port::fetch_dictionary(|offset| {
+        self.io = port::Session::open(&self.link);
+        self.io.codec.dict = port::fetch_dictionary(|offset| {
             self.send(&format!("identify offset={offset} count=40"));
             let r = self.wait_where("identify_response", |r| r.int("offset") == offset as i64);
             r.bytes("data").to_vec()
         });
-        self.msgs.clear();
+        self.io.msgs.clear();
     }
 
     fn fd(&self) -> i32 {
-        self.port.as_ref().expect("port open").as_raw_fd()
+        self.io.fd()
     }
 
     fn send(&mut self, text: &str) {
-        let block = port::block(&mut self.codec, text);
+        let block = port::block(&mut self.io.codec, text);
         port::write_all(self.fd(), &block, TIMEOUT, || {
             self.pump(Duration::from_millis(10))
         });
@@ -357,27 +351,19 @@ impl Mcu {
         if port::poll(self.fd(), libc::POLLIN, timeout) == 0 {
             return;
         }
-        port::read_available(self.fd(), |chunk| {
-            for b in self.codec.feed(chunk) {
-                if !b.payload.is_empty() {
-                    if let Ok(ms) = self.codec.decode(&b.payload) {
-                        self.msgs.extend(ms);
-                    }
-                }
-            }
-        });
+        port::read_available(self.fd(), |chunk| self.io.feed(chunk));
     }
 
     fn wait_where(&mut self, name: &str, pred: impl Fn(&Response) -> bool) -> Response {
         let deadline = Instant::now() + TIMEOUT;
         loop {
-            if let Some(i) = self.msgs.iter().position(|r| r.name == name && pred(r)) {
-                return self.msgs.remove(i);
+            if let Some(i) = self.io.msgs.iter().position(|r| r.name == name && pred(r)) {
+                return self.io.msgs.remove(i);
             }
             if Instant::now() > deadline {
                 panic!(
                     "no `{name}` within {TIMEOUT:?}; got {:?}; stderr:\n{}",
-                    self.msgs,
+                    self.io.msgs,
                     self.stderr()
                 );
             }
@@ -390,7 +376,7 @@ impl Mcu {
     }
 
     fn request(&mut self, cmd: &str, resp: &str) -> Response {
-        self.msgs.retain(|r| r.name != resp);
+        self.io.msgs.retain(|r| r.name != resp);
         self.send(cmd);
         self.wait(resp)
     }
@@ -406,7 +392,7 @@ impl Mcu {
             c.int("is_shutdown"),
             0,
             "shut down: {:?}; stderr:\n{}",
-            self.msgs,
+            self.io.msgs,
             self.stderr()
         );
     }
@@ -414,12 +400,13 @@ impl Mcu {
     fn shutdown_reason(&mut self) -> String {
         let r = self.wait("shutdown");
         let id = r.int("static_string_id");
-        port::static_string(&self.codec.dict, id).unwrap_or_else(|| format!("#{id}"))
+        port::static_string(&self.io.codec.dict, id).unwrap_or_else(|| format!("#{id}"))
     }
 
     /// The value of `name` in the dictionary's enumeration `enumeration`.
     fn enum_value(&self, enumeration: &str, name: &str) -> i64 {
-        self.codec
+        self.io
+            .codec
             .dict
             .enumerations
             .get(enumeration)
@@ -487,7 +474,7 @@ fn endstop(oid: u32, pin: impl Display, pull_up: i32) -> String {
 
 impl Drop for Mcu {
     fn drop(&mut self) {
-        self.port = None;
+        self.io.port = None;
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -665,6 +652,7 @@ fn endstop_homing_triggers() {
         "stopped homing with the line high: {r:?}"
     );
     assert!(!m
+        .io
         .msgs
         .iter()
         .any(|r| r.name == "trsync_state" && r.int("can_trigger") == 0));
