@@ -74,13 +74,7 @@ fn set_reg(b: &mut Board, reg: u8, val: u8) {
 /// klippy's adxl345.py `_convert_samples`, raw counts; None on an error
 /// sample.
 fn unpack(d: &[u8]) -> Option<(i32, i32, i32)> {
-    let (xl, yl, zl, xz, yz) = (
-        d[0] as i32,
-        d[1] as i32,
-        d[2] as i32,
-        d[3] as i32,
-        d[4] as i32,
-    );
+    let [xl, yl, zl, xz, yz] = [0, 1, 2, 3, 4].map(|i| d[i] as i32);
     if yz & 0x80 != 0 {
         return None;
     }
@@ -98,6 +92,14 @@ fn field(s: &str, k: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {k} in {s:?}")) as u64
 }
 
+/// [`start_chip`] at `rate_code`, measurement on, then the query every
+/// `period` seconds.
+fn adxl_measure(b: &mut Board, rate_code: u8, period: f64) {
+    start_chip(b, rate_code);
+    set_reg(b, 0x2D, 0x08);
+    query_every(b, "adxl345", period);
+}
+
 /// Set the chip up as klippy's `_start_measurements` does, at `rate_code`.
 fn start_chip(b: &mut Board, rate_code: u8) {
     assert_eq!(read_reg(b, 0x00), 0xE5, "DEVID");
@@ -108,9 +110,10 @@ fn start_chip(b: &mut Board, rate_code: u8) {
     set_reg(b, 0x38, 0x90);
 }
 
-/// Check the framing of a run of `sensor_bulk_data`: sequences from 0
-/// without a gap, 10 samples (50 bytes) per message; returns the samples.
-fn samples_of(msgs: &[Response]) -> Vec<(i32, i32, i32)> {
+/// Check the framing of a run of `sensor_bulk_data`: oid 1, sequences
+/// from 0 without a gap, `len` bytes per message; returns each message's
+/// data.
+fn framed(msgs: &[Response], len: usize) -> Vec<&[u8]> {
     let mut out = Vec::new();
     for (k, m) in msgs.iter().enumerate() {
         assert_eq!(m.int("oid"), 1);
@@ -120,12 +123,81 @@ fn samples_of(msgs: &[Response]) -> Vec<(i32, i32, i32)> {
             "sequence of message {k}"
         );
         let d = m.bytes("data");
-        assert_eq!(d.len(), 50, "message {k}: {} bytes", d.len());
+        assert_eq!(d.len(), len, "message {k}: {} bytes", d.len());
+        out.push(d);
+    }
+    out
+}
+
+/// [`framed`] ADXL345 messages: 10 samples (50 bytes) per message;
+/// returns the samples.
+fn samples_of(msgs: &[Response]) -> Vec<(i32, i32, i32)> {
+    let mut out = Vec::new();
+    for (k, d) in framed(msgs, 50).into_iter().enumerate() {
         for s in d.chunks(5) {
             out.push(unpack(s).unwrap_or_else(|| panic!("an error sample in message {k}")));
         }
     }
     out
+}
+
+/// `query_CHIP` (oid 1) every `period` seconds.
+fn query_every(b: &mut Board, chip: &str, period: f64) {
+    let rest = (period * CLOCK_FREQ) as u32;
+    b.send(&format!("query_{chip} oid=1 rest_ticks={rest}"));
+}
+
+/// Stop `query_CHIP` (oid 1).
+fn stop_query(b: &mut Board, chip: &str) {
+    b.send(&format!("query_{chip} oid=1 rest_ticks=0"));
+}
+
+/// `b` with its chip on the counter waveform, started by `start`.
+fn counting(mut b: Board, chip: &str, start: impl FnOnce(&mut Board)) -> Board {
+    assert_eq!(b.ctl(&format!("chip {chip} counter")), "ok");
+    start(&mut b);
+    b
+}
+
+/// Let the stream run `run_ms` and take the status; then `finish`
+/// (klippy's `_finish_measurements`, the query stopped among its steps)
+/// and wait `drain_ms` for the last messages. Returns the status, the
+/// messages and the chip's status.
+fn finish_stream(
+    b: &mut Board,
+    chip: &str,
+    run_ms: u64,
+    finish: impl FnOnce(&mut Board),
+    drain_ms: u64,
+) -> (Response, Vec<Response>, String) {
+    b.settle(Duration::from_millis(run_ms));
+    let st = bulk_status(b, chip);
+    finish(b);
+    b.settle(Duration::from_millis(drain_ms));
+    let msgs = b.take_all("sensor_bulk_data");
+    let status = b.ctl(&format!("chip {chip} status"));
+    eprintln!("{st:?}\n{status}");
+    (st, msgs, status)
+}
+
+/// A FIFO chip read often enough: no overflow seen by the MCU or the chip,
+/// and less than a block (8 samples of 6 bytes) and a few samples left.
+fn assert_none_lost(st: &Response, chip: &str) {
+    assert_eq!(st.int("possible_overflows"), 0);
+    assert_eq!(field(chip, "overflowed"), 0, "{chip}");
+    assert!(st.int("buffered") < 48 + 6 * 20, "{st:?}");
+}
+
+/// A FIFO chip not read for 100 ms: its overflow flag counts one possible
+/// overflow and the status shows the full FIFO (85 entries); reading the
+/// flag cleared it, so the next status counts no new one at once.
+fn assert_one_overflow_while_unread(b: &mut Board, chip: &str) {
+    std::thread::sleep(Duration::from_millis(100));
+    let st = bulk_status(b, chip);
+    assert_eq!(st.int("possible_overflows"), 1, "{st:?}");
+    assert_eq!(st.int("buffered"), 510, "{st:?}");
+    let st = bulk_status(b, chip);
+    assert!(st.int("possible_overflows") <= 2, "{st:?}");
 }
 
 /// With the counter waveform x is the sample number (mod 8192): every
@@ -181,23 +253,18 @@ fn adxl345_registers_through_spi() {
 
 #[test]
 fn adxl345_streams_framed_samples_without_loss() {
-    let mut b = adxl_board();
-    assert_eq!(b.ctl("chip adxl345 counter"), "ok");
-    start_chip(&mut b, 0x0F); // 3200 Hz
-                              // As klippy: the query first, then measurement on.
-    let rest = (4.0 / 3200.0 * CLOCK_FREQ) as u32;
-    b.send(&format!("query_adxl345 oid=1 rest_ticks={rest}"));
+    // 3200 Hz.
+    let mut b = counting(adxl_board(), "adxl345", |b| start_chip(b, 0x0F));
+    // As klippy: the query first, then measurement on.
+    query_every(&mut b, "adxl345", 4.0 / 3200.0);
     set_reg(&mut b, 0x2D, 0x08);
     let st0 = bulk_status(&mut b, "adxl345");
     assert_eq!(st0.int("possible_overflows"), 0);
-    b.settle(Duration::from_millis(1500));
-    let st = bulk_status(&mut b, "adxl345");
-    set_reg(&mut b, 0x2D, 0x00);
-    b.send("query_adxl345 oid=1 rest_ticks=0");
-    b.settle(Duration::from_millis(100));
-    let msgs = b.take_all("sensor_bulk_data");
-    let chip = b.ctl("chip adxl345 status");
-    eprintln!("status {st:?}\nchip {chip}");
+    let off = |b: &mut Board| {
+        set_reg(b, 0x2D, 0x00);
+        stop_query(b, "adxl345");
+    };
+    let (st, msgs, chip) = finish_stream(&mut b, "adxl345", 1500, off, 100);
     // sensor_bulk_status: clock and query_ticks from a timed SPI read.
     assert!(st.int("query_ticks") >= 0 && st.int("query_ticks") < 50_000);
     // Under -r nothing may be lost; without it (not root) a busy machine
@@ -260,12 +327,9 @@ fn adxl345_streams_framed_samples_without_loss() {
 fn adxl345_sine_waveform() {
     let mut b = adxl_board();
     assert_eq!(b.ctl("chip adxl345 wave 1500 50 -300 256"), "ok");
-    start_chip(&mut b, 0x0D); // 800 Hz
-    set_reg(&mut b, 0x2D, 0x08);
-    let rest = (4.0 / 800.0 * CLOCK_FREQ) as u32;
-    b.send(&format!("query_adxl345 oid=1 rest_ticks={rest}"));
+    adxl_measure(&mut b, 0x0D, 4.0 / 800.0); // 800 Hz
     b.settle(Duration::from_millis(1000));
-    b.send("query_adxl345 oid=1 rest_ticks=0");
+    stop_query(&mut b, "adxl345");
     b.settle(Duration::from_millis(50));
     let s = samples_of(&b.take_all("sensor_bulk_data"));
     assert!(s.len() >= 600, "{} samples", s.len());
@@ -288,16 +352,11 @@ fn adxl345_sine_waveform() {
 
 #[test]
 fn adxl345_overflow_accounting_when_read_too_seldom() {
-    let mut b = adxl_board();
-    assert_eq!(b.ctl("chip adxl345 counter"), "ok");
-    start_chip(&mut b, 0x0F); // 3200 Hz
-    set_reg(&mut b, 0x2D, 0x08);
-    // Wake every 50 ms: 160 samples arrive, the FIFO holds 32.
-    let rest = (0.05 * CLOCK_FREQ) as u32;
-    b.send(&format!("query_adxl345 oid=1 rest_ticks={rest}"));
+    // 3200 Hz; wake every 50 ms: 160 samples arrive, the FIFO holds 32.
+    let mut b = counting(adxl_board(), "adxl345", |b| adxl_measure(b, 0x0F, 0.05));
     b.settle(Duration::from_millis(600));
     let st = bulk_status(&mut b, "adxl345");
-    b.send("query_adxl345 oid=1 rest_ticks=0");
+    stop_query(&mut b, "adxl345");
     let chip = b.ctl("chip adxl345 status");
     let po = st.int("possible_overflows");
     // Each wake finds the FIFO full: every read that sees >= 31 entries
@@ -308,14 +367,11 @@ fn adxl345_overflow_accounting_when_read_too_seldom() {
     // A new query resets the counts. The FIFO is still full when it
     // starts: if its first drain runs before the status request (a busy
     // machine delays the request), that drain counts its first two reads.
-    b.send(&format!(
-        "query_adxl345 oid=1 rest_ticks={}",
-        (4.0 / 3200.0 * CLOCK_FREQ) as u32
-    ));
+    query_every(&mut b, "adxl345", 4.0 / 3200.0);
     let st = bulk_status(&mut b, "adxl345");
     assert!(st.int("possible_overflows") <= 2, "{st:?}");
     assert!(st.int("next_sequence") <= 2);
-    b.send("query_adxl345 oid=1 rest_ticks=0");
+    stop_query(&mut b, "adxl345");
     b.assert_not_shutdown();
 }
 
@@ -362,21 +418,14 @@ fn mpu9250_streams_fifo_blocks_over_i2c() {
     mpu_set(&mut b, 0x23, 0x00);
     mpu_set(&mut b, 0x6A, 0x04);
     mpu_set(&mut b, 0x6A, 0x40);
-    let rest = (4.0 / 4000.0 * CLOCK_FREQ) as u32;
-    b.send(&format!("query_mpu9250 oid=1 rest_ticks={rest}"));
+    query_every(&mut b, "mpu9250", 4.0 / 4000.0);
     mpu_set(&mut b, 0x23, 0x08);
-    b.settle(Duration::from_millis(1000));
-    let st = bulk_status(&mut b, "mpu9250");
-    mpu_set(&mut b, 0x23, 0x00);
-    b.send("query_mpu9250 oid=1 rest_ticks=0");
-    b.settle(Duration::from_millis(50));
-    let msgs = b.take_all("sensor_bulk_data");
-    let chip = b.ctl("chip mpu9250 status");
-    eprintln!("{st:?}\n{chip}");
-    assert_eq!(st.int("possible_overflows"), 0);
-    assert_eq!(field(&chip, "overflowed"), 0, "{chip}");
-    let buffered = st.int("buffered");
-    assert!(buffered < 48 + 6 * 20, "{st:?}");
+    let off = |b: &mut Board| {
+        mpu_set(b, 0x23, 0x00);
+        stop_query(b, "mpu9250");
+    };
+    let (st, msgs, chip) = finish_stream(&mut b, "mpu9250", 1000, off, 50);
+    assert_none_lost(&st, &chip);
     let mut xs = Vec::new();
     for (k, m) in msgs.iter().enumerate() {
         assert_eq!(m.int("sequence"), k as i64, "sequence");
@@ -411,14 +460,8 @@ fn mpu9250_overflow_is_counted_from_int_status() {
     ] {
         mpu_set(&mut b, reg, val);
     }
-    // Not reading: 85 entries fill in ~21 ms.
-    std::thread::sleep(Duration::from_millis(100));
-    let st = bulk_status(&mut b, "mpu9250");
-    assert_eq!(st.int("possible_overflows"), 1, "{st:?}");
-    assert_eq!(st.int("buffered"), 510, "{st:?}");
-    // INT_STATUS clears on read: no new overflow counted at once.
-    let st = bulk_status(&mut b, "mpu9250");
-    assert!(st.int("possible_overflows") <= 2, "{st:?}");
+    // Not reading: 85 entries fill in ~21 ms. INT_STATUS clears on read.
+    assert_one_overflow_while_unread(&mut b, "mpu9250");
     b.assert_not_shutdown();
 }
 
@@ -521,8 +564,7 @@ fn adxl345_3200hz_long_stream_loses_nothing() {
     }
     assert_eq!(b.ctl("chip adxl345 counter"), "ok");
     start_chip(&mut b, 0x0F);
-    let rest = (4.0 / 3200.0 * CLOCK_FREQ) as u32;
-    b.send(&format!("query_adxl345 oid=1 rest_ticks={rest}"));
+    query_every(&mut b, "adxl345", 4.0 / 3200.0);
     set_reg(&mut b, 0x2D, 0x08);
     let cpu0 = cpu_ticks(pid);
     let t0 = Instant::now();
@@ -539,7 +581,7 @@ fn adxl345_3200hz_long_stream_loses_nothing() {
     let elapsed = t0.elapsed().as_secs_f64();
     let cpu1 = cpu_ticks(pid);
     set_reg(&mut b, 0x2D, 0x00);
-    b.send("query_adxl345 oid=1 rest_ticks=0");
+    stop_query(&mut b, "adxl345");
     b.settle(Duration::from_millis(100));
     msgs.extend(b.take_all("sensor_bulk_data"));
     let chip = b.ctl("chip adxl345 status");
@@ -616,20 +658,11 @@ fn wr_check(b: &mut Board, via: Via, reg: u8, val: u8) {
     assert_eq!(rd(b, via, reg, 1)[0], val, "register {reg:#x}");
 }
 
-/// Check the framing of a run of `sensor_bulk_data` of 8 samples of 6
-/// bytes: oid 1, sequences from 0 without a gap; returns the samples
+/// [`framed`] messages of 8 samples of 6 bytes; returns the samples
 /// (`be`: big-endian, klippy's ">hhh", else "<hhh").
 fn samples6(msgs: &[Response], be: bool) -> Vec<(i32, i32, i32)> {
     let mut out = Vec::new();
-    for (k, m) in msgs.iter().enumerate() {
-        assert_eq!(m.int("oid"), 1);
-        assert_eq!(
-            m.int("sequence"),
-            k as i64 & 0xffff,
-            "sequence of message {k}"
-        );
-        let d = m.bytes("data");
-        assert_eq!(d.len(), 48, "message {k}: 8 samples of 6 bytes");
+    for d in framed(msgs, 48) {
         for s in d.chunks(6) {
             let v = |i: usize| {
                 let b = [s[i], s[i + 1]];
@@ -657,6 +690,14 @@ fn lis_board(via: Via) -> Board {
     accel_board(bus, &config, "lis2dw")
 }
 
+/// The simulated LIS2DW's name on the control socket.
+fn lis_name(via: Via) -> &'static str {
+    match via {
+        Via::Spi => "lis2dw",
+        Via::I2c => "lis2dw-i2c",
+    }
+}
+
 /// klippy's lis2dw.py `_start_measurements` up to the query (LIS2DW).
 fn lis_start(b: &mut Board, via: Via) {
     assert_eq!(rd(b, via, 0x0F, 1)[0], 0x44, "WHO_AM_I");
@@ -672,21 +713,16 @@ fn lis_start(b: &mut Board, via: Via) {
 /// 16-bit), the last status and the chip's status.
 fn lis_stream(b: &mut Board, via: Via, ms: u64) -> (Vec<(i32, i32, i32)>, Response, String) {
     lis_start(b, via);
-    let rest = (4.0 / 1600.0 * CLOCK_FREQ) as u32;
-    b.send(&format!("query_lis2dw oid=1 rest_ticks={rest}"));
+    query_every(b, "lis2dw", 4.0 / 1600.0);
     wr_check(b, via, 0x2E, 0xC0);
     b.settle(Duration::from_millis(ms));
     let st = bulk_status(b, "lis2dw");
     // _finish_measurements; the query stops first here, as samples read
     // after the FIFO is put in bypass (klippy's order) are not data.
-    b.send("query_lis2dw oid=1 rest_ticks=0");
+    stop_query(b, "lis2dw");
     wr_check(b, via, 0x2E, 0x00);
     b.settle(Duration::from_millis(50));
-    let name = match via {
-        Via::Spi => "lis2dw",
-        Via::I2c => "lis2dw-i2c",
-    };
-    let chip = b.ctl(&format!("chip {name} status"));
+    let chip = b.ctl(&format!("chip {} status", lis_name(via)));
     let s = samples6(&b.take_all("sensor_bulk_data"), false);
     (s, st, chip)
 }
@@ -752,24 +788,37 @@ fn lis2dw_registers_through_spi() {
     b.assert_not_shutdown();
 }
 
-#[test]
-fn lis2dw_streams_framed_samples_over_spi() {
-    let mut b = lis_board(Via::Spi);
-    assert_eq!(b.ctl("chip lis2dw counter"), "ok");
-    let (s, st, chip) = lis_stream(&mut b, Via::Spi, 1000);
+/// A LIS2DW on `via` streams the counter waveform for `ms` without a loss:
+/// `samples` (a range) samples, y 100 and z 512; returns the board, the
+/// samples, the status and the chip's status.
+fn lis_counter_stream(
+    via: Via,
+    ms: u64,
+    samples: std::ops::RangeInclusive<usize>,
+) -> (Board, Vec<(i32, i32, i32)>, Response, String) {
+    let mut b = lis_board(via);
+    let name = lis_name(via);
+    assert_eq!(b.ctl(&format!("chip {name} counter")), "ok");
+    let (s, st, chip) = lis_stream(&mut b, via, ms);
     eprintln!("{st:?}\n{chip}");
     assert_eq!(st.int("possible_overflows"), 0);
+    assert_eq!(field(&chip, "overflowed"), 0, "{chip}");
+    assert!(
+        samples.contains(&s.len()),
+        "{} samples in ~{ms} ms at 1600/s",
+        s.len()
+    );
+    check_lis_samples(&s, 100, 512);
+    (b, s, st, chip)
+}
+
+#[test]
+fn lis2dw_streams_framed_samples_over_spi() {
+    let (mut b, s, st, chip) = lis_counter_stream(Via::Spi, 1000, 1200..=2000);
     assert!(st.int("query_ticks") >= 0 && st.int("query_ticks") < 50_000);
     // buffered: FIFO_SAMPLES x 6, below one block plus a few samples.
     let buffered = st.int("buffered");
     assert!(buffered % 6 == 0 && buffered <= 32 * 6, "{st:?}");
-    assert_eq!(field(&chip, "overflowed"), 0, "{chip}");
-    assert!(
-        (1200..=2000).contains(&s.len()),
-        "{} samples in ~1 s at 1600/s",
-        s.len()
-    );
-    check_lis_samples(&s, 100, 512);
     // Every sample read is in the messages (whole blocks only).
     assert_eq!(field(&chip, "read"), s.len() as u64, "{chip}");
     b.assert_not_shutdown();
@@ -779,18 +828,7 @@ fn lis2dw_streams_framed_samples_over_spi() {
 
 #[test]
 fn lis2dw_streams_framed_samples_over_i2c() {
-    let mut b = lis_board(Via::I2c);
-    assert_eq!(b.ctl("chip lis2dw-i2c counter"), "ok");
-    let (s, st, chip) = lis_stream(&mut b, Via::I2c, 700);
-    eprintln!("{st:?}\n{chip}");
-    assert_eq!(st.int("possible_overflows"), 0);
-    assert_eq!(field(&chip, "overflowed"), 0, "{chip}");
-    assert!(
-        (800..=1400).contains(&s.len()),
-        "{} samples in ~0.7 s at 1600/s",
-        s.len()
-    );
-    check_lis_samples(&s, 100, 512);
+    let (mut b, ..) = lis_counter_stream(Via::I2c, 700, 800..=1400);
     // The SPI chip saw nothing.
     assert_eq!(field(&b.ctl("chip lis2dw status"), "transfers"), 0);
     b.assert_not_shutdown();
@@ -813,16 +851,13 @@ fn lis2dw_sine_waveform() {
 
 #[test]
 fn lis2dw_overflow_accounting_when_read_too_seldom() {
-    let mut b = lis_board(Via::Spi);
-    assert_eq!(b.ctl("chip lis2dw counter"), "ok");
-    lis_start(&mut b, Via::Spi);
+    let mut b = counting(lis_board(Via::Spi), "lis2dw", |b| lis_start(b, Via::Spi));
     // Wake every 50 ms: 80 samples arrive, the FIFO holds 32.
-    let rest = (0.05 * CLOCK_FREQ) as u32;
-    b.send(&format!("query_lis2dw oid=1 rest_ticks={rest}"));
+    query_every(&mut b, "lis2dw", 0.05);
     b.settle(Duration::from_millis(600));
     // Stopped first, so that no wake follows the status read (which sets
     // the pending count) and every wake drained a whole FIFO.
-    b.send("query_lis2dw oid=1 rest_ticks=0");
+    stop_query(&mut b, "lis2dw");
     let st = bulk_status(&mut b, "lis2dw");
     b.settle(Duration::from_millis(20));
     let chip = b.ctl("chip lis2dw status");
@@ -842,14 +877,11 @@ fn lis2dw_overflow_accounting_when_read_too_seldom() {
         assert_contiguous(&xs);
     }
     // A new query resets the counts.
-    b.send(&format!(
-        "query_lis2dw oid=1 rest_ticks={}",
-        (4.0 / 1600.0 * CLOCK_FREQ) as u32
-    ));
+    query_every(&mut b, "lis2dw", 4.0 / 1600.0);
     let st = bulk_status(&mut b, "lis2dw");
     assert!(st.int("possible_overflows") <= 1, "{st:?}");
     assert!(st.int("next_sequence") <= 4, "{st:?}");
-    b.send("query_lis2dw oid=1 rest_ticks=0");
+    stop_query(&mut b, "lis2dw");
     b.assert_not_shutdown();
 }
 
@@ -913,27 +945,19 @@ fn icm20948_registers_and_banks() {
 
 #[test]
 fn icm20948_streams_fifo_blocks_over_i2c() {
-    let mut b = icm_board();
-    assert_eq!(b.ctl("chip icm20948 counter"), "ok");
-    icm_start(&mut b);
-    let rest = (4.0 / 4500.0 * CLOCK_FREQ) as u32;
-    b.send(&format!("query_icm20948 oid=1 rest_ticks={rest}"));
+    let mut b = counting(icm_board(), "icm20948", icm_start);
+    query_every(&mut b, "icm20948", 4.0 / 4500.0);
     wr(&mut b, Via::I2c, 0x67, 0x10);
-    b.settle(Duration::from_millis(1000));
-    let st = bulk_status(&mut b, "icm20948");
-    // _finish_measurements.
-    wr(&mut b, Via::I2c, 0x67, 0x00);
-    b.send("query_icm20948 oid=1 rest_ticks=0");
-    wr(&mut b, Via::I2c, 0x06, 0x41);
-    wr(&mut b, Via::I2c, 0x07, 0x3F);
-    b.settle(Duration::from_millis(50));
-    let s = samples6(&b.take_all("sensor_bulk_data"), true);
-    let chip = b.ctl("chip icm20948 status");
-    eprintln!("{st:?}\n{chip}");
-    assert_eq!(st.int("possible_overflows"), 0);
-    assert_eq!(field(&chip, "overflowed"), 0, "{chip}");
+    let off = |b: &mut Board| {
+        wr(b, Via::I2c, 0x67, 0x00);
+        stop_query(b, "icm20948");
+        wr(b, Via::I2c, 0x06, 0x41);
+        wr(b, Via::I2c, 0x07, 0x3F);
+    };
+    let (st, msgs, chip) = finish_stream(&mut b, "icm20948", 1000, off, 50);
+    let s = samples6(&msgs, true);
+    assert_none_lost(&st, &chip);
     assert_eq!(field(&chip, "measuring"), 0, "asleep again");
-    assert!(st.int("buffered") < 48 + 6 * 20, "{st:?}");
     // At least 1 s at 4500/s (the test may have slept longer: the chip's
     // own count bounds the rest).
     assert!(
@@ -962,23 +986,16 @@ fn icm20948_overflow_is_counted_from_int_status_2() {
     let mut b = icm_board();
     icm_start(&mut b);
     wr(&mut b, Via::I2c, 0x67, 0x10);
-    // Not reading: 85 entries fill in ~19 ms.
-    std::thread::sleep(Duration::from_millis(100));
-    let st = bulk_status(&mut b, "icm20948");
-    assert_eq!(st.int("possible_overflows"), 1, "{st:?}");
-    assert_eq!(st.int("buffered"), 510, "{st:?}");
-    // Reading INT_STATUS_2 cleared it; 85 entries take 19 ms to overflow
-    // again.
-    let st = bulk_status(&mut b, "icm20948");
-    assert!(st.int("possible_overflows") <= 2, "{st:?}");
+    // Not reading: 85 entries fill in ~19 ms. Reading INT_STATUS_2
+    // clears it; 85 entries take 19 ms to overflow again.
+    assert_one_overflow_while_unread(&mut b, "icm20948");
     // Read too seldom (every 50 ms): the streaming wakes don't look at
     // INT_STATUS_2; only the status queries count.
-    let rest = (0.05 * CLOCK_FREQ) as u32;
-    b.send(&format!("query_icm20948 oid=1 rest_ticks={rest}"));
+    query_every(&mut b, "icm20948", 0.05);
     b.settle(Duration::from_millis(300));
     let st = bulk_status(&mut b, "icm20948");
     assert_eq!(st.int("possible_overflows"), 1, "{st:?}");
-    b.send("query_icm20948 oid=1 rest_ticks=0");
+    stop_query(&mut b, "icm20948");
     assert!(field(&b.ctl("chip icm20948 status"), "overflowed") > 500);
     b.assert_not_shutdown();
 }
@@ -1055,24 +1072,17 @@ fn bmi160_registers_through_spi() {
 
 #[test]
 fn bmi160_streams_framed_samples() {
-    let mut b = bmi_board();
-    assert_eq!(b.ctl("chip bmi160 counter"), "ok");
-    bmi_start(&mut b);
-    let rest = (4.0 / 1600.0 * CLOCK_FREQ) as u32;
-    b.send(&format!("query_bmi160 oid=1 rest_ticks={rest}"));
-    b.settle(Duration::from_millis(1000));
-    let st = bulk_status(&mut b, "bmi160");
+    let mut b = counting(bmi_board(), "bmi160", bmi_start);
+    query_every(&mut b, "bmi160", 4.0 / 1600.0);
     // _finish_measurements: suspend, then stop the query.
-    b.send("spi_send oid=0 data=7e10");
-    b.send("query_bmi160 oid=1 rest_ticks=0");
-    b.settle(Duration::from_millis(50));
-    let s = samples6(&b.take_all("sensor_bulk_data"), false);
-    let chip = b.ctl("chip bmi160 status");
-    eprintln!("{st:?}\n{chip}");
-    assert_eq!(st.int("possible_overflows"), 0);
-    assert_eq!(field(&chip, "overflowed"), 0, "{chip}");
+    let off = |b: &mut Board| {
+        b.send("spi_send oid=0 data=7e10");
+        stop_query(b, "bmi160");
+    };
+    let (st, msgs, chip) = finish_stream(&mut b, "bmi160", 1000, off, 50);
+    let s = samples6(&msgs, false);
+    assert_none_lost(&st, &chip);
     assert_eq!(field(&chip, "measuring"), 0);
-    assert!(st.int("buffered") < 48 + 6 * 20, "{st:?}");
     assert!(
         (1200..=2000).contains(&s.len()),
         "{} samples in ~1 s at 1600/s",
@@ -1088,15 +1098,12 @@ fn bmi160_streams_framed_samples() {
 
 #[test]
 fn bmi160_overflow_is_not_seen_by_the_length_check() {
-    let mut b = bmi_board();
-    assert_eq!(b.ctl("chip bmi160 counter"), "ok");
-    bmi_start(&mut b);
+    let mut b = counting(bmi_board(), "bmi160", bmi_start);
     // Wake every 200 ms: 320 samples arrive, the FIFO holds 170.
-    let rest = (0.2 * CLOCK_FREQ) as u32;
-    b.send(&format!("query_bmi160 oid=1 rest_ticks={rest}"));
+    query_every(&mut b, "bmi160", 0.2);
     b.settle(Duration::from_millis(700));
     let st = bulk_status(&mut b, "bmi160");
-    b.send("query_bmi160 oid=1 rest_ticks=0");
+    stop_query(&mut b, "bmi160");
     b.settle(Duration::from_millis(20));
     let chip = b.ctl("chip bmi160 status");
     let s = samples6(&b.take_all("sensor_bulk_data"), false);

@@ -50,7 +50,9 @@ use std::time::{Duration, Instant};
 
 use libtest_mimic::{Arguments, Failed, Trial};
 
+mod hosttools;
 mod image;
+use hosttools::{have, repo};
 
 struct Arch {
     name: &'static str,
@@ -118,20 +120,7 @@ const SUITES: &[(&str, &[(&str, &str)])] = &[
 const SUITE_TIMEOUT: Duration = Duration::from_secs(900);
 
 fn log(t0: Instant, what: &str) {
-    eprintln!("[arch {:6.1}s] {what}", t0.elapsed().as_secs_f64());
-}
-
-fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    hosttools::log("arch", t0, what);
 }
 
 fn run(cmd: &mut Command) -> Result<String, String> {
@@ -264,45 +253,29 @@ fn podman_state() -> PathBuf {
 /// `podman run`, qemu-user as its entrypoint: it must serve the data
 /// dictionary and the clock, pass its health check and stop cleanly.
 fn hostmcu_image(t0: Instant, a: &Arch) -> Result<(), Failed> {
-    let podman = image::Podman::for_state(&podman_state());
-    let tag = format!("localhost/klipper-mcu-hostmcu:{}-test", a.name);
+    let trial = ImageTrial::new(t0, a, a.name);
     let name = format!(
         "klipper-mcu-atest-{}-{}",
         a.name,
         image::tag(&podman_state())
     );
-    let ctx = repo().join(format!("target/arch/image-{}", a.name));
-    let _cleanup = image::Cleanup {
-        podman: &podman,
-        name: name.clone(),
-        images: vec![tag.clone()],
-        run_dir: ctx.join("run"),
-    };
-    assemble(t0, &podman, a, a, &tag, &ctx)?;
-    serve_under_qemu(t0, &podman, a, &tag, &name, &ctx.join("run"))
+    let _cleanup = trial.cleanup(name.clone());
+    trial.assemble(a)?;
+    trial.serve_under_qemu(&name)
 }
 
 /// The broken case, to show the checks bite: an image for `linux/arm/v7`
 /// holding the aarch64 binary must be refused.
 fn hostmcu_image_wrong_binary(t0: Instant) -> Result<(), Failed> {
     let (a, from) = (&ARCHES[0], &ARCHES[1]);
-    let podman = image::Podman::for_state(&podman_state());
-    let tag = format!(
-        "localhost/klipper-mcu-hostmcu:{}-with-{}-test",
-        a.name, from.name
-    );
-    let ctx = repo().join(format!("target/arch/image-{}-with-{}", a.name, from.name));
-    let _cleanup = image::Cleanup {
-        podman: &podman,
-        name: String::new(),
-        images: vec![tag.clone()],
-        run_dir: ctx.join("run"),
-    };
+    let trial = ImageTrial::new(t0, a, &format!("{}-with-{}", a.name, from.name));
+    let tag = &trial.tag;
+    let _cleanup = trial.cleanup(String::new());
     let want = format!(
         "ELF class {} machine {}, want class {} machine {}",
         from.class, from.machine, a.class, a.machine
     );
-    match assemble(t0, &podman, a, from, &tag, &ctx) {
+    match trial.assemble(from) {
         Ok(()) => Err(format!("{tag} (the {} binary) passed the checks", from.name).into()),
         Err(e) if e.message().is_some_and(|m| m.contains(&want)) => {
             log(t0, &format!("{tag} refused: {want}"));
@@ -312,223 +285,252 @@ fn hostmcu_image_wrong_binary(t0: Instant) -> Result<(), Failed> {
     }
 }
 
-/// Build the image `tag` for `a`'s platform from `from`'s release cross
-/// build (build context in `ctx`) and check it: `podman image inspect`
-/// for os and architecture, the saved image's config (as a registry would
-/// receive it) for the variant too, and the binary in its layer for the
-/// ELF class and machine of `a`.
-fn assemble(
+/// One image trial's setting: the image `tag` for `a`'s platform, its
+/// build context and run folder under `ctx`, in the tests' podman store.
+struct ImageTrial<'a> {
     t0: Instant,
-    podman: &image::Podman,
-    a: &Arch,
-    from: &Arch,
-    tag: &str,
-    ctx: &Path,
-) -> Result<(), Failed> {
-    let release = BUILT_RELEASE
-        .get_or_init(|| cross_build(t0, true))
-        .clone()?;
-    let built = release.join(from.triple).join("release/klipper_mcu");
-    std::fs::create_dir_all(ctx.join("out")).map_err(|e| e.to_string())?;
-    std::fs::copy(&built, ctx.join("out/klipper_mcu")).map_err(|e| e.to_string())?;
-    log(
-        t0,
-        &format!(
-            "{tag}: podman build --platform {} from the {} build",
-            a.platform, from.name
-        ),
-    );
-    let mut build = podman.cmd();
-    build
-        .current_dir(repo())
-        // --no-cache: podman 4.3 keys its layer cache without the
-        // platform, and an arm64 image built after an arm/v7 one came out
-        // labelled linux/arm64/v7 (this test caught it).
-        .args(["build", "--format", "docker", "--pull=never", "--no-cache"])
-        .args(["--platform", a.platform, "--target", "hostmcu"])
-        // The unused build stage names it in its FROM line.
-        .args(["--build-arg", "BUILDPLATFORM=linux/amd64"])
-        .arg("--build-context")
-        .arg(format!("build={}", ctx.display()))
-        .args(["-t", tag, "."]);
-    image::run(&mut build);
-    // Podman 4.3's `image inspect` has no variant: that is checked in the
-    // saved config below.
-    let os_arch = podman.run(&[
-        "image",
-        "inspect",
-        tag,
-        "--format",
-        "{{.Os}}/{{.Architecture}}",
-    ]);
-    let want = format!("linux/{}", a.image_arch);
-    if os_arch.trim() != want {
-        return Err(format!(
-            "podman image inspect {tag}: {}, want {want}",
-            os_arch.trim()
-        )
-        .into());
-    }
-    // The image as a registry would receive it (`podman save`): its
-    // config names the platform, its layer holds the binary.
-    let saved = ctx.join("saved");
-    let _ = std::fs::remove_dir_all(&saved);
-    std::fs::create_dir_all(&saved).map_err(|e| e.to_string())?;
-    let archive = saved.join("image.tar");
-    podman.run(&[
-        "save",
-        "--format",
-        "docker-archive",
-        "-o",
-        &archive.to_string_lossy(),
-        tag,
-    ]);
-    let untar =
-        |tar: &Path, into: &Path| run(Command::new("tar").arg("-xf").arg(tar).arg("-C").arg(into));
-    untar(&archive, &saved)?;
-    let json = |name: &str| -> Result<serde_json::Value, String> {
-        let text = std::fs::read_to_string(saved.join(name)).map_err(|e| format!("{name}: {e}"))?;
-        serde_json::from_str(&text).map_err(|e| format!("{name}: {e}"))
-    };
-    let manifest = json("manifest.json")?;
-    let entry = &manifest[0];
-    let config = json(
-        entry["Config"]
-            .as_str()
-            .ok_or("no Config in manifest.json")?,
-    )?;
-    let field = |k: &str| config[k].as_str().unwrap_or("").to_string();
-    let platform = format!(
-        "{}/{}/{}",
-        field("os"),
-        field("architecture"),
-        field("variant")
-    );
-    let want = format!("linux/{}/{}", a.image_arch, a.variant);
-    if platform != want {
-        return Err(format!("image {tag} is for {platform}, want {want}").into());
-    }
-    let layers = entry["Layers"]
-        .as_array()
-        .ok_or("no Layers in manifest.json")?;
-    let rootfs = saved.join("rootfs");
-    std::fs::create_dir_all(&rootfs).map_err(|e| e.to_string())?;
-    for l in layers {
-        untar(&saved.join(l.as_str().unwrap_or("")), &rootfs)?;
-    }
-    let inside = rootfs.join("usr/local/bin/klipper_mcu");
-    check_elf(&inside, a)?;
-    log(
-        t0,
-        &format!(
-            "{tag}: {want}, {} bytes of ELF class {} machine {} at /usr/local/bin/klipper_mcu",
-            std::fs::metadata(&inside).map(|m| m.len()).unwrap_or(0),
-            a.class,
-            a.machine,
-        ),
-    );
-    Ok(())
+    podman: image::Podman,
+    a: &'a Arch,
+    tag: String,
+    ctx: PathBuf,
 }
 
-/// Run image `tag` once as container `name`, as deployed, with the host's
-/// qemu-user prepended to its entrypoint and health check (there is no
-/// binfmt_misc to do it), and talk to it through the link in `run_dir`.
-fn serve_under_qemu(
-    t0: Instant,
-    podman: &image::Podman,
-    a: &Arch,
-    tag: &str,
-    name: &str,
-    run_dir: &Path,
-) -> Result<(), Failed> {
-    let (qemu, mounts) = qemu_mounts(a.runner)?;
-    let config = |f: &str| -> Result<serde_json::Value, String> {
-        let text = podman.run(&["image", "inspect", tag, "--format", f]);
-        serde_json::from_str(&text).map_err(|e| format!("{tag} {f}: {e}: {text}"))
-    };
-    let strings = |v: &serde_json::Value| -> Vec<String> {
-        v.as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| s.as_str().map(String::from))
-            .collect()
-    };
-    let entrypoint = strings(&config("{{json .Config.Entrypoint}}")?);
-    let cmd = strings(&config("{{json .Config.Cmd}}")?);
-    let health = strings(&config("{{json .Config.Healthcheck}}")?["Test"]);
-    if entrypoint.is_empty() || health.first().map(String::as_str) != Some("CMD") {
-        return Err(format!("{tag}: entrypoint {entrypoint:?}, health check {health:?}").into());
+impl<'a> ImageTrial<'a> {
+    /// The trial `what` (the tag's and the build folder's name) for `a`.
+    fn new(t0: Instant, a: &'a Arch, what: &str) -> ImageTrial<'a> {
+        ImageTrial {
+            t0,
+            podman: image::Podman::for_state(&podman_state()),
+            a,
+            tag: format!("localhost/klipper-mcu-hostmcu:{what}-test"),
+            ctx: repo().join(format!("target/arch/image-{what}")),
+        }
     }
-    let mut health_cmd = vec![qemu.clone()];
-    health_cmd.extend_from_slice(&health[1..]);
-    let health_cmd = serde_json::to_string(&health_cmd).map_err(|e| e.to_string())?;
 
-    let _ = std::fs::remove_dir_all(run_dir);
-    std::fs::create_dir_all(run_dir).map_err(|e| e.to_string())?;
-    std::os::unix::fs::chown(run_dir, Some(image::UID), Some(image::GID))
-        .map_err(|e| e.to_string())?;
-    podman.run(&["rm", "-f", "-t", "2", "--ignore", name]); // a previous, killed run
-    let mut run_cmd = podman.cmd();
-    run_cmd.args(image::run_args(name, run_dir));
-    for m in &mounts {
-        run_cmd.args(["-v", m]);
+    /// Removes the container `name` (none if empty), the image and the
+    /// run folder when dropped.
+    fn cleanup(&self, name: String) -> image::Cleanup<'_> {
+        image::Cleanup {
+            podman: &self.podman,
+            name,
+            images: vec![self.tag.clone()],
+            run_dir: self.ctx.join("run"),
+        }
     }
-    run_cmd
-        .args(["--entrypoint", &qemu])
-        .args(["--health-cmd", &health_cmd])
-        .arg(tag)
-        .args(&entrypoint)
-        .args(&cmd);
-    log(
-        t0,
-        &format!(
-            "{}: podman run, {} as {qemu}, {}",
-            a.name,
-            a.runner,
-            entrypoint
-                .iter()
-                .chain(&cmd)
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-                .join(" ")
-        ),
-    );
-    image::run(&mut run_cmd);
-    let link = run_dir.join("klipper_host_mcu.tty");
-    let tty = podman.wait_link(name, &link);
-    let mut port = image::Port::open(&link);
-    let dict = port.identify();
-    let mcu = port.codec.dict.constant("MCU").cloned();
-    if mcu.as_ref().and_then(|v| v.as_str()) != Some("linux") {
-        return Err(format!("MCU constant {mcu:?}, want linux").into());
+
+    /// Build the image `tag` for `a`'s platform from `from`'s release
+    /// cross build (build context in `ctx`) and check it: `podman image
+    /// inspect` for os and architecture, the saved image's config (as a
+    /// registry would receive it) for the variant too, and the binary in
+    /// its layer for the ELF class and machine of `a`.
+    fn assemble(&self, from: &Arch) -> Result<(), Failed> {
+        let (t0, podman, a) = (self.t0, &self.podman, self.a);
+        let (tag, ctx) = (self.tag.as_str(), self.ctx.as_path());
+        let release = BUILT_RELEASE
+            .get_or_init(|| cross_build(t0, true))
+            .clone()?;
+        let built = release.join(from.triple).join("release/klipper_mcu");
+        std::fs::create_dir_all(ctx.join("out")).map_err(|e| e.to_string())?;
+        std::fs::copy(&built, ctx.join("out/klipper_mcu")).map_err(|e| e.to_string())?;
+        log(
+            t0,
+            &format!(
+                "{tag}: podman build --platform {} from the {} build",
+                a.platform, from.name
+            ),
+        );
+        let mut build = podman.cmd();
+        build
+            .current_dir(repo())
+            // --no-cache: podman 4.3 keys its layer cache without the
+            // platform, and an arm64 image built after an arm/v7 one came out
+            // labelled linux/arm64/v7 (this test caught it).
+            .args(["build", "--format", "docker", "--pull=never", "--no-cache"])
+            .args(["--platform", a.platform, "--target", "hostmcu"])
+            // The unused build stage names it in its FROM line.
+            .args(["--build-arg", "BUILDPLATFORM=linux/amd64"])
+            .arg("--build-context")
+            .arg(format!("build={}", ctx.display()))
+            .args(["-t", tag, "."]);
+        image::run(&mut build);
+        // Podman 4.3's `image inspect` has no variant: that is checked in the
+        // saved config below.
+        let os_arch = podman.run(&[
+            "image",
+            "inspect",
+            tag,
+            "--format",
+            "{{.Os}}/{{.Architecture}}",
+        ]);
+        let want = format!("linux/{}", a.image_arch);
+        if os_arch.trim() != want {
+            return Err(format!(
+                "podman image inspect {tag}: {}, want {want}",
+                os_arch.trim()
+            )
+            .into());
+        }
+        // The image as a registry would receive it (`podman save`): its
+        // config names the platform, its layer holds the binary.
+        let saved = ctx.join("saved");
+        let _ = std::fs::remove_dir_all(&saved);
+        std::fs::create_dir_all(&saved).map_err(|e| e.to_string())?;
+        let archive = saved.join("image.tar");
+        podman.run(&[
+            "save",
+            "--format",
+            "docker-archive",
+            "-o",
+            &archive.to_string_lossy(),
+            tag,
+        ]);
+        let untar = |tar: &Path, into: &Path| {
+            run(Command::new("tar").arg("-xf").arg(tar).arg("-C").arg(into))
+        };
+        untar(&archive, &saved)?;
+        let json = |name: &str| -> Result<serde_json::Value, String> {
+            let text =
+                std::fs::read_to_string(saved.join(name)).map_err(|e| format!("{name}: {e}"))?;
+            serde_json::from_str(&text).map_err(|e| format!("{name}: {e}"))
+        };
+        let manifest = json("manifest.json")?;
+        let entry = &manifest[0];
+        let config = json(
+            entry["Config"]
+                .as_str()
+                .ok_or("no Config in manifest.json")?,
+        )?;
+        let field = |k: &str| config[k].as_str().unwrap_or("").to_string();
+        let platform = format!(
+            "{}/{}/{}",
+            field("os"),
+            field("architecture"),
+            field("variant")
+        );
+        let want = format!("linux/{}/{}", a.image_arch, a.variant);
+        if platform != want {
+            return Err(format!("image {tag} is for {platform}, want {want}").into());
+        }
+        let layers = entry["Layers"]
+            .as_array()
+            .ok_or("no Layers in manifest.json")?;
+        let rootfs = saved.join("rootfs");
+        std::fs::create_dir_all(&rootfs).map_err(|e| e.to_string())?;
+        for l in layers {
+            untar(&saved.join(l.as_str().unwrap_or("")), &rootfs)?;
+        }
+        let inside = rootfs.join("usr/local/bin/klipper_mcu");
+        check_elf(&inside, a)?;
+        log(
+            t0,
+            &format!(
+                "{tag}: {want}, {} bytes of ELF class {} machine {} at /usr/local/bin/klipper_mcu",
+                std::fs::metadata(&inside).map(|m| m.len()).unwrap_or(0),
+                a.class,
+                a.machine,
+            ),
+        );
+        Ok(())
     }
-    let hc = podman.output(&["healthcheck", "run", name]);
-    if !hc.status.success() {
-        return Err(format!(
-            "health check failed ({}): {}{}\nlogs:\n{}",
-            hc.status,
-            String::from_utf8_lossy(&hc.stdout),
-            String::from_utf8_lossy(&hc.stderr),
-            podman.logs(name)
-        )
-        .into());
-    }
-    port.send("get_clock");
-    let clock = port.wait_msg("clock", |_| true).int("clock");
-    log(
-        t0,
-        &format!(
-            "{}: container up ({} -> {}), dictionary {dict} bytes, MCU=linux, \
+
+    /// Run image `tag` once as container `name`, as deployed, with the
+    /// host's qemu-user prepended to its entrypoint and health check
+    /// (there is no binfmt_misc to do it), and talk to it through the
+    /// link in `ctx`'s run folder.
+    fn serve_under_qemu(&self, name: &str) -> Result<(), Failed> {
+        let (t0, podman, a) = (self.t0, &self.podman, self.a);
+        let (tag, run_dir) = (self.tag.as_str(), &self.ctx.join("run"));
+        let (qemu, mounts) = qemu_mounts(a.runner)?;
+        let config = |f: &str| -> Result<serde_json::Value, String> {
+            let text = podman.run(&["image", "inspect", tag, "--format", f]);
+            serde_json::from_str(&text).map_err(|e| format!("{tag} {f}: {e}: {text}"))
+        };
+        let strings = |v: &serde_json::Value| -> Vec<String> {
+            v.as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        };
+        let entrypoint = strings(&config("{{json .Config.Entrypoint}}")?);
+        let cmd = strings(&config("{{json .Config.Cmd}}")?);
+        let health = strings(&config("{{json .Config.Healthcheck}}")?["Test"]);
+        if entrypoint.is_empty() || health.first().map(String::as_str) != Some("CMD") {
+            return Err(
+                format!("{tag}: entrypoint {entrypoint:?}, health check {health:?}").into(),
+            );
+        }
+        let mut health_cmd = vec![qemu.clone()];
+        health_cmd.extend_from_slice(&health[1..]);
+        let health_cmd = serde_json::to_string(&health_cmd).map_err(|e| e.to_string())?;
+
+        let _ = std::fs::remove_dir_all(run_dir);
+        std::fs::create_dir_all(run_dir).map_err(|e| e.to_string())?;
+        std::os::unix::fs::chown(run_dir, Some(image::UID), Some(image::GID))
+            .map_err(|e| e.to_string())?;
+        podman.run(&["rm", "-f", "-t", "2", "--ignore", name]); // a previous, killed run
+        let mut run_cmd = podman.cmd();
+        run_cmd.args(image::run_args(name, run_dir));
+        for m in &mounts {
+            run_cmd.args(["-v", m]);
+        }
+        run_cmd
+            .args(["--entrypoint", &qemu])
+            .args(["--health-cmd", &health_cmd])
+            .arg(tag)
+            .args(&entrypoint)
+            .args(&cmd);
+        log(
+            t0,
+            &format!(
+                "{}: podman run, {} as {qemu}, {}",
+                a.name,
+                a.runner,
+                entrypoint
+                    .iter()
+                    .chain(&cmd)
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        );
+        image::run(&mut run_cmd);
+        let link = run_dir.join("klipper_host_mcu.tty");
+        let tty = podman.wait_link(name, &link);
+        let mut port = image::Port::open(&link);
+        let dict = port.identify();
+        let mcu = port.codec.dict.constant("MCU").cloned();
+        if mcu.as_ref().and_then(|v| v.as_str()) != Some("linux") {
+            return Err(format!("MCU constant {mcu:?}, want linux").into());
+        }
+        let hc = podman.output(&["healthcheck", "run", name]);
+        if !hc.status.success() {
+            return Err(format!(
+                "health check failed ({}): {}{}\nlogs:\n{}",
+                hc.status,
+                String::from_utf8_lossy(&hc.stdout),
+                String::from_utf8_lossy(&hc.stderr),
+                podman.logs(name)
+            )
+            .into());
+        }
+        port.send("get_clock");
+        let clock = port.wait_msg("clock", |_| true).int("clock");
+        log(
+            t0,
+            &format!(
+                "{}: container up ({} -> {}), dictionary {dict} bytes, MCU=linux, \
              health check passes, clock {clock}",
-            a.name,
-            link.display(),
-            tty.display()
-        ),
-    );
-    podman.stop_cleanly(name, &mut port, &link, &|w| {
-        log(t0, &format!("{}: {w}", a.name))
-    });
-    Ok(())
+                a.name,
+                link.display(),
+                tty.display()
+            ),
+        );
+        podman.stop_cleanly(name, &mut port, &link, &|w| {
+            log(t0, &format!("{}: {w}", a.name))
+        });
+        Ok(())
+    }
 }
 
 /// The host's qemu-user `runner` for a container: where it will be

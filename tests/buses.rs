@@ -27,6 +27,16 @@ fn configure_expect_shutdown(b: &mut Board, oids: u32, cmds: &[String]) -> Strin
     b.wait_shutdown().1
 }
 
+/// Each (oids, commands, reason): a fresh simulated board configured with
+/// the commands shuts down for that reason.
+fn assert_config_shutdowns(cases: &[(u32, &[&str], &str)]) {
+    for &(oids, cmds, reason) in cases {
+        let mut b = Board::sim();
+        let cmds: Vec<String> = cmds.iter().map(|c| c.to_string()).collect();
+        assert_eq!(configure_expect_shutdown(&mut b, oids, &cmds), reason);
+    }
+}
+
 /// Configure I2C oid 0 on `bus` at `rate` for the device at `address`.
 fn i2c_on(b: &mut Board, bus: u32, rate: u32, address: u8) {
     b.configure(
@@ -36,6 +46,14 @@ fn i2c_on(b: &mut Board, bus: u32, rate: u32, address: u8) {
             format!("i2c_set_bus oid=0 i2c_bus={bus} rate={rate} address={address}"),
         ],
     );
+}
+
+/// `i2c_transfer` on oid 0: write the hex bytes `write`, read `read_len`.
+fn i2c_transfer(b: &mut Board, write: &str, read_len: u32) -> Response {
+    b.request(
+        &format!("i2c_transfer oid=0 write={write} read_len={read_len}"),
+        "i2c_response",
+    )
 }
 
 /// A simulated board with I2C oid 0 (see [`i2c_on`]).
@@ -100,10 +118,8 @@ fn spi_transfer_is_a_loopback_with_cs_around_it() {
         ],
     );
     // Chip selects idle at their inactive level, as outputs.
-    let p = b.get(25);
-    assert_eq!((p.level, p.output), (1, 1), "active-low CS idle: {p:?}");
-    let p = b.get(26);
-    assert_eq!((p.level, p.output), (0, 1), "active-high CS idle: {p:?}");
+    b.assert_output(25, 1, "active-low CS idle");
+    b.assert_output(26, 0, "active-high CS idle");
 
     let sent = [0xde, 0xad, 0xbe, 0xef, 0x00, 0x7f];
     let r = b.request(
@@ -141,31 +157,27 @@ fn spi_transfer_is_a_loopback_with_cs_around_it() {
 
 #[test]
 fn spi_set_bus_mode_above_3_is_invalid() {
-    let mut b = Board::sim();
-    let why = configure_expect_shutdown(
-        &mut b,
+    assert_config_shutdowns(&[(
         1,
         &[
-            "config_spi_without_cs oid=0".into(),
-            "spi_set_bus oid=0 spi_bus=1024 mode=4 rate=1000000".into(),
+            "config_spi_without_cs oid=0",
+            "spi_set_bus oid=0 spi_bus=1024 mode=4 rate=1000000",
         ],
-    );
-    assert_eq!(why, "Invalid spi config");
+        "Invalid spi config",
+    )]);
 }
 
 #[test]
 fn spi_set_bus_twice_is_invalid() {
-    let mut b = Board::sim();
-    let why = configure_expect_shutdown(
-        &mut b,
+    assert_config_shutdowns(&[(
         1,
         &[
-            "config_spi_without_cs oid=0".into(),
-            "spi_set_bus oid=0 spi_bus=1024 mode=0 rate=1000000".into(),
-            "spi_set_bus oid=0 spi_bus=1025 mode=0 rate=1000000".into(),
+            "config_spi_without_cs oid=0",
+            "spi_set_bus oid=0 spi_bus=1024 mode=0 rate=1000000",
+            "spi_set_bus oid=0 spi_bus=1025 mode=0 rate=1000000",
         ],
-    );
-    assert_eq!(why, "Invalid spi config");
+        "Invalid spi config",
+    )]);
 }
 
 #[test]
@@ -304,21 +316,18 @@ fn software_spi_mode0_shifts_msb_first_on_gpio() {
 fn i2c_transfer_register_file_write_and_read() {
     let mut b = i2c_board(1, 100000, 0x50);
     // Write registers 0x10.. (the first byte sets the pointer).
-    let r = b.request(
-        "i2c_transfer oid=0 write=10aabbcc read_len=0",
-        "i2c_response",
-    );
+    let r = i2c_transfer(&mut b, "10aabbcc", 0);
     assert_eq!((r.int("oid"), r.int("i2c_bus_status")), (0, 0), "{r:?}");
     assert!(r.bytes("response").is_empty());
     assert_eq!(b.ctl("i2c 1 50 16 3"), "aabbcc");
     // Read them back: write the register, then read.
-    let r = b.request("i2c_transfer oid=0 write=10 read_len=3", "i2c_response");
+    let r = i2c_transfer(&mut b, "10", 3);
     assert_eq!(r.int("i2c_bus_status"), 0);
     assert_eq!(r.bytes("response"), [0xaa, 0xbb, 0xcc]);
-    let r = b.request("i2c_transfer oid=0 write=11 read_len=2", "i2c_response");
+    let r = i2c_transfer(&mut b, "11", 2);
     assert_eq!(r.bytes("response"), [0xbb, 0xcc]);
     // A read without a register goes on from the pointer.
-    let r = b.request("i2c_transfer oid=0 write= read_len=1", "i2c_response");
+    let r = i2c_transfer(&mut b, "", 1);
     assert_eq!(r.bytes("response"), [0xbb]);
     b.assert_not_shutdown();
 }
@@ -331,11 +340,11 @@ fn i2c_transfer_nack_is_a_status_not_a_shutdown() {
         .enum_value("i2c_bus_status", "NACK")
         .expect("i2c_bus_status NACK");
     assert_eq!(nack, 1);
-    let r = b.request("i2c_transfer oid=0 write=0102 read_len=0", "i2c_response");
+    let r = i2c_transfer(&mut b, "0102", 0);
     assert_eq!(r.int("i2c_bus_status"), nack, "{r:?}");
-    let r = b.request("i2c_transfer oid=0 write=01 read_len=2", "i2c_response");
+    let r = i2c_transfer(&mut b, "01", 2);
     assert_eq!(r.int("i2c_bus_status"), nack, "{r:?}");
-    let r = b.request("i2c_transfer oid=0 write= read_len=2", "i2c_response");
+    let r = i2c_transfer(&mut b, "", 2);
     assert_ne!(r.int("i2c_bus_status"), 0, "{r:?}");
     b.assert_not_shutdown();
     let c = b.request("get_config", "config");
@@ -388,9 +397,9 @@ fn i2c_htu21d_temperature_reading() {
     assert_eq!(b.ctl("htu21d 27.5 40"), "ok");
     i2c_on(&mut b, 1, 100000, 0x40);
     // Trigger a temperature measurement (hold master), then read 3 bytes.
-    let r = b.request("i2c_transfer oid=0 write=e3 read_len=0", "i2c_response");
+    let r = i2c_transfer(&mut b, "e3", 0);
     assert_eq!(r.int("i2c_bus_status"), 0);
-    let r = b.request("i2c_transfer oid=0 write= read_len=3", "i2c_response");
+    let r = i2c_transfer(&mut b, "", 3);
     assert_eq!(r.int("i2c_bus_status"), 0);
     let d = r.bytes("response").to_vec();
     assert_eq!(d.len(), 3);
@@ -426,6 +435,19 @@ fn reference_prescale(cycle_ticks: u32) -> u8 {
     let d = 4096u32 * 50;
     let f = ((25 * cycle_ticks + d / 2) / d).wrapping_sub(1);
     f.clamp(3, 0xff) as u8
+}
+
+/// Queue `cmd` (queue_*_out, oid 0) for `value` at now + 200 ms and for
+/// 0 at 100 ms after that; returns the first clock.
+fn queue_then_zero(b: &mut Board, cmd: &str, value: u32) -> u32 {
+    let t = b.clock().wrapping_add(ms(200));
+    b.send(&format!("{cmd} oid=0 clock={t} value={value}"));
+    b.send(&format!(
+        "{cmd} oid=0 clock={} value=0",
+        t.wrapping_add(ms(100))
+    ));
+    b.clock();
+    t
 }
 
 /// The 4 channel registers (ON_L, ON_H, OFF_L, OFF_H) of `channel`.
@@ -467,13 +489,7 @@ fn pca9685_init_sequence_and_channel_updates() {
     assert_eq!(pca_channel(&mut b, 3), "00000000");
 
     // queue_pca9685_out applies at its clock, not before.
-    let t = b.clock().wrapping_add(ms(200));
-    b.send(&format!("queue_pca9685_out oid=0 clock={t} value=2048"));
-    b.send(&format!(
-        "queue_pca9685_out oid=0 clock={} value=0",
-        t.wrapping_add(ms(100))
-    ));
-    b.clock();
+    let t = queue_then_zero(&mut b, "queue_pca9685_out", 2048);
     assert_eq!(pca_channel(&mut b, 3), "00000000", "applied early");
     wait_mcu_clock(&mut b, t.wrapping_add(ms(20)));
     assert_eq!(
@@ -534,37 +550,59 @@ fn pca9685_prescale_for_a_tiny_cycle_as_the_reference() {
 
 #[test]
 fn pca9685_mixed_cycle_and_missing_chip_shut_down() {
-    let mut b = Board::sim();
-    let why = configure_expect_shutdown(
-        &mut b,
-        2,
-        &[
-            "config_pca9685 oid=0 bus=0 addr=64 channel=0 cycle_ticks=250000 value=0 \
-             default_value=0 max_duration=0"
-                .into(),
-            "config_pca9685 oid=1 bus=0 addr=64 channel=1 cycle_ticks=50000 value=0 \
-             default_value=0 max_duration=0"
-                .into(),
-        ],
-    );
-    assert_eq!(why, "All PCA9685 channels must have the same cycle_ticks");
-
-    let mut b = Board::sim();
-    let why = configure_expect_shutdown(
-        &mut b,
-        1,
-        // Nothing answers at i2c.2 0x40.
-        &[
-            "config_pca9685 oid=0 bus=2 addr=64 channel=0 cycle_ticks=250000 value=0 \
-           default_value=0 max_duration=0"
-                .into(),
-        ],
-    );
-    assert_eq!(why, "Unable to open and init PCA9685 device");
+    assert_config_shutdowns(&[
+        (
+            2,
+            &[
+                "config_pca9685 oid=0 bus=0 addr=64 channel=0 cycle_ticks=250000 value=0 \
+                 default_value=0 max_duration=0",
+                "config_pca9685 oid=1 bus=0 addr=64 channel=1 cycle_ticks=50000 value=0 \
+                 default_value=0 max_duration=0",
+            ],
+            "All PCA9685 channels must have the same cycle_ticks",
+        ),
+        (
+            1,
+            // Nothing answers at i2c.2 0x40.
+            &[
+                "config_pca9685 oid=0 bus=2 addr=64 channel=0 cycle_ticks=250000 value=0 \
+               default_value=0 max_duration=0",
+            ],
+            "Unable to open and init PCA9685 device",
+        ),
+    ]);
 }
 
 // ---------------------------------------------------------------------------
 // Hardware PWM on a stand-in sysfs tree
+
+/// `config_pwm_out` oid 0 on `pin` (pwmchipK/pwmN).
+fn pwm_out(pin: &str, cycle: u32, value: u32, default: u32, max_duration: u32) -> String {
+    format!(
+        "config_pwm_out oid=0 pin={pin} cycle_ticks={cycle} value={value} \
+         default_value={default} max_duration={max_duration}"
+    )
+}
+
+/// A board on `tree` configured with the one command `config`.
+fn pwm_board(tree: &Tree, config: String) -> Board {
+    let mut b = sysfs_board(tree);
+    b.configure(1, &[config]);
+    b
+}
+
+/// A channel folder's `period`, `duty_cycle` and `enable`.
+fn pwm_files(ch: &std::path::Path) -> [String; 3] {
+    ["period", "duty_cycle", "enable"].map(|f| first_line(&ch.join(f)))
+}
+
+/// On `tree`, configuring `pin` fails ("Unable to config pwm device").
+fn pwm_config_fails(tree: &Tree, pin: &str) -> Board {
+    let mut b = sysfs_board(tree);
+    let why = configure_expect_shutdown(&mut b, 1, &[pwm_out(pin, 50000, 0, 0, 0)]);
+    assert_eq!(why, "Unable to config pwm device");
+    b
+}
 
 #[test]
 fn hard_pwm_config_queue_and_zero() {
@@ -581,26 +619,11 @@ fn hard_pwm_config_queue_and_zero() {
         b.dict().enum_value("pin", "pwmchip2/pwm3"),
         Some(65536 + 32 + 3)
     );
-    b.configure(
-        1,
-        &[
-            "config_pwm_out oid=0 pin=pwmchip0/pwm1 cycle_ticks=50000 value=8192 \
-           default_value=0 max_duration=0"
-                .into(),
-        ],
-    );
+    b.configure(1, &[pwm_out("pwmchip0/pwm1", 50000, 8192, 0, 0)]);
     // 50000 ticks of 20 ns: a 1 ms period; a quarter duty.
-    assert_eq!(first_line(&ch.join("period")), "1000000");
-    assert_eq!(first_line(&ch.join("duty_cycle")), "250000");
-    assert_eq!(first_line(&ch.join("enable")), "1");
+    assert_eq!(pwm_files(&ch), ["1000000", "250000", "1"]);
 
-    let t = b.clock().wrapping_add(ms(200));
-    b.send(&format!("queue_pwm_out oid=0 clock={t} value=16384"));
-    b.send(&format!(
-        "queue_pwm_out oid=0 clock={} value=0",
-        t.wrapping_add(ms(100))
-    ));
-    b.clock();
+    let t = queue_then_zero(&mut b, "queue_pwm_out", 16384);
     assert_eq!(
         first_line(&ch.join("duty_cycle")),
         "250000",
@@ -623,9 +646,7 @@ fn hard_pwm_config_queue_and_zero() {
     let ch2 = tree.pwm_channel(1, 0);
     b.send("set_pwm_out pin=pwmchip1/pwm0 cycle_ticks=100000 value=24576");
     b.clock();
-    assert_eq!(first_line(&ch2.join("period")), "2000000");
-    assert_eq!(first_line(&ch2.join("duty_cycle")), "1500000");
-    assert_eq!(first_line(&ch2.join("enable")), "1");
+    assert_eq!(pwm_files(&ch2), ["2000000", "1500000", "1"]);
     b.assert_not_shutdown();
 }
 
@@ -633,15 +654,7 @@ fn hard_pwm_config_queue_and_zero() {
 fn hard_pwm_max_duration_expiry_shuts_down_to_default() {
     let tree = Tree::new("pwmd");
     let ch = tree.pwm_channel(0, 0);
-    let mut b = sysfs_board(&tree);
-    b.configure(
-        1,
-        &[format!(
-            "config_pwm_out oid=0 pin=pwmchip0/pwm0 cycle_ticks=50000 value=8192 \
-             default_value=8192 max_duration={}",
-            ms(100)
-        )],
-    );
+    let mut b = pwm_board(&tree, pwm_out("pwmchip0/pwm0", 50000, 8192, 8192, ms(100)));
     assert_eq!(first_line(&ch.join("duty_cycle")), "250000");
     let t = b.clock().wrapping_add(ms(50));
     b.send(&format!("queue_pwm_out oid=0 clock={t} value=24576"));
@@ -663,18 +676,8 @@ fn hard_pwm_max_duration_expiry_shuts_down_to_default() {
 fn hard_pwm_shutdown_writes_default_zero() {
     let tree = Tree::new("pwmz");
     let ch = tree.pwm_channel(0, 2);
-    let mut b = sysfs_board(&tree);
-    b.configure(
-        1,
-        &[
-            "config_pwm_out oid=0 pin=pwmchip0/pwm2 cycle_ticks=25000 value=32768 \
-           default_value=0 max_duration=0"
-                .into(),
-        ],
-    );
-    assert_eq!(first_line(&ch.join("period")), "500000");
-    assert_eq!(first_line(&ch.join("duty_cycle")), "500000");
-    assert_eq!(first_line(&ch.join("enable")), "1");
+    let mut b = pwm_board(&tree, pwm_out("pwmchip0/pwm2", 25000, 32768, 0, 0));
+    assert_eq!(pwm_files(&ch), ["500000", "500000", "1"]);
     b.send("emergency_stop");
     b.wait_shutdown();
     assert_eq!(first_line(&ch.join("enable")), "0");
@@ -683,17 +686,7 @@ fn hard_pwm_shutdown_writes_default_zero() {
 #[test]
 fn hard_pwm_missing_channel_shuts_down_naming_the_path() {
     let tree = Tree::new("pwmmiss");
-    let mut b = sysfs_board(&tree);
-    let why = configure_expect_shutdown(
-        &mut b,
-        1,
-        &[
-            "config_pwm_out oid=0 pin=pwmchip0/pwm0 cycle_ticks=50000 value=0 \
-           default_value=0 max_duration=0"
-                .into(),
-        ],
-    );
-    assert_eq!(why, "Unable to config pwm device");
+    let b = pwm_config_fails(&tree, "pwmchip0/pwm0");
     let err = b.stderr();
     let path = tree.root().join("class/pwm/pwmchip0/pwm0/period");
     assert_names(&err, &path);
@@ -707,19 +700,9 @@ fn hard_pwm_missing_channel_shuts_down_naming_the_path() {
 fn hard_pwm_exports_a_missing_channel() {
     let tree = Tree::new("pwmexp");
     let export = tree.pwm_chip_export(0);
-    let mut b = sysfs_board(&tree);
     // A stand-in tree cannot create the channel folder as the kernel
     // would, so the configuration still fails, after the export.
-    let why = configure_expect_shutdown(
-        &mut b,
-        1,
-        &[
-            "config_pwm_out oid=0 pin=pwmchip0/pwm2 cycle_ticks=50000 value=0 \
-           default_value=0 max_duration=0"
-                .into(),
-        ],
-    );
-    assert_eq!(why, "Unable to config pwm device");
+    let _b = pwm_config_fails(&tree, "pwmchip0/pwm2");
     assert_eq!(first_line(&export), "2", "channel number written to export");
 }
 
@@ -728,15 +711,7 @@ fn hard_pwm_existing_channel_is_not_exported_again() {
     let tree = Tree::new("pwmnoexp");
     let export = tree.pwm_chip_export(0);
     let ch = tree.pwm_channel(0, 4);
-    let mut b = sysfs_board(&tree);
-    b.configure(
-        1,
-        &[
-            "config_pwm_out oid=0 pin=pwmchip0/pwm4 cycle_ticks=50000 value=16384 \
-           default_value=0 max_duration=0"
-                .into(),
-        ],
-    );
+    let _b = pwm_board(&tree, pwm_out("pwmchip0/pwm4", 50000, 16384, 0, 0));
     assert_eq!(first_line(&ch.join("duty_cycle")), "500000");
     assert_eq!(std::fs::read_to_string(&export).unwrap(), "");
 }
@@ -745,22 +720,32 @@ fn hard_pwm_existing_channel_is_not_exported_again() {
 fn hard_pwm_beaglebone_path() {
     let tree = Tree::new("pwmbb");
     let ch = tree.pwm_channel_bb(1, 3);
-    let mut b = sysfs_board(&tree);
-    b.configure(
-        1,
-        &[
-            "config_pwm_out oid=0 pin=pwmchip1/pwm3 cycle_ticks=50000 value=4096 \
-           default_value=0 max_duration=0"
-                .into(),
-        ],
-    );
-    assert_eq!(first_line(&ch.join("period")), "1000000");
-    assert_eq!(first_line(&ch.join("duty_cycle")), "125000");
-    assert_eq!(first_line(&ch.join("enable")), "1");
+    let _b = pwm_board(&tree, pwm_out("pwmchip1/pwm3", 50000, 4096, 0, 0));
+    assert_eq!(pwm_files(&ch), ["1000000", "125000", "1"]);
 }
 
 // ---------------------------------------------------------------------------
 // ADC on a stand-in sysfs tree
+
+/// `query_analog_in` for `oid` from clock `t`: `count` samples 1 ms apart
+/// every `rest` ticks; `tail` gives bytes_per_report and the range check.
+fn query_analog_in(b: &mut Board, oid: u32, t: u32, count: u32, rest: u32, tail: &str) {
+    b.send(&format!(
+        "query_analog_in oid={oid} clock={t} sample_ticks={} sample_count={count} \
+         rest_ticks={rest} {tail}",
+        ms(1)
+    ));
+}
+
+/// On `tree`, configuring analog input `chan` fails ("Unable to open adc
+/// device").
+fn adc_open_fails(tree: &Tree, chan: u32) -> Board {
+    let mut b = sysfs_board(tree);
+    let cmd = format!("config_analog_in oid=0 pin=analog{chan}");
+    let why = configure_expect_shutdown(&mut b, 1, &[cmd]);
+    assert_eq!(why, "Unable to open adc device");
+    b
+}
 
 fn values(r: &Response) -> Vec<u16> {
     r.bytes("values")
@@ -786,17 +771,24 @@ fn adc_reports_sums_of_samples() {
     );
     let t = b.clock().wrapping_add(ms(50));
     let rest = ms(20);
-    b.send(&format!(
-        "query_analog_in oid=0 clock={t} sample_ticks={} sample_count=4 rest_ticks={rest} \
-         bytes_per_report=2 min_value=0 max_value=65535 range_check_count=0",
-        ms(1)
-    ));
+    let full_range = "min_value=0 max_value=65535 range_check_count=0";
+    query_analog_in(
+        &mut b,
+        0,
+        t,
+        4,
+        rest,
+        &format!("bytes_per_report=2 {full_range}"),
+    );
     // Three samples a report.
-    b.send(&format!(
-        "query_analog_in oid=1 clock={t} sample_ticks={} sample_count=2 rest_ticks={rest} \
-         bytes_per_report=6 min_value=0 max_value=65535 range_check_count=0",
-        ms(1)
-    ));
+    query_analog_in(
+        &mut b,
+        1,
+        t,
+        2,
+        rest,
+        &format!("bytes_per_report=6 {full_range}"),
+    );
     let r = b.wait_msg_where("analog_in_state", |r| r.int("oid") == 0);
     assert_eq!(values(&r), [4 * 1234]);
     assert_eq!(r.int("next_clock") as u32, t.wrapping_add(rest));
@@ -839,12 +831,8 @@ fn adc_out_of_range_shuts_down_and_reports_go_on() {
     let mut b = sysfs_board(&tree);
     b.configure(1, &["config_analog_in oid=0 pin=analog1".into()]);
     let t = b.clock().wrapping_add(ms(50));
-    b.send(&format!(
-        "query_analog_in oid=0 clock={t} sample_ticks={} sample_count=2 rest_ticks={} \
-         bytes_per_report=2 min_value=100 max_value=2000 range_check_count=3",
-        ms(1),
-        ms(25)
-    ));
+    let tail = "bytes_per_report=2 min_value=100 max_value=2000 range_check_count=3";
+    query_analog_in(&mut b, 0, t, 2, ms(25), tail);
     let (_, why) = b.wait_shutdown();
     assert_eq!(why, "ADC out of range");
     // range_check_count 3: two out-of-range reports, the third shuts down.
@@ -863,9 +851,7 @@ fn adc_out_of_range_shuts_down_and_reports_go_on() {
 #[test]
 fn adc_missing_file_shuts_down_naming_the_path() {
     let tree = Tree::new("adcmiss");
-    let mut b = sysfs_board(&tree);
-    let why = configure_expect_shutdown(&mut b, 1, &["config_analog_in oid=0 pin=analog2".into()]);
-    assert_eq!(why, "Unable to open adc device");
+    let b = adc_open_fails(&tree, 2);
     let err = b.stderr();
     let path = tree.adc_path(2);
     assert_names(&err, &path);
@@ -876,9 +862,7 @@ fn adc_missing_file_shuts_down_naming_the_path() {
 #[test]
 fn adc_appearing_later_is_picked_up_after_config_reset() {
     let tree = Tree::new("adclate");
-    let mut b = sysfs_board(&tree);
-    let why = configure_expect_shutdown(&mut b, 1, &["config_analog_in oid=0 pin=analog0".into()]);
-    assert_eq!(why, "Unable to open adc device");
+    let mut b = adc_open_fails(&tree, 0);
 
     tree.set_adc(0, 777);
     let old = std::fs::read_link(&b.link).expect("the pty link");
@@ -887,12 +871,8 @@ fn adc_appearing_later_is_picked_up_after_config_reset() {
     reconnect(&mut b, &old);
     b.configure(1, &["config_analog_in oid=0 pin=analog0".into()]);
     let t = b.clock().wrapping_add(ms(50));
-    b.send(&format!(
-        "query_analog_in oid=0 clock={t} sample_ticks={} sample_count=1 rest_ticks={} \
-         bytes_per_report=2 min_value=0 max_value=4095 range_check_count=1",
-        ms(1),
-        ms(20)
-    ));
+    let tail = "bytes_per_report=2 min_value=0 max_value=4095 range_check_count=1";
+    query_analog_in(&mut b, 0, t, 1, ms(20), tail);
     let r = b.wait_msg("analog_in_state");
     assert_eq!(values(&r), [777]);
     b.assert_not_shutdown();
@@ -939,36 +919,55 @@ fn ds18b20_reports_the_w1_slave_temperature() {
     b.assert_not_shutdown();
 }
 
-#[test]
-fn ds18b20_bad_reads_count_faults_then_shut_down() {
-    let tree = Tree::new("dsbad");
-    tree.set_w1(SERIAL, "00 00 00 00 00 00 00 00 00 : crc=00 NO\n");
+/// A DS18B20 whose w1_slave holds `w1` (`max_error_count` as given),
+/// queried every 150 ms with `range` (min_value, max_value): it shuts
+/// down for `reason`. Returns the tree (kept while the board runs) and the
+/// board.
+fn ds18b20_shuts_down(
+    tag: &str,
+    w1: &str,
+    max_error_count: u32,
+    range: (i32, i32),
+    reason: &str,
+) -> (Tree, Board) {
+    let tree = Tree::new(tag);
+    tree.set_w1(SERIAL, w1);
     let mut b = sysfs_board(&tree);
-    b.configure(1, &[ds18b20_config(SERIAL.as_bytes(), 2)]);
+    b.configure(1, &[ds18b20_config(SERIAL.as_bytes(), max_error_count)]);
     let t = b.clock().wrapping_add(ms(50));
     b.send(&format!(
-        "query_ds18b20 oid=0 clock={t} rest_ticks={} min_value=-55000 max_value=125000",
-        ms(150)
+        "query_ds18b20 oid=0 clock={t} rest_ticks={} min_value={} max_value={}",
+        ms(150),
+        range.0,
+        range.1
     ));
     let (_, why) = b.wait_shutdown();
-    assert_eq!(why, "Error reading DS18B20 sensor");
+    assert_eq!(why, reason);
+    (tree, b)
+}
+
+#[test]
+fn ds18b20_bad_reads_count_faults_then_shut_down() {
+    let (_tree, mut b) = ds18b20_shuts_down(
+        "dsbad",
+        "00 00 00 00 00 00 00 00 00 : crc=00 NO\n",
+        2,
+        (-55000, 125000),
+        "Error reading DS18B20 sensor",
+    );
     let faults = b.take_ints("ds18b20_result", "fault");
     assert_eq!(faults, [1, 2], "fault counts reported before the shutdown");
 }
 
 #[test]
 fn ds18b20_out_of_range_shuts_down() {
-    let tree = Tree::new("dsrange");
-    tree.set_w1(SERIAL, "t=90000\n");
-    let mut b = sysfs_board(&tree);
-    b.configure(1, &[ds18b20_config(SERIAL.as_bytes(), 4)]);
-    let t = b.clock().wrapping_add(ms(50));
-    b.send(&format!(
-        "query_ds18b20 oid=0 clock={t} rest_ticks={} min_value=0 max_value=60000",
-        ms(150)
-    ));
-    let (_, why) = b.wait_shutdown();
-    assert_eq!(why, "DS18B20 out of range");
+    let (_tree, mut b) = ds18b20_shuts_down(
+        "dsrange",
+        "t=90000\n",
+        4,
+        (0, 60000),
+        "DS18B20 out of range",
+    );
     // The reading is reported before the shutdown, as in the reference.
     let r = b.take_all("ds18b20_result");
     assert_eq!(r.len(), 1, "{r:?}");

@@ -37,19 +37,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+mod hosttools;
 mod image;
+use hosttools::repo;
 use image::{run, Cleanup, Podman, Port, GID, UID};
 
 const IMAGE: &str = "localhost/klipper-mcu-hostmcu:test";
 const MAX_IMAGE_BYTES: u64 = 5_000_000;
 const RUST_TARGET: &str = "x86_64-unknown-linux-gnu";
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn log(t0: Instant, what: &str) {
-    eprintln!("[container {:6.1}s] {what}", t0.elapsed().as_secs_f64());
+    hosttools::log("container", t0, what);
 }
 
 /// Whether an ELF64 little-endian executable has a PT_INTERP program

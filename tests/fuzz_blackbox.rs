@@ -18,6 +18,8 @@
 //! (default 20, CI); `KLIPPER_MCU_BLACKBOX_SEED=N` repeats a run.
 
 mod common;
+#[path = "fuzzing/known_bugs.rs"]
+mod known_bugs;
 
 use std::time::{Duration, Instant};
 
@@ -28,18 +30,8 @@ use klipper_protocol::format::ParamType;
 use klipper_protocol::vlq;
 use libtest_mimic::{Arguments, Failed, Trial};
 
-/// Known bugs the harness can steer around while they stand, kept as
-/// switches (both fixed): queueing before `finalize_config` (an empty
-/// move pool now overflows cleanly) and software buses that waited as
-/// long as the host's `pulse_ticks` said (now bounded by `clock::Spin`).
-const KNOWN_PREFINALIZE_QUEUE: bool = false;
-const KNOWN_SW_BUS_DELAY: bool = false;
-const QUEUE_CMDS: &[&str] = &[
-    "queue_step",
-    "queue_digital_out",
-    "queue_pwm_out",
-    "queue_pca9685_out",
-];
+use known_bugs::{steer_off_queue, sw_bus_delay_param, KNOWN_SW_BUS_DELAY};
+
 /// RSS may move by this much (allocation at configuration, page noise).
 const RSS_MARGIN_KB: u64 = 2048;
 /// Clock ticks (1/100 s) of CPU allowed over an idle second.
@@ -152,7 +144,7 @@ impl Session {
             let Some((name, _, types)) = self.cmds.iter().find(|c| c.1 == id) else {
                 return false;
             };
-            if KNOWN_PREFINALIZE_QUEUE && QUEUE_CMDS.contains(&name.as_str()) {
+            if steer_off_queue(name) {
                 return true;
             }
             // A re-execution starts the RSS and idle measurements afresh:
@@ -192,16 +184,13 @@ impl Session {
                 p.extend(b);
             } else {
                 let mut v = self.rng.int(self.last_clock);
-                if KNOWN_SW_BUS_DELAY
-                    && ((name == "spi_set_sw_bus" && k == 5)
-                        || (name == "i2c_set_sw_bus" && k == 3))
-                {
+                if sw_bus_delay_param(&name, k) {
                     v %= 1000;
                 }
                 vlq::push(v, &mut p);
             }
         }
-        if KNOWN_PREFINALIZE_QUEUE && QUEUE_CMDS.contains(&name.as_str()) {
+        if steer_off_queue(&name) {
             return;
         }
         if name == "config_reset" && self.rng.below(16) != 0 {

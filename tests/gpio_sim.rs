@@ -27,6 +27,30 @@ fn writes_after(b: &mut Board, pin: u32, since: u32) -> Vec<(u32, u8)> {
         .collect()
 }
 
+/// A simulated board (see [`Board::sim_realtime`]) configured with `cmds`
+/// for `oids` object ids.
+fn configured(oids: u32, cmds: &[String]) -> Board {
+    let mut b = Board::sim_realtime();
+    b.configure(oids, cmds);
+    b
+}
+
+/// `config_digital_out` oid 0 on `pin`.
+fn digital_out(pin: u32, value: u32, default: u32, max_duration: u32) -> String {
+    format!(
+        "config_digital_out oid=0 pin={pin} value={value} default_value={default} \
+         max_duration={max_duration}"
+    )
+}
+
+/// The simulator clock now (for [`writes_after`]) and an MCU clock 150 ms
+/// ahead, to schedule from.
+fn mark_and_start(b: &mut Board) -> (u32, u32) {
+    let mark = b.sim_clock();
+    let now = b.clock();
+    (mark, now.wrapping_add(ms(150)))
+}
+
 /// Clocks of the writes of `value` among `w`.
 fn edges(w: &[(u32, u8)], value: u8) -> Vec<u32> {
     w.iter().filter(|e| e.1 == value).map(|e| e.0).collect()
@@ -37,22 +61,17 @@ fn edges(w: &[(u32, u8)], value: u8) -> Vec<u32> {
 
 #[test]
 fn digital_out_initial_level_and_queued_edges_on_time() {
-    let mut b = Board::sim_realtime();
-    b.configure(
+    let mut b = configured(
         2,
         &[
             "config_digital_out oid=0 pin=17 value=1 default_value=0 max_duration=0".into(),
             "config_digital_out oid=1 pin=18 value=0 default_value=0 max_duration=0".into(),
         ],
     );
-    let p17 = b.get(17);
-    assert_eq!((p17.level, p17.output), (1, 1), "{p17:?}");
-    let p18 = b.get(18);
-    assert_eq!((p18.level, p18.output), (0, 1), "{p18:?}");
+    b.assert_output(17, 1, "gpio17");
+    b.assert_output(18, 0, "gpio18");
 
-    let mark = b.sim_clock();
-    let now = b.clock();
-    let t = now.wrapping_add(ms(150));
+    let (mark, t) = mark_and_start(&mut b);
     // gpio17: off at t, then on/off every 10 ms; gpio18: on at t+10ms,
     // off at t+30ms.
     let ideal17: Vec<u32> = (0..6).map(|k| t + k * ms(10)).collect();
@@ -102,8 +121,7 @@ fn digital_out_initial_level_and_queued_edges_on_time() {
 
 #[test]
 fn update_and_set_digital_out_act_at_once() {
-    let mut b = Board::sim_realtime();
-    b.configure(
+    let mut b = configured(
         1,
         &["config_digital_out oid=0 pin=20 value=0 default_value=0 max_duration=0".into()],
     );
@@ -127,8 +145,7 @@ fn update_and_set_digital_out_act_at_once() {
     // set_digital_out: any line, no oid, at once.
     b.send("set_digital_out pin=21 value=1");
     b.clock();
-    let p = b.get(21);
-    assert_eq!((p.level, p.output), (1, 1), "{p:?}");
+    b.assert_output(21, 1, "gpio21");
     b.send("set_digital_out pin=21 value=0");
     b.clock();
     assert_eq!(b.get(21).level, 0);
@@ -137,19 +154,16 @@ fn update_and_set_digital_out_act_at_once() {
 
 #[test]
 fn soft_pwm_cycle_and_duty() {
-    let mut b = Board::sim_realtime();
     let cycle = ms(2);
     let on = ms(2) / 4;
-    b.configure(
+    let mut b = configured(
         1,
         &[
             "config_digital_out oid=0 pin=22 value=0 default_value=0 max_duration=0".into(),
             format!("set_digital_out_pwm_cycle oid=0 cycle_ticks={cycle}"),
         ],
     );
-    let mark = b.sim_clock();
-    let now = b.clock();
-    let t = now.wrapping_add(ms(150));
+    let (mark, t) = mark_and_start(&mut b);
     let end = t + 20 * cycle;
     b.send_all(&[
         format!("queue_digital_out oid=0 clock={t} on_ticks={on}"),
@@ -193,17 +207,9 @@ fn soft_pwm_cycle_and_duty() {
 
 #[test]
 fn max_duration_returns_to_default_and_shuts_down() {
-    let mut b = Board::sim_realtime();
     let max = ms(50);
-    b.configure(
-        1,
-        &[format!(
-            "config_digital_out oid=0 pin=23 value=0 default_value=0 max_duration={max}"
-        )],
-    );
-    let mark = b.sim_clock();
-    let now = b.clock();
-    let t = now.wrapping_add(ms(150));
+    let mut b = configured(1, &[digital_out(23, 0, 0, max)]);
+    let (mark, t) = mark_and_start(&mut b);
     b.send(&format!("queue_digital_out oid=0 clock={t} on_ticks=1"));
     let (sclock, reason) = b.wait_shutdown();
     assert_eq!(reason, "Missed scheduling of next digital out event");
@@ -228,14 +234,8 @@ fn max_duration_returns_to_default_and_shuts_down() {
 
 #[test]
 fn update_digital_out_max_duration_expires() {
-    let mut b = Board::sim_realtime();
     let max = ms(40);
-    b.configure(
-        1,
-        &[format!(
-            "config_digital_out oid=0 pin=24 value=1 default_value=1 max_duration={max}"
-        )],
-    );
+    let mut b = configured(1, &[digital_out(24, 1, 1, max)]);
     // Setting it to its default is not timed.
     b.send("update_digital_out oid=0 value=1");
     b.settle(Duration::from_millis(100));
@@ -251,8 +251,7 @@ fn update_digital_out_max_duration_expires() {
 
 #[test]
 fn emergency_stop_returns_outputs_to_defaults() {
-    let mut b = Board::sim_realtime();
-    b.configure(
+    let mut b = configured(
         4,
         &[
             "config_digital_out oid=0 pin=25 value=1 default_value=0 max_duration=0".into(),
@@ -308,15 +307,13 @@ fn step_times(last: u32, interval: u32, count: u32, add: i32) -> Vec<u32> {
 }
 
 fn stepper_board(invert_step: i32, pulse: u32) -> Board {
-    let mut b = Board::sim_realtime();
-    b.configure(
+    configured(
         1,
         &[format!(
             "config_stepper oid=0 step_pin={STEP} dir_pin={DIR} invert_step={invert_step} \
              step_pulse_ticks={pulse}"
         )],
-    );
-    b
+    )
 }
 
 fn position(b: &mut Board) -> i64 {
@@ -328,9 +325,7 @@ fn position(b: &mut Board) -> i64 {
 fn stepper_steps_follow_interval_add_and_direction() {
     let mut b = stepper_board(0, 100);
     assert_eq!(position(&mut b), 0);
-    let mark = b.sim_clock();
-    let now = b.clock();
-    let t0 = now.wrapping_add(ms(150));
+    let (mark, t0) = mark_and_start(&mut b);
     let (i1, n1, a1) = (ms(1), 20, 2_000);
     let (i2, n2, a2) = (ms(2), 12, -3_000);
     b.send_all(&[
@@ -395,9 +390,7 @@ fn stepper_both_edge_counts_every_toggle() {
     let mut b = stepper_board(-1, 0);
     let both = b.dict().constant("STEPPER_STEP_BOTH_EDGE").cloned();
     assert_eq!(both.and_then(|v| v.as_i64()), Some(1));
-    let mark = b.sim_clock();
-    let now = b.clock();
-    let t0 = now.wrapping_add(ms(150));
+    let (mark, t0) = mark_and_start(&mut b);
     let n = 15;
     b.send_all(&[
         format!("reset_step_clock oid=0 clock={t0}"),
@@ -416,60 +409,80 @@ fn stepper_both_edge_counts_every_toggle() {
     b.assert_not_shutdown();
 }
 
+/// A stepper board (see [`stepper_board`], 100-tick pulses) sent, in one
+/// go, `reset_step_clock` at `from(now)` and then `moves(t0)` (t0: now +
+/// 100 ms) shuts down for `reason`; returns the board and t0.
+fn steps_shut_down(
+    from: impl FnOnce(u32) -> u32,
+    moves: impl FnOnce(u32) -> Vec<String>,
+    reason: &str,
+) -> (Board, u32) {
+    let mut b = stepper_board(0, 100);
+    let now = b.clock();
+    let t0 = now.wrapping_add(ms(100));
+    let mut cmds = vec![format!("reset_step_clock oid=0 clock={}", from(now))];
+    cmds.extend(moves(t0));
+    b.send_all(&cmds);
+    let (_, why) = b.wait_shutdown();
+    assert_eq!(why, reason);
+    (b, t0)
+}
+
+/// now + 100 ms, the usual start of a move (see [`steps_shut_down`]).
+fn soon(now: u32) -> u32 {
+    now.wrapping_add(ms(100))
+}
+
 #[test]
 fn queue_step_with_zero_count_shuts_down() {
-    let mut b = stepper_board(0, 100);
-    let t0 = b.clock().wrapping_add(ms(100));
-    b.send_all(&[
-        format!("reset_step_clock oid=0 clock={t0}"),
-        format!("queue_step oid=0 interval={} count=0 add=0", ms(1)),
-    ]);
-    let (_, reason) = b.wait_shutdown();
-    assert_eq!(reason, "Invalid count parameter");
+    let (mut b, _) = steps_shut_down(
+        soon,
+        |_| vec![format!("queue_step oid=0 interval={} count=0 add=0", ms(1))],
+        "Invalid count parameter",
+    );
     assert_eq!(b.get(STEP).rises, 0);
 }
 
 #[test]
 fn step_clock_in_the_past_is_timer_too_close() {
-    let mut b = stepper_board(0, 100);
-    let past = b.clock().wrapping_sub(ms(50));
-    b.send_all(&[
-        format!("reset_step_clock oid=0 clock={past}"),
-        "queue_step oid=0 interval=100 count=5 add=0".into(),
-    ]);
-    let (_, reason) = b.wait_shutdown();
-    assert_eq!(reason, "Timer too close");
+    steps_shut_down(
+        |now| now.wrapping_sub(ms(50)),
+        |_| vec!["queue_step oid=0 interval=100 count=5 add=0".into()],
+        "Timer too close",
+    );
 }
 
 #[test]
 fn next_move_far_before_last_step_is_too_far_in_past() {
-    let mut b = stepper_board(0, 100);
-    let t0 = b.clock().wrapping_add(ms(100));
     // The second move's first step would be 10 ms before the first
     // move's last step (a wrapped interval): more than the 1000 us the
     // reference allows.
     let back = 0u32.wrapping_sub(ms(10));
-    b.send_all(&[
-        format!("reset_step_clock oid=0 clock={t0}"),
-        format!("queue_step oid=0 interval={} count=2 add=0", ms(1)),
-        format!("queue_step oid=0 interval={back} count=1 add=0"),
-    ]);
-    let (_, reason) = b.wait_shutdown();
-    assert_eq!(reason, "Stepper too far in past");
+    let (mut b, _) = steps_shut_down(
+        soon,
+        |_| {
+            vec![
+                format!("queue_step oid=0 interval={} count=2 add=0", ms(1)),
+                format!("queue_step oid=0 interval={back} count=1 add=0"),
+            ]
+        },
+        "Stepper too far in past",
+    );
     assert_eq!(b.get(STEP).rises, 2);
 }
 
 #[test]
 fn reset_step_clock_while_active_shuts_down() {
-    let mut b = stepper_board(0, 100);
-    let t0 = b.clock().wrapping_add(ms(100));
-    b.send_all(&[
-        format!("reset_step_clock oid=0 clock={t0}"),
-        format!("queue_step oid=0 interval={} count=1000 add=0", ms(1)),
-        format!("reset_step_clock oid=0 clock={}", t0 + ms(5)),
-    ]);
-    let (_, reason) = b.wait_shutdown();
-    assert_eq!(reason, "Can't reset time when stepper active");
+    let (mut b, t0) = steps_shut_down(
+        soon,
+        |t0| {
+            vec![
+                format!("queue_step oid=0 interval={} count=1000 add=0", ms(1)),
+                format!("reset_step_clock oid=0 clock={}", t0 + ms(5)),
+            ]
+        },
+        "Can't reset time when stepper active",
+    );
     // Shutdown stops the stepper before it starts.
     b.wait_until_clock(t0 + ms(20));
     assert_eq!(b.get(STEP).rises, 0);
@@ -480,8 +493,7 @@ fn reset_step_clock_while_active_shuts_down() {
 
 #[test]
 fn endstop_pull_up_and_query_state() {
-    let mut b = Board::sim_realtime();
-    b.configure(
+    let mut b = configured(
         3,
         &[
             "config_endstop oid=0 pin=110 pull_up=1".into(),
@@ -506,10 +518,33 @@ const H_STEP: u32 = 50;
 const H_DIR: u32 = 51;
 const H_ENDSTOP: u32 = 52;
 
+/// [`homing_board`] sent, in one go, trsync_start of oid 2 at t0 = now +
+/// 100 ms (no periodic report, `expire_reason`) and `cmds(t0)`; returns
+/// the board and t0.
+fn homing_from(expire_reason: u32, cmds: impl FnOnce(u32) -> Vec<String>) -> (Board, u32) {
+    let mut b = homing_board();
+    let t0 = b.clock().wrapping_add(ms(100));
+    let mut all = vec![format!(
+        "trsync_start oid=2 report_clock={t0} report_ticks=0 expire_reason={expire_reason}"
+    )];
+    all.extend(cmds(t0));
+    b.send_all(&all);
+    (b, t0)
+}
+
+/// The stepper stops when trsync 2 triggers; 1000 steps 1 ms apart from
+/// `t0`.
+fn stepping_stops_on_trigger(t0: u32) -> Vec<String> {
+    vec![
+        "stepper_stop_on_trigger oid=0 trsync_oid=2".into(),
+        format!("reset_step_clock oid=0 clock={t0}"),
+        format!("queue_step oid=0 interval={} count=1000 add=0", ms(1)),
+    ]
+}
+
 /// Stepper oid 0, endstop oid 1 (pulled up), trsync oid 2.
 fn homing_board() -> Board {
-    let mut b = Board::sim_realtime();
-    b.configure(
+    configured(
         3,
         &[
             format!(
@@ -519,16 +554,13 @@ fn homing_board() -> Board {
             format!("config_endstop oid=1 pin={H_ENDSTOP} pull_up=1"),
             "config_trsync oid=2".into(),
         ],
-    );
-    b
+    )
 }
 
 #[test]
 fn homing_stops_the_stepper_when_the_endstop_triggers() {
     let mut b = homing_board();
-    let mark = b.sim_clock();
-    let now = b.clock();
-    let t0 = now.wrapping_add(ms(150));
+    let (mark, t0) = mark_and_start(&mut b);
     let report = ms(10);
     b.send_all(&[
         format!("trsync_start oid=2 report_clock={t0} report_ticks={report} expire_reason=4"),
@@ -584,9 +616,7 @@ fn homing_stops_the_stepper_when_the_endstop_triggers() {
         diff(last_rise, trig) <= SIM_CLOCK_SLACK,
         "a step after the trigger"
     );
-    let pos = b
-        .request("stepper_get_position oid=0", "stepper_position")
-        .int("pos");
+    let pos = position(&mut b);
     assert_eq!(pos, st.rises as i64, "position vs step edges counted");
     assert_eq!(b.get(H_DIR).level, 0, "stop resets the direction line");
 
@@ -601,11 +631,7 @@ fn homing_stops_the_stepper_when_the_endstop_triggers() {
     ));
     b.wait_until_clock(c + ms(100));
     assert_eq!(b.get(H_STEP).rises, st.rises, "queue_step not ignored");
-    assert_eq!(
-        b.request("stepper_get_position oid=0", "stepper_position")
-            .int("pos"),
-        pos
-    );
+    assert_eq!(position(&mut b), pos);
 
     let c = b.clock();
     let t1 = c.wrapping_add(ms(100));
@@ -616,28 +642,21 @@ fn homing_stops_the_stepper_when_the_endstop_triggers() {
     ]);
     b.wait_until_clock(t1 + ms(30));
     assert_eq!(b.get(H_STEP).rises, st.rises + 10);
-    assert_eq!(
-        b.request("stepper_get_position oid=0", "stepper_position")
-            .int("pos"),
-        pos + 10
-    );
+    assert_eq!(position(&mut b), pos + 10);
     b.assert_not_shutdown();
 }
 
 #[test]
 fn endstop_needs_sample_count_consecutive_matches() {
-    let mut b = homing_board();
-    let t0 = b.clock().wrapping_add(ms(100));
     // 4 samples 20 ms apart: a glitch shorter than that never triggers.
-    b.send_all(&[
-        format!("trsync_start oid=2 report_clock={t0} report_ticks=0 expire_reason=4"),
-        format!(
+    let (mut b, t0) = homing_from(4, |t0| {
+        vec![format!(
             "endstop_home oid=1 clock={t0} sample_ticks={} sample_count=4 rest_ticks={} \
              pin_value=0 trsync_oid=2 trigger_reason=1",
             ms(20),
             ms(5)
-        ),
-    ]);
+        )]
+    });
     b.wait_until_clock(t0 + ms(20));
     b.set(H_ENDSTOP, 0);
     b.set(H_ENDSTOP, 1);
@@ -657,17 +676,12 @@ fn endstop_needs_sample_count_consecutive_matches() {
 
 #[test]
 fn trsync_timeout_triggers_with_expire_reason() {
-    let mut b = homing_board();
-    let now = b.clock();
-    let t0 = now.wrapping_add(ms(100));
+    let (mut b, t0) = homing_from(3, |t0| {
+        let mut cmds = stepping_stops_on_trigger(t0);
+        cmds.insert(1, format!("trsync_set_timeout oid=2 clock={}", t0 + ms(50)));
+        cmds
+    });
     let expire = t0 + ms(50);
-    b.send_all(&[
-        format!("trsync_start oid=2 report_clock={t0} report_ticks=0 expire_reason=3"),
-        "stepper_stop_on_trigger oid=0 trsync_oid=2".into(),
-        format!("trsync_set_timeout oid=2 clock={expire}"),
-        format!("reset_step_clock oid=0 clock={t0}"),
-        format!("queue_step oid=0 interval={} count=1000 add=0", ms(1)),
-    ]);
     let r = b.wait_msg("trsync_state");
     assert_eq!(
         (r.int("oid"), r.int("can_trigger"), r.int("trigger_reason")),
@@ -682,24 +696,13 @@ fn trsync_timeout_triggers_with_expire_reason() {
     );
     b.settle(Duration::from_millis(30));
     assert_eq!(b.get(H_STEP).rises, rises, "stepper not stopped");
-    assert_eq!(
-        b.request("stepper_get_position oid=0", "stepper_position")
-            .int("pos"),
-        -(rises as i64)
-    );
+    assert_eq!(position(&mut b), -(rises as i64));
     b.assert_not_shutdown();
 }
 
 #[test]
 fn trsync_trigger_from_host_answers_at_once() {
-    let mut b = homing_board();
-    let t0 = b.clock().wrapping_add(ms(100));
-    b.send_all(&[
-        format!("trsync_start oid=2 report_clock={t0} report_ticks=0 expire_reason=3"),
-        "stepper_stop_on_trigger oid=0 trsync_oid=2".into(),
-        format!("reset_step_clock oid=0 clock={t0}"),
-        format!("queue_step oid=0 interval={} count=1000 add=0", ms(1)),
-    ]);
+    let (mut b, t0) = homing_from(3, stepping_stops_on_trigger);
     b.wait_until_clock(t0 + ms(20));
     let r = b.request("trsync_trigger oid=2 reason=2", "trsync_state");
     assert_eq!(
@@ -726,9 +729,10 @@ fn trsync_trigger_from_host_answers_at_once() {
 // ---------------------------------------------------------------------------
 // Buttons
 
-fn buttons_board() -> Board {
-    let mut b = Board::sim_realtime();
-    b.configure(
+/// Two buttons (lines 120 and 121) sampled `rest` ticks apart from 100 ms
+/// from now, waited for until `wait` ticks after that start.
+fn buttons_queried(rest: u32, retransmit_count: u32, wait: u32) -> Board {
+    let mut b = configured(
         1,
         &[
             "config_buttons oid=0 button_count=2".into(),
@@ -736,27 +740,20 @@ fn buttons_board() -> Board {
             "buttons_add oid=0 pos=1 pin=121 pull_up=0".into(),
         ],
     );
-    b
-}
-
-/// Start sampling the buttons (`rest` ticks apart) 100 ms from now, and
-/// wait until `wait` ticks after that start.
-fn query_buttons(b: &mut Board, rest: u32, retransmit_count: u32, wait: u32) {
     let t0 = b.clock().wrapping_add(ms(100));
     b.send(&format!(
         "buttons_query oid=0 clock={t0} rest_ticks={rest} retransmit_count={retransmit_count} \
          invert=0"
     ));
     b.wait_until_clock(t0 + wait);
+    b
 }
 
 #[test]
 fn buttons_report_changes_with_ack_count() {
-    let mut b = buttons_board();
-    let rest = ms(2);
     // The longest retransmit window (127 samples): the acks below come in
     // well before it runs out (see `buttons_retransmit_until_acked`).
-    query_buttons(&mut b, rest, 127, ms(20));
+    let mut b = buttons_queried(ms(2), 127, ms(20));
     b.settle(Duration::from_millis(20));
     assert!(
         b.take_all("buttons_state").is_empty(),
@@ -796,10 +793,9 @@ fn buttons_report_changes_with_ack_count() {
 /// u8 once panicked in debug builds here instead of retransmitting.
 #[test]
 fn buttons_retransmit_until_acked() {
-    let mut b = buttons_board();
     let rest = ms(2);
     let retransmit = 10u32;
-    query_buttons(&mut b, rest, retransmit, ms(20));
+    let mut b = buttons_queried(rest, retransmit, ms(20));
     b.set(120, 1);
     let r = b.wait_msg("buttons_state");
     assert_eq!((r.int("ack_count"), r.bytes("state")), (0, &[1u8][..]));
@@ -830,11 +826,10 @@ fn buttons_retransmit_until_acked() {
 
 #[test]
 fn buttons_debounce_ignores_a_single_sample() {
-    let mut b = buttons_board();
     // Samples 100 ms apart: a short glitch is seen by one sample at most,
     // and a change needs two equal samples in a row.
     let rest = ms(100);
-    query_buttons(&mut b, rest, 50, ms(50));
+    let mut b = buttons_queried(rest, 50, ms(50));
     b.set(120, 1);
     b.set(120, 0);
     b.assert_none_for(
@@ -860,8 +855,7 @@ fn buttons_debounce_ignores_a_single_sample() {
 
 #[test]
 fn counter_counts_changes() {
-    let mut b = Board::sim_realtime();
-    b.configure(1, &["config_counter oid=0 pin=130 pull_up=0".into()]);
+    let mut b = configured(1, &["config_counter oid=0 pin=130 pull_up=0".into()]);
     let poll = ms(1);
     let sample = ms(20);
     let t0 = b.clock().wrapping_add(ms(100));

@@ -32,6 +32,9 @@ use std::time::{Duration, Instant};
 
 use libtest_mimic::{Arguments, Failed, Trial};
 
+mod hosttools;
+use hosttools::{have, repo};
+
 const RUST_TARGET: &str = "x86_64-unknown-linux-gnu";
 /// The whole VM run (boot and every scenario); a cold TCG boot takes a
 /// few seconds, each scenario well under one on a quiet machine.
@@ -72,21 +75,8 @@ const NOT_COVERED: &[(&str, &str)] = &[(
      (no device tree here) and nothing in the kernel answers as a DS18B20",
 )];
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn log(t0: Instant, what: &str) {
-    eprintln!("[kernel {:6.1}s] {what}", t0.elapsed().as_secs_f64());
-}
-
-fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    hosttools::log("kernel", t0, what);
 }
 
 /// Why the VM cannot run here, if it cannot. Installs qemu when root.

@@ -10,7 +10,6 @@ mod simboard;
 
 use std::time::Duration;
 
-use klipper_protocol::dictionary::Json;
 use klipper_protocol::host::Response;
 use simboard::{assert_shutdowns, diff, ms, Board};
 
@@ -49,11 +48,74 @@ fn collect(b: &mut Board, oid: i64, n: usize) -> Vec<(i64, Vec<u8>)> {
     out
 }
 
-#[test]
-fn dictionary_carries_the_probe_messages() {
-    let b = Board::sim_realtime();
-    let d = b.dict();
-    for c in [
+/// [`collect`], checking the framing: sequence numbers 0, 1, 2... and 12
+/// samples of 4 bytes in every message.
+fn collect_framed(b: &mut Board, oid: i64, n: usize) -> Vec<(i64, Vec<u8>)> {
+    let msgs = collect(b, oid, n);
+    let seqs: Vec<i64> = msgs.iter().map(|m| m.0).collect();
+    assert_eq!(seqs, (0..seqs.len() as i64).collect::<Vec<_>>());
+    for m in &msgs {
+        assert_eq!(m.1.len(), 48, "12 samples of 4 bytes per message");
+    }
+    msgs
+}
+
+/// The little-endian samples of all of `msgs`, in order.
+fn samples_of(msgs: &[(i64, Vec<u8>)]) -> Vec<i32> {
+    msgs.iter().flat_map(|m| samples_le(&m.1)).collect()
+}
+
+/// Consecutive samples of a chip ramping by `step` per conversion: none
+/// repeated or out of order; returns how many conversions were skipped
+/// (only when the MCU was stalled longer than a conversion).
+fn ramp_skips(all: &[i32], step: i32) -> i32 {
+    let mut skipped = 0;
+    for w in all.windows(2) {
+        let d = w[1] - w[0];
+        assert!(d / step > 0 && d % step == 0, "{all:?}");
+        skipped += d / step - 1;
+    }
+    skipped
+}
+
+/// A streaming sensor's sensor_bulk_status: sequences up to at least
+/// `min_seq`, at most two possible overflows, whole samples buffered.
+fn assert_stream_status(st: &Response, min_seq: i64) {
+    assert!(st.int("possible_overflows") <= 2, "{st:?}");
+    assert!(st.int("next_sequence") >= min_seq, "{st:?}");
+    assert!(
+        st.int("buffered") % 4 == 0 && st.int("buffered") <= 52,
+        "{st:?}"
+    );
+}
+
+/// Polling faster than the chip converts: a poll that finds the previous
+/// sample still unread counts as a possible overflow, which only a stalled
+/// MCU would show; the chip's count of conversions never read is what
+/// matters. `status` (a query_*_status command) reports at least `n`
+/// sequences and `chip` missed at most one conversion; returns the status.
+fn assert_kept_up(b: &mut Board, status: &str, chip: &str, n: usize, what: &str) -> Response {
+    let st = b.request(status, "sensor_bulk_status");
+    assert!(st.int("next_sequence") >= n as i64, "{st:?}");
+    let c = b.ctl(&format!("chip {chip} status"));
+    assert!(
+        c.contains("missed=0") || c.contains("missed=1"),
+        "{what}: {c}"
+    );
+    st
+}
+
+/// After the query was stopped: what was in flight drained, `quiet_ms`
+/// more bring no data, and the MCU is still running.
+fn assert_no_more_data(b: &mut Board, quiet_ms: u64) {
+    b.take_all("sensor_bulk_data");
+    b.settle(Duration::from_millis(quiet_ms));
+    assert!(b.take_all("sensor_bulk_data").is_empty());
+    b.assert_not_shutdown();
+}
+
+/// The probe group's commands, as the dictionary must spell them.
+const PROBE_COMMANDS: &[&str] = &[
         "config_sos_filter oid=%c max_sections=%c",
         "sos_filter_set_section oid=%c section_idx=%c sos0=%i sos1=%i sos2=%i sos3=%i sos4=%i",
         "sos_filter_set_state oid=%c section_idx=%c state0=%i state1=%i",
@@ -82,16 +144,13 @@ fn dictionary_carries_the_probe_messages() {
         "ldc1612_attach_trigger_analog oid=%c trigger_analog_oid=%c",
         "query_ldc1612 oid=%c rest_ticks=%u",
         "query_status_ldc1612 oid=%c",
-    ] {
-        let name = c.split(' ').next().unwrap();
-        let m = d
-            .commands
-            .get(name)
-            .unwrap_or_else(|| panic!("{name} missing"));
-        assert_eq!(m.format.format, c);
-    }
-    let json = &b.dict().enumerations;
-    let e = |n: &str, k: &str| json.get(n).and_then(|v| v.get(k)).and_then(Json::as_i64);
+];
+
+#[test]
+fn dictionary_carries_the_probe_messages() {
+    let b = Board::sim_realtime();
+    b.assert_command_formats(PROBE_COMMANDS);
+    let e = |n: &str, k: &str| b.enumeration(n, k);
     assert_eq!(e("trigger_analog_type", "diff_peak_gt"), Some(2));
     assert_eq!(e("trigger_analog_error:", "SENSOR_SPECIFIC"), Some(3));
     assert_eq!(e("ldc1612_error:", "INVALID_READ_DATA"), Some(3));
@@ -114,29 +173,12 @@ fn hx71x_streams_every_conversion_in_framed_messages() {
     assert_eq!(b.ctl("chip hx71x ramp -3"), "ok");
     b.send(&format!("query_hx71x oid=0 rest_ticks={HX_REST}"));
     // 24 samples in a little over a second, 12 per message.
-    let msgs = collect(&mut b, 0, 24);
-    let seqs: Vec<i64> = msgs.iter().map(|m| m.0).collect();
-    assert_eq!(seqs, (0..seqs.len() as i64).collect::<Vec<_>>());
-    for m in &msgs {
-        assert_eq!(m.1.len(), 48, "12 samples of 4 bytes per message");
-    }
-    let all: Vec<i32> = msgs.iter().flat_map(|m| samples_le(&m.1)).collect();
-    // Conversion k holds 1000 - 3k: none repeated, and any skipped
-    // (only when the MCU was stalled longer than a conversion) is one the
-    // chip counts as never read.
-    let mut skipped = 0;
-    for w in all.windows(2) {
-        let d = w[0] - w[1];
-        assert!(d > 0 && d % 3 == 0, "{all:?}");
-        skipped += d / 3 - 1;
-    }
+    let msgs = collect_framed(&mut b, 0, 24);
+    // Conversion k holds 1000 - 3k: none repeated, and any skipped is one
+    // the chip counts as never read.
+    let skipped = ramp_skips(&samples_of(&msgs), -3);
     let st = b.request("query_hx71x_status oid=0", "sensor_bulk_status");
-    assert!(st.int("possible_overflows") <= 2, "{st:?}");
-    assert!(st.int("next_sequence") >= 2, "{st:?}");
-    assert!(
-        st.int("buffered") % 4 == 0 && st.int("buffered") <= 52,
-        "{st:?}"
-    );
+    assert_stream_status(&st, 2);
     let chip = b.ctl("chip hx71x status");
     assert!(chip.contains("gain_pulses=1"), "{chip}");
     let missed: i32 = chip
@@ -150,10 +192,7 @@ fn hx71x_streams_every_conversion_in_framed_messages() {
     b.send("query_hx71x oid=0 rest_ticks=0");
     b.settle(Duration::from_millis(50));
     assert_eq!(b.get(HX_SCLK).level, 1);
-    b.take_all("sensor_bulk_data");
-    b.settle(Duration::from_millis(300));
-    assert!(b.take_all("sensor_bulk_data").is_empty());
-    b.assert_not_shutdown();
+    assert_no_more_data(&mut b, 300);
 }
 
 #[test]
@@ -172,8 +211,7 @@ fn hx71x_desync_is_reported_until_restarted() {
     assert!(samples_le(&first[0].1).iter().all(|&v| v == -5000));
     assert!(b.ctl("chip hx71x status").contains("gain_pulses=2"));
     b.ctl("chip hx71x glitch");
-    let later = collect(&mut b, 0, 12);
-    let all: Vec<i32> = later.iter().flat_map(|m| samples_le(&m.1)).collect();
+    let all = samples_of(&collect(&mut b, 0, 12));
     let k = all
         .iter()
         .position(|&v| v as u32 == 0x8000_0000)
@@ -191,9 +229,9 @@ fn hx71x_desync_is_reported_until_restarted() {
     assert!(samples_le(&m[0].1).iter().all(|&v| v == -5000));
 }
 
-/// Stepper 0, trsync 1, sos_filter 2, trigger_analog 3, hx71x 4.
-fn hx_homing_board(extra: &[String]) -> Board {
-    let mut b = Board::sim_realtime();
+/// Stepper 0, trsync 1, sos_filter 2, trigger_analog 3, then `sensor`'s
+/// commands, then a tared, unfiltered trigger at 5000 counts.
+fn homing_cmds(sensor: &[String]) -> Vec<String> {
     let mut cmds = vec![
         format!(
             "config_stepper oid=0 step_pin={STEP} dir_pin={DIR} invert_step=0 step_pulse_ticks=100"
@@ -201,12 +239,23 @@ fn hx_homing_board(extra: &[String]) -> Board {
         "config_trsync oid=1".into(),
         "config_sos_filter oid=2 max_sections=2".into(),
         "config_trigger_analog oid=3 sos_filter_oid=2".into(),
-        format!("config_hx71x oid=4 gain_channel=1 dout_pin={HX_DOUT} sclk_pin={HX_SCLK}"),
+    ];
+    cmds.extend(sensor.iter().cloned());
+    cmds.extend([
         "sos_filter_set_offset_scale oid=2 offset=0 scale=1 scale_frac_bits=0 auto_offset=1".into(),
         "sos_filter_set_active oid=2 n_sections=0 coeff_frac_bits=29".into(),
         "trigger_analog_set_raw_range oid=3 raw_min=-8388608 raw_max=8388607".into(),
         "trigger_analog_set_trigger oid=3 trigger_analog_type=0 trigger_value=5000".into(),
-    ];
+    ]);
+    cmds
+}
+
+/// [`homing_cmds`] with hx71x 4, then `extra`.
+fn hx_homing_board(extra: &[String]) -> Board {
+    let mut b = Board::sim_realtime();
+    let mut cmds = homing_cmds(&[format!(
+        "config_hx71x oid=4 gain_channel=1 dout_pin={HX_DOUT} sclk_pin={HX_SCLK}"
+    )]);
     cmds.extend(extra.iter().cloned());
     b.configure(5, &cmds);
     b.send("hx71x_attach_trigger_analog oid=4 trigger_analog_oid=3");
@@ -241,6 +290,29 @@ fn start_homing(b: &mut Board, monitor_max: u32) -> u32 {
     t0
 }
 
+/// [`start_homing`] and let it run for `run_ms`; returns t0.
+fn home_for(b: &mut Board, monitor_max: u32, run_ms: u32) -> u32 {
+    let t0 = start_homing(b, monitor_max);
+    b.wait_until_clock(t0.wrapping_add(ms(run_ms)));
+    t0
+}
+
+/// Wait for the trsync to trigger: with `reason`.
+fn wait_trigger(b: &mut Board, reason: i64) -> Response {
+    let r = b.wait_msg_where("trsync_state", |r| r.int("can_trigger") == 0);
+    assert_eq!(r.int("trigger_reason"), reason, "{r:?}");
+    r
+}
+
+/// Home (monitor_max 20) for 150 ms, then send the chip `ctl`: the
+/// trsync triggers with `reason`.
+fn home_then(b: &mut Board, ctl: &str, reason: i64) {
+    start_homing(b, 20);
+    b.settle(Duration::from_millis(150));
+    b.ctl(ctl);
+    wait_trigger(b, reason);
+}
+
 /// `trigger_analog_query_state` of the trigger_analog (oid 3).
 fn trigger_state(b: &mut Board) -> Response {
     b.request("trigger_analog_query_state oid=3", "trigger_analog_state")
@@ -257,8 +329,7 @@ fn load_crosses_the_trigger(b: &mut Board, chip: &str, min_rises: u32) {
     assert_eq!(trigger_state(b).int("homing"), 1);
     let before = b.sim_clock();
     b.ctl(&format!("chip {chip} load 26000"));
-    let r = b.wait_msg_where("trsync_state", |r| r.int("can_trigger") == 0);
-    assert_eq!(r.int("trigger_reason"), 1, "{r:?}");
+    wait_trigger(b, 1);
     let q = trigger_state(b);
     assert_eq!(q.int("homing"), 0);
     let hc = q.int("homing_clock") as u32;
@@ -298,11 +369,7 @@ fn trigger_analog_reports_raw_range_overflow_and_monitor_errors() {
     let mut b = hx_homing_board(&[
         "trigger_analog_set_raw_range oid=3 raw_min=-30000 raw_max=30000".into(),
     ]);
-    start_homing(&mut b, 20);
-    b.settle(Duration::from_millis(150));
-    b.ctl("chip hx71x load 40000");
-    let r = b.wait_msg_where("trsync_state", |r| r.int("can_trigger") == 0);
-    assert_eq!(r.int("trigger_reason"), 10, "{r:?}");
+    home_then(&mut b, "chip hx71x load 40000", 10);
     drop(b);
 
     // Overflow: the scale multiply leaves 32 bits -> error_reason + 1.
@@ -311,19 +378,16 @@ fn trigger_analog_reports_raw_range_overflow_and_monitor_errors() {
             .into(),
     ]);
     start_homing(&mut b, 20);
-    let r = b.wait_msg_where("trsync_state", |r| r.int("can_trigger") == 0);
-    assert_eq!(r.int("trigger_reason"), 11, "{r:?}");
+    wait_trigger(&mut b, 11);
     drop(b);
 
     // Monitor: the sensor stops -> error_reason + 2 after monitor_max
     // periods without a sample.
     let mut b = hx_homing_board(&[]);
-    let t0 = start_homing(&mut b, 3);
-    b.wait_until_clock(t0.wrapping_add(ms(30)));
+    home_for(&mut b, 3, 30);
     b.send("query_hx71x oid=4 rest_ticks=0");
     let stopped = b.clock();
-    let r = b.wait_msg_where("trsync_state", |r| r.int("can_trigger") == 0);
-    assert_eq!(r.int("trigger_reason"), 12, "{r:?}");
+    let r = wait_trigger(&mut b, 12);
     let late = diff(r.int("clock") as u32, stopped);
     assert!(
         late > 0 && late < ms(200) as i64,
@@ -347,8 +411,7 @@ fn diff_peak_trigger_and_filter_section_checks() {
     b.settle(Duration::from_millis(60));
     assert_eq!(trigger_state(&mut b).int("homing"), 1);
     b.ctl("chip hx71x load 26000"); // 4000 below
-    let r = b.wait_msg_where("trsync_state", |r| r.int("can_trigger") == 0);
-    assert_eq!(r.int("trigger_reason"), 1, "{r:?}");
+    wait_trigger(&mut b, 1);
     // A section index past max_sections shuts down, as the reference.
     b.send("sos_filter_set_section oid=2 section_idx=2 sos0=1 sos1=0 sos2=0 sos3=0 sos4=0");
     let (_, why) = b.wait_shutdown();
@@ -377,8 +440,7 @@ fn sos_filter_low_pass_delays_the_trigger() {
         "a one-sample spike is filtered out"
     );
     b.ctl("chip hx71x load 30000");
-    let r = b.wait_msg_where("trsync_state", |r| r.int("can_trigger") == 0);
-    assert_eq!(r.int("trigger_reason"), 1, "{r:?}");
+    wait_trigger(&mut b, 1);
 }
 
 fn ldc_board(intb: bool) -> Board {
@@ -421,23 +483,16 @@ fn ldc1612_streams_with_and_without_intb() {
             50_000_000 / 500
         };
         b.send(&format!("query_ldc1612 oid=1 rest_ticks={rest}"));
-        let msgs = collect(&mut b, 1, 48);
-        let seqs: Vec<i64> = msgs.iter().map(|m| m.0).collect();
-        assert_eq!(seqs, (0..seqs.len() as i64).collect::<Vec<_>>());
+        let msgs = collect_framed(&mut b, 1, 48);
         for m in &msgs {
-            assert_eq!(m.1.len(), 48);
             assert!(samples_be(&m.1).iter().all(|&v| v == 12345678), "{m:?}");
         }
-        // Polling faster than the chip converts: a poll that finds the
-        // previous sample still unread counts as a possible overflow, which
-        // only a stalled MCU would show; the chip's count of conversions
-        // never read is what matters.
-        let st = b.request("query_status_ldc1612 oid=1", "sensor_bulk_status");
-        assert!(st.int("next_sequence") >= seqs.len() as i64, "{st:?}");
-        let chip = b.ctl("chip ldc1612 status");
-        assert!(
-            chip.contains("missed=0") || chip.contains("missed=1"),
-            "intb={intb}: {chip}"
+        let st = assert_kept_up(
+            &mut b,
+            "query_status_ldc1612 oid=1",
+            "ldc1612",
+            msgs.len(),
+            &format!("intb={intb}"),
         );
         if intb {
             assert_eq!(st.int("query_ticks"), 0, "INTB status needs no bus query");
@@ -489,31 +544,21 @@ fn ldc1612_homing_triggers_on_frequency_and_reports_sensor_errors() {
         "query_ldc1612 oid=5 rest_ticks={}",
         50_000_000 / 500
     ));
-    let t0 = start_homing(&mut b, 20);
-    b.wait_until_clock(t0.wrapping_add(ms(50)));
+    home_for(&mut b, 20, 50);
     assert_eq!(trigger_state(&mut b).int("homing"), 1);
     // The nozzle nears the bed: the frequency rises past the trigger.
     b.ctl("chip ldc1612 raw 21000000");
-    let r = b.wait_msg_where("trsync_state", |r| r.int("can_trigger") == 0);
-    assert_eq!(r.int("trigger_reason"), 1, "{r:?}");
+    wait_trigger(&mut b, 1);
     let st = b.get(STEP);
     assert!(st.rises > 20 && st.rises < 2000, "{st:?}");
 
     // Error bits in the data: error_reason + SENSOR_SPECIFIC + 0.
     b.ctl("chip ldc1612 raw 15000000");
-    start_homing(&mut b, 20);
-    b.settle(Duration::from_millis(150));
-    b.ctl("chip ldc1612 errbits 8");
-    let r = b.wait_msg_where("trsync_state", |r| r.int("can_trigger") == 0);
-    assert_eq!(r.int("trigger_reason"), 13, "{r:?}");
+    home_then(&mut b, "chip ldc1612 errbits 8", 13);
     b.ctl("chip ldc1612 errbits 0");
 
     // A NACK: error_reason + SENSOR_SPECIFIC + I2C_STATUS_ERROR.
-    start_homing(&mut b, 20);
-    b.settle(Duration::from_millis(150));
-    b.ctl("chip ldc1612 nack 1");
-    let r = b.wait_msg_where("trsync_state", |r| r.int("can_trigger") == 0);
-    assert_eq!(r.int("trigger_reason"), 14, "{r:?}");
+    home_then(&mut b, "chip ldc1612 nack 1", 14);
     b.assert_not_shutdown();
 }
 
@@ -548,18 +593,17 @@ fn ads1220_streams_its_conversions() {
         "query_ads1220 oid=1 rest_ticks={}",
         50_000_000 / 3300
     ));
-    let msgs = collect(&mut b, 1, 48);
-    for (k, m) in msgs.iter().enumerate() {
-        assert_eq!(m.0, k as i64);
-        assert_eq!(m.1.len(), 48);
+    let msgs = collect_framed(&mut b, 1, 48);
+    for m in &msgs {
         assert!(samples_le(&m.1).iter().all(|&v| v == -123456), "{m:?}");
     }
-    let st = b.request("query_ads1220_status oid=1", "sensor_bulk_status");
-    assert!(st.int("next_sequence") >= msgs.len() as i64, "{st:?}");
-    let chip = b.ctl("chip ads1220 status");
-    assert!(
-        chip.contains("missed=0") || chip.contains("missed=1"),
-        "{chip}"
+    let n = msgs.len();
+    assert_kept_up(
+        &mut b,
+        "query_ads1220_status oid=1",
+        "ads1220",
+        n,
+        "ads1220",
     );
     b.send("query_ads1220 oid=1 rest_ticks=0");
     b.assert_not_shutdown();
@@ -706,41 +750,23 @@ fn ads131m0x_starts_as_klippy_does_and_streams_its_channel() {
     // Conversions left unread while idle are not the stream's concern.
     let missed0 = chip_count(&b.ctl("chip ads131m0x status"), "missed=");
     b.send(&format!("query_ads131m0x oid=1 rest_ticks={A131_REST}"));
-    let msgs = collect(&mut b, 1, 48);
-    let seqs: Vec<i64> = msgs.iter().map(|m| m.0).collect();
-    assert_eq!(seqs, (0..seqs.len() as i64).collect::<Vec<_>>());
-    for m in &msgs {
-        assert_eq!(m.1.len(), 48, "12 samples of 4 bytes per message");
-    }
+    let msgs = collect_framed(&mut b, 1, 48);
     // The MCU reads with NULL frames of status, two channels and CRC.
     assert_eq!(b.ctl(&format!("spi {A131_BUS}")), "0".repeat(24));
     // Conversion k holds -100000 + 5k (channel 1; channel 0, disabled,
     // reads 0): none repeated, any skipped counted by the chip.
-    let all: Vec<i32> = msgs.iter().flat_map(|m| samples_le(&m.1)).collect();
-    let mut skipped = 0;
-    for w in all.windows(2) {
-        let d = w[1] - w[0];
-        assert!(d > 0 && d % 5 == 0, "{all:?}");
-        skipped += d / 5 - 1;
-    }
+    let all = samples_of(&msgs);
+    let skipped = ramp_skips(&all, 5);
     assert!(all.iter().all(|&v| (v + 100_000) % 5 == 0 && v < 0));
     let st = b.request("query_ads131m0x_status oid=1", "sensor_bulk_status");
-    assert!(st.int("next_sequence") >= seqs.len() as i64, "{st:?}");
-    assert!(
-        st.int("buffered") % 4 == 0 && st.int("buffered") <= 52,
-        "{st:?}"
-    );
-    assert!(st.int("possible_overflows") <= 2, "{st:?}");
+    assert_stream_status(&st, msgs.len() as i64);
     let chip = b.ctl("chip ads131m0x status");
     let missed = chip_count(&chip, "missed=") - missed0;
     assert!(skipped as i64 <= missed && missed <= 2, "{skipped}: {chip}");
     // Stop: no more data.
     b.send("query_ads131m0x oid=1 rest_ticks=0");
     b.settle(Duration::from_millis(50));
-    b.take_all("sensor_bulk_data");
-    b.settle(Duration::from_millis(200));
-    assert!(b.take_all("sensor_bulk_data").is_empty());
-    b.assert_not_shutdown();
+    assert_no_more_data(&mut b, 200);
 }
 
 #[test]
@@ -748,12 +774,7 @@ fn ads131m0x_reports_crc_and_reset_errors() {
     const CRC: i32 = 1 << 24;
     const RESET: i32 = 2 << 24;
     let mut b = Board::sim_realtime();
-    let json = &b.dict().enumerations;
-    let e = |k: &str| {
-        json.get("ads131m0x_error:")
-            .and_then(|v| v.get(k))
-            .and_then(Json::as_i64)
-    };
+    let e = |k: &str| b.enumeration("ads131m0x_error:", k);
     assert_eq!(
         (e("SENSOR_ERROR_CRC"), e("SENSOR_ERROR_RESET")),
         (Some(1), Some(2))
@@ -767,10 +788,7 @@ fn ads131m0x_reports_crc_and_reset_errors() {
 
     // Three frames with a bad CRC: three error samples, then data again.
     b.ctl("chip ads131m0x crcerr 3");
-    let all: Vec<i32> = collect(&mut b, 1, 24)
-        .iter()
-        .flat_map(|m| samples_le(&m.1))
-        .collect();
+    let all = samples_of(&collect(&mut b, 1, 24));
     let k = all.iter().position(|&v| v == CRC).expect("a CRC error");
     assert_eq!(&all[k..k + 3], &[CRC; 3], "{all:?}");
     assert!(
@@ -784,10 +802,7 @@ fn ads131m0x_reports_crc_and_reset_errors() {
     // is a reset error from then on, even once the flag is cleared, until
     // klippy sets the chip up again and restarts the query.
     b.ctl("chip ads131m0x powercycle");
-    let all: Vec<i32> = collect(&mut b, 1, 24)
-        .iter()
-        .flat_map(|m| samples_le(&m.1))
-        .collect();
+    let all = samples_of(&collect(&mut b, 1, 24));
     let k = all.iter().position(|&v| v == RESET).expect("a reset error");
     assert!(all[k..].iter().all(|&v| v == RESET), "{all:?}");
     a131_write_reg(&mut b, 0, 2, 0x0100);
@@ -811,22 +826,8 @@ fn ads131m0x_homing_triggers_and_reports_sensor_errors() {
     // Stepper 0, trsync 1, sos_filter 2, trigger_analog 3, spi 4,
     // ads131m0x 5 (channel 1 of an ADS131M02).
     let mut b = Board::sim_realtime();
-    let mut cmds = vec![
-        format!(
-            "config_stepper oid=0 step_pin={STEP} dir_pin={DIR} invert_step=0 step_pulse_ticks=100"
-        ),
-        "config_trsync oid=1".into(),
-        "config_sos_filter oid=2 max_sections=2".into(),
-        "config_trigger_analog oid=3 sos_filter_oid=2".into(),
-    ];
-    cmds.extend(a131_config(4, 1));
-    cmds.extend([
-        "sos_filter_set_offset_scale oid=2 offset=0 scale=1 scale_frac_bits=0 auto_offset=1".into(),
-        "sos_filter_set_active oid=2 n_sections=0 coeff_frac_bits=29".into(),
-        "trigger_analog_set_raw_range oid=3 raw_min=-8388608 raw_max=8388607".into(),
-        "trigger_analog_set_trigger oid=3 trigger_analog_type=0 trigger_value=5000".into(),
-        "ads131m0x_attach_trigger_analog oid=5 trigger_analog_oid=3".into(),
-    ]);
+    let mut cmds = homing_cmds(&a131_config(4, 1));
+    cmds.push("ads131m0x_attach_trigger_analog oid=5 trigger_analog_oid=3".into());
     b.configure(6, &cmds);
     // OSR 8192: 500 SPS.
     a131_klippy_setup(&mut b, 4, 1, 2, 6);
@@ -835,8 +836,7 @@ fn ads131m0x_homing_triggers_and_reports_sensor_errors() {
         "query_ads131m0x oid=5 rest_ticks={}",
         50_000_000 / 5000
     ));
-    let t0 = start_homing(&mut b, 20);
-    b.wait_until_clock(t0.wrapping_add(ms(80)));
+    home_for(&mut b, 20, 80);
     // Moving (a loaded machine may run the 1 ms steps some ms late).
     let rises = b.get(STEP).rises;
     assert!(rises >= 20, "{rises}: {}", b.ctl("chip ads131m0x status"));
@@ -847,18 +847,10 @@ fn ads131m0x_homing_triggers_and_reports_sensor_errors() {
     b.ctl("chip ads131m0x load 20000");
     b.settle(Duration::from_millis(20));
     b.take_all("trsync_state");
-    start_homing(&mut b, 20);
-    b.settle(Duration::from_millis(150));
-    b.ctl("chip ads131m0x crcerr 1");
-    let r = b.wait_msg_where("trsync_state", |r| r.int("can_trigger") == 0);
-    assert_eq!(r.int("trigger_reason"), 14, "{r:?}");
+    home_then(&mut b, "chip ads131m0x crcerr 1", 14);
 
     // A chip reset while homing: error_reason + SENSOR_SPECIFIC + RESET.
     b.take_all("trsync_state");
-    start_homing(&mut b, 20);
-    b.settle(Duration::from_millis(150));
-    b.ctl("chip ads131m0x powercycle");
-    let r = b.wait_msg_where("trsync_state", |r| r.int("can_trigger") == 0);
-    assert_eq!(r.int("trigger_reason"), 15, "{r:?}");
+    home_then(&mut b, "chip ads131m0x powercycle", 15);
     b.assert_not_shutdown();
 }

@@ -30,18 +30,9 @@ use klipper_protocol::host::HostCodec;
 use klipper_protocol::vlq;
 use libfuzzer_sys::fuzz_target;
 
-/// Known bugs the harness can steer around while they stand, kept as
-/// switches (both fixed): queueing before `finalize_config` (an empty
-/// move pool now overflows cleanly) and software buses that waited as
-/// long as the host's `pulse_ticks` said (now bounded by `clock::Spin`).
-const KNOWN_PREFINALIZE_QUEUE: bool = false;
-const KNOWN_SW_BUS_DELAY: bool = false;
-const QUEUE_CMDS: &[&str] = &[
-    "queue_step",
-    "queue_digital_out",
-    "queue_pwm_out",
-    "queue_pca9685_out",
-];
+#[path = "../../tests/fuzzing/known_bugs.rs"]
+mod known_bugs;
+use known_bugs::{steer_off_queue, sw_bus_delay_param};
 
 struct Host {
     registry: &'static Registry,
@@ -358,10 +349,7 @@ struct Run<'a> {
 impl Run<'_> {
     fn encode(&self, c: &Cmd, out: &mut Vec<u8>) {
         let (name, id, types, kinds) = &self.h.cmds[c.pick as usize % self.h.cmds.len()];
-        if KNOWN_PREFINALIZE_QUEUE
-            && !self.mcu.is_finalized()
-            && QUEUE_CMDS.contains(&name.as_str())
-        {
+        if steer_off_queue(name) && !self.mcu.is_finalized() {
             return;
         }
         let now = self.mcu.clock.now();
@@ -380,10 +368,7 @@ impl Run<'_> {
                 out.extend_from_slice(b);
             } else {
                 let mut x = v.for_kind(kinds[i], now);
-                if KNOWN_SW_BUS_DELAY
-                    && ((name == "spi_set_sw_bus" && i == 5)
-                        || (name == "i2c_set_sw_bus" && i == 3))
-                {
+                if sw_bus_delay_param(name, i) {
                     x %= 1000;
                 }
                 vlq::push(x, out);

@@ -84,13 +84,7 @@ impl Mcu {
                 .expect("create the stderr log")
                 .into()
         });
-        let child = exe::mcu_command()
-            .arg("-I")
-            .arg(&link)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
+        let child = port::mcu_on_link(exe::mcu_command(), &link, args, stderr)
             .spawn()
             .expect("spawn klipper_mcu");
         Mcu {
@@ -181,9 +175,7 @@ impl Mcu {
 
     /// Encode a command written as text (see `HostCodec::encode_text`).
     pub fn encode(&self, text: &str) -> Vec<u8> {
-        self.codec
-            .encode_text(text)
-            .unwrap_or_else(|e| panic!("cannot encode {text:?}: {e}"))
+        port::encode(&self.codec, text)
     }
 
     /// The sequence byte the MCU is expected to carry in its acks now

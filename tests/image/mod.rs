@@ -87,10 +87,7 @@ pub fn podman_unavailable(log: &dyn Fn(&str)) -> Option<String> {
         cmd.args(["-q", "-y", "-o", "DPkg::Lock::Timeout=300"])
             .args(args)
             .env("DEBIAN_FRONTEND", "noninteractive");
-        let out = cmd
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("apt-get: {e}"))?;
+        let out = crate::hosttools::output_of(&mut cmd, "apt-get")?;
         if out.status.success() {
             return Ok(());
         }

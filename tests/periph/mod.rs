@@ -7,8 +7,6 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use klipper_protocol::host::HostCodec;
-
 use crate::simboard::{Board, Scratch, TIMEOUT};
 
 /// A temporary folder standing in for /sys (`--sysfs-root`) or /dev
@@ -143,7 +141,5 @@ pub fn hex(data: &[u8]) -> String {
 /// terminal, then open it with a fresh host session and fetch the
 /// dictionary.
 pub fn reconnect(b: &mut Board, old_target: &Path) {
-    b.codec = HostCodec::new();
-    b.msgs.clear();
     b.connect_after(Some(old_target));
 }

@@ -8,10 +8,9 @@
 #![allow(dead_code)]
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 mod exe;
@@ -19,7 +18,7 @@ mod port;
 mod rt;
 
 use klipper_protocol::dictionary::Dictionary;
-use klipper_protocol::host::{HostCodec, Response};
+use klipper_protocol::host::Response;
 
 /// Longest single wait: CI machines are small and busy.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
@@ -93,10 +92,8 @@ pub struct Board {
     child: Child,
     pub link: PathBuf,
     stderr_path: PathBuf,
-    port: Option<File>,
-    pub codec: HostCodec,
-    /// Decoded messages not yet taken, oldest first.
-    pub msgs: Vec<Response>,
+    /// The host's session on the terminal.
+    pub io: port::Session,
     /// The control socket of the simulated board (with `--sim`).
     ctl: Option<UnixDatagram>,
     /// How far the simulator's clock runs ahead of the MCU's (a lower
@@ -156,13 +153,7 @@ impl Board {
         let link = dir.path.join("tty");
         let stderr_path = dir.path.join("stderr.log");
         let stderr = File::create(&stderr_path).expect("create the stderr log");
-        let mut cmd = exe::mcu_command();
-        cmd.arg("-I")
-            .arg(&link)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr);
+        let mut cmd = port::mcu_on_link(exe::mcu_command(), &link, args, stderr.into());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -171,9 +162,7 @@ impl Board {
             child,
             link,
             stderr_path,
-            port: None,
-            codec: HostCodec::new(),
-            msgs: Vec::new(),
+            io: port::Session::default(),
             ctl: None,
             sim_offset: 0,
             dir,
@@ -202,19 +191,19 @@ impl Board {
         if let Err(e) = port::wait_link(&self.link, old, Some(&mut self.child), TIMEOUT) {
             panic!("{e}; stderr:\n{}", self.stderr());
         }
-        self.port = Some(port::open_raw(&self.link));
+        self.io = port::Session::open(&self.link);
         self.identify();
     }
 
     fn identify(&mut self) {
-        self.codec.dict = port::fetch_dictionary(|offset| {
+        self.io.codec.dict = port::fetch_dictionary(|offset| {
             self.send(&format!("identify offset={offset} count=40"));
             let r = self.wait_msg_where("identify_response", |r| r.int("offset") == offset as i64);
             r.bytes("data").to_vec()
         });
         // Messages before the dictionary (`starting`) could not be decoded
         // and were dropped; nothing else is expected yet.
-        self.msgs.clear();
+        self.io.msgs.clear();
     }
 
     pub fn stderr(&self) -> String {
@@ -233,11 +222,31 @@ impl Board {
     }
 
     pub fn dict(&self) -> &Dictionary {
-        &self.codec.dict
+        &self.io.codec.dict
+    }
+
+    /// Each of `formats` (a command's full format, name first) is in the
+    /// dictionary, spelled exactly so.
+    pub fn assert_command_formats(&self, formats: &[&str]) {
+        for c in formats {
+            let name = c.split(' ').next().unwrap();
+            let m = self
+                .dict()
+                .commands
+                .get(name)
+                .unwrap_or_else(|| panic!("{name} missing"));
+            assert_eq!(m.format.format, *c);
+        }
+    }
+
+    /// The value of `key` in the dictionary's enumeration `name`.
+    pub fn enumeration(&self, name: &str, key: &str) -> Option<i64> {
+        let e = self.dict().enumerations.get(name)?;
+        e.get(key).and_then(|v| v.as_i64())
     }
 
     fn fd(&self) -> i32 {
-        self.port.as_ref().expect("port open").as_raw_fd()
+        self.io.fd()
     }
 
     fn write_all(&mut self, data: &[u8]) {
@@ -248,11 +257,7 @@ impl Board {
 
     /// Send one command (text, see `HostCodec::encode_text`) in a block.
     pub fn send(&mut self, text: &str) {
-        let p = self
-            .codec
-            .encode_text(text)
-            .unwrap_or_else(|e| panic!("cannot encode {text:?}: {e:?}"));
-        let b = self.codec.frame(&p);
+        let b = port::block(&mut self.io.codec, text);
         self.write_all(&b);
     }
 
@@ -261,13 +266,9 @@ impl Board {
     pub fn send_all(&mut self, cmds: &[String]) {
         let enc: Vec<Vec<u8>> = cmds
             .iter()
-            .map(|t| {
-                self.codec
-                    .encode_text(t)
-                    .unwrap_or_else(|e| panic!("cannot encode {t:?}: {e:?}"))
-            })
+            .map(|t| port::encode(&self.io.codec, t))
             .collect();
-        let b = self.codec.frame_all(&enc);
+        let b = self.io.codec.frame_all(&enc);
         self.write_all(&b);
     }
 
@@ -282,17 +283,7 @@ impl Board {
             std::thread::sleep(timeout.min(Duration::from_millis(20)));
             return false;
         }
-        port::read_available(self.fd(), |chunk| {
-            for b in self.codec.feed(chunk) {
-                if b.payload.is_empty() {
-                    continue; // an ack or nak
-                }
-                if let Ok(ms) = self.codec.decode(&b.payload) {
-                    self.msgs.extend(ms);
-                }
-            }
-        })
-        .0
+        port::read_available(self.fd(), |chunk| self.io.feed(chunk)).0
     }
 
     /// Read for `d`, collecting messages.
@@ -304,7 +295,7 @@ impl Board {
 
     pub fn fail(&mut self, why: &str) -> ! {
         let status = self.child.try_wait().ok().flatten();
-        let msgs: Vec<&Response> = self.msgs.iter().filter(|m| m.name != "stats").collect();
+        let msgs: Vec<&Response> = self.io.msgs.iter().filter(|m| m.name != "stats").collect();
         panic!(
             "{why}\n  messages: {msgs:?}\n  process: {}\n  stderr:\n{}",
             status.map_or("running".to_string(), |s| s.to_string()),
@@ -332,8 +323,8 @@ impl Board {
     ) -> Option<Response> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(i) = self.msgs.iter().position(|r| r.name == name && pred(r)) {
-                return Some(self.msgs.remove(i));
+            if let Some(i) = self.io.msgs.iter().position(|r| r.name == name && pred(r)) {
+                return Some(self.io.msgs.remove(i));
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -359,10 +350,10 @@ impl Board {
 
     /// Take every message named `name` received so far.
     pub fn take_all(&mut self, name: &str) -> Vec<Response> {
-        let (take, keep) = std::mem::take(&mut self.msgs)
+        let (take, keep) = std::mem::take(&mut self.io.msgs)
             .into_iter()
             .partition(|r| r.name == name);
-        self.msgs = keep;
+        self.io.msgs = keep;
         take
     }
 
@@ -397,7 +388,7 @@ impl Board {
 
     pub fn assert_not_shutdown(&mut self) {
         self.pump(Duration::ZERO);
-        if let Some(s) = self.msgs.iter().find(|m| m.name == "shutdown").cloned() {
+        if let Some(s) = self.io.msgs.iter().find(|m| m.name == "shutdown").cloned() {
             let why = format!(
                 "unexpected shutdown: {}",
                 self.static_string(s.int("static_string_id"))
@@ -477,6 +468,12 @@ impl Board {
         }
     }
 
+    /// `pin` is an output at `level` (`what` says which, on failure).
+    pub fn assert_output(&mut self, pin: u32, level: u8, what: &str) {
+        let p = self.get(pin);
+        assert_eq!((p.level, p.output), (level, 1), "{what}: {p:?}");
+    }
+
     /// The last `n` (at most 512) writes of a line: (clock, value), in
     /// MCU clock (corrected by [`Board::sim_offset`]).
     pub fn history(&mut self, pin: u32, n: usize) -> Vec<(u32, u8)> {
@@ -530,7 +527,7 @@ impl Board {
 
 impl Drop for Board {
     fn drop(&mut self) {
-        self.port = None;
+        self.io.port = None;
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

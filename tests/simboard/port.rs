@@ -7,13 +7,15 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use klipper_protocol::dictionary::{Dictionary, Json};
+use klipper_protocol::host::{HostCodec, Response};
 
 /// A scratch directory, removed (whatever its files' modes) on drop.
 pub struct Scratch {
@@ -191,6 +193,70 @@ pub fn for_a_while(d: Duration, step: Duration, mut pump: impl FnMut(Duration)) 
         }
         pump(left.min(step));
     }
+}
+
+/// The host's side of a session on the MCU's terminal: the port once
+/// open, the codec (with the MCU's dictionary once fetched), the messages
+/// decoded and not yet taken, oldest first.
+#[derive(Default)]
+pub struct Session {
+    pub port: Option<File>,
+    pub codec: HostCodec,
+    pub msgs: Vec<Response>,
+}
+
+impl Session {
+    /// `link` opened as klippy opens it, with a fresh codec and no
+    /// message.
+    pub fn open(link: &Path) -> Session {
+        Session {
+            port: Some(open_raw(link)),
+            ..Session::default()
+        }
+    }
+
+    pub fn fd(&self) -> i32 {
+        self.port.as_ref().expect("port open").as_raw_fd()
+    }
+
+    /// Decode the blocks `chunk` completes into messages (acks and naks
+    /// carry none; what the dictionary cannot decode yet is dropped).
+    pub fn feed(&mut self, chunk: &[u8]) {
+        for b in self.codec.feed(chunk) {
+            if b.payload.is_empty() {
+                continue;
+            }
+            if let Ok(ms) = self.codec.decode(&b.payload) {
+                self.msgs.extend(ms);
+            }
+        }
+    }
+}
+
+/// `text` (a command, see `HostCodec::encode_text`) encoded with `codec`'s
+/// dictionary; a command it cannot encode is a bug in the test.
+pub fn encode(codec: &HostCodec, text: &str) -> Vec<u8> {
+    codec
+        .encode_text(text)
+        .unwrap_or_else(|e| panic!("cannot encode {text:?}: {e:?}"))
+}
+
+/// [`encode`] `text` and frame it as `codec`'s next block.
+pub fn block(codec: &mut HostCodec, text: &str) -> Vec<u8> {
+    let payload = encode(codec, text);
+    codec.frame(&payload)
+}
+
+/// `cmd` (klipper_mcu) with `-I <link> <args>`, its stdin and stdout on
+/// /dev/null and its stderr to `stderr`: how every harness starts the MCU.
+pub fn mcu_on_link(mut cmd: Command, link: &Path, args: &[&str], stderr: Stdio) -> Command {
+    cmd.arg("-I")
+        .arg(link)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr);
+    cmd
 }
 
 /// Wait for `child` to exit, up to `timeout`; None if it did not.

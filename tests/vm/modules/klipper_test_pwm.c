@@ -12,6 +12,8 @@
 #include <linux/platform_device.h>
 #include <linux/pwm.h>
 
+#include "klipper_test_record.h"
+
 #define CHANNELS 2
 
 static struct platform_device *pdev;
@@ -51,31 +53,22 @@ static int __init fake_pwm_init(void)
 {
 	int ret;
 
-	pdev = platform_device_register_simple("klipper-test-pwm", -1, NULL, 0);
+	pdev = record_device_add("klipper-test-pwm", &dev_attr_applied);
 	if (IS_ERR(pdev))
 		return PTR_ERR(pdev);
-	ret = device_create_file(&pdev->dev, &dev_attr_applied);
-	if (ret)
-		goto unregister;
 	chip.dev = &pdev->dev;
 	chip.ops = &fake_ops;
 	chip.npwm = CHANNELS;
 	ret = pwmchip_add(&chip);
 	if (ret)
-		goto remove_file;
-	return 0;
-remove_file:
-	device_remove_file(&pdev->dev, &dev_attr_applied);
-unregister:
-	platform_device_unregister(pdev);
+		record_device_del(pdev, &dev_attr_applied);
 	return ret;
 }
 
 static void __exit fake_pwm_exit(void)
 {
 	pwmchip_remove(&chip);
-	device_remove_file(&pdev->dev, &dev_attr_applied);
-	platform_device_unregister(pdev);
+	record_device_del(pdev, &dev_attr_applied);
 }
 
 module_init(fake_pwm_init);

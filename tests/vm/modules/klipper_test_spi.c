@@ -13,6 +13,8 @@
 #include <linux/spi/spi.h>
 #include <linux/spinlock.h>
 
+#include "klipper_test_record.h"
+
 #define LAST_MAX 256
 
 static struct platform_device *pdev;
@@ -72,16 +74,13 @@ static int __init fake_spi_init(void)
 	struct spi_device *spi;
 	int ret;
 
-	pdev = platform_device_register_simple("klipper-test-spi", -1, NULL, 0);
+	pdev = record_device_add("klipper-test-spi", &dev_attr_last);
 	if (IS_ERR(pdev))
 		return PTR_ERR(pdev);
-	ret = device_create_file(&pdev->dev, &dev_attr_last);
-	if (ret)
-		goto unregister;
 	ctlr = spi_alloc_master(&pdev->dev, 0);
 	if (!ctlr) {
 		ret = -ENOMEM;
-		goto remove_file;
+		goto remove_device;
 	}
 	ctlr->bus_num = 0;
 	ctlr->num_chipselect = 1;
@@ -92,7 +91,7 @@ static int __init fake_spi_init(void)
 	ret = spi_register_controller(ctlr);
 	if (ret) {
 		spi_controller_put(ctlr);
-		goto remove_file;
+		goto remove_device;
 	}
 	spi = spi_alloc_device(ctlr);
 	if (!spi) {
@@ -112,18 +111,15 @@ static int __init fake_spi_init(void)
 	return 0;
 unregister_ctlr:
 	spi_unregister_controller(ctlr);
-remove_file:
-	device_remove_file(&pdev->dev, &dev_attr_last);
-unregister:
-	platform_device_unregister(pdev);
+remove_device:
+	record_device_del(pdev, &dev_attr_last);
 	return ret;
 }
 
 static void __exit fake_spi_exit(void)
 {
 	spi_unregister_controller(ctlr);
-	device_remove_file(&pdev->dev, &dev_attr_last);
-	platform_device_unregister(pdev);
+	record_device_del(pdev, &dev_attr_last);
 }
 
 module_init(fake_spi_init);

@@ -11,6 +11,7 @@
 //! and prints for each `KTEST-RESULT NAME ok|FAIL SECONDS`, then on
 //! failure the child's output, each line prefixed `KTEST| `.
 
+use std::fmt::Display;
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -18,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use klipper_protocol::dictionary::Json;
-use klipper_protocol::host::{HostCodec, Response};
+use klipper_protocol::host::Response;
 
 // The host side of the terminal, shared with the project's pty tests.
 #[path = "../../../simboard/port.rs"]
@@ -284,9 +285,7 @@ struct Mcu {
     child: Child,
     link: PathBuf,
     stderr_path: PathBuf,
-    port: Option<File>,
-    codec: HostCodec,
-    msgs: Vec<Response>,
+    io: port::Session,
 }
 
 impl Mcu {
@@ -299,22 +298,15 @@ impl Mcu {
         std::fs::create_dir_all(&dir).unwrap();
         let link = dir.join("tty");
         let stderr_path = dir.join("stderr.log");
-        let child = Command::new(MCU)
-            .arg("-I")
-            .arg(&link)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&stderr_path).unwrap())
+        let stderr = File::create(&stderr_path).unwrap().into();
+        let child = port::mcu_on_link(Command::new(MCU), &link, args, stderr)
             .spawn()
             .expect("spawn klipper_mcu");
         let mut m = Mcu {
             child,
             link,
             stderr_path,
-            port: None,
-            codec: HostCodec::new(),
-            msgs: Vec::new(),
+            io: port::Session::default(),
         };
         m.connect(None);
         m
@@ -334,27 +326,21 @@ impl Mcu {
         if let Err(e) = port::wait_link(&self.link, old, Some(&mut self.child), TIMEOUT) {
             panic!("{e}; stderr:\n{}", self.stderr());
         }
-        self.port = Some(port::open_raw(&self.link));
-        self.codec = HostCodec::new();
-        self.msgs.clear();
-        self.codec.dict = port::fetch_dictionary(|offset| {
+        self.io = port::Session::open(&self.link);
+        self.io.codec.dict = port::fetch_dictionary(|offset| {
             self.send(&format!("identify offset={offset} count=40"));
             let r = self.wait_where("identify_response", |r| r.int("offset") == offset as i64);
             r.bytes("data").to_vec()
         });
-        self.msgs.clear();
+        self.io.msgs.clear();
     }
 
     fn fd(&self) -> i32 {
-        self.port.as_ref().expect("port open").as_raw_fd()
+        self.io.fd()
     }
 
     fn send(&mut self, text: &str) {
-        let payload = self
-            .codec
-            .encode_text(text)
-            .unwrap_or_else(|e| panic!("encode {text:?}: {e:?}"));
-        let block = self.codec.frame(&payload);
+        let block = port::block(&mut self.io.codec, text);
         port::write_all(self.fd(), &block, TIMEOUT, || {
             self.pump(Duration::from_millis(10))
         });
@@ -365,27 +351,19 @@ impl Mcu {
         if port::poll(self.fd(), libc::POLLIN, timeout) == 0 {
             return;
         }
-        port::read_available(self.fd(), |chunk| {
-            for b in self.codec.feed(chunk) {
-                if !b.payload.is_empty() {
-                    if let Ok(ms) = self.codec.decode(&b.payload) {
-                        self.msgs.extend(ms);
-                    }
-                }
-            }
-        });
+        port::read_available(self.fd(), |chunk| self.io.feed(chunk));
     }
 
     fn wait_where(&mut self, name: &str, pred: impl Fn(&Response) -> bool) -> Response {
         let deadline = Instant::now() + TIMEOUT;
         loop {
-            if let Some(i) = self.msgs.iter().position(|r| r.name == name && pred(r)) {
-                return self.msgs.remove(i);
+            if let Some(i) = self.io.msgs.iter().position(|r| r.name == name && pred(r)) {
+                return self.io.msgs.remove(i);
             }
             if Instant::now() > deadline {
                 panic!(
                     "no `{name}` within {TIMEOUT:?}; got {:?}; stderr:\n{}",
-                    self.msgs,
+                    self.io.msgs,
                     self.stderr()
                 );
             }
@@ -398,7 +376,7 @@ impl Mcu {
     }
 
     fn request(&mut self, cmd: &str, resp: &str) -> Response {
-        self.msgs.retain(|r| r.name != resp);
+        self.io.msgs.retain(|r| r.name != resp);
         self.send(cmd);
         self.wait(resp)
     }
@@ -414,7 +392,7 @@ impl Mcu {
             c.int("is_shutdown"),
             0,
             "shut down: {:?}; stderr:\n{}",
-            self.msgs,
+            self.io.msgs,
             self.stderr()
         );
     }
@@ -422,12 +400,13 @@ impl Mcu {
     fn shutdown_reason(&mut self) -> String {
         let r = self.wait("shutdown");
         let id = r.int("static_string_id");
-        port::static_string(&self.codec.dict, id).unwrap_or_else(|| format!("#{id}"))
+        port::static_string(&self.io.codec.dict, id).unwrap_or_else(|| format!("#{id}"))
     }
 
     /// The value of `name` in the dictionary's enumeration `enumeration`.
     fn enum_value(&self, enumeration: &str, name: &str) -> i64 {
-        self.codec
+        self.io
+            .codec
             .dict
             .enumerations
             .get(enumeration)
@@ -441,11 +420,61 @@ impl Mcu {
         self.send(&format!("allocate_oids count={count}"));
         self.no_shutdown();
     }
+
+    /// allocate_oids for `oids`, then each of `cmds`, one at a time.
+    fn send_config(&mut self, oids: u32, cmds: &[String]) {
+        self.allocate_oids(oids);
+        for c in cmds {
+            self.send(c);
+        }
+    }
+
+    /// [`Mcu::send_config`], then finalize_config: no shutdown.
+    fn configure(&mut self, oids: u32, cmds: &[String]) {
+        self.send_config(oids, cmds);
+        self.send("finalize_config crc=0");
+        self.no_shutdown();
+    }
+
+    /// An i2c_transfer on oid 0 writing `write` and reading a byte ends
+    /// with `status` (a name of the i2c_bus_status enumeration).
+    fn assert_i2c_read_status(&mut self, write: &str, status: &str) {
+        let r = self.request(
+            &format!("i2c_transfer oid=0 write={write} read_len=1"),
+            "i2c_response",
+        );
+        let want = self.enum_value("i2c_bus_status", status);
+        assert_eq!(r.int("i2c_bus_status"), want, "{r:?}");
+    }
+
+    /// The MCU clock 200 ms after a round trip: room for the slow,
+    /// emulated guest on a busy host to deliver a command timed then.
+    fn soon(&mut self) -> u32 {
+        self.sync().wrapping_add(10_000_000)
+    }
+}
+
+/// `config_digital_out` (no max_duration) of `oid` on `pin`.
+fn digital_out(oid: u32, pin: impl Display, value: u8, default: u8) -> String {
+    format!("config_digital_out oid={oid} pin={pin} value={value} default_value={default} max_duration=0")
+}
+
+/// Outputs oid 0 on `l0` (1, default 0) and oid 1 on `l1` (0, default 1).
+fn opposite_outputs(chip: &SimChip, l0: u32, l1: u32) -> [String; 2] {
+    [
+        digital_out(0, chip.pin(l0), 1, 0),
+        digital_out(1, chip.pin(l1), 0, 1),
+    ]
+}
+
+/// `config_endstop` of `oid` on `pin` (pull_up 1, 0 or -1).
+fn endstop(oid: u32, pin: impl Display, pull_up: i32) -> String {
+    format!("config_endstop oid={oid} pin={pin} pull_up={pull_up}")
 }
 
 impl Drop for Mcu {
     fn drop(&mut self) {
-        self.port = None;
+        self.io.port = None;
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -457,18 +486,8 @@ impl Drop for Mcu {
 fn output_initial_value_and_updates() {
     let a = chip_a();
     let mut m = Mcu::start();
-    m.allocate_oids(2);
     // Initial values reach the line as it is requested.
-    m.send(&format!(
-        "config_digital_out oid=0 pin={} value=1 default_value=0 max_duration=0",
-        a.pin(5)
-    ));
-    m.send(&format!(
-        "config_digital_out oid=1 pin={} value=0 default_value=1 max_duration=0",
-        a.pin(6)
-    ));
-    m.send("finalize_config crc=0");
-    m.no_shutdown();
+    m.configure(2, &opposite_outputs(&a, 5, 6));
     assert_eq!(a.value(5), 1);
     assert_eq!(a.value(6), 0);
     for line in [5, 6] {
@@ -484,13 +503,9 @@ fn output_initial_value_and_updates() {
         assert_eq!(a.value(5), v);
         assert_eq!(a.value(6), 1 - v);
     }
-    // A scheduled update: high at a clock 200 ms ahead (room for the slow,
-    // emulated guest on a busy host to deliver the command before then).
-    let now = m.sync();
-    m.send(&format!(
-        "queue_digital_out oid=0 clock={} on_ticks=1",
-        now.wrapping_add(10_000_000)
-    ));
+    // A scheduled update: high at a clock 200 ms ahead.
+    let at = m.soon();
+    m.send(&format!("queue_digital_out oid=0 clock={at} on_ticks=1"));
     eventually("the queued update of line 5", || a.value(5) == 1);
     // set_digital_out takes a line no oid holds.
     m.send(&format!("set_digital_out pin={} value=1", a.pin(7)));
@@ -505,28 +520,35 @@ fn bias_reaches_the_kernel() {
     a.set_pull(8, "pull-down");
     a.set_pull(9, "pull-up");
     let mut m = Mcu::start();
-    m.allocate_oids(3);
-    m.send(&format!("config_endstop oid=0 pin={} pull_up=1", a.pin(8)));
-    m.send(&format!("config_endstop oid=1 pin={} pull_up=-1", a.pin(9)));
-    m.send(&format!("config_endstop oid=2 pin={} pull_up=0", a.pin(10)));
+    let cmds = [
+        endstop(0, a.pin(8), 1),
+        endstop(1, a.pin(9), -1),
+        endstop(2, a.pin(10), 0),
+    ];
+    m.send_config(3, &cmds);
     m.sync();
     m.no_shutdown();
-    // `^`: pull-up in the kernel's flags and gpio-sim's pull.
-    let i = a.info(8);
-    assert!(
-        i.has(FLAG_INPUT) && i.has(FLAG_BIAS_PULL_UP) && !i.has(FLAG_BIAS_PULL_DOWN),
-        "^ line: {i:?}"
-    );
-    assert_eq!(a.pull(8), "pull-up");
-    assert_eq!(a.value(8), 1);
-    // `~`: pull-down.
-    let i = a.info(9);
-    assert!(
-        i.has(FLAG_INPUT) && i.has(FLAG_BIAS_PULL_DOWN) && !i.has(FLAG_BIAS_PULL_UP),
-        "~ line: {i:?}"
-    );
-    assert_eq!(a.pull(9), "pull-down");
-    assert_eq!(a.value(9), 0);
+    // `^`: pull-up in the kernel's flags and gpio-sim's pull; `~`:
+    // pull-down.
+    for (line, what, flag, other, pull, value) in [
+        (8, "^", FLAG_BIAS_PULL_UP, FLAG_BIAS_PULL_DOWN, "pull-up", 1),
+        (
+            9,
+            "~",
+            FLAG_BIAS_PULL_DOWN,
+            FLAG_BIAS_PULL_UP,
+            "pull-down",
+            0,
+        ),
+    ] {
+        let i = a.info(line);
+        assert!(
+            i.has(FLAG_INPUT) && i.has(flag) && !i.has(other),
+            "{what} line: {i:?}"
+        );
+        assert_eq!(a.pull(line), pull);
+        assert_eq!(a.value(line), value);
+    }
     // Neither: no bias flag at all (the line keeps what the board gives).
     let i = a.info(10);
     assert!(
@@ -547,8 +569,7 @@ fn inputs_follow_an_outside_pull() {
     let a = chip_a();
     a.set_pull(11, "pull-down");
     let mut m = Mcu::start();
-    m.allocate_oids(1);
-    m.send(&format!("config_endstop oid=0 pin={} pull_up=0", a.pin(11)));
+    m.send_config(1, &[endstop(0, a.pin(11), 0)]);
     m.sync();
     for (pull, want) in [
         ("pull-down", 0),
@@ -566,24 +587,19 @@ fn inputs_follow_an_outside_pull() {
 fn buttons_report_presses() {
     let a = chip_a();
     let mut m = Mcu::start();
-    m.allocate_oids(1);
-    m.send("config_buttons oid=0 button_count=2");
-    m.send(&format!(
-        "buttons_add oid=0 pos=0 pin={} pull_up=1",
-        a.pin(12)
-    ));
-    m.send(&format!(
-        "buttons_add oid=0 pos=1 pin={} pull_up=1",
-        a.pin(13)
-    ));
-    m.send("finalize_config crc=0");
-    m.no_shutdown();
+    let mut cmds = vec!["config_buttons oid=0 button_count=2".to_string()];
+    for (pos, line) in [(0, 12), (1, 13)] {
+        cmds.push(format!(
+            "buttons_add oid=0 pos={pos} pin={} pull_up=1",
+            a.pin(line)
+        ));
+    }
+    m.configure(1, &cmds);
     assert_eq!(a.pull(12), "pull-up");
-    let now = m.sync();
     // From 200 ms on, sample every 1 ms, report through retransmits.
+    let at = m.soon();
     m.send(&format!(
-        "buttons_query oid=0 clock={} rest_ticks=50000 retransmit_count=10 invert=0",
-        now.wrapping_add(10_000_000)
+        "buttons_query oid=0 clock={at} rest_ticks=50000 retransmit_count=10 invert=0"
     ));
     // A press pulls button 0 low: the reported state has bit 0 clear.
     let expect = |m: &mut Mcu, want: u8| {
@@ -613,12 +629,8 @@ fn endstop_homing_triggers() {
     let a = chip_a();
     a.set_pull(27, "pull-up");
     let mut m = Mcu::start();
-    m.allocate_oids(2);
     // No bias: the outside pull alone decides the level.
-    m.send(&format!("config_endstop oid=0 pin={} pull_up=0", a.pin(27)));
-    m.send("config_trsync oid=1");
-    m.send("finalize_config crc=0");
-    m.no_shutdown();
+    m.configure(2, &[endstop(0, a.pin(27), 0), "config_trsync oid=1".into()]);
     let now = m.sync();
     m.send("trsync_start oid=1 report_clock=0 report_ticks=0 expire_reason=4");
     m.send(&format!(
@@ -640,6 +652,7 @@ fn endstop_homing_triggers() {
         "stopped homing with the line high: {r:?}"
     );
     assert!(!m
+        .io
         .msgs
         .iter()
         .any(|r| r.name == "trsync_state" && r.int("can_trigger") == 0));
@@ -663,15 +676,14 @@ fn counter_counts_edges() {
     let a = chip_a();
     a.set_pull(28, "pull-down");
     let mut m = Mcu::start();
-    m.allocate_oids(1);
-    m.send(&format!("config_counter oid=0 pin={} pull_up=0", a.pin(28)));
-    m.send("finalize_config crc=0");
-    m.no_shutdown();
-    let now = m.sync();
+    m.configure(
+        1,
+        &[format!("config_counter oid=0 pin={} pull_up=0", a.pin(28))],
+    );
     // Sample every 1 ms, report every 100 ms.
+    let at = m.soon();
     m.send(&format!(
-        "query_counter oid=0 clock={} poll_ticks=5000000 sample_ticks=50000",
-        now.wrapping_add(10_000_000)
+        "query_counter oid=0 clock={at} poll_ticks=5000000 sample_ticks=50000"
     ));
     // Each change is waited for before the next, so a slow guest cannot
     // miss one between two samples.
@@ -696,14 +708,10 @@ fn second_chip_pins() {
     let b = sim_chip("b");
     assert_ne!(b.index, 0);
     let mut m = Mcu::start();
-    m.allocate_oids(2);
-    m.send(&format!(
-        "config_digital_out oid=0 pin={} value=1 default_value=0 max_duration=0",
-        b.pin(4)
-    ));
-    m.send(&format!("config_endstop oid=1 pin={} pull_up=1", b.pin(5)));
-    m.send("finalize_config crc=0");
-    m.no_shutdown();
+    m.configure(
+        2,
+        &[digital_out(0, b.pin(4), 1, 0), endstop(1, b.pin(5), 1)],
+    );
     assert_eq!(b.value(4), 1);
     assert!(b.info(4).has(FLAG_OUTPUT));
     assert_eq!(b.pull(5), "pull-up");
@@ -721,12 +729,10 @@ fn second_chip_pins() {
 fn line_configured_twice() {
     let a = chip_a();
     let mut m = Mcu::start();
-    m.allocate_oids(2);
-    m.send(&format!(
-        "config_digital_out oid=0 pin={} value=1 default_value=0 max_duration=0",
-        a.pin(14)
-    ));
-    m.send(&format!("config_endstop oid=1 pin={} pull_up=1", a.pin(14)));
+    m.send_config(
+        2,
+        &[digital_out(0, a.pin(14), 1, 0), endstop(1, a.pin(14), 1)],
+    );
     m.sync();
     m.no_shutdown();
     // The second request replaced the first: an input with pull-up, and
@@ -746,11 +752,7 @@ fn line_held_by_the_kernel() {
     let hog = a.info(3);
     assert!(hog.has(FLAG_USED), "line 3 is not hogged: {hog:?}");
     let mut m = Mcu::start();
-    m.allocate_oids(1);
-    m.send(&format!(
-        "config_digital_out oid=0 pin={} value=0 default_value=0 max_duration=0",
-        a.pin(3)
-    ));
+    m.send_config(1, &[digital_out(0, a.pin(3), 0, 0)]);
     assert_eq!(m.shutdown_reason(), "Unable to open out GPIO chip line");
     let err = m.stderr();
     assert!(err.contains("EBUSY"), "stderr does not name EBUSY:\n{err}");
@@ -767,17 +769,7 @@ fn line_held_by_the_kernel() {
 fn emergency_stop_values() {
     let a = chip_a();
     let mut m = Mcu::start();
-    m.allocate_oids(2);
-    m.send(&format!(
-        "config_digital_out oid=0 pin={} value=1 default_value=0 max_duration=0",
-        a.pin(15)
-    ));
-    m.send(&format!(
-        "config_digital_out oid=1 pin={} value=0 default_value=1 max_duration=0",
-        a.pin(16)
-    ));
-    m.send("finalize_config crc=0");
-    m.no_shutdown();
+    m.configure(2, &opposite_outputs(&a, 15, 16));
     assert_eq!((a.value(15), a.value(16)), (1, 0));
     m.send("emergency_stop");
     assert_eq!(m.shutdown_reason(), "Command request");
@@ -790,18 +782,13 @@ fn emergency_stop_values() {
 fn config_reset_leaks_no_line_handle() {
     let a = chip_a();
     let mut m = Mcu::start();
-    let configure = |m: &mut Mcu| {
-        m.allocate_oids(3);
-        m.send(&format!(
-            "config_digital_out oid=0 pin={} value=1 default_value=0 max_duration=0",
-            a.pin(17)
-        ));
-        m.send(&format!("config_endstop oid=1 pin={} pull_up=1", a.pin(18)));
-        m.send("config_i2c oid=2");
-        m.send("i2c_set_bus oid=2 i2c_bus=1 rate=100000 address=80");
-        m.send("finalize_config crc=0");
-        m.no_shutdown();
-    };
+    let cmds = [
+        digital_out(0, a.pin(17), 1, 0),
+        endstop(1, a.pin(18), 1),
+        "config_i2c oid=2".into(),
+        "i2c_set_bus oid=2 i2c_bus=1 rate=100000 address=80".into(),
+    ];
+    let configure = |m: &mut Mcu| m.configure(3, &cmds);
     configure(&mut m);
     let pid = m.pid();
     assert_eq!(fds_of(pid, "gpio-line").len(), 2);
@@ -832,19 +819,15 @@ fn sigterm_releases_every_line() {
     let a = chip_a();
     let b = sim_chip("b");
     let mut m = Mcu::start();
-    m.allocate_oids(4);
-    m.send(&format!(
-        "config_digital_out oid=0 pin={} value=1 default_value=0 max_duration=0",
-        a.pin(19)
-    ));
-    m.send(&format!("config_endstop oid=1 pin={} pull_up=1", a.pin(20)));
-    m.send(&format!(
-        "config_digital_out oid=2 pin={} value=1 default_value=0 max_duration=0",
-        b.pin(6)
-    ));
-    m.send(&format!("config_endstop oid=3 pin={} pull_up=-1", b.pin(7)));
-    m.send("finalize_config crc=0");
-    m.no_shutdown();
+    m.configure(
+        4,
+        &[
+            digital_out(0, a.pin(19), 1, 0),
+            endstop(1, a.pin(20), 1),
+            digital_out(2, b.pin(6), 1, 0),
+            endstop(3, b.pin(7), -1),
+        ],
+    );
     let lines = [(&a, 19), (&a, 20), (&b, 6), (&b, 7)];
     for (c, l) in lines {
         assert!(c.info(l).has(FLAG_USED));
@@ -887,15 +870,19 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// I2C `oid` on /dev/i2c-1 at 100 kHz for the device at `address`.
+fn hw_i2c(oid: u32, address: u8) -> Vec<String> {
+    vec![
+        format!("config_i2c oid={oid}"),
+        format!("i2c_set_bus oid={oid} i2c_bus=1 rate=100000 address={address}"),
+    ]
+}
+
 fn hw_i2c_write_read_transfer() {
     let mut m = Mcu::start();
-    m.allocate_oids(2);
-    m.send("config_i2c oid=0");
-    m.send("i2c_set_bus oid=0 i2c_bus=1 rate=100000 address=80");
-    m.send("config_i2c oid=1");
-    m.send("i2c_set_bus oid=1 i2c_bus=1 rate=100000 address=81");
-    m.send("finalize_config crc=0");
-    m.no_shutdown();
+    let mut cmds = hw_i2c(0, 80);
+    cmds.extend(hw_i2c(1, 81));
+    m.configure(2, &cmds);
     // Write: register 0x10 on, on each device; the kernel's own tools see it.
     m.send("i2c_write oid=0 data=10a1b2c3");
     m.send("i2c_write oid=1 data=105a6b");
@@ -929,17 +916,8 @@ fn hw_i2c_write_read_transfer() {
 
 fn hw_i2c_nack_for_an_absent_address() {
     let mut m = Mcu::start();
-    m.allocate_oids(1);
-    m.send("config_i2c oid=0");
-    m.send("i2c_set_bus oid=0 i2c_bus=1 rate=100000 address=96");
-    m.send("finalize_config crc=0");
-    m.no_shutdown();
-    let r = m.request("i2c_transfer oid=0 write=00 read_len=1", "i2c_response");
-    assert_eq!(
-        r.int("i2c_bus_status"),
-        m.enum_value("i2c_bus_status", "NACK"),
-        "{r:?}"
-    );
+    m.configure(1, &hw_i2c(0, 96));
+    m.assert_i2c_read_status("00", "NACK");
     // A status, not a shutdown.
     m.no_shutdown();
     // The kernel's reason on stderr, with the device and the errno.
@@ -953,15 +931,12 @@ fn hw_i2c_nack_for_an_absent_address() {
 fn sw_i2c_on_gpio_sim_lines() {
     let a = chip_a();
     let mut m = Mcu::start();
-    m.allocate_oids(1);
-    m.send("config_i2c oid=0");
-    m.send(&format!(
+    let bus = format!(
         "i2c_set_sw_bus oid=0 scl_pin={} sda_pin={} pulse_ticks=250 address=80",
         a.pin(21),
         a.pin(22)
-    ));
-    m.send("finalize_config crc=0");
-    m.no_shutdown();
+    );
+    m.configure(1, &["config_i2c oid=0".into(), bus]);
     // The bus lines are held, released high by their pull-ups.
     for line in [21, 22] {
         let i = a.info(line);
@@ -973,12 +948,7 @@ fn sw_i2c_on_gpio_sim_lines() {
         assert_eq!(a.value(line), 1);
     }
     // Nothing on these lines answers: the address byte is not acked.
-    let r = m.request("i2c_transfer oid=0 write=10 read_len=1", "i2c_response");
-    assert_eq!(
-        r.int("i2c_bus_status"),
-        m.enum_value("i2c_bus_status", "START_NACK"),
-        "{r:?}"
-    );
+    m.assert_i2c_read_status("10", "START_NACK");
     m.no_shutdown();
     // The bus is released after the transfer.
     for line in [21, 22] {
@@ -1002,11 +972,7 @@ fn realtime_flag() {
         .expect("VmLck");
     assert_ne!(locked.split_whitespace().nth(1), Some("0"), "{locked}");
     // And it works as usual.
-    m.allocate_oids(1);
-    m.send(&format!(
-        "config_digital_out oid=0 pin={} value=1 default_value=0 max_duration=0",
-        a.pin(23)
-    ));
+    m.send_config(1, &[digital_out(0, a.pin(23), 1, 0)]);
     m.send("finalize_config crc=0");
     m.sync();
     assert_eq!(a.value(23), 1);
@@ -1030,11 +996,8 @@ fn pwm_applied(ch: usize) -> String {
 
 fn hardware_pwm() {
     let mut m = Mcu::start();
-    m.allocate_oids(1);
     // 1 ms period (50 000 ticks), a quarter on.
-    m.send("config_pwm_out oid=0 pin=pwmchip0/pwm0 cycle_ticks=50000 value=8192 default_value=0 max_duration=0");
-    m.send("finalize_config crc=0");
-    m.no_shutdown();
+    m.configure(1, &["config_pwm_out oid=0 pin=pwmchip0/pwm0 cycle_ticks=50000 value=8192 default_value=0 max_duration=0".into()]);
     eventually("the channel exported", || {
         Path::new(PWM).join("pwm0").exists()
     });
@@ -1043,11 +1006,8 @@ fn hardware_pwm() {
     assert_eq!(pwm_attr(0, "enable"), "1");
     assert_eq!(pwm_applied(0), "1000000 250000 1");
     // A scheduled change, 200 ms ahead.
-    let now = m.sync();
-    m.send(&format!(
-        "queue_pwm_out oid=0 clock={} value=24576",
-        now.wrapping_add(10_000_000)
-    ));
+    let at = m.soon();
+    m.send(&format!("queue_pwm_out oid=0 clock={at} value=24576"));
     eventually("the queued duty cycle", || {
         pwm_attr(0, "duty_cycle") == "750000"
     });
@@ -1074,23 +1034,28 @@ fn spi_last() -> (u32, u32, String) {
     (mode, speed, w.next().unwrap_or("").to_string())
 }
 
+/// SPI `oid` on spidev0.0 (`mode_rate`: "mode=M rate=R") with an
+/// active-low chip select on `cs`.
+fn spi_with_cs(oid: u32, cs: impl Display, mode_rate: &str) -> Vec<String> {
+    vec![
+        format!("config_spi oid={oid} pin={cs} cs_active_high=0"),
+        format!("spi_set_bus oid={oid} spi_bus=0 {mode_rate}"),
+    ]
+}
+
 fn spi_through_spidev() {
     let a = chip_a();
     assert!(Path::new("/dev/spidev0.0").exists(), "no /dev/spidev0.0");
     let mut m = Mcu::start();
-    m.allocate_oids(3);
-    m.send("config_spi_without_cs oid=0");
-    m.send("spi_set_bus oid=0 spi_bus=0 mode=3 rate=1000000");
+    let mut cmds = vec![
+        "config_spi_without_cs oid=0".into(),
+        "spi_set_bus oid=0 spi_bus=0 mode=3 rate=1000000".into(),
+    ];
     // A device with its chip select on a gpio-sim line, active low, on
     // the same spidev node with the same settings.
-    m.send(&format!(
-        "config_spi oid=1 pin={} cs_active_high=0",
-        a.pin(24)
-    ));
-    m.send("spi_set_bus oid=1 spi_bus=0 mode=3 rate=1000000");
-    m.send("config_spi_shutdown oid=2 spi_oid=0 shutdown_msg=dead");
-    m.send("finalize_config crc=0");
-    m.no_shutdown();
+    cmds.extend(spi_with_cs(1, a.pin(24), "mode=3 rate=1000000"));
+    cmds.push("config_spi_shutdown oid=2 spi_oid=0 shutdown_msg=dead".into());
+    m.configure(3, &cmds);
     assert_eq!(a.value(24), 1, "chip select not idle high");
     // The controller answers the inverse of each byte it is sent.
     let r = m.request("spi_transfer oid=0 data=0102a5", "spi_transfer_response");
@@ -1112,19 +1077,9 @@ fn spi_through_spidev() {
 fn spi_devices_keep_their_own_mode_and_rate() {
     let a = chip_a();
     let mut m = Mcu::start();
-    m.allocate_oids(2);
-    m.send(&format!(
-        "config_spi oid=0 pin={} cs_active_high=0",
-        a.pin(25)
-    ));
-    m.send("spi_set_bus oid=0 spi_bus=0 mode=3 rate=1000000");
-    m.send(&format!(
-        "config_spi oid=1 pin={} cs_active_high=0",
-        a.pin(26)
-    ));
-    m.send("spi_set_bus oid=1 spi_bus=0 mode=1 rate=2000000");
-    m.send("finalize_config crc=0");
-    m.no_shutdown();
+    let mut cmds = spi_with_cs(0, a.pin(25), "mode=3 rate=1000000");
+    cmds.extend(spi_with_cs(1, a.pin(26), "mode=1 rate=2000000"));
+    m.configure(2, &cmds);
     m.request("spi_transfer oid=0 data=0102", "spi_transfer_response");
     assert_eq!(spi_last(), (3, 1_000_000, "0102".into()));
     m.request("spi_transfer oid=1 data=0304", "spi_transfer_response");
@@ -1146,20 +1101,16 @@ fn adc_through_iio() {
     assert_eq!(name, "klipper-test-adc");
     std::fs::write(IIO_RAW, "1000,3000").unwrap();
     let mut m = Mcu::start();
-    m.allocate_oids(2);
-    m.send("config_analog_in oid=0 pin=analog0");
-    m.send("config_analog_in oid=1 pin=analog1");
-    m.send("finalize_config crc=0");
-    m.no_shutdown();
-    let now = m.sync();
+    let cmds = [0, 1].map(|k| format!("config_analog_in oid={k} pin=analog{k}"));
+    m.configure(2, &cmds);
+    let at = m.soon();
     // From 200 ms on, four samples 0.1 ms apart, a report every 10 ms;
     // channel 1 shuts
     // the MCU down after 2 readings above 3500.
     for (oid, max) in [(0, 4095), (1, 3500)] {
         m.send(&format!(
-            "query_analog_in oid={oid} clock={} sample_ticks=5000 sample_count=4 \
+            "query_analog_in oid={oid} clock={at} sample_ticks=5000 sample_count=4 \
              rest_ticks=500000 bytes_per_report=2 min_value=0 max_value={} range_check_count=2",
-            now.wrapping_add(10_000_000),
             max * 4
         ));
     }
