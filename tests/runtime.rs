@@ -14,7 +14,7 @@ use klipper_mcu::commands::{registry, Dialect};
 use klipper_mcu::hw::Board;
 use klipper_mcu::mcu::{Mcu, TimerId};
 use klipper_mcu::runtime;
-use klipper_mcu::sched::{TimerResult, MAX_TIMER_LATENESS};
+use klipper_mcu::sched::{TimerFn, TimerResult, MAX_TIMER_LATENESS};
 use klipper_mcu::shutdown::Shutdown;
 use klipper_protocol::dictionary::Dictionary;
 use klipper_protocol::host::HostCodec;
@@ -231,6 +231,16 @@ fn shutdown_ids(mcu: &mut Mcu, codec: &mut HostCodec) -> Vec<i64> {
     ids
 }
 
+/// A bare MCU that finds timer `func` three times the allowed lateness
+/// behind, after one pass of `run_timers`.
+fn run_timer_found_late(func: TimerFn<Mcu>) -> (Mcu, HostCodec) {
+    let (mut mcu, codec) = bare_mcu();
+    let late = mcu.clock.now().wrapping_sub(3 * MAX_TIMER_LATENESS);
+    mcu.timers.insert(TimerId::new(func, 0), late);
+    runtime::run_timers(&mut mcu, runtime::TIMER_MIN_TRY_TICKS);
+    (mcu, codec)
+}
+
 static LATE_RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 fn late_once(_: &mut Mcu, _: u32, _: u32) -> Result<TimerResult, Shutdown> {
@@ -242,10 +252,7 @@ fn late_once(_: &mut Mcu, _: u32, _: u32) -> Result<TimerResult, Shutdown> {
 /// on a loaded machine) runs late, as in the reference: it is no runaway.
 #[test]
 fn a_timer_found_late_runs_without_a_shutdown() {
-    let (mut mcu, mut codec) = bare_mcu();
-    let late = mcu.clock.now().wrapping_sub(3 * MAX_TIMER_LATENESS);
-    mcu.timers.insert(TimerId::new(late_once, 0), late);
-    runtime::run_timers(&mut mcu, runtime::TIMER_MIN_TRY_TICKS);
+    let (mut mcu, mut codec) = run_timer_found_late(late_once);
     assert_eq!(LATE_RUNS.load(Ordering::Relaxed), 1);
     assert!(!mcu.is_shutdown());
     assert!(mcu.timers.is_empty());
@@ -261,10 +268,7 @@ fn never_catches_up(_: &mut Mcu, _: u32, waketime: u32) -> Result<TimerResult, S
 /// timer in the past", as the reference.
 #[test]
 fn timers_that_never_catch_up_shut_down() {
-    let (mut mcu, mut codec) = bare_mcu();
-    let late = mcu.clock.now().wrapping_sub(3 * MAX_TIMER_LATENESS);
-    mcu.timers.insert(TimerId::new(never_catches_up, 0), late);
-    runtime::run_timers(&mut mcu, runtime::TIMER_MIN_TRY_TICKS);
+    let (mut mcu, mut codec) = run_timer_found_late(never_catches_up);
     assert!(mcu.is_shutdown());
     let want = mcu
         .registry
