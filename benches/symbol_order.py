@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Write link/x86_64-unknown-linux-gnu.order: the functions the release
+klipper_mcu runs from start-up to idle, which build.rs has the linker place
+first in the text (see symbol_order in build.rs for why).
+
+Usage: benches/symbol_order.py [--idle SECONDS]
+Needs: gdb, nm, Kalico's `klippy` importable by the Python running this (as
+for benches/compare.py) and FAKEGPIO_SO (default /tmp/fakegpio.so; built
+from shared/tools/fakegpio.c if missing).
+
+It builds the release binary with its symbols (CARGO_PROFILE_RELEASE_STRIP
+=false, into target/symbol-order; the names, and so the list, are those of
+the stripped build), runs it under gdb with a one-shot breakpoint at every
+function through shared/tools/mcubench.py's `idle` test (start-up, identify,
+a digital_out configured, then idle), and lists every function entered, in
+their default address order. Run it again after a rustc or dependency
+update (the names carry rustc's hashes) and after changes to what an idle
+MCU runs.
+"""
+import argparse, os, subprocess, sys, tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+TOOLS = os.path.join(os.path.dirname(ROOT), "shared", "tools")
+TARGET = "x86_64-unknown-linux-gnu"
+
+GDB_SCRIPT = r'''
+import gdb, subprocess, os
+binp = os.environ["ORDER_BIN"]
+out = open(os.environ["ORDER_HITS"], "a")
+syms = []
+for l in subprocess.run(["nm", binp], capture_output=True, text=True).stdout.splitlines():
+    f = l.split()
+    if len(f) == 3 and f[1] in "tT":
+        syms.append((int(f[0], 16), f[2]))
+class Once(gdb.Breakpoint):
+    def __init__(self, spec, name):
+        super().__init__(spec, internal=True)
+        self.name = name
+    def stop(self):
+        out.write(self.name + "\n"); out.flush()
+        self.enabled = False
+        return False
+gdb.execute("set pagination off")
+gdb.execute("starti")
+real = os.path.realpath(binp)
+base = next(int(l.split("-")[0], 16) for l in open("/proc/%d/maps" % gdb.selected_inferior().pid)
+            if l.rstrip().endswith(real))
+for a, n in syms:
+    Once("*0x%x" % (base + a), n)
+for s in ("SIGTERM", "SIGPIPE", "SIGINT"):
+    gdb.execute("handle %s nostop noprint pass" % s)
+gdb.execute("continue")
+'''
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--idle", type=int, default=10)
+    a = ap.parse_args()
+    tdir = os.path.join(ROOT, "target", "symbol-order")
+    env = dict(os.environ, CARGO_PROFILE_RELEASE_STRIP="false", CARGO_TARGET_DIR=tdir)
+    subprocess.check_call(["cargo", "build", "--release", "--bin", "klipper_mcu"], cwd=ROOT, env=env)
+    binp = os.path.join(tdir, "release", "klipper_mcu")
+    so = os.environ.setdefault("FAKEGPIO_SO", "/tmp/fakegpio.so")
+    if not os.path.exists(so):
+        subprocess.check_call(["gcc", "-O2", "-shared", "-fPIC",
+                               os.path.join(TOOLS, "fakegpio.c"), "-o", so, "-ldl"])
+    with tempfile.TemporaryDirectory() as tmp:
+        script = os.path.join(tmp, "once.py")
+        hits = os.path.join(tmp, "hits")
+        wrapper = os.path.join(tmp, "under-gdb")
+        open(script, "w").write(GDB_SCRIPT)
+        open(wrapper, "w").write('#!/bin/sh\nexec gdb -q -batch -x %s --args %s "$@" >%s/gdb.log 2>&1\n'
+                                 % (script, binp, tmp))
+        os.chmod(wrapper, 0o755)
+        run_env = dict(os.environ, ORDER_BIN=binp, ORDER_HITS=hits)
+        subprocess.run([sys.executable, os.path.join(TOOLS, "mcubench.py"), wrapper, "--",
+                        "idle", str(a.idle)], env=run_env, check=True, timeout=300)
+        hit = set(open(hits).read().split())
+    # Functions from C start-up files in other output sections (.init)
+    # cannot be placed; the linker ignores names it does not find.
+    hit.discard("_init")
+    addr = {}
+    for l in subprocess.run(["nm", binp], capture_output=True, text=True).stdout.splitlines():
+        f = l.split()
+        if len(f) == 3 and f[2] in hit:
+            addr[f[2]] = int(f[0], 16)
+    names = sorted(addr, key=lambda n: addr[n])
+    if len(names) < 20:
+        sys.exit("only %d functions seen: did the MCU run?" % len(names))
+    dest = os.path.join(ROOT, "link", TARGET + ".order")
+    with open(dest, "w") as f:
+        f.write("\n".join(names) + "\n")
+    print("%s: %d functions" % (dest, len(names)))
+
+
+if __name__ == "__main__":
+    main()
