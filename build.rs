@@ -49,8 +49,9 @@ fn static_unwinder() {
 /// (rust-lld, which reads the list; GNU ld does not know the option), so
 /// not when a linker is configured (RUSTC_LINKER: the Dockerfile's cross
 /// and static builds) or rustflags change the linker. The names carry
-/// rustc's hashes: a list left stale by a rustc or dependency update
-/// matches fewer functions and the text falls back towards the default
+/// rustc's hashes, which follow the profile too (a list taken from a build
+/// with symbols would not fit the stripped release build): a list left
+/// stale by a rustc, dependency or profile change matches fewer functions and the text falls back towards the default
 /// order; the link never fails on it.
 fn symbol_order(target: &str) {
     let list = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap())
@@ -70,4 +71,14 @@ fn symbol_order(target: &str) {
         "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={},--no-warn-symbol-ordering",
         list.display()
     );
+    // benches/symbol_order.py reads the addresses of the functions of
+    // this very build (the names' hashes follow the profile) from a link
+    // map.
+    println!("cargo:rerun-if-env-changed=KLIPPER_MCU_LINK_MAP");
+    if let Some(map) = env::var_os("KLIPPER_MCU_LINK_MAP") {
+        println!(
+            "cargo:rustc-link-arg-bins=-Wl,--no-demangle,-Map={}",
+            PathBuf::from(map).display()
+        );
+    }
 }

