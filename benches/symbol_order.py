@@ -18,7 +18,7 @@ their default address order. Run it again after a rustc or dependency
 update (the names carry rustc's hashes) and after changes to what an idle
 MCU runs.
 """
-import argparse, os, subprocess, sys, tempfile
+import argparse, os, re, subprocess, sys, tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -82,6 +82,29 @@ def text_functions(binp, link_map):
     return syms
 
 
+def unhashed(name):
+    """A legacy-mangled Rust name without its hash (`17h<16 hex>E`)."""
+    return re.sub(r"17h[0-9a-f]{16}E$", "", name)
+
+
+def static_names(names, tmp):
+    """The same functions in the static build (+crt-static, the Dockerfile's
+    host variant), whose names carry other hashes: every function of that
+    build whose name matches one of `names` but for the hash. The linker
+    ignores the names a build does not have, so one list serves both."""
+    link_map = os.path.join(tmp, "static.map")
+    env = dict(os.environ, KLIPPER_MCU_LINK_MAP=link_map,
+               RUSTFLAGS="-C target-feature=+crt-static",
+               CARGO_TARGET_DIR=os.path.join(ROOT, "target", "symbol-order-static"))
+    subprocess.check_call(["cargo", "build", "--release", "--bin", "klipper_mcu",
+                           "--target", TARGET], cwd=ROOT, env=env)
+    binp = os.path.join(env["CARGO_TARGET_DIR"], TARGET, "release", "klipper_mcu")
+    want = {unhashed(n) for n in names}
+    have = set(names)
+    return [n for _, n in sorted(text_functions(binp, link_map))
+            if n not in have and unhashed(n) in want]
+
+
 def run(a, tmp):
     link_map = os.path.join(tmp, "klipper_mcu.map")
     env = dict(os.environ, KLIPPER_MCU_LINK_MAP=link_map)
@@ -117,6 +140,7 @@ def run(a, tmp):
     names = sorted(addr, key=lambda n: addr[n])
     if len(names) < 20:
         sys.exit("only %d functions seen: did the MCU run?" % len(names))
+    names += static_names(names, tmp)
     dest = os.path.join(ROOT, "link", TARGET + ".order")
     with open(dest, "w") as f:
         f.write("\n".join(names) + "\n")
