@@ -63,6 +63,7 @@ fn symbol_order(target: &str) {
     if target != "x86_64-unknown-linux-gnu"
         || env::var_os("RUSTC_LINKER").is_some()
         || flags.contains("linker")
+        || !rustc_links_with_lld()
         || !list.exists()
     {
         return;
@@ -81,4 +82,24 @@ fn symbol_order(target: &str) {
             PathBuf::from(map).display()
         );
     }
+}
+
+/// Whether rustc links x86_64 linux-gnu with its own rust-lld by default:
+/// from Rust 1.90 on; older ones run the system's GNU ld, which would
+/// refuse the option.
+fn rustc_links_with_lld() -> bool {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let Ok(out) = std::process::Command::new(rustc).arg("--version").output() else {
+        return false;
+    };
+    // "rustc 1.95.0 (59807616e 2026-04-14)"
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut v = text
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("")
+        .split('.')
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
+    (major, minor) >= (1, 90)
 }
