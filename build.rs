@@ -43,7 +43,7 @@ fn static_unwinder() {
 /// (fault-around), and more for a large page-cache folio: code an idle MCU
 /// runs, scattered among code it never runs, keeps nearly all of the text
 /// resident (about 450 of 520 KB), where the same code packed together
-/// keeps about 130 KB.
+/// keeps about 200 KB (mcubench idle, cold page cache).
 ///
 /// Only for x86_64 linux-gnu linked by rustc's default linker there
 /// (rust-lld, which reads the list; GNU ld does not know the option), so
