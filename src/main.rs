@@ -1,4 +1,6 @@
 //! klipper_mcu: Klipper's Linux host MCU.
+// Our own C `main` instead of std's (see `main` below).
+#![no_main]
 
 use std::ffi::{CString, OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -210,7 +212,35 @@ fn install_signal_handlers() -> nix::sys::signal::SigSet {
     old
 }
 
-fn main() {
+/// The C entry point, in place of std's: std's start-up asks glibc for
+/// the main thread's stack bounds (which parses /proc/self/maps with
+/// stdio and scanf) and maps an alternate signal stack to report stack
+/// overflows, all code and pages an idle MCU then keeps resident. What
+/// else std does before `main` is kept: standard descriptors that are
+/// closed are opened on /dev/null (or the pty could become stderr), and
+/// SIGPIPE is ignored (`install_signal_handlers` sets it again).
+/// `std::env::args_os` works without std's `main` on glibc (its
+/// arguments come from an `.init_array` hook).
+#[no_mangle]
+pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    // SAFETY: plain system calls on descriptors 0..=2 and a signal
+    // disposition, before any other thread exists.
+    unsafe {
+        for fd in 0..=2 {
+            if libc::fcntl(fd, libc::F_GETFD) == -1
+                && *libc::__errno_location() == libc::EBADF
+                && libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) != fd
+            {
+                libc::abort();
+            }
+        }
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+    run();
+    0
+}
+
+fn run() {
     // args_os: std::env::args panics on an argument that is not UTF-8.
     let args: Vec<OsString> = std::env::args_os().collect();
     let opts = match parse_args(&args) {

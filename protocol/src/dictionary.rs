@@ -27,22 +27,139 @@ pub enum EnumValue {
 }
 
 /// Builds a dictionary; entries keep the order they were added in.
+///
+/// The JSON text is written as entries are added, with no
+/// `serde_json::Value` tree: an MCU builds its dictionary once at start-up
+/// and every small block a tree leaves behind in the allocator stays
+/// resident for as long as the MCU runs. The text is the one serde_json
+/// writes for the same entries in a `preserve_order` map (a key added
+/// again keeps its place and takes the new value), byte for byte.
 #[derive(Debug, Clone, Default)]
 pub struct DictionaryBuilder {
-    root: Map<String, Json>,
-    config: Map<String, Json>,
-    enums: Map<String, Json>,
-    commands: Map<String, Json>,
-    responses: Map<String, Json>,
+    root: Section,
+    config: Section,
+    /// Each enumeration's name (as JSON text) and entries.
+    enums: Vec<(String, Section)>,
+    commands: Section,
+    responses: Section,
+}
+
+/// An ordered JSON object under construction: the keys and values as JSON
+/// text in one buffer, and where each entry's key and value are in it.
+#[derive(Debug, Clone, Default)]
+struct Section {
+    text: String,
+    /// (key start, key end, value start, value end) in `text`.
+    entries: Vec<(usize, usize, usize, usize)>,
+}
+
+impl Section {
+    /// Add `key` with `value` (JSON text written by `value`), or give an
+    /// existing `key` the new value in its place.
+    fn insert(&mut self, key: &str, value: impl FnOnce(&mut String)) {
+        let k0 = self.text.len();
+        write_json_str(&mut self.text, key);
+        let k1 = self.text.len();
+        let old = self
+            .entries
+            .iter()
+            .position(|e| self.text[e.0..e.1] == self.text[k0..k1]);
+        let (v0, k0, k1) = match old {
+            // Keep the key where it was; drop its second copy.
+            Some(i) => {
+                self.text.truncate(k0);
+                (k0, self.entries[i].0, self.entries[i].1)
+            }
+            None => (k1, k0, k1),
+        };
+        value(&mut self.text);
+        let e = (k0, k1, v0, self.text.len());
+        match old {
+            Some(i) => self.entries[i] = e,
+            None => self.entries.push(e),
+        }
+    }
+
+    fn insert_json(&mut self, key: &str, value: &Json) {
+        self.insert(key, |out| write_json(out, value));
+    }
+
+    fn insert_int(&mut self, key: &str, value: i64) {
+        self.insert(key, |out| {
+            use std::fmt::Write as _;
+            let _ = write!(out, "{value}");
+        });
+    }
+
+    /// The object's JSON text, appended to `out`.
+    fn write(&self, out: &mut String) {
+        out.push('{');
+        for (i, &(k0, k1, v0, v1)) in self.entries.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&self.text[k0..k1]);
+            out.push(':');
+            out.push_str(&self.text[v0..v1]);
+        }
+        out.push('}');
+    }
+}
+
+/// `s` as a JSON string, escaped as serde_json escapes it.
+fn write_json_str(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let esc: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if esc.is_empty() {
+            out.push_str("\\u00");
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 15) as usize] as char);
+        } else {
+            out.push_str(esc);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+/// A value as serde_json writes it (compact).
+fn write_json(out: &mut String, v: &Json) {
+    match v {
+        Json::String(s) => write_json_str(out, s),
+        Json::Number(n) => {
+            use std::fmt::Write as _;
+            let _ = write!(out, "{n}");
+        }
+        _ => out.push_str(&v.to_string()),
+    }
 }
 
 impl DictionaryBuilder {
     pub fn new(app: &str, version: &str, build_versions: &str, license: &str) -> Self {
-        let mut root = Map::new();
-        root.insert("app".into(), json!(app));
-        root.insert("version".into(), json!(version));
-        root.insert("build_versions".into(), json!(build_versions));
-        root.insert("license".into(), json!(license));
+        let mut root = Section::default();
+        for (k, v) in [
+            ("app", app),
+            ("version", version),
+            ("build_versions", build_versions),
+            ("license", license),
+        ] {
+            root.insert(k, |out| write_json_str(out, v));
+        }
         DictionaryBuilder {
             root,
             ..Default::default()
@@ -51,43 +168,86 @@ impl DictionaryBuilder {
 
     /// A constant under `config` (klippy's `get_constant`).
     pub fn constant(&mut self, name: &str, value: Json) -> &mut Self {
-        self.config.insert(name.into(), value);
+        self.config.insert_json(name, &value);
         self
     }
 
     pub fn enumeration(&mut self, enum_name: &str, name: &str, value: EnumValue) -> &mut Self {
-        let e = self
-            .enums
-            .entry(enum_name.to_string())
-            .or_insert_with(|| Json::Object(Map::new()));
-        let v = match value {
-            EnumValue::Single(v) => json!(v),
-            EnumValue::Range(first, count) => json!([first, count]),
+        let mut key = String::new();
+        write_json_str(&mut key, enum_name);
+        let i = match self.enums.iter().position(|e| e.0 == key) {
+            Some(i) => i,
+            None => {
+                self.enums.push((key, Section::default()));
+                self.enums.len() - 1
+            }
         };
-        e.as_object_mut().expect("object").insert(name.into(), v);
+        let e = &mut self.enums[i].1;
+        match value {
+            EnumValue::Single(v) => e.insert_int(name, v),
+            EnumValue::Range(first, count) => e.insert(name, |out| {
+                use std::fmt::Write as _;
+                let _ = write!(out, "[{first},{count}]");
+            }),
+        }
         self
     }
 
     /// A host-to-MCU command; `id` in dictionary form.
     pub fn command(&mut self, format: &str, id: i32) -> &mut Self {
-        self.commands.insert(format.into(), json!(id));
+        self.commands.insert_int(format, id.into());
         self
     }
 
     /// An MCU-to-host response; `id` in dictionary form.
     pub fn response(&mut self, format: &str, id: i32) -> &mut Self {
-        self.responses.insert(format.into(), json!(id));
+        self.responses.insert_int(format, id.into());
         self
     }
 
     /// The dictionary as JSON text.
     pub fn to_json(&self) -> String {
-        let mut root = self.root.clone();
-        root.insert("config".into(), Json::Object(self.config.clone()));
-        root.insert("enumerations".into(), Json::Object(self.enums.clone()));
-        root.insert("commands".into(), Json::Object(self.commands.clone()));
-        root.insert("responses".into(), Json::Object(self.responses.clone()));
-        Json::Object(root).to_string()
+        let sections = [&self.root, &self.config, &self.commands, &self.responses];
+        let len: usize = sections
+            .iter()
+            .map(|s| s.text.len() + 2 * s.entries.len())
+            .sum::<usize>()
+            + self
+                .enums
+                .iter()
+                .map(|e| e.0.len() + e.1.text.len() + 2 * e.1.entries.len() + 3)
+                .sum::<usize>()
+            + 64;
+        let mut out = String::with_capacity(len);
+        // The root's own entries, without its closing brace.
+        self.root.write(&mut out);
+        out.pop();
+        let sep = |out: &mut String, key: &str| {
+            if out.len() > 1 {
+                out.push(',');
+            }
+            write_json_str(out, key);
+            out.push(':');
+        };
+        sep(&mut out, "config");
+        self.config.write(&mut out);
+        sep(&mut out, "enumerations");
+        out.push('{');
+        for (i, (name, e)) in self.enums.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(name);
+            out.push(':');
+            e.write(&mut out);
+        }
+        out.push('}');
+        sep(&mut out, "commands");
+        self.commands.write(&mut out);
+        sep(&mut out, "responses");
+        self.responses.write(&mut out);
+        out.push('}');
+        out
     }
 
     /// The dictionary as `identify` serves it: zlib-compressed JSON.
@@ -220,6 +380,119 @@ impl Dictionary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The text serde_json writes for the same entries in `preserve_order`
+    /// maps: what the builder wrote before it wrote the text itself.
+    fn serde_json_text(
+        root: &[(&str, &str)],
+        config: &[(&str, Json)],
+        enums: &[(&str, &str, EnumValue)],
+        commands: &[(&str, i32)],
+        responses: &[(&str, i32)],
+    ) -> String {
+        let mut j = Map::new();
+        for (k, v) in root {
+            j.insert((*k).into(), json!(v));
+        }
+        let mut c = Map::new();
+        for (k, v) in config {
+            c.insert((*k).into(), v.clone());
+        }
+        let mut e = Map::new();
+        for (en, name, v) in enums {
+            let m = e
+                .entry(en.to_string())
+                .or_insert_with(|| Json::Object(Map::new()));
+            let v = match v {
+                EnumValue::Single(v) => json!(v),
+                EnumValue::Range(a, b) => json!([a, b]),
+            };
+            m.as_object_mut().unwrap().insert((*name).into(), v);
+        }
+        let table = |t: &[(&str, i32)]| {
+            let mut m = Map::new();
+            for (k, v) in t {
+                m.insert((*k).into(), json!(v));
+            }
+            Json::Object(m)
+        };
+        j.insert("config".into(), Json::Object(c));
+        j.insert("enumerations".into(), Json::Object(e));
+        j.insert("commands".into(), table(commands));
+        j.insert("responses".into(), table(responses));
+        Json::Object(j).to_string()
+    }
+
+    #[test]
+    fn text_is_serde_jsons() {
+        let nasty = "q\"b\\s\u{1}\u{8}\u{c}\n\r\t\u{1f}\u{7f}é/<>";
+        let root = [
+            ("app", "Klipper"),
+            ("version", nasty),
+            ("build_versions", ""),
+            ("license", "L"),
+        ];
+        let config = [
+            ("CLOCK_FREQ", json!(50_000_000)),
+            ("MCU", json!("linux")),
+            ("NEG", json!(-7)),
+            ("BIG", json!(u64::MAX)),
+            ("F", json!(0.25)),
+            ("T", json!(true)),
+            ("N", Json::Null),
+            ("A", json!([1, "x", {"k": [null]}])),
+            ("MCU", json!("again")),
+            (nasty, json!(nasty)),
+        ];
+        let enums = [
+            ("pin", "gpio0", EnumValue::Range(0, 288)),
+            ("static_string_id", "Timer too close", EnumValue::Single(2)),
+            ("pin", "gpiochip1/gpio0", EnumValue::Range(288, 288)),
+            ("pin", "gpio0", EnumValue::Single(-3)),
+            (nasty, nasty, EnumValue::Range(-1, i64::MAX)),
+            ("static_string_id", "x", EnumValue::Single(i64::MIN)),
+        ];
+        let commands = [
+            (IDENTIFY, 1),
+            ("get_clock", 200),
+            (nasty, -5),
+            ("get_clock", 3),
+        ];
+        let responses = [(IDENTIFY_RESPONSE, 0), ("clock clock=%u", -32)];
+        let mut b = DictionaryBuilder::new(root[0].1, root[1].1, root[2].1, root[3].1);
+        for (k, v) in &config {
+            b.constant(k, v.clone());
+        }
+        for (e, n, v) in &enums {
+            b.enumeration(e, n, *v);
+        }
+        for (k, v) in &commands {
+            b.command(k, *v);
+        }
+        for (k, v) in &responses {
+            b.response(k, *v);
+        }
+        assert_eq!(
+            b.to_json(),
+            serde_json_text(&root, &config, &enums, &commands, &responses)
+        );
+        let empty = DictionaryBuilder::new("a", "b", "c", "d");
+        assert_eq!(
+            empty.to_json(),
+            serde_json_text(
+                &[
+                    ("app", "a"),
+                    ("version", "b"),
+                    ("build_versions", "c"),
+                    ("license", "d")
+                ],
+                &[],
+                &[],
+                &[],
+                &[]
+            )
+        );
+    }
 
     #[test]
     fn builds_compresses_and_parses() {
