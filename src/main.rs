@@ -1,6 +1,7 @@
 //! klipper_mcu: Klipper's Linux host MCU.
 // Our own C `main` instead of std's (see `main` below).
-#![no_main]
+// Not in `cargo test`'s build of this file, whose harness brings its own.
+#![cfg_attr(not(test), no_main)]
 
 use std::ffi::{CString, OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -221,6 +222,7 @@ fn install_signal_handlers() -> nix::sys::signal::SigSet {
 /// SIGPIPE is ignored (`install_signal_handlers` sets it again).
 /// `std::env::args_os` works without std's `main` on glibc (its
 /// arguments come from an `.init_array` hook).
+#[cfg(not(test))]
 #[no_mangle]
 pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
     // SAFETY: plain system calls on descriptors 0..=2 and a signal
@@ -240,6 +242,7 @@ pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) ->
     0
 }
 
+#[cfg_attr(test, allow(dead_code))]
 fn run() {
     // args_os: std::env::args panics on an argument that is not UTF-8.
     let args: Vec<OsString> = std::env::args_os().collect();
