@@ -39,16 +39,17 @@ pub struct DictionaryBuilder {
     root: Section,
     config: Section,
     /// Each enumeration's name (as JSON text) and entries.
-    enums: Vec<(String, Section)>,
+    enums: Vec<(Vec<u8>, Section)>,
     commands: Section,
     responses: Section,
 }
 
 /// An ordered JSON object under construction: the keys and values as JSON
-/// text in one buffer, and where each entry's key and value are in it.
+/// text (written by serde_json's own serializer) in one buffer, and where
+/// each entry's key and value are in it.
 #[derive(Debug, Clone, Default)]
 struct Section {
-    text: String,
+    text: Vec<u8>,
     /// (key start, key end, value start, value end) in `text`.
     entries: Vec<(usize, usize, usize, usize)>,
 }
@@ -56,9 +57,9 @@ struct Section {
 impl Section {
     /// Add `key` with `value` (JSON text written by `value`), or give an
     /// existing `key` the new value in its place.
-    fn insert(&mut self, key: &str, value: impl FnOnce(&mut String)) {
+    fn insert(&mut self, key: &str, value: impl FnOnce(&mut Vec<u8>)) {
         let k0 = self.text.len();
-        write_json_str(&mut self.text, key);
+        json_to(&mut self.text, key);
         let k1 = self.text.len();
         let old = self
             .entries
@@ -80,73 +81,25 @@ impl Section {
         }
     }
 
-    fn insert_json(&mut self, key: &str, value: &Json) {
-        self.insert(key, |out| write_json(out, value));
-    }
-
-    fn insert_int(&mut self, key: &str, value: i64) {
-        self.insert(key, |out| {
-            use std::fmt::Write as _;
-            let _ = write!(out, "{value}");
-        });
-    }
-
     /// The object's JSON text, appended to `out`.
-    fn write(&self, out: &mut String) {
-        out.push('{');
+    fn write(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
         for (i, &(k0, k1, v0, v1)) in self.entries.iter().enumerate() {
             if i > 0 {
-                out.push(',');
+                out.push(b',');
             }
-            out.push_str(&self.text[k0..k1]);
-            out.push(':');
-            out.push_str(&self.text[v0..v1]);
+            out.extend_from_slice(&self.text[k0..k1]);
+            out.push(b':');
+            out.extend_from_slice(&self.text[v0..v1]);
         }
-        out.push('}');
+        out.push(b'}');
     }
 }
 
-/// `s` as a JSON string, escaped as serde_json escapes it.
-fn write_json_str(out: &mut String, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push('"');
-    let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let esc: &str = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0..=0x1f => "",
-            _ => continue,
-        };
-        out.push_str(&s[start..i]);
-        if esc.is_empty() {
-            out.push_str("\\u00");
-            out.push(HEX[(b >> 4) as usize] as char);
-            out.push(HEX[(b & 15) as usize] as char);
-        } else {
-            out.push_str(esc);
-        }
-        start = i + 1;
-    }
-    out.push_str(&s[start..]);
-    out.push('"');
-}
-
-/// A value as serde_json writes it (compact).
-fn write_json(out: &mut String, v: &Json) {
-    match v {
-        Json::String(s) => write_json_str(out, s),
-        Json::Number(n) => {
-            use std::fmt::Write as _;
-            let _ = write!(out, "{n}");
-        }
-        _ => out.push_str(&v.to_string()),
-    }
+/// Append `v` as serde_json writes it (compact), with no tree in between.
+fn json_to<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+    // Writing to memory cannot fail.
+    serde_json::to_writer(out, v).expect("JSON into memory");
 }
 
 impl DictionaryBuilder {
@@ -158,7 +111,7 @@ impl DictionaryBuilder {
             ("build_versions", build_versions),
             ("license", license),
         ] {
-            root.insert(k, |out| write_json_str(out, v));
+            root.insert(k, |out| json_to(out, v));
         }
         DictionaryBuilder {
             root,
@@ -168,13 +121,13 @@ impl DictionaryBuilder {
 
     /// A constant under `config` (klippy's `get_constant`).
     pub fn constant(&mut self, name: &str, value: Json) -> &mut Self {
-        self.config.insert_json(name, &value);
+        self.config.insert(name, |out| json_to(out, &value));
         self
     }
 
     pub fn enumeration(&mut self, enum_name: &str, name: &str, value: EnumValue) -> &mut Self {
-        let mut key = String::new();
-        write_json_str(&mut key, enum_name);
+        let mut key = Vec::new();
+        json_to(&mut key, enum_name);
         let i = match self.enums.iter().position(|e| e.0 == key) {
             Some(i) => i,
             None => {
@@ -184,24 +137,23 @@ impl DictionaryBuilder {
         };
         let e = &mut self.enums[i].1;
         match value {
-            EnumValue::Single(v) => e.insert_int(name, v),
-            EnumValue::Range(first, count) => e.insert(name, |out| {
-                use std::fmt::Write as _;
-                let _ = write!(out, "[{first},{count}]");
-            }),
+            EnumValue::Single(v) => e.insert(name, |out| json_to(out, &v)),
+            EnumValue::Range(first, count) => e.insert(name, |out| json_to(out, &[first, count])),
         }
         self
     }
 
     /// A host-to-MCU command; `id` in dictionary form.
     pub fn command(&mut self, format: &str, id: i32) -> &mut Self {
-        self.commands.insert_int(format, id.into());
+        self.commands
+            .insert(format, |out| json_to(out, &i64::from(id)));
         self
     }
 
     /// An MCU-to-host response; `id` in dictionary form.
     pub fn response(&mut self, format: &str, id: i32) -> &mut Self {
-        self.responses.insert_int(format, id.into());
+        self.responses
+            .insert(format, |out| json_to(out, &i64::from(id)));
         self
     }
 
@@ -218,36 +170,36 @@ impl DictionaryBuilder {
                 .map(|e| e.0.len() + e.1.text.len() + 2 * e.1.entries.len() + 3)
                 .sum::<usize>()
             + 64;
-        let mut out = String::with_capacity(len);
+        let mut out = Vec::with_capacity(len);
         // The root's own entries, without its closing brace.
         self.root.write(&mut out);
         out.pop();
-        let sep = |out: &mut String, key: &str| {
+        let sep = |out: &mut Vec<u8>, key: &str| {
             if out.len() > 1 {
-                out.push(',');
+                out.push(b',');
             }
-            write_json_str(out, key);
-            out.push(':');
+            json_to(out, key);
+            out.push(b':');
         };
         sep(&mut out, "config");
         self.config.write(&mut out);
         sep(&mut out, "enumerations");
-        out.push('{');
+        out.push(b'{');
         for (i, (name, e)) in self.enums.iter().enumerate() {
             if i > 0 {
-                out.push(',');
+                out.push(b',');
             }
-            out.push_str(name);
-            out.push(':');
+            out.extend_from_slice(name);
+            out.push(b':');
             e.write(&mut out);
         }
-        out.push('}');
+        out.push(b'}');
         sep(&mut out, "commands");
         self.commands.write(&mut out);
         sep(&mut out, "responses");
         self.responses.write(&mut out);
-        out.push('}');
-        out
+        out.push(b'}');
+        String::from_utf8(out).expect("serde_json writes UTF-8")
     }
 
     /// The dictionary as `identify` serves it: zlib-compressed JSON.
