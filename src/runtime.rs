@@ -28,8 +28,9 @@ const INPUT_CHECK_TICKS: u32 = from_us(50);
 /// Timers run back to back before the loop passes through its input,
 /// tasks and output (the reference's TIMER_REPEAT_COUNT). Staying for
 /// more when nothing waits, as the reference's TIMER_IDLE_REPEAT_COUNT
-/// does, lost ADXL345 samples in the Kalico accelerometer test (2 runs of
-/// 6; once "Rescheduled timer in the past" under load): not done.
+/// does, lets the simulated ADXL345's FIFO overflow in the Kalico
+/// accelerometer test under load (1 run of 6 beside two busy loops, cause
+/// not found): not done.
 const TIMER_REPEAT_COUNT: u32 = 20;
 
 /// Most the loop wakes before a timer, to spin until it is due instead of
