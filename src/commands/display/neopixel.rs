@@ -66,7 +66,11 @@ impl Neopixel {
                         ok = false;
                         break 'out;
                     }
-                    let now = spin_for(clock, start, PULSE_LONG_TICKS);
+                    // Timed from after the rising edge: a stall between
+                    // reading `start` and the write (a page fault, the
+                    // process descheduled) must not shorten the pulse.
+                    let rise = clock.now();
+                    let now = spin_for(clock, rise, PULSE_LONG_TICKS);
                     gpio.write(pin, false);
                     spin_for(clock, now, EDGE_MIN_TICKS);
                 } else {
