@@ -17,6 +17,7 @@ fn main() {
         static_unwinder();
     }
     symbol_order(&var("TARGET"));
+    packed_relocations(&var("TARGET"), &var("HOST"));
 }
 
 /// Links the unwinder statically (libgcc_eh) instead of loading
@@ -58,14 +59,7 @@ fn symbol_order(target: &str) {
         .join("link")
         .join(format!("{target}.order"));
     println!("cargo:rerun-if-changed={}", list.display());
-    println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
-    let flags = env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
-    if target != "x86_64-unknown-linux-gnu"
-        || env::var_os("RUSTC_LINKER").is_some()
-        || flags.contains("linker")
-        || !rustc_links_with_lld()
-        || !list.exists()
-    {
+    if !links_with_rust_lld(target) || !list.exists() {
         return;
     }
     println!(
@@ -82,6 +76,45 @@ fn symbol_order(target: &str) {
             PathBuf::from(map).display()
         );
     }
+}
+
+/// Packs the relative relocations (DT_RELR, `-z pack-relative-relocs`):
+/// the loader reads about 1 KB at start-up instead of a 40 KB table, which
+/// then stays resident. Only when rustc links with rust-lld for the
+/// machine it runs on (as for the symbol order) and that machine's glibc
+/// is 2.36 or newer: the binary needs that glibc to start, and a native
+/// build runs where it was built.
+fn packed_relocations(target: &str, host: &str) {
+    if target != host || !links_with_rust_lld(target) {
+        return;
+    }
+    // "glibc 2.36"
+    let glibc = std::process::Command::new("getconf")
+        .arg("GNU_LIBC_VERSION")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let mut v = glibc
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("")
+        .split('.')
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    if (v.next().unwrap_or(0), v.next().unwrap_or(0)) >= (2, 36) {
+        println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+    }
+}
+
+/// Whether this build of `target` is linked by rustc's own rust-lld: x86_64
+/// linux-gnu, no linker configured (RUSTC_LINKER: the Dockerfile's cross
+/// and static builds) and none named in the rustflags.
+fn links_with_rust_lld(target: &str) -> bool {
+    println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
+    let flags = env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
+    target == "x86_64-unknown-linux-gnu"
+        && env::var_os("RUSTC_LINKER").is_none()
+        && !flags.contains("linker")
+        && rustc_links_with_lld()
 }
 
 /// Whether rustc links x86_64 linux-gnu with its own rust-lld by default:
