@@ -37,7 +37,9 @@ ARG BUILDPLATFORM
 # Pick the Rust target, the GNU triple of its linker and the Debian
 # architecture of its C library. The binary is linked statically against
 # glibc (+crt-static), as the host build is, so it needs nothing at run time
-# (static-pie on amd64, plain static on arm64 and armv7).
+# (static-pie on amd64, plain static on arm64 and armv7). A native build
+# keeps rustc's own linker (rust-lld on amd64): build.rs then gives it the
+# symbol order and packed relocations that keep an idle MCU's memory down.
 RUN set -eu; \
     case "${TARGETPLATFORM:-linux/amd64}" in \
       linux/amd64)  rt=x86_64-unknown-linux-gnu;      gt=x86_64-linux-gnu;    da=amd64 ;; \
@@ -55,7 +57,8 @@ RUN set -eu; \
     rm -rf /var/lib/apt/lists/*; \
     rustup target add "$rt"; \
     { echo "[build]"; echo "target = \"$rt\""; \
-      echo "[target.$rt]"; echo "linker = \"$cc\""; \
+      echo "[target.$rt]"; \
+      [ "$da" = "$(dpkg --print-architecture)" ] || echo "linker = \"$cc\""; \
       echo "rustflags = [\"-C\", \"target-feature=+crt-static\"]"; } >> "$CARGO_HOME/config.toml"; \
     { echo "RUST_TARGET=$rt"; \
       echo "export CC_$(echo "$rt" | tr - _)=$cc"; } > /build-env
