@@ -112,7 +112,9 @@ fn burst(mcu: &mut Mcu, codec: &mut HostCodec, n: u32) -> Duration {
     while (mcu.clock.now().wrapping_sub(start) as i32) < 0 {}
     let t0 = Instant::now();
     while !mcu.timers.is_empty() {
-        runtime::run_timers(mcu, runtime::TIMER_MIN_TRY_TICKS);
+        // As the loop: the input wants a look every INPUT_CHECK_TICKS.
+        let input_due = mcu.clock.now().wrapping_add(runtime::INPUT_CHECK_TICKS);
+        runtime::run_timers(mcu, runtime::TIMER_MIN_TRY_TICKS, input_due);
     }
     let t = t0.elapsed();
     check(mcu, codec);

@@ -79,7 +79,8 @@ fn steppers_step_on_time_in_process() {
     }
     let t0 = Instant::now();
     while !mcu.timers.is_empty() && t0.elapsed() < Duration::from_secs(30) {
-        runtime::run_timers(&mut mcu, runtime::TIMER_MIN_TRY_TICKS);
+        let input_due = mcu.clock.now().wrapping_add(runtime::INPUT_CHECK_TICKS);
+        runtime::run_timers(&mut mcu, runtime::TIMER_MIN_TRY_TICKS, input_due);
         mcu.run_tasks();
     }
     assert!(!mcu.is_shutdown());
@@ -237,7 +238,8 @@ fn run_timer_found_late(func: TimerFn<Mcu>) -> (Mcu, HostCodec) {
     let (mut mcu, codec) = bare_mcu();
     let late = mcu.clock.now().wrapping_sub(3 * MAX_TIMER_LATENESS);
     mcu.timers.insert(TimerId::new(func, 0), late);
-    runtime::run_timers(&mut mcu, runtime::TIMER_MIN_TRY_TICKS);
+    let input_due = mcu.clock.now();
+    runtime::run_timers(&mut mcu, runtime::TIMER_MIN_TRY_TICKS, input_due);
     (mcu, codec)
 }
 
