@@ -126,7 +126,14 @@ fn load_next(mcu: &mut Mcu, i: usize) -> Result<TimerResult, Shutdown> {
 }
 
 /// A step (or unstep) event: stepper `i`'s timer.
-pub fn step_event(mcu: &mut Mcu, i: u32, _waketime: u32) -> Result<TimerResult, Shutdown> {
+pub fn step_event(mcu: &mut Mcu, i: u32, waketime: u32) -> Result<TimerResult, Shutdown> {
+    step_event_inline(mcu, i, waketime)
+}
+
+/// [`step_event`], for the timer loop to inline (it calls this when the
+/// timer is `step_event`: the reference's CONFIG_INLINE_STEPPER_HACK).
+#[inline(always)]
+pub fn step_event_inline(mcu: &mut Mcu, i: u32, _waketime: u32) -> Result<TimerResult, Shutdown> {
     let i = i as usize;
     // The hottest path of the loop: one table lookup for the whole event.
     let Mcu {
