@@ -142,7 +142,7 @@ pub fn run(
     stop: &AtomicBool,
 ) {
     let fd = console.raw_fd();
-    let (mut input_ready, mut sim_ready) = (true, true);
+    let (mut input_ready, mut sim_ready, mut polled) = (true, true, false);
     let mut last_input_check = mcu.clock.now();
     let mut margin = WakeMargin {
         ticks: TIMER_MIN_TRY_TICKS,
@@ -160,6 +160,14 @@ pub fn run(
             return;
         }
         let start = mcu.clock.now();
+        if polled {
+            // ppoll just reported the input and let the signals in: that
+            // was the input check, and it need not be repeated for
+            // INPUT_CHECK_TICKS (no read and sigpending after every
+            // timer wake-up).
+            last_input_check = start;
+            polled = false;
+        }
         run_timers(
             mcu,
             margin.ticks,
@@ -244,6 +252,7 @@ pub fn run(
         ];
         let nfds = if sim.is_some() { 3 } else { 2 };
         let r = ppoll(&mut pfd[..nfds], None, Some(*wait_mask));
+        polled = true;
         let ready = |p: &PollFd| p.revents().is_some_and(|e| !e.is_empty());
         // On an error (EINTR) look at everything once.
         input_ready = r.is_err() || ready(&pfd[0]);
