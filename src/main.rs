@@ -310,6 +310,12 @@ fn run() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 16 * 1024);
         let r = commands::registry(opts.dialect);
         libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        // The dictionary's smaller blocks, freed, stay in the heap: give
+        // their pages back now, or the reserves the MCU takes next (move
+        // queue, timers) land on them and keep them resident unused.
+        if !opts.sim {
+            libc::malloc_trim(0);
+        }
         r
     };
     #[cfg(not(target_env = "gnu"))]
