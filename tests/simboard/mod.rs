@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 mod exe;
 mod port;
 mod rt;
+mod stall;
 
 use klipper_protocol::dictionary::Dictionary;
 use klipper_protocol::host::Response;
@@ -99,6 +100,9 @@ pub struct Board {
     /// How far the simulator's clock runs ahead of the MCU's (a lower
     /// bound, see [`Board::measure_sim_offset`]).
     pub sim_offset: u32,
+    /// With `-r`: the machine's own stalls while the board runs (see
+    /// [`Board::machine_stall`]).
+    stalls: Option<stall::StallWatch>,
     // Last: the child is killed (in Drop) before the directory goes.
     pub dir: Scratch,
 }
@@ -113,8 +117,26 @@ impl Board {
     /// the deployment recommends for streaming sensors and bit-banged
     /// protocols: the chips' FIFOs and the bit timing then do not depend
     /// on how busy the machine is.
+    ///
+    /// With `-r`, the machine's own stalls are watched from the start (see
+    /// [`Board::machine_stall`]).
     pub fn sim_realtime() -> Board {
-        Board::sim_with(realtime())
+        let stalls = if realtime().is_empty() {
+            None
+        } else {
+            stall::StallWatch::start()
+        };
+        let mut b = Board::sim_with(realtime());
+        b.stalls = stalls;
+        b
+    }
+
+    /// The longest the machine stopped running a CPU while this board ran
+    /// (from [`Board::sim_realtime`]; zero without `-r`): a stall no
+    /// real-time scheduling inside the machine can prevent, seen by a
+    /// thread pinned to each CPU at a priority above the MCU's.
+    pub fn machine_stall(&self) -> Duration {
+        self.stalls.as_ref().map_or(Duration::ZERO, |w| w.worst())
     }
 
     /// A simulated board with extra arguments.
@@ -165,6 +187,7 @@ impl Board {
             io: port::Session::default(),
             ctl: None,
             sim_offset: 0,
+            stalls: None,
             dir,
         }
     }
