@@ -39,6 +39,7 @@ fn i2c(address: u8) -> [String; 2] {
 /// with `config` on the bus oid 0 that `bus` sets up, not yet queried.
 fn accel_board(bus: [String; 2], config: &str, chip: &str) -> Board {
     let mut b = Board::sim_realtime();
+    b.watch_machine_stalls();
     let mut cmds = bus.to_vec();
     cmds.push(config.into());
     cmds.push(format!("query_{chip} oid=1 rest_ticks=0"));

@@ -117,24 +117,25 @@ impl Board {
     /// the deployment recommends for streaming sensors and bit-banged
     /// protocols: the chips' FIFOs and the bit timing then do not depend
     /// on how busy the machine is.
-    ///
-    /// With `-r`, the machine's own stalls are watched from the start (see
-    /// [`Board::machine_stall`]).
     pub fn sim_realtime() -> Board {
-        let stalls = if realtime().is_empty() {
-            None
-        } else {
-            stall::StallWatch::start()
-        };
-        let mut b = Board::sim_with(realtime());
-        b.stalls = stalls;
-        b
+        Board::sim_with(realtime())
     }
 
-    /// The longest the machine stopped running a CPU while this board ran
-    /// (from [`Board::sim_realtime`]; zero without `-r`): a stall no
-    /// real-time scheduling inside the machine can prevent, seen by a
-    /// thread pinned to each CPU at a priority above the MCU's.
+    /// With `-r`, watch the machine's own stalls from now on (see
+    /// [`Board::machine_stall`]). Only for tests whose timing allows a
+    /// thread above the MCU's priority to wake every millisecond: it
+    /// preempts the MCU for microseconds, which bit-banged protocols
+    /// (tmcuart's 25 us bits) may not bear.
+    pub fn watch_machine_stalls(&mut self) {
+        if !realtime().is_empty() && self.stalls.is_none() {
+            self.stalls = stall::StallWatch::start();
+        }
+    }
+
+    /// The longest the machine stopped running a CPU since
+    /// [`Board::watch_machine_stalls`] (zero without it or without `-r`):
+    /// a stall no real-time scheduling inside the machine can prevent,
+    /// seen by a thread pinned to each CPU at a priority above the MCU's.
     pub fn machine_stall(&self) -> Duration {
         self.stalls.as_ref().map_or(Duration::ZERO, |w| w.worst())
     }
