@@ -39,6 +39,7 @@ fn i2c(address: u8) -> [String; 2] {
 /// with `config` on the bus oid 0 that `bus` sets up, not yet queried.
 fn accel_board(bus: [String; 2], config: &str, chip: &str) -> Board {
     let mut b = Board::sim_realtime();
+    b.watch_machine_stalls();
     let mut cmds = bus.to_vec();
     cmds.push(config.into());
     cmds.push(format!("query_{chip} oid=1 rest_ticks=0"));
@@ -176,7 +177,10 @@ fn finish_stream(
     b.settle(Duration::from_millis(drain_ms));
     let msgs = b.take_all("sensor_bulk_data");
     let status = b.ctl(&format!("chip {chip} status"));
-    eprintln!("{st:?}\n{status}");
+    eprintln!(
+        "{st:?}\n{status}\nlongest machine stall {:?}",
+        b.machine_stall()
+    );
     (st, msgs, status)
 }
 
@@ -186,6 +190,42 @@ fn assert_none_lost(st: &Response, chip: &str) {
     assert_eq!(st.int("possible_overflows"), 0);
     assert_eq!(field(chip, "overflowed"), 0, "{chip}");
     assert!(st.int("buffered") < 48 + 6 * 20, "{st:?}");
+}
+
+/// Under `-r` nothing may be lost, unless the machine itself stopped
+/// running a CPU for half the chip's FIFO span (`fifo`) or more (seen by
+/// [`Board::machine_stall`]'s watch, which neither this MCU nor other
+/// tests' MCUs can delay): whether the chip lost samples to such a stall.
+/// The loss must then be reported, see [`assert_loss_reported`].
+fn machine_excuses(b: &Board, chip: &str, fifo: Duration) -> bool {
+    let stall = b.machine_stall();
+    let overflowed = field(chip, "overflowed");
+    let excused = overflowed > 0 && stall >= fifo / 2;
+    if excused {
+        eprintln!(
+            "the machine stopped a CPU for {stall:?} (the FIFO spans {fifo:?}): \
+             {overflowed} samples lost, checked as reported"
+        );
+    }
+    excused
+}
+
+/// Samples lost to a machine stall (see [`machine_excuses`]): counted as
+/// possible overflows, and only missing from the counter waveform `xs`
+/// (x counts samples), never repeated or out of order.
+fn assert_loss_reported(st: &Response, chip: &str, xs: &[i32]) {
+    assert!(st.int("possible_overflows") > 0, "lost unreported: {st:?}");
+    let mut missing = 0;
+    for (k, w) in xs.windows(2).enumerate() {
+        let step = (w[1] - w[0]).rem_euclid(8192);
+        assert!(step >= 1, "sample {} repeats sample {k}", k + 1);
+        missing += step as u64 - 1;
+    }
+    let overflowed = field(chip, "overflowed");
+    assert!(
+        missing <= overflowed,
+        "{missing} missing, {overflowed} dropped: {chip}"
+    );
 }
 
 /// A FIFO chip not read for 100 ms: its overflow flag counts one possible
@@ -267,10 +307,13 @@ fn adxl345_streams_framed_samples_without_loss() {
     let (st, msgs, chip) = finish_stream(&mut b, "adxl345", 1500, off, 100);
     // sensor_bulk_status: clock and query_ticks from a timed SPI read.
     assert!(st.int("query_ticks") >= 0 && st.int("query_ticks") < 50_000);
-    // Under -r nothing may be lost; without it (not root) a busy machine
-    // may delay the MCU past the chip's 10 ms FIFO, and the loss must be
-    // reported (possible_overflows) and visible as gaps, nothing else.
-    let rt = !realtime().is_empty();
+    // Under -r nothing may be lost (unless the machine itself stopped, see
+    // `machine_excuses`); without it (not root) a busy machine may delay
+    // the MCU past the chip's 10 ms FIFO, and the loss must be reported
+    // (possible_overflows) and visible as gaps, nothing else.
+    // 32 entries at 3200/s.
+    let fifo = Duration::from_millis(10);
+    let rt = !realtime().is_empty() && !machine_excuses(&b, &chip, fifo);
     let overflowed = field(&chip, "overflowed");
     if rt {
         assert_eq!(st.int("possible_overflows"), 0);
@@ -301,7 +344,7 @@ fn adxl345_streams_framed_samples_without_loss() {
             lost <= overflowed,
             "{lost} missing, {overflowed} dropped: {chip}"
         );
-        eprintln!("without -r: {lost} samples lost, reported ({overflowed} dropped by the chip)");
+        eprintln!("{lost} samples lost, reported ({overflowed} dropped by the chip)");
     }
     let n = samples.len() as u64;
     let read = field(&chip, "read");
@@ -425,6 +468,11 @@ fn mpu9250_streams_fifo_blocks_over_i2c() {
         stop_query(b, "mpu9250");
     };
     let (st, msgs, chip) = finish_stream(&mut b, "mpu9250", 1000, off, 50);
+    // 85 entries at 4000/s.
+    if machine_excuses(&b, &chip, Duration::from_micros(21_250)) {
+        let xs: Vec<i32> = samples6(&msgs, true).iter().map(|s| s.0).collect();
+        return assert_loss_reported(&st, &chip, &xs);
+    }
     assert_none_lost(&st, &chip);
     let mut xs = Vec::new();
     for (k, m) in msgs.iter().enumerate() {
@@ -766,6 +814,10 @@ fn lis2dw_registers_through_spi() {
     // 32 samples after 20 ms at 1600/s, then overwritten: FIFO_OVR.
     let fs = rd(&mut b, v, 0x2F, 1)[0];
     assert_eq!(fs & 0x7f, 0x40 | 32, "FIFO_SAMPLES {fs:#x}");
+    // Powered down, it makes no more samples and keeps its FIFO: what
+    // follows does not depend on the host's round trips (a sample every
+    // 0.6 ms).
+    wr_check(&mut b, v, 0x20, 0x00);
     // One burst from OUT_X_L rolls over at OUT_Z_H: 3 samples, popped.
     let d = rd(&mut b, v, 0x28, 18);
     for s in d.chunks(6) {
@@ -773,10 +825,7 @@ fn lis2dw_registers_through_spi() {
         assert_eq!((w(0), w(2), w(4)), (4000, -8000, 2048));
     }
     let fs = rd(&mut b, v, 0x2F, 1)[0];
-    assert!(
-        fs & 0x40 == 0 && (29..=30).contains(&(fs & 0x3f)),
-        "{fs:#x}"
-    );
+    assert!(fs & 0x40 == 0 && fs & 0x3f == 29, "{fs:#x}");
     // Bypass mode empties the FIFO; the OUT registers show the newest.
     wr_check(&mut b, v, 0x2E, 0x00);
     assert_eq!(rd(&mut b, v, 0x2F, 1)[0] & 0x7f, 0);
@@ -801,6 +850,12 @@ fn lis_counter_stream(
     assert_eq!(b.ctl(&format!("chip {name} counter")), "ok");
     let (s, st, chip) = lis_stream(&mut b, via, ms);
     eprintln!("{st:?}\n{chip}");
+    // 32 entries at 1600/s.
+    if machine_excuses(&b, &chip, Duration::from_millis(20)) {
+        let xs: Vec<i32> = s.iter().map(|v| v.0 >> 2).collect();
+        assert_loss_reported(&st, &chip, &xs);
+        return (b, s, st, chip);
+    }
     assert_eq!(st.int("possible_overflows"), 0);
     assert_eq!(field(&chip, "overflowed"), 0, "{chip}");
     assert!(
@@ -935,11 +990,12 @@ fn icm20948_registers_and_banks() {
     // reading it.
     assert_eq!(rd(&mut b, v, 0x70, 2), [0x01, 0xFE]);
     assert_eq!(rd(&mut b, v, 0x1B, 1)[0] & 0x0f, 0x01);
-    // FIFO_RST empties it.
+    // FIFO_RST empties it, and holds it empty while bit 0 is set (read
+    // then: once released, how much it holds again depends on the host's
+    // round trip, 10 entries in 2.2 ms).
     wr(&mut b, v, 0x68, 0x1F);
+    assert_eq!(rd(&mut b, v, 0x70, 2), [0, 0]);
     wr(&mut b, v, 0x68, 0x00);
-    let n = rd(&mut b, v, 0x70, 2);
-    assert!(u16::from_be_bytes([n[0], n[1]]) < 60, "{n:?}");
     b.assert_not_shutdown();
 }
 
@@ -956,6 +1012,11 @@ fn icm20948_streams_fifo_blocks_over_i2c() {
     };
     let (st, msgs, chip) = finish_stream(&mut b, "icm20948", 1000, off, 50);
     let s = samples6(&msgs, true);
+    // 85 entries at 4500/s.
+    if machine_excuses(&b, &chip, Duration::from_micros(18_900)) {
+        let xs: Vec<i32> = s.iter().map(|s| s.0).collect();
+        return assert_loss_reported(&st, &chip, &xs);
+    }
     assert_none_lost(&st, &chip);
     assert_eq!(field(&chip, "measuring"), 0, "asleep again");
     // At least 1 s at 4500/s (the test may have slept longer: the chip's
@@ -1081,6 +1142,11 @@ fn bmi160_streams_framed_samples() {
     };
     let (st, msgs, chip) = finish_stream(&mut b, "bmi160", 1000, off, 50);
     let s = samples6(&msgs, false);
+    // 170 entries at 1600/s.
+    if machine_excuses(&b, &chip, Duration::from_millis(106)) {
+        let xs: Vec<i32> = s.iter().map(|s| s.0).collect();
+        return assert_loss_reported(&st, &chip, &xs);
+    }
     assert_none_lost(&st, &chip);
     assert_eq!(field(&chip, "measuring"), 0);
     assert!(

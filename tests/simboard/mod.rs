@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 mod exe;
 mod port;
 mod rt;
+mod stall;
 
 use klipper_protocol::dictionary::Dictionary;
 use klipper_protocol::host::Response;
@@ -99,6 +100,9 @@ pub struct Board {
     /// How far the simulator's clock runs ahead of the MCU's (a lower
     /// bound, see [`Board::measure_sim_offset`]).
     pub sim_offset: u32,
+    /// With `-r`: the machine's own stalls while the board runs (see
+    /// [`Board::machine_stall`]).
+    stalls: Option<stall::StallWatch>,
     // Last: the child is killed (in Drop) before the directory goes.
     pub dir: Scratch,
 }
@@ -115,6 +119,25 @@ impl Board {
     /// on how busy the machine is.
     pub fn sim_realtime() -> Board {
         Board::sim_with(realtime())
+    }
+
+    /// With `-r`, watch the machine's own stalls from now on (see
+    /// [`Board::machine_stall`]). Only for tests whose timing allows a
+    /// thread above the MCU's priority to wake every millisecond: it
+    /// preempts the MCU for microseconds, which bit-banged protocols
+    /// (tmcuart's 25 us bits) may not bear.
+    pub fn watch_machine_stalls(&mut self) {
+        if !realtime().is_empty() && self.stalls.is_none() {
+            self.stalls = stall::StallWatch::start();
+        }
+    }
+
+    /// The longest the machine stopped running a CPU since
+    /// [`Board::watch_machine_stalls`] (zero without it or without `-r`):
+    /// a stall no real-time scheduling inside the machine can prevent,
+    /// seen by a thread pinned to each CPU at a priority above the MCU's.
+    pub fn machine_stall(&self) -> Duration {
+        self.stalls.as_ref().map_or(Duration::ZERO, |w| w.worst())
     }
 
     /// A simulated board with extra arguments.
@@ -165,6 +188,7 @@ impl Board {
             io: port::Session::default(),
             ctl: None,
             sim_offset: 0,
+            stalls: None,
             dir,
         }
     }
