@@ -6,7 +6,7 @@
 #            own platform and cross-compiles (no emulation), with Debian's
 #            cross compilers as linkers and glibc linked in statically.
 #   hostmcu  FROM scratch: the binary and nothing else (measured, stripped:
-#            1.65 MB on amd64, 1.32 MB on arm64, 1.11 MB on arm/v7).
+#            1.46 MB on amd64, 1.32 MB on arm64, 1.11 MB on arm/v7).
 #
 # Multi-architecture (Raspberry Pi OS 32- and 64-bit, and PCs):
 #   docker buildx build --platform linux/arm/v7,linux/arm64,linux/amd64 \
