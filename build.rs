@@ -110,20 +110,25 @@ fn packed_relocations(target: &str, host: &str) {
         return;
     }
     // "glibc 2.36"
-    let glibc = std::process::Command::new("getconf")
-        .arg("GNU_LIBC_VERSION")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    let mut v = glibc
+    if version_of("getconf", "GNU_LIBC_VERSION") >= (2, 36) {
+        println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+    }
+}
+
+/// Major and minor of the version `program arg` prints as its second word
+/// ("glibc 2.36", "rustc 1.95.0 (...)"); (0, 0) if it cannot be run.
+fn version_of(program: impl AsRef<std::ffi::OsStr>, arg: &str) -> (u32, u32) {
+    let Ok(out) = std::process::Command::new(program).arg(arg).output() else {
+        return (0, 0);
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut v = text
         .split_whitespace()
         .nth(1)
         .unwrap_or("")
         .split('.')
         .map(|n| n.parse::<u32>().unwrap_or(0));
-    if (v.next().unwrap_or(0), v.next().unwrap_or(0)) >= (2, 36) {
-        println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
-    }
+    (v.next().unwrap_or(0), v.next().unwrap_or(0))
 }
 
 /// Whether this build of `target` is linked by rustc's own rust-lld: x86_64
@@ -143,17 +148,5 @@ fn links_with_rust_lld(target: &str) -> bool {
 /// refuse the option.
 fn rustc_links_with_lld() -> bool {
     let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let Ok(out) = std::process::Command::new(rustc).arg("--version").output() else {
-        return false;
-    };
-    // "rustc 1.95.0 (59807616e 2026-04-14)"
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut v = text
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or("")
-        .split('.')
-        .map(|n| n.parse::<u32>().unwrap_or(0));
-    let (major, minor) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
-    (major, minor) >= (1, 90)
+    version_of(rustc, "--version") >= (1, 90)
 }
