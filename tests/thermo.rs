@@ -272,6 +272,7 @@ const MT6826S_BUS: u32 = 516;
 /// gpio30, as klippy configures one.
 fn angle_board(bus: u32, chip: u32) -> Board {
     let mut b = Board::sim_realtime();
+    b.watch_machine_stalls();
     b.configure(
         2,
         &[
@@ -284,6 +285,10 @@ fn angle_board(bus: u32, chip: u32) -> Board {
 }
 
 const TIME_SHIFT: u32 = 9;
+
+/// The sample period every stream here uses.
+const PERIOD: Duration = Duration::from_millis(1);
+const PERIOD_TICKS: u32 = ms(1);
 
 /// Stream for `d` at `rest` ticks; returns (sequence, samples) per message.
 fn stream(b: &mut Board, rest: u32, d: Duration) -> Vec<(i64, Vec<(u8, u16)>)> {
@@ -327,8 +332,8 @@ fn check_static_angle(bus: u32, chip: u32, name: &str, tol: i32) {
     let mut b = angle_board(bus, chip);
     let r = b.ctl(&format!("chip {name} angle 90"));
     assert_eq!(r, "ok");
-    let msgs = stream(&mut b, ms(1), Duration::from_millis(500));
-    let s = good_samples(name, &all_samples(&msgs));
+    let msgs = stream(&mut b, PERIOD_TICKS, Duration::from_millis(500));
+    let s = good_samples(&b, name, &all_samples(&msgs));
     assert!(s.len() >= 17 * 10, "{name}: only {} samples", s.len());
     for &(_, a) in &s {
         assert!(
@@ -339,10 +344,8 @@ fn check_static_angle(bus: u32, chip: u32, name: &str, tol: i32) {
     // The chip flags its reading invalid: error code 5 (no angle), or
     // a parity/CRC error (3).
     assert_eq!(b.ctl(&format!("chip {name} crc 1")), "ok");
-    let s = good_samples(
-        name,
-        &all_samples(&stream(&mut b, ms(1), Duration::from_millis(200))),
-    );
+    let s = all_samples(&stream(&mut b, PERIOD_TICKS, Duration::from_millis(200)));
+    let s = good_samples(&b, name, &s);
     assert!(
         !s.is_empty() && s.iter().all(|&x| x == (0xff, 3)),
         "{name}: {s:?}"
@@ -354,18 +357,31 @@ fn check_static_angle(bus: u32, chip: u32, name: &str, tol: i32) {
 /// preempted inside a query so that it exceeds the SPI time limit),
 /// checking they are few; no other error may appear. Error samples other
 /// than those (code 3 CRC, 5 no angle) stay in.
-fn good_samples(name: &str, s: &[(u8, u16)]) -> Vec<(u8, u16)> {
+fn good_samples(b: &Board, name: &str, s: &[(u8, u16)]) -> Vec<(u8, u16)> {
     let late = |x: &&(u8, u16)| x.0 == 0xff && x.1 <= 2;
     let n = s.iter().filter(late).count();
     // Under -r they must stay rare; without it (not root) a busy machine
     // delays the MCU as much as it likes, and what counts is that every
     // such delay is reported as an error sample, not passed off as data.
+    //
+    // Not even -r helps when the machine itself stops running a CPU (a
+    // VM's steal time; tens of milliseconds seen in CI): each period of
+    // such a stall that the watch saw costs one overflow sample more.
     if !realtime().is_empty() {
+        let stall = b.machine_stall_total();
+        let excused = (stall.as_micros() / PERIOD.as_micros()) as usize;
+        let by_code: Vec<usize> = (0..3)
+            .map(|c| s.iter().filter(|x| **x == (0xff, c)).count())
+            .collect();
         assert!(
-            n * 10 <= s.len(),
-            "{name}: {n} overflow/schedule errors in {} samples",
+            n <= s.len() / 10 + excused,
+            "{name}: {n} overflow/schedule errors in {} samples \
+             (overflow, schedule, spi time: {by_code:?}; machine stalls {stall:?})",
             s.len()
         );
+        if excused > 0 {
+            eprintln!("{name}: the machine stalled {stall:?}; {n} late samples");
+        }
     } else if n > 0 {
         eprintln!(
             "{name}: {n} of {} samples report overflow or schedule errors (no -r)",
@@ -380,8 +396,8 @@ fn as5047d_streams_angles() {
     check_static_angle(AS5047D_BUS, 1, "as5047d", 4);
     let mut b = angle_board(AS5047D_BUS, 1);
     assert_eq!(b.ctl("chip as5047d error 1"), "ok");
-    let s = all_samples(&stream(&mut b, ms(1), Duration::from_millis(200)));
-    let s = good_samples("as5047d", &s);
+    let s = all_samples(&stream(&mut b, PERIOD_TICKS, Duration::from_millis(200)));
+    let s = good_samples(&b, "as5047d", &s);
     assert!(!s.is_empty() && s.iter().all(|&x| x == (0xff, 5)), "{s:?}");
 }
 
@@ -407,7 +423,7 @@ fn rotating_angle_advances_between_samples() {
     let mut b = angle_board(AS5047D_BUS, 1);
     // 600 rpm = 10 turns/s: at 1 kHz, 3.6 degrees = 655 units a sample.
     assert_eq!(b.ctl("chip as5047d rpm 600"), "ok");
-    let s: Vec<(u8, u16)> = all_samples(&stream(&mut b, ms(1), Duration::from_millis(400)))
+    let s: Vec<(u8, u16)> = all_samples(&stream(&mut b, PERIOD_TICKS, Duration::from_millis(400)))
         .into_iter()
         .filter(|x| x.0 != 0xff)
         .collect();

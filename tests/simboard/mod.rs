@@ -140,6 +140,13 @@ impl Board {
         self.stalls.as_ref().map_or(Duration::ZERO, |w| w.worst())
     }
 
+    /// The machine's stalls since [`Board::watch_machine_stalls`] added
+    /// up over its CPUs (zero without the watch): an upper bound on the
+    /// time the MCU lost to them.
+    pub fn machine_stall_total(&self) -> Duration {
+        self.stalls.as_ref().map_or(Duration::ZERO, |w| w.total())
+    }
+
     /// A simulated board with extra arguments.
     pub fn sim_with(extra: &[&str]) -> Board {
         let mut args = vec!["--sim"];

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 pub struct StallWatch {
     stop: Arc<AtomicBool>,
     worst_ns: Arc<AtomicU64>,
+    total_ns: Arc<AtomicU64>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -40,16 +41,18 @@ impl StallWatch {
         };
         let stop = Arc::new(AtomicBool::new(false));
         let worst_ns = Arc::new(AtomicU64::new(0));
+        let total_ns = Arc::new(AtomicU64::new(0));
         let threads = cpus
             .into_iter()
             .map(|cpu| {
-                let (stop, worst_ns) = (stop.clone(), worst_ns.clone());
-                std::thread::spawn(move || watch(cpu, &stop, &worst_ns))
+                let (stop, worst_ns, total_ns) = (stop.clone(), worst_ns.clone(), total_ns.clone());
+                std::thread::spawn(move || watch(cpu, &stop, &worst_ns, &total_ns))
             })
             .collect();
         Some(StallWatch {
             stop,
             worst_ns,
+            total_ns,
             threads,
         })
     }
@@ -57,6 +60,12 @@ impl StallWatch {
     /// The longest stall seen so far (beyond the watch's own period).
     pub fn worst(&self) -> Duration {
         Duration::from_nanos(self.worst_ns.load(Ordering::Relaxed))
+    }
+
+    /// All stalls of at least [`COUNTED_STALL`] so far, added up over the
+    /// CPUs: at least the time any one CPU (the MCU's among them) lost.
+    pub fn total(&self) -> Duration {
+        Duration::from_nanos(self.total_ns.load(Ordering::Relaxed))
     }
 }
 
@@ -69,8 +78,12 @@ impl Drop for StallWatch {
     }
 }
 
+/// The shortest stall [`StallWatch::total`] counts: shorter ones are the
+/// watch's own wake-up jitter.
+const COUNTED_STALL: Duration = Duration::from_micros(500);
+
 /// One watching thread, pinned to `cpu`.
-fn watch(cpu: usize, stop: &AtomicBool, worst_ns: &AtomicU64) {
+fn watch(cpu: usize, stop: &AtomicBool, worst_ns: &AtomicU64, total_ns: &AtomicU64) {
     // SAFETY: plain system calls on the calling thread (pid 0) with
     // values we own.
     unsafe {
@@ -93,5 +106,8 @@ fn watch(cpu: usize, stop: &AtomicBool, worst_ns: &AtomicU64) {
         std::thread::sleep(WATCH_PERIOD);
         let late = t.elapsed().saturating_sub(WATCH_PERIOD).as_nanos() as u64;
         worst_ns.fetch_max(late, Ordering::Relaxed);
+        if late >= COUNTED_STALL.as_nanos() as u64 {
+            total_ns.fetch_add(late, Ordering::Relaxed);
+        }
     }
 }
