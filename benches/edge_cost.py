@@ -6,6 +6,10 @@ of its main loop per step edge, during a 3-stepper burst run flat out
 and the fakegpio preload.
 
 Usage: benches/edge_cost.py [--ref BINARY] [--ours BINARY] [--steppers N]
+                            [--keep DIR]
+--keep copies each program's callgrind output to DIR (callgrind.ours,
+callgrind.reference) for callgrind_annotate: build ours unstripped
+(CARGO_PROFILE_RELEASE_STRIP=false) to see its functions.
 Needs: valgrind, Kalico's `klippy` importable by the Python running this
 (as for benches/compare.py) and FAKEGPIO_SO (default /tmp/fakegpio.so).
 
@@ -19,7 +23,7 @@ upper bound. "own" is the program's own object: libc, the vDSO and the
 preload (one dlsym, one ioctl and one clock read per edge in both) are
 left out.
 """
-import argparse, collections, glob, os, re, signal, subprocess, sys, tempfile, time
+import argparse, collections, glob, os, re, shutil, signal, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -72,7 +76,7 @@ def parse(path, binary):
     return ir_by_obj[own], calls
 
 
-def measure(binary, steppers, tmp):
+def measure(binary, steppers, tmp, label="", keep=None):
     import mcubench
     from mcubench import reactor, serialhdl, clocksync
     out = os.path.join(tmp, "callgrind.out")
@@ -83,7 +87,7 @@ def measure(binary, steppers, tmp):
             self.log = os.path.join(tmp, "gpio.log")
             env = dict(os.environ, LD_PRELOAD=mcubench.FAKE, FAKEGPIO_LOG=self.log)
             self.proc = subprocess.Popen(
-                ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--dump-instr=yes",
                  "--callgrind-out-file=" + out] + argv + ["-I", self.tty],
                 env=env, stderr=open(os.path.join(tmp, "valgrind.log"), "w"))
             for _ in range(3000):
@@ -134,6 +138,9 @@ def measure(binary, steppers, tmp):
     files = sorted(glob.glob(out + "*"), key=os.path.getmtime)
     if not files:
         sys.exit("no callgrind output for %s (see %s)" % (binary, os.path.join(tmp, "valgrind.log")))
+    if keep:
+        os.makedirs(keep, exist_ok=True)
+        shutil.copy(files[-1], os.path.join(keep, "callgrind." + label))
     own_ir, calls = parse(files[-1], binary)
     edges = calls.get("ioctl", 0)
     if edges == 0:
@@ -151,6 +158,7 @@ def main():
     ap.add_argument("--ref")
     ap.add_argument("--ours", default=os.path.join(ROOT, "target", "release", "klipper_mcu"))
     ap.add_argument("--steppers", type=int, default=3)
+    ap.add_argument("--keep")
     a = ap.parse_args()
     os.environ.setdefault("FAKEGPIO_SO", "/tmp/fakegpio.so")
     import mcubench
@@ -161,7 +169,7 @@ def main():
     bins = [("ours", a.ours)] + ([("reference", a.ref)] if a.ref else [])
     for label, b in bins:
         with tempfile.TemporaryDirectory() as tmp:
-            print(label, measure(b, a.steppers, tmp), flush=True)
+            print(label, measure(b, a.steppers, tmp, label, a.keep), flush=True)
 
 
 if __name__ == "__main__":

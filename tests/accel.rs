@@ -332,9 +332,16 @@ fn adxl345_streams_framed_samples_without_loss() {
     let skip = samples.iter().take_while(|s| s.2 == 0).count();
     assert!(skip <= 2, "{skip} stale samples at the start");
     samples.drain(..skip);
+    // Samples missing between neighbours; a repeated one is a failure of
+    // its own (named, not an arithmetic overflow in the count).
     let lost: u64 = samples
         .windows(2)
-        .map(|w| ((w[1].0 - w[0].0).rem_euclid(8192) - 1) as u64)
+        .enumerate()
+        .map(|(k, w)| {
+            let step = (w[1].0 - w[0].0).rem_euclid(8192);
+            assert!(step >= 1, "sample {} repeats sample {k}: {chip}", k + 1);
+            step as u64 - 1
+        })
         .sum();
     if rt || overflowed == 0 {
         assert_contiguous(&samples);
