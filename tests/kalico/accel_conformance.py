@@ -21,9 +21,9 @@ script writes a printer.cfg with `[adxl345]` on that bus, starts
      error sample, and the simulated chip's FIFO never overflowed,
 
 with the printer `ready` throughout and no shutdown in klippy.log.
-Exit status 0 on success; otherwise 1 with a clear message, followed by
-the tail of klippy.log and of Kalico's own output.  Only the standard
-library (and the sibling conformance.py) is used.
+Exit status and failure report: conformance.harness_main's.  Only the
+standard library (and the sibling conformance.py and gpio_conformance.py)
+is used.
 """
 import json
 import math

@@ -22,9 +22,8 @@ through the API socket and the board's socket, that
      klippy's position afterwards is consistent with the steps emitted,
 
 with the printer `ready` throughout and no shutdown in klippy.log.
-Exit status 0 on success; otherwise 1 with a clear message, followed by
-the tail of klippy.log and of Kalico's own output.  Only the standard
-library (and the sibling conformance.py) is used.
+Exit status and failure report: conformance.harness_main's.  Only the
+standard library (and the sibling conformance.py) is used.
 """
 import os
 import socket

@@ -22,9 +22,9 @@ socket, the tree and the board's socket, that
               simulated temperature (27.5 C),
 
 with the printer `ready` throughout and no shutdown in klippy.log.
-Exit status 0 on success; otherwise 1 with a clear message and the tails
-of klippy.log and of Kalico's output.  Only the standard library (and the
-sibling conformance.py and gpio_conformance.py) is used.
+Exit status and failure report: conformance.harness_main's.  Only the
+standard library (and the sibling conformance.py and gpio_conformance.py)
+is used.
 """
 import math
 import os
