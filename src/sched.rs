@@ -283,6 +283,50 @@ mod tests {
         assert_eq!(order, vec![2, 3, 4, 1]);
     }
 
+    /// Against a model (a list kept in the order the timers must run):
+    /// random inserts around a moving clock that wraps, removes and pops,
+    /// with the capacity outgrown once.
+    #[test]
+    fn queue_matches_a_model_through_wrap_and_growth() {
+        let mut q = TimerQueue::new();
+        let mut model: Vec<(u32, u32)> = Vec::new();
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut rand = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut now: u32 = 0xffff_0000;
+        for arg in 0..20_000u32 {
+            let r = rand();
+            if r % 7 < 4 || model.len() < 2 {
+                // A few wake times repeat, to check the order of equals.
+                let t = now.wrapping_add((r >> 8) as u32 % 64 * 1000);
+                q.insert(TimerId(arg), t);
+                let at = model
+                    .iter()
+                    .rposition(|&(w, _)| !is_before(t, w))
+                    .map_or(0, |i| i + 1);
+                model.insert(at, (t, arg));
+            } else if r % 7 == 4 {
+                let (_, id) = model.remove((r >> 8) as usize % model.len());
+                q.remove(TimerId(id));
+            } else if model.len() < 1500 || r % 7 == 5 {
+                let (t, id) = model.remove(0);
+                assert_eq!(q.pop().map(|e| (e.0, e.1.arg)), Some((t, id)));
+                now = t;
+            }
+            assert_eq!(q.len(), model.len());
+            assert_eq!(q.next_wake(), model.first().map(|e| e.0));
+        }
+        assert!(model.len() > TIMER_CAPACITY, "the test outgrew the reserve");
+        while let Some((t, id)) = (!model.is_empty()).then(|| model.remove(0)) {
+            assert_eq!(q.pop().map(|e| (e.0, e.1.arg)), Some((t, id)));
+        }
+        assert!(q.is_empty());
+    }
+
     #[test]
     fn past_timer_is_too_close_only_when_first() {
         let mut q = TimerQueue::new();
