@@ -220,8 +220,6 @@ fn driver_timeout(n: u32) -> Duration {
     Duration::from_secs(120 + 20 * n as u64)
 }
 
-/// The MCU on the fake chip, driven by Kalico through `restarts`
-/// FIRMWARE_RESTART cycles and `reconnects` host reconnects.
 /// The shortest machine stall that can explain a "Rescheduled timer in
 /// the past" shutdown: the MCU's limit is 100 ms of lateness, which the
 /// watch (a thread per CPU) sees as a stall of about that length.
@@ -247,6 +245,8 @@ fn kalico_faults(tag: &str, restarts: u32, reconnects: u32) -> Result<(), Failed
     }
 }
 
+/// The MCU on the fake chip, driven by Kalico through `restarts`
+/// FIRMWARE_RESTART cycles and `reconnects` host reconnects.
 fn kalico_faults_once(tag: &str, restarts: u32, reconnects: u32) -> Result<(), String> {
     let venv = kalico_venv();
     let dir = TempDir::new(tag);

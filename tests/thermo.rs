@@ -286,12 +286,13 @@ fn angle_board(bus: u32, chip: u32) -> Board {
 
 const TIME_SHIFT: u32 = 9;
 
-/// The sample period every stream here uses.
+/// The sample period of every stream here.
 const PERIOD: Duration = Duration::from_millis(1);
-const PERIOD_TICKS: u32 = ms(1);
 
-/// Stream for `d` at `rest` ticks; returns (sequence, samples) per message.
-fn stream(b: &mut Board, rest: u32, d: Duration) -> Vec<(i64, Vec<(u8, u16)>)> {
+/// Stream for `d`, a sample every [`PERIOD`]; returns (sequence, samples)
+/// per message.
+fn stream(b: &mut Board, d: Duration) -> Vec<(i64, Vec<(u8, u16)>)> {
+    let rest = ms(PERIOD.as_millis() as u32);
     let start = b.clock().wrapping_add(ms(20));
     b.send(&format!(
         "query_spi_angle oid=1 clock={start} rest_ticks={rest} time_shift={TIME_SHIFT}"
@@ -332,7 +333,7 @@ fn check_static_angle(bus: u32, chip: u32, name: &str, tol: i32) {
     let mut b = angle_board(bus, chip);
     let r = b.ctl(&format!("chip {name} angle 90"));
     assert_eq!(r, "ok");
-    let msgs = stream(&mut b, PERIOD_TICKS, Duration::from_millis(500));
+    let msgs = stream(&mut b, Duration::from_millis(500));
     let s = good_samples(&b, name, &all_samples(&msgs));
     assert!(s.len() >= 17 * 10, "{name}: only {} samples", s.len());
     for &(_, a) in &s {
@@ -344,7 +345,7 @@ fn check_static_angle(bus: u32, chip: u32, name: &str, tol: i32) {
     // The chip flags its reading invalid: error code 5 (no angle), or
     // a parity/CRC error (3).
     assert_eq!(b.ctl(&format!("chip {name} crc 1")), "ok");
-    let s = all_samples(&stream(&mut b, PERIOD_TICKS, Duration::from_millis(200)));
+    let s = all_samples(&stream(&mut b, Duration::from_millis(200)));
     let s = good_samples(&b, name, &s);
     assert!(
         !s.is_empty() && s.iter().all(|&x| x == (0xff, 3)),
@@ -396,7 +397,7 @@ fn as5047d_streams_angles() {
     check_static_angle(AS5047D_BUS, 1, "as5047d", 4);
     let mut b = angle_board(AS5047D_BUS, 1);
     assert_eq!(b.ctl("chip as5047d error 1"), "ok");
-    let s = all_samples(&stream(&mut b, PERIOD_TICKS, Duration::from_millis(200)));
+    let s = all_samples(&stream(&mut b, Duration::from_millis(200)));
     let s = good_samples(&b, "as5047d", &s);
     assert!(!s.is_empty() && s.iter().all(|&x| x == (0xff, 5)), "{s:?}");
 }
@@ -423,7 +424,7 @@ fn rotating_angle_advances_between_samples() {
     let mut b = angle_board(AS5047D_BUS, 1);
     // 600 rpm = 10 turns/s: at 1 kHz, 3.6 degrees = 655 units a sample.
     assert_eq!(b.ctl("chip as5047d rpm 600"), "ok");
-    let s: Vec<(u8, u16)> = all_samples(&stream(&mut b, PERIOD_TICKS, Duration::from_millis(400)))
+    let s: Vec<(u8, u16)> = all_samples(&stream(&mut b, Duration::from_millis(400)))
         .into_iter()
         .filter(|x| x.0 != 0xff)
         .collect();
