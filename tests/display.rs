@@ -406,8 +406,9 @@ fn tmcuart_send_writes_uart_frames() {
         if result.is_ok() && took {
             break;
         }
-        // The history's times are read as each write ends, the driver's
-        // as it begins: a write preempted in between makes them differ.
+        // The history and the driver time an edge alike, but judge it
+        // differently (a quarter bit of error here, mid-bit sampling
+        // there): a preempted write can pass one and not the other.
         if result.is_ok() {
             result = Err(format!(
                 "the driver did not take it: {}",
@@ -427,40 +428,82 @@ fn tmcuart_send_writes_uart_frames() {
 /// updates 8 times); see `tmcuart_success_rate`.
 const TRIES: u32 = 60;
 
-/// Read a register, retrying as klippy does until a reply decodes as
-/// klippy decodes it (start and stop bits, sync, address, register and
-/// CRC); checks the value if given, and returns it.
+/// One register read: the value if the reply decodes as klippy decodes
+/// it (start and stop bits, sync, address, register and CRC), else what
+/// came back.
+fn tmc_read_once(b: &mut Board, oid: u32, reg: u8) -> Result<u32, Vec<u8>> {
+    let r = b.request(
+        &format!(
+            "tmcuart_send oid={oid} write={} read=10",
+            hexs(&encode_read(0, reg))
+        ),
+        "tmcuart_response",
+    );
+    let d = r.bytes("read").to_vec();
+    if d.len() == 10 {
+        // klippy's _decode_read.
+        let m = d.iter().rev().fold(0u128, |m, &x| m << 8 | x as u128);
+        let v = ((m >> 31) as u32 & 0xff) << 24
+            | ((m >> 41) as u32 & 0xff) << 16
+            | ((m >> 51) as u32 & 0xff) << 8
+            | ((m >> 61) as u32 & 0xff);
+        if d == encode_write(0x05, 0xff, reg, v) {
+            return Ok(v);
+        }
+    }
+    Err(d)
+}
+
+/// Read a register, retrying as klippy does until a reply decodes; checks
+/// the value if given, and returns it.
 fn tmc_read(b: &mut Board, oid: u32, reg: u8, want: Option<u32>) -> u32 {
     let mut seen = Vec::new();
     for _ in 0..TRIES {
-        let r = b.request(
-            &format!(
-                "tmcuart_send oid={oid} write={} read=10",
-                hexs(&encode_read(0, reg))
-            ),
-            "tmcuart_response",
-        );
-        let d = r.bytes("read").to_vec();
-        if d.len() == 10 {
-            // klippy's _decode_read.
-            let m = d.iter().rev().fold(0u128, |m, &x| m << 8 | x as u128);
-            let v = ((m >> 31) as u32 & 0xff) << 24
-                | ((m >> 41) as u32 & 0xff) << 16
-                | ((m >> 51) as u32 & 0xff) << 8
-                | ((m >> 61) as u32 & 0xff);
-            if d == encode_write(0x05, 0xff, reg, v) {
+        match tmc_read_once(b, oid, reg) {
+            Ok(v) => {
                 if let Some(w) = want {
                     assert_eq!(v, w, "register {reg:#x}");
                 }
                 return v;
             }
+            Err(d) => seen.push(d),
         }
-        seen.push(d);
     }
     let log = b.ctl("chip tmcuart0 log") + " / " + &b.ctl("chip tmcuart1 log");
     panic!(
         "no good reply from register {reg:#x} in {TRIES} tries: {seen:02x?}; the drivers saw {log}"
     );
+}
+
+/// Requests made after a quiet spell, as klippy's periodic checks come,
+/// and how many of them must succeed at the first try. After an idle
+/// spell the first writes run on cold caches (microseconds in the
+/// project's VM): before the fixes named in the tests below, none did
+/// (0 of 10 in every run); with them, 3 to 9 of 10 do (more beside busy
+/// loops, which keep the caches warm).
+const QUIET_TRIES: usize = 10;
+const QUIET_GOOD: usize = 1;
+const QUIET: std::time::Duration = std::time::Duration::from_millis(50);
+
+#[test]
+fn tmcuart_reads_after_a_quiet_spell() {
+    // The simulated driver's own work on the first edge (cold after the
+    // quiet) came after it timed the edge but before the MCU's reading,
+    // so the MCU's baud correction and the driver disagreed and no reply
+    // decoded (sim_chips/display.rs now does that work first).
+    let (_turn, mut b) = board_with(tmcuart(72, 0, 71, BIT_TIME));
+    let mut got = Vec::new();
+    for _ in 0..QUIET_TRIES {
+        std::thread::sleep(QUIET);
+        got.push(tmc_read_once(&mut b, 0, 0x06));
+    }
+    let good = got.iter().filter(|r| **r == Ok(0x21 << 24)).count();
+    eprintln!("{good} of {QUIET_TRIES} reads decoded");
+    assert!(
+        good >= QUIET_GOOD,
+        "{good} of {QUIET_TRIES} reads after {QUIET:?} of quiet decoded: {got:02x?}"
+    );
+    b.assert_not_shutdown();
 }
 
 #[test]
@@ -550,7 +593,7 @@ fn neopixel_sends_the_buffer_with_ws2812_timing() {
     // As klippy, retry until one succeeds.
     let mut ok = false;
     let mut t0 = 0;
-    for _ in 0..TRIES {
+    for attempt in 0..TRIES {
         t0 = b.raw_sim_clock();
         let r = b.request("neopixel_send oid=0", "neopixel_result");
         assert_eq!(r.int("oid"), 0);
@@ -558,19 +601,28 @@ fn neopixel_sends_the_buffer_with_ws2812_timing() {
             ok = true;
             break;
         }
+        eprintln!("attempt {attempt}: success=0");
     }
-    assert!(ok, "no neopixel_send succeeded");
+    assert!(
+        ok,
+        "no neopixel_send succeeded in {TRIES} tries: {}",
+        b.stderr()
+    );
     std::thread::sleep(std::time::Duration::from_millis(1));
     assert_eq!(
         b.ctl("chip neopixel frame").split_whitespace().next(),
         Some(hexs(&data).as_str())
     );
     // The pulses of the successful transfer.
-    let w: Vec<(u32, u8)> = b
+    let h: Vec<(u32, u8)> = b
         .raw_history(80, 512)
         .into_iter()
         .filter(|h| diff(h.0, t0) > 0)
         .collect();
+    // The idle level written once more first (neopixel.rs: it warms the
+    // write path), then the bits.
+    let (warm, w) = h.split_first().expect("writes");
+    assert_eq!(warm.1, 0, "{h:?}");
     assert_eq!(w.len(), 2 * 8 * data.len());
     let mut last_rise: Option<u32> = None;
     let mut periods = Vec::new();
@@ -597,6 +649,28 @@ fn neopixel_sends_the_buffer_with_ws2812_timing() {
 }
 
 #[test]
+fn neopixel_sends_after_a_quiet_spell() {
+    // The first write after the MCU has slept can take microseconds: in
+    // the first bit it ended the transfer (neopixel.rs now writes the
+    // idle level first).
+    let (_turn, mut b) = board_with(neopixel(80, 3, 200));
+    b.send("neopixel_update oid=0 pos=0 data=ff0055");
+    let mut good = 0;
+    for _ in 0..QUIET_TRIES {
+        std::thread::sleep(QUIET);
+        good += b
+            .request("neopixel_send oid=0", "neopixel_result")
+            .int("success") as usize;
+    }
+    eprintln!("{good} of {QUIET_TRIES} sends succeeded");
+    assert!(
+        good >= QUIET_GOOD,
+        "{good} of {QUIET_TRIES} sends after {QUIET:?} of quiet succeeded"
+    );
+    b.assert_not_shutdown();
+}
+
+#[test]
 fn neopixel_reports_failure_when_timing_cannot_be_met() {
     // Bits may be no more than 10 ticks apart: less than the 1250 ns a
     // bit needs, so no transfer can meet it.
@@ -606,11 +680,12 @@ fn neopixel_reports_failure_when_timing_cannot_be_met() {
         let r = b.request("neopixel_send oid=0", "neopixel_result");
         assert_eq!((r.int("oid"), r.int("success")), (0, 0));
     }
-    // Each attempt stopped at its first bit and left the line low.
+    // Each attempt wrote the idle level, stopped at its first bit and
+    // left the line low.
     let w = writes(&mut b, 81);
     assert_eq!(
         w.iter().map(|h| h.1).collect::<Vec<_>>(),
-        [1, 0, 1, 0, 1, 0]
+        [0, 1, 0, 0, 1, 0, 0, 1, 0]
     );
     assert_eq!(b.get(81).level, 0);
     b.assert_not_shutdown();

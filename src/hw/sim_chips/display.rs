@@ -596,21 +596,25 @@ impl TmcSim {
 }
 
 impl SimGpioDevice for TmcSim {
-    fn on_write(&mut self, _clock: u32, pin: u32, value: bool, _levels: &mut [bool]) {
+    fn on_write(&mut self, clock: u32, pin: u32, value: bool, _levels: &mut [bool]) {
         if pin != self.din || value == self.line {
             return;
         }
+        // Samples before this edge first: they may end a datagram. Taken
+        // here, before the write's end is read, so that this work (on
+        // cold caches after an idle spell: microseconds) delays the edge
+        // as the driver sees it as much as it delays the MCU's reading
+        // after the write, which the baud correction uses. Timed after
+        // it, the driver answered at another baud rate than the MCU read.
+        self.pump(clock);
         self.line = value;
         self.edge_pending = true;
     }
 
     fn after_write(&mut self, clock: u32) {
-        if !std::mem::take(&mut self.edge_pending) {
-            return;
+        if std::mem::take(&mut self.edge_pending) {
+            self.rx.edge(clock, self.line);
         }
-        // Samples before this edge first: they may end a datagram.
-        self.pump(clock);
-        self.rx.edge(clock, self.line);
     }
 
     fn on_read(&mut self, clock: u32, pin: u32, levels: &mut [bool]) {
