@@ -55,10 +55,10 @@ impl Neopixel {
         // The line is low (idle). Write it low once more before timing
         // anything, so the write path is warm when the bits go out: after
         // an idle spell the first writes run on cold caches and TLBs
-        // (in the tests' VM, 3 to 9 us for the first bit's write). Sends
-        // without this failed every attempt in half the test runs (a
-        // gap or a zero's pulse too long); with it, none did. It costs
-        // no edge, and the reset time is running anyway.
+        // (in the tests' VM, 3 to 9 us for the first bit's write). With
+        // sends 50 ms apart, a quarter to a half of the test runs failed
+        // every send without this (a bit gap too long); with it, none
+        // did. It costs no edge, and the reset time is running anyway.
         gpio.write(self.pin, false);
         // The reset time since the last request must have passed.
         Spin::start(clock).since(clock, self.last_req_time, self.reset_min_ticks);
