@@ -18,7 +18,12 @@ script writes a printer.cfg with `[adxl345]` on that bus, starts
      every value the formula's at consecutive sample numbers,
   4. klippy's own bulk-sensor accounting (the `adxl345/dump_adxl345` API
      stream, with its `overflows` and `errors`) saw no overflow and no
-     error sample, and the simulated chip's FIFO never overflowed,
+     error sample, and the simulated chip's FIFO never overflowed;
+     unless `--stall-file` (kept by the test harness, see
+     tests/support's StallFile) shows the machine itself stopped a CPU
+     for half the FIFO's span or more: then the samples the chip dropped
+     must be reported as overflows and be the only ones missing from the
+     waveform (none repeated, reordered or changed),
 
 with the printer `ready` throughout and no shutdown in klippy.log.
 Exit status and failure report: conformance.harness_main's.  Only the
@@ -225,12 +230,31 @@ class AccelHarness(gpio_conformance.SimHarness):
                dump.overflows, dump.errors, chip))
         if not dump.started or dump.batches == 0:
             raise Failure("the adxl345/dump_adxl345 stream sent nothing")
-        if dump.overflows or dump.errors:
-            raise Failure("klippy counted %d overflows and %d error samples"
-                          % (dump.overflows, dump.errors))
-        if chip["overflowed"] != chip0["overflowed"]:
-            raise Failure("the simulated FIFO overflowed: %r -> %r"
-                          % (chip0, chip))
+        dropped = chip["overflowed"] - chip0["overflowed"]
+        stall = self.machine_stall()
+        # The FIFO holds 32 samples (10 ms at 3200/s): a stall of half that
+        # or more may overflow it however promptly the MCU runs.
+        excused = dropped > 0 and stall is not None and stall >= 0.005
+        if excused:
+            log("the machine stopped a CPU for %.1f ms (the FIFO spans 10 "
+                "ms): %d samples lost, checked as reported"
+                % (stall * 1e3, dropped))
+            if not dump.overflows:
+                raise Failure("%d samples lost, no overflow reported"
+                              % dropped)
+            if dump.errors:
+                raise Failure("klippy counted %d error samples"
+                              % dump.errors)
+        else:
+            if dump.overflows or dump.errors:
+                raise Failure("klippy counted %d overflows and %d error "
+                              "samples (longest machine stall: %s)"
+                              % (dump.overflows, dump.errors,
+                                 self.stall_text(stall)))
+            if dropped:
+                raise Failure("the simulated FIFO overflowed: %r -> %r "
+                              "(longest machine stall: %s)"
+                              % (chip0, chip, self.stall_text(stall)))
         if len(rows) < 1000:
             raise Failure("only %d samples in the CSV" % len(rows))
         times = [r[0] for r in rows]
@@ -240,9 +264,12 @@ class AccelHarness(gpio_conformance.SimHarness):
         n_want = RATE * span + 1
         log("CSV span %.4f s: %d samples (rate x span + 1 = %.0f), median "
             "step %.3f us" % (span, len(rows), n_want, dt_med * 1e6))
-        if abs(len(rows) - n_want) > 0.01 * n_want:
-            raise Failure("%d samples over %.3f s: expected %.0f at %d/s"
-                          % (len(rows), span, n_want, RATE))
+        # Samples the chip dropped (excused above) leave time, not rows.
+        n_have = len(rows) + (dropped if excused else 0)
+        if abs(n_have - n_want) > 0.01 * n_want:
+            raise Failure("%d samples (and %d dropped) over %.3f s: expected "
+                          "%.0f at %d/s" % (len(rows), n_have - len(rows),
+                                            span, n_want, RATE))
         if not secs - 1.0 < span < secs + 1.0:
             raise Failure("the CSV spans %.2f s, the measurement ~%.2f s"
                           % (span, secs))
@@ -273,17 +300,60 @@ class AccelHarness(gpio_conformance.SimHarness):
             raise Failure("x is not the %g Hz sine of %d counts: %r"
                           % (X_FREQ, X_AMP, raws[:20]))
         skip, n0 = best
-        bad = [(k, r) for k, r in enumerate(raws[skip:])
-               if r != (sine(n0 + k), Y_RAW, Z_RAW)]
-        if bad:
-            raise Failure("%d of %d samples differ from the waveform at "
-                          "consecutive sample numbers (a lost or repeated "
-                          "sample); first: %r" % (len(bad), len(raws),
-                                                  bad[:5]))
+        if excused:
+            # Samples may be missing, at most the ones the chip dropped;
+            # none repeated, none out of order, none changed. Matching each
+            # sample to the earliest waveform sample that fits decides
+            # whether the CSV is a subsequence of the waveform and, if so,
+            # with the fewest samples missing.
+            data = raws[skip:]
+
+            def fits(k, n):
+                return data[k] == (sine(n), Y_RAW, Z_RAW)
+            n, missing = n0, 0
+            for k in range(1, len(data)):
+                for gap in range(dropped - missing + 1):
+                    if fits(k, n + 1 + gap):
+                        n, missing = n + 1 + gap, missing + gap
+                        break
+                else:
+                    raise Failure("sample %d (%r) is not the waveform's "
+                                  "next, nor a later one within the %d "
+                                  "samples the chip dropped (%d missing "
+                                  "before it)"
+                                  % (skip + k, data[k], dropped, missing))
+            log("%d samples missing from the CSV, %d dropped by the chip"
+                % (missing, dropped))
+        else:
+            bad = [(k, r) for k, r in enumerate(raws[skip:])
+                   if r != (sine(n0 + k), Y_RAW, Z_RAW)]
+            if bad:
+                raise Failure("%d of %d samples differ from the waveform at "
+                              "consecutive sample numbers (a lost or "
+                              "repeated sample); first: %r"
+                              % (len(bad), len(raws), bad[:5]))
         self.passed("ACCELEROMETER_MEASURE %.1f s at %d/s: %d samples in the "
                     "CSV, every one the simulated waveform in sequence "
-                    "(%d leading stale), no overflow, no error"
-                    % (span, RATE, len(rows), skip))
+                    "(%d leading stale), %s"
+                    % (span, RATE, len(rows), skip,
+                       "%d lost to a machine stall, reported" % dropped
+                       if excused else "no overflow, no error"))
+
+    def machine_stall(self):
+        """The longest the machine itself stopped a CPU so far, in seconds,
+        from `--stall-file` (the test harness's real-time watch, updated
+        every 20 ms); None when nothing watched."""
+        path = self.args.stall_file
+        if not path:
+            return None
+        time.sleep(0.1)
+        with open(path) as f:
+            text = f.read().strip()
+        return None if text == "none" else int(text) / 1e6
+
+    @staticmethod
+    def stall_text(stall):
+        return "not watched" if stall is None else "%.1f ms" % (stall * 1e3)
 
     def run(self):
         log("sim board clock: %d" % self.sim.wait_up())
@@ -294,7 +364,11 @@ class AccelHarness(gpio_conformance.SimHarness):
 
 
 def main():
-    return gpio_conformance.sim_main(AccelHarness, __doc__, log)
+    def add_args(ap):
+        ap.add_argument("--stall-file",
+                        help="the machine's longest stall so far, in us "
+                        "('none': not watched), kept by the test harness")
+    return gpio_conformance.sim_main(AccelHarness, __doc__, log, add_args)
 
 
 if __name__ == "__main__":

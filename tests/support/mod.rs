@@ -8,6 +8,12 @@
 #[path = "../simboard/rt.rs"]
 mod rt;
 
+// The machine's own stalls, for drivers that must tell them from a slow
+// MCU (see [`StallFile`]).
+#[allow(clippy::duplicate_mod)]
+#[path = "../simboard/stall.rs"]
+pub mod stall;
+
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -545,6 +551,50 @@ pub fn sim_conformance_within(
         timeout,
     }
     .run(dir.path(), &dir.path().join("mcu.tty"));
+}
+
+/// The machine's own stalls (see [`stall::StallWatch`]) while a driver
+/// runs, written to a file every 20 ms as the longest stall so far in
+/// microseconds, for a driver that must tell a stall no scheduling inside
+/// the machine prevents from a slow MCU. Without SCHED_FIFO here the file
+/// says `none` (nothing watched, nothing excused).
+pub struct StallFile {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StallFile {
+    pub fn start(path: &Path) -> StallFile {
+        // Replaced whole, so that the driver never reads half a number.
+        fn put(path: &Path, text: &str) -> std::io::Result<()> {
+            let tmp = path.with_extension("tmp");
+            fs::write(&tmp, text)?;
+            fs::rename(&tmp, path)
+        }
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if let Err(e) = put(path, "none\n") {
+            panic!("write {}: {e}", path.display());
+        }
+        let writer = stall::StallWatch::start().map(|watch| {
+            let (stop, path) = (stop.clone(), path.to_path_buf());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = put(&path, &format!("{}\n", watch.worst().as_micros()));
+                    sleep(Duration::from_millis(20));
+                }
+            })
+        });
+        StallFile { stop, writer }
+    }
+}
+
+impl Drop for StallFile {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.writer.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// One run of a Kalico conformance driver (`tests/kalico/*.py`, with the
