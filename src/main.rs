@@ -361,6 +361,13 @@ fn run() {
             libc::malloc_trim(0);
         }
     }
+    // Start-up's code and read-only data (the dictionary's JSON and
+    // compression above all) stay resident otherwise, 64 KB about each
+    // page it touched. Not with the simulated board, for the same reason
+    // as the trim above, nor under -r, which locks every page on purpose.
+    if !opts.sim && !opts.realtime {
+        klipper_mcu::pages::release_clean_file_pages();
+    }
     mcu.send(&STARTING, &[]);
     let mut sim_poll = || {
         if let Some(c) = sim_control.as_mut() {

@@ -2,7 +2,9 @@
 //! the binary runs under `LD_PRELOAD` of shared/tools/fakegpio.c, a fake
 //! chip that logs every line write with its CLOCK_MONOTONIC time, or, for
 //! the error paths, with `--dev-root` pointing at a folder without a
-//! usable chip. Each test starts its own MCU.
+//! usable chip. Each test starts its own MCU, without -r: so after it
+//! released start-up's pages (`pages::release_clean_file_pages`), and what
+//! it runs faults back in.
 
 mod simboard;
 mod support;
