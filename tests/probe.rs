@@ -8,6 +8,7 @@
 
 mod simboard;
 
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use klipper_protocol::host::Response;
@@ -28,6 +29,7 @@ const DIR: u32 = 51;
 /// reference). At 20 SPS that leaves 40 ms, so that a loaded test machine
 /// stalling the MCU for a few milliseconds does not produce one.
 const HX_SPS: u32 = 20;
+const HX_PERIOD: Duration = Duration::from_millis(1000 / HX_SPS as u64);
 const HX_REST: u32 = 50_000_000 / (10 * HX_SPS);
 
 fn samples_le(data: &[u8]) -> Vec<i32> {
@@ -78,10 +80,39 @@ fn ramp_skips(all: &[i32], step: i32) -> i32 {
     skipped
 }
 
+/// The machine-stall watch's threads run above every MCU, so they cut
+/// into the hx71x's bit-banged reads of the tests running beside (a clock
+/// held high 60 us powers that chip down; seen: 2 runs in 10 with corrupt
+/// samples): tests that watch hold this alone, those that bit-bang share it.
+static TIMING: RwLock<()> = RwLock::new(());
+
+fn watching() -> RwLockWriteGuard<'static, ()> {
+    TIMING.write().unwrap_or_else(|e| e.into_inner())
+}
+
+fn bit_banging() -> RwLockReadGuard<'static, ()> {
+    TIMING.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How many conversions of `period` the machine's own stalls may have cost
+/// a stream (see `Board::watch_machine_stalls`, started before it): such a
+/// stall stops the MCU whatever its priority (a VM's steal time; CI once
+/// saw 7 possible overflows in a 250 SPS stream polled ten times faster).
+fn stall_excuse(b: &Board, period: Duration) -> i64 {
+    let stall = b.machine_stall_total();
+    let n = (stall.as_micros() / period.as_micros()) as i64;
+    if n > 0 {
+        eprintln!("the machine stalled {stall:?}: {n} conversions of {period:?} excused");
+    }
+    n
+}
+
 /// A streaming sensor's sensor_bulk_status: sequences up to at least
-/// `min_seq`, at most two possible overflows, whole samples buffered.
-fn assert_stream_status(st: &Response, min_seq: i64) {
-    assert!(st.int("possible_overflows") <= 2, "{st:?}");
+/// `min_seq`, at most two possible overflows (more only as the machine's
+/// stalls excuse, for conversions of `period`), whole samples buffered.
+fn assert_stream_status(b: &Board, st: &Response, min_seq: i64, period: Duration) {
+    let excused = stall_excuse(b, period);
+    assert!(st.int("possible_overflows") <= 2 + excused, "{st:?}");
     assert!(st.int("next_sequence") >= min_seq, "{st:?}");
     assert!(
         st.int("buffered") % 4 == 0 && st.int("buffered") <= 52,
@@ -93,13 +124,22 @@ fn assert_stream_status(st: &Response, min_seq: i64) {
 /// sample still unread counts as a possible overflow, which only a stalled
 /// MCU would show; the chip's count of conversions never read is what
 /// matters. `status` (a query_*_status command) reports at least `n`
-/// sequences and `chip` missed at most one conversion; returns the status.
-fn assert_kept_up(b: &mut Board, status: &str, chip: &str, n: usize, what: &str) -> Response {
+/// sequences and `chip` missed at most one conversion (more only as the
+/// machine's stalls excuse, for conversions of `period`); returns the
+/// status.
+fn assert_kept_up(
+    b: &mut Board,
+    status: &str,
+    chip: &str,
+    n: usize,
+    what: &str,
+    period: Duration,
+) -> Response {
     let st = b.request(status, "sensor_bulk_status");
     assert!(st.int("next_sequence") >= n as i64, "{st:?}");
     let c = b.ctl(&format!("chip {chip} status"));
     assert!(
-        c.contains("missed=0") || c.contains("missed=1"),
+        chip_count(&c, "missed=") <= 1 + stall_excuse(b, period),
         "{what}: {c}"
     );
     st
@@ -159,6 +199,9 @@ fn dictionary_carries_the_probe_messages() {
 
 #[test]
 fn hx71x_streams_every_conversion_in_framed_messages() {
+    let _timing = bit_banging();
+    // No stall watch here (see TIMING): at 20 SPS only a stall of 50 ms
+    // would cost a conversion.
     let mut b = Board::sim_realtime();
     b.configure(
         1,
@@ -178,7 +221,7 @@ fn hx71x_streams_every_conversion_in_framed_messages() {
     // the chip counts as never read.
     let skipped = ramp_skips(&samples_of(&msgs), -3);
     let st = b.request("query_hx71x_status oid=0", "sensor_bulk_status");
-    assert_stream_status(&st, 2);
+    assert_stream_status(&b, &st, 2, HX_PERIOD);
     let chip = b.ctl("chip hx71x status");
     assert!(chip.contains("gain_pulses=1"), "{chip}");
     let missed: i32 = chip
@@ -197,6 +240,7 @@ fn hx71x_streams_every_conversion_in_framed_messages() {
 
 #[test]
 fn hx71x_desync_is_reported_until_restarted() {
+    let _timing = bit_banging();
     let mut b = Board::sim_realtime();
     b.configure(
         1,
@@ -348,6 +392,7 @@ fn load_crosses_the_trigger(b: &mut Board, chip: &str, min_rises: u32) {
 
 #[test]
 fn trigger_analog_homing_stops_the_stepper_when_the_load_crosses() {
+    let _timing = bit_banging();
     let mut b = hx_homing_board(&[]);
     let t0 = start_homing(&mut b, 20);
     let q = trigger_state(&mut b);
@@ -364,6 +409,7 @@ fn trigger_analog_homing_stops_the_stepper_when_the_load_crosses() {
 
 #[test]
 fn trigger_analog_reports_raw_range_overflow_and_monitor_errors() {
+    let _timing = bit_banging();
     // Raw range: a reading outside [raw_min, raw_max] ends homing with
     // error_reason + RAW_RANGE (0).
     let mut b = hx_homing_board(&[
@@ -398,6 +444,7 @@ fn trigger_analog_reports_raw_range_overflow_and_monitor_errors() {
 
 #[test]
 fn diff_peak_trigger_and_filter_section_checks() {
+    let _timing = bit_banging();
     // diff_peak_gt: triggers when the value falls more than trigger_value
     // below its running peak.
     let mut b = hx_homing_board(&[
@@ -420,6 +467,7 @@ fn diff_peak_trigger_and_filter_section_checks() {
 
 #[test]
 fn sos_filter_low_pass_delays_the_trigger() {
+    let _timing = bit_banging();
     // The 20 Hz low-pass of the unit test's model (Q2, 29 fractional
     // bits) at 100 SPS: a step of 10000 counts reaches the 5000 trigger
     // only after several samples, while a short spike does not.
@@ -445,6 +493,7 @@ fn sos_filter_low_pass_delays_the_trigger() {
 
 fn ldc_board(intb: bool) -> Board {
     let mut b = Board::sim_realtime();
+    b.watch_machine_stalls();
     let cfg = if intb {
         format!("config_ldc1612_with_intb oid=1 i2c_oid=0 intb_pin={LDC_INTB}")
     } else {
@@ -473,6 +522,7 @@ fn samples_be(data: &[u8]) -> Vec<u32> {
 
 #[test]
 fn ldc1612_streams_with_and_without_intb() {
+    let _timing = watching();
     for intb in [false, true] {
         let mut b = ldc_board(intb);
         b.ctl("chip ldc1612 raw 12345678");
@@ -493,6 +543,7 @@ fn ldc1612_streams_with_and_without_intb() {
             "ldc1612",
             msgs.len(),
             &format!("intb={intb}"),
+            Duration::from_millis(4),
         );
         if intb {
             assert_eq!(st.int("query_ticks"), 0, "INTB status needs no bus query");
@@ -564,7 +615,9 @@ fn ldc1612_homing_triggers_on_frequency_and_reports_sensor_errors() {
 
 #[test]
 fn ads1220_streams_its_conversions() {
+    let _timing = watching();
     let mut b = Board::sim_realtime();
+    b.watch_machine_stalls();
     b.configure(
         2,
         &[
@@ -604,6 +657,8 @@ fn ads1220_streams_its_conversions() {
         "ads1220",
         n,
         "ads1220",
+        // 330 SPS.
+        Duration::from_micros(3030),
     );
     b.send("query_ads1220 oid=1 rest_ticks=0");
     b.assert_not_shutdown();
@@ -722,7 +777,9 @@ const A131_REST: u32 = 50_000_000 / 2500;
 
 #[test]
 fn ads131m0x_starts_as_klippy_does_and_streams_its_channel() {
+    let _timing = watching();
     let mut b = Board::sim_realtime();
+    b.watch_machine_stalls();
     b.configure(2, &a131_config(0, 1));
     a131_klippy_setup(&mut b, 0, 1, 2, 7);
     assert!(b.ctl("chip ads131m0x status").contains("sps=250.0"));
@@ -759,10 +816,15 @@ fn ads131m0x_starts_as_klippy_does_and_streams_its_channel() {
     let skipped = ramp_skips(&all, 5);
     assert!(all.iter().all(|&v| (v + 100_000) % 5 == 0 && v < 0));
     let st = b.request("query_ads131m0x_status oid=1", "sensor_bulk_status");
-    assert_stream_status(&st, msgs.len() as i64);
+    // 250 SPS.
+    let period = Duration::from_millis(4);
+    assert_stream_status(&b, &st, msgs.len() as i64, period);
     let chip = b.ctl("chip ads131m0x status");
     let missed = chip_count(&chip, "missed=") - missed0;
-    assert!(skipped as i64 <= missed && missed <= 2, "{skipped}: {chip}");
+    assert!(
+        skipped as i64 <= missed && missed <= 2 + stall_excuse(&b, period),
+        "{skipped}: {chip}"
+    );
     // Stop: no more data.
     b.send("query_ads131m0x oid=1 rest_ticks=0");
     b.settle(Duration::from_millis(50));
