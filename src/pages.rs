@@ -103,19 +103,8 @@ pub fn release_clean_file_pages() -> usize {
         let mut w = line.split_ascii_whitespace();
         let first = w.next().unwrap_or("");
         if !first.ends_with(':') {
-            // A mapping's header: range, perms, offset, device, inode, path.
             drop_cur(&mut cur);
-            let perms = w.next().unwrap_or("");
-            let path = w.nth(3).unwrap_or("");
-            let range = first.split_once('-').and_then(|(a, b)| {
-                Some((
-                    usize::from_str_radix(a, 16).ok()?,
-                    usize::from_str_radix(b, 16).ok()?,
-                ))
-            });
-            if path.starts_with('/') && (perms == "r-xp" || perms == "r--p") {
-                cur = range;
-            }
+            cur = read_only_file_range(&line);
         } else if matches!(first, "Private_Dirty:" | "Anonymous:" | "Locked:")
             && w.next() != Some("0")
         {
@@ -125,6 +114,23 @@ pub fn release_clean_file_pages() -> usize {
     }
     drop_cur(&mut cur);
     released
+}
+
+/// The address range of a mapping's smaps (or maps) header line (range,
+/// perms, offset, device, inode, path) when it maps a file private and
+/// read-only; None for any other mapping.
+fn read_only_file_range(header: &str) -> Option<(usize, usize)> {
+    let mut w = header.split_ascii_whitespace();
+    let (a, b) = w.next()?.split_once('-')?;
+    let perms = w.next()?;
+    let path = w.nth(3)?;
+    if !path.starts_with('/') || !(perms == "r-xp" || perms == "r--p") {
+        return None;
+    }
+    Some((
+        usize::from_str_radix(a, 16).ok()?,
+        usize::from_str_radix(b, 16).ok()?,
+    ))
 }
 
 #[cfg(test)]
@@ -168,9 +174,7 @@ mod tests {
             let mut w = l.split_whitespace();
             let first = w.next().unwrap_or("");
             if !first.ends_with(':') {
-                let perms = w.next().unwrap_or("");
-                let path = w.nth(3).unwrap_or("");
-                counted = path.starts_with('/') && (perms == "r-xp" || perms == "r--p");
+                counted = super::read_only_file_range(l).is_some();
             } else if counted && first == "Rss:" {
                 kb += w.next().unwrap().parse::<u64>().unwrap();
             }

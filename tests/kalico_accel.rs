@@ -29,14 +29,15 @@ use support::*;
 /// and those must then be reported and be the only ones missing.
 fn kalico_sim_adxl345() {
     let dir = TempDir::new("kaccel");
+    let rt = realtime_arg();
     let mut mcu_args = vec!["--sim"];
-    mcu_args.extend(realtime_arg());
+    mcu_args.extend(rt);
     let stall_path = dir.path().join("stall");
-    let _stalls = realtime_arg().map(|_| StallFile::start(&stall_path));
-    let mut extra = vec![];
-    if realtime_arg().is_some() {
-        extra = vec!["--stall-file".into(), stall_path.into()];
-    }
+    let _stalls = rt.map(|_| StallFile::start(&stall_path));
+    let extra = match rt {
+        Some(_) => vec!["--stall-file".into(), stall_path.into()],
+        None => vec![],
+    };
     Conformance {
         what: "accelerometer conformance driver",
         script: "kalico/accel_conformance.py",
